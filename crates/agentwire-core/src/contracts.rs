@@ -1,0 +1,150 @@
+//! The contracts components implement and talk through.
+
+use async_trait::async_trait;
+
+use crate::{CloseCode, CoreError, Frame, RunEvent, UserContext, UserId};
+
+/// A component that must be configured before it can be used.
+///
+/// `configure` consumes the unconfigured value and returns a *different* type, so code that needs
+/// a configured component cannot be handed an unconfigured one: that is a type error, not a
+/// runtime surprise.
+///
+/// ```
+/// use agentwire_core::Configurable;
+///
+/// struct Unconfigured;
+/// struct Ready { greeting: String }
+///
+/// impl Configurable for Unconfigured {
+///     type Config = String;
+///     type Configured = Ready;
+///     type Error = std::convert::Infallible;
+///     fn configure(self, greeting: String) -> Result<Ready, Self::Error> {
+///         Ok(Ready { greeting })
+///     }
+/// }
+///
+/// fn serve(ready: &Ready) -> &str { &ready.greeting }
+/// let ready = Unconfigured.configure("hi".into()).unwrap();
+/// assert_eq!(serve(&ready), "hi");
+/// ```
+///
+/// ```compile_fail
+/// # use agentwire_core::Configurable;
+/// # struct Unconfigured;
+/// # struct Ready { greeting: String }
+/// fn serve(ready: &Ready) -> &str { &ready.greeting }
+/// serve(&Unconfigured); // an unconfigured component is not a configured one
+/// ```
+pub trait Configurable: Sized {
+    /// The settings `configure` takes.
+    type Config;
+    /// The usable component.
+    type Configured;
+    /// Why the settings were refused.
+    type Error: std::error::Error;
+
+    /// Validates `config` and returns the usable component.
+    ///
+    /// # Errors
+    /// When `config` is invalid; the message should name the setting and a valid value.
+    fn configure(self, config: Self::Config) -> Result<Self::Configured, Self::Error>;
+}
+
+/// One client connection's outgoing side, as the bridge sees it.
+///
+/// # What an implementor must guarantee
+/// - `send` never blocks and never awaits: it queues the frame (or writes it to memory) and
+///   returns. The bridge calls it while holding the user's stream lock, once per connection.
+/// - Frames are delivered in the order `send` accepted them, each at most once.
+/// - `send` returns [`CoreError::SinkFull`] when the queue is over its cap (the bridge then
+///   calls `close` with 4008 and drops the sink) and [`CoreError::SinkClosed`] once the
+///   connection is gone (the bridge drops the sink). It must not panic.
+/// - `close` is idempotent: the first call sends a close frame with `code` after the frames
+///   already queued (when the connection can take them); later calls do nothing.
+///
+/// ```
+/// use std::sync::Mutex;
+/// use agentwire_core::{CloseCode, CoreError, Frame, WebSocketSink};
+///
+/// #[derive(Default)]
+/// struct Recording(Mutex<Vec<String>>);
+///
+/// impl WebSocketSink for Recording {
+///     fn send(&self, frame: Frame) -> Result<(), CoreError> {
+///         self.0.lock().unwrap().push(frame.as_str().to_owned());
+///         Ok(())
+///     }
+///     fn close(&self, _code: CloseCode, _reason: &str) {}
+/// }
+///
+/// let sink = Recording::default();
+/// sink.send(Frame::control(&serde_json::json!({"type": "pong", "id": "p"}))).unwrap();
+/// assert_eq!(sink.0.lock().unwrap().len(), 1);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a WebSocketSink",
+    note = "implement `send(&self, Frame) -> Result<(), CoreError>` (non-blocking) and `close(&self, CloseCode, &str)`"
+)]
+pub trait WebSocketSink: Send + Sync + 'static {
+    /// Queues one serialized frame without blocking.
+    ///
+    /// # Errors
+    /// [`CoreError::SinkFull`] over the queue cap, [`CoreError::SinkClosed`] when gone.
+    fn send(&self, frame: Frame) -> Result<(), CoreError>;
+
+    /// Closes the connection with `code` after the frames already queued.
+    fn close(&self, code: CloseCode, reason: &str);
+}
+
+/// Where run events go: the bridge implements it; emitters publish through it.
+///
+/// # What an implementor must guarantee
+/// - `publish` gives the event the next `seq` of `user`'s stream (strictly increasing by 1,
+///   starting at 1 for a new stream) and returns it, or returns an error and gives it none.
+/// - An accepted event is in the user's history before `publish` returns and is offered to every
+///   live connection of that user — and of no other user.
+/// - `publish` does not wait for any client.
+#[async_trait]
+pub trait EventSink: Send + Sync + 'static {
+    /// Accepts `event` into `user`'s stream and returns its `seq`.
+    ///
+    /// # Errors
+    /// [`CoreError::Unavailable`] when the stream backend cannot take it now,
+    /// [`CoreError::ShuttingDown`] during shutdown.
+    async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError>;
+}
+
+/// Starts runs. The agent registry's executor implements it; the health monitor uses it for its
+/// synthetic critical-path run, and transports use it for `user_message`.
+///
+/// # What an implementor must guarantee
+/// - On `Ok`, the run executes on its own task and publishes a complete run (SPEC §3) to
+///   `ctx.user_id`'s stream, and to no other.
+/// - On `Err`, nothing was published for `ctx.run_id`.
+pub trait RunLauncher: Send + Sync + 'static {
+    /// Starts `agent` for `ctx` with `input`.
+    ///
+    /// # Errors
+    /// [`CoreError::Refused`] with `unknown_agent` or `too_many_runs`, or
+    /// [`CoreError::ShuttingDown`].
+    fn launch(&self, ctx: UserContext, agent: &str, input: String) -> Result<(), CoreError>;
+}
+
+/// Helpers every [`WebSocketSink`] gets.
+pub trait WebSocketSinkExt: WebSocketSink {
+    /// Sends a frame and, when the queue is full, closes the sink as a slow consumer.
+    ///
+    /// # Errors
+    /// The error of `send`.
+    fn send_or_close(&self, frame: Frame) -> Result<(), CoreError> {
+        let result = self.send(frame);
+        if let Err(CoreError::SinkFull { .. }) = &result {
+            self.close(CloseCode::SLOW_CONSUMER, "slow consumer: resume with your last seq");
+        }
+        result
+    }
+}
+
+impl<S: WebSocketSink + ?Sized> WebSocketSinkExt for S {}

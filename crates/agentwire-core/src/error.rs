@@ -1,0 +1,57 @@
+//! The error type of the core contracts.
+
+use crate::{ErrorCode, GrammarError};
+
+/// Errors of the core types and contracts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// An id with characters or a length agentwire does not accept.
+    #[error("invalid {what} {value:?}: use 1 to 128 characters of A-Z a-z 0-9 _ - . : @")]
+    InvalidId {
+        /// Which kind of id.
+        what: &'static str,
+        /// The start of the offending value.
+        value: String,
+    },
+    /// The sink's connection is gone; the bridge drops it from the registry.
+    #[error("the connection is closed")]
+    SinkClosed,
+    /// The sink's queue is over its byte cap; the bridge closes it as a slow consumer (4008).
+    #[error("the connection's send queue is full ({queued_bytes} bytes queued)")]
+    SinkFull {
+        /// Bytes queued when the frame was refused.
+        queued_bytes: usize,
+    },
+    /// The event does not fit its run's grammar and was not forwarded.
+    #[error("event rejected: {0}")]
+    Grammar(#[from] GrammarError),
+    /// The stream backend cannot accept events right now (e.g. the broker is unreachable).
+    #[error("the event stream is unavailable: {0}; retry once the broker is back")]
+    Unavailable(String),
+    /// The server is shutting down and accepts no new work.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// A run could not be started or found; `code` is the wire code to report.
+    #[error("{code}: {message}")]
+    Refused {
+        /// The wire code (`unknown_agent`, `too_many_runs`, `run_not_found`, …).
+        code: ErrorCode,
+        /// What to tell the user.
+        message: String,
+    },
+}
+
+impl CoreError {
+    /// The wire code a client sees for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            CoreError::InvalidId { .. } => ErrorCode::InvalidField,
+            CoreError::Grammar(_) => ErrorCode::OutOfGrammar,
+            CoreError::Unavailable(_) => ErrorCode::Unavailable,
+            CoreError::ShuttingDown => ErrorCode::ShuttingDown,
+            CoreError::Refused { code, .. } => *code,
+            CoreError::SinkClosed | CoreError::SinkFull { .. } => ErrorCode::Internal,
+        }
+    }
+}

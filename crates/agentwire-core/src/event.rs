@@ -1,0 +1,273 @@
+//! The event model of SPEC §3: what a run emits, and how an accepted event is framed on the wire.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::ser::SerializeMap;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::Value;
+
+use crate::{RunId, ThreadId};
+
+/// One event of a run, before the bridge gives it a `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunEvent {
+    /// The run the event belongs to.
+    pub run_id: RunId,
+    /// The run's thread.
+    pub thread_id: ThreadId,
+    /// The agent's name.
+    pub agent: Arc<str>,
+    /// Milliseconds since the Unix epoch when the event was made.
+    pub ts: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+impl RunEvent {
+    /// An event stamped with the current time.
+    pub fn now(run_id: RunId, thread_id: ThreadId, agent: Arc<str>, kind: EventKind) -> Self {
+        Self {
+            run_id,
+            thread_id,
+            agent,
+            ts: unix_millis(),
+            kind,
+        }
+    }
+
+    /// Serializes the event as the wire envelope with `seq` (SPEC §4): one JSON object with
+    /// `type`, `seq`, `run_id`, `thread_id`, `agent`, `ts` and `data`.
+    pub fn to_envelope_json(&self, seq: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(192);
+        // Serializing plain structs, strings and `Value`s into a Vec cannot fail.
+        serde_json::to_writer(&mut out, &Envelope { seq, event: self })
+            .expect("serializing an event into memory cannot fail");
+        out
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+/// What happened in a run. Serialized adjacently tagged: `{"type": "...", "data": {...}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum EventKind {
+    /// The run began.
+    AgentStarted(AgentStarted),
+    /// The agent reports a reasoning step.
+    AgentThinking(AgentThinking),
+    /// A tool call began.
+    ToolExecuting(ToolExecuting),
+    /// A tool call ended (successfully or not).
+    ToolCompleted(ToolCompleted),
+    /// A piece of the streamed answer.
+    AgentMessageDelta(AgentMessageDelta),
+    /// The run ended successfully. Terminal.
+    AgentCompleted(AgentCompleted),
+    /// The run ended with an error. Terminal.
+    AgentError(AgentErrorData),
+}
+
+impl EventKind {
+    /// The wire `type` of this event.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::AgentStarted(_) => "agent_started",
+            EventKind::AgentThinking(_) => "agent_thinking",
+            EventKind::ToolExecuting(_) => "tool_executing",
+            EventKind::ToolCompleted(_) => "tool_completed",
+            EventKind::AgentMessageDelta(_) => "agent_message_delta",
+            EventKind::AgentCompleted(_) => "agent_completed",
+            EventKind::AgentError(_) => "agent_error",
+        }
+    }
+
+    /// Whether this event ends its run.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, EventKind::AgentCompleted(_) | EventKind::AgentError(_))
+    }
+
+    /// Builds a kind from a wire `type` and its `data` object (as `/v1/publish` receives them).
+    ///
+    /// # Errors
+    /// The serde error when `type` is unknown or `data` lacks a field of that type.
+    pub fn from_parts(type_name: &str, data: Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({ "type": type_name, "data": data }))
+    }
+}
+
+/// Data of `agent_started`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct AgentStarted {
+    /// The user's input, if any.
+    #[serde(default)]
+    pub input: Option<String>,
+}
+
+/// Data of `agent_thinking`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentThinking {
+    /// The thought, as the agent phrases it.
+    pub thought: String,
+    /// 1-based step number, when the agent counts steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+}
+
+/// Data of `tool_executing`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolExecuting {
+    /// Unique within the run; pairs this event with its `tool_completed`.
+    pub call_id: String,
+    /// The tool's name.
+    pub tool: String,
+    /// The arguments the tool was called with.
+    #[serde(default)]
+    pub args: Value,
+}
+
+/// Data of `tool_completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCompleted {
+    /// The `call_id` of the matching `tool_executing`.
+    pub call_id: String,
+    /// The tool's name.
+    pub tool: String,
+    /// Whether the tool succeeded.
+    pub ok: bool,
+    /// The tool's result, when `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<Value>,
+    /// What went wrong, when not `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// How long the call took.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// Data of `agent_message_delta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentMessageDelta {
+    /// Identifies the message the delta belongs to.
+    pub message_id: String,
+    /// The next piece of text.
+    pub delta: String,
+}
+
+/// Data of `agent_completed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentCompleted {
+    /// The run's result.
+    pub result: Value,
+    /// How long the run took.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// Data of `agent_error`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AgentErrorData {
+    /// `agent_failed`, `cancelled`, `timeout`, `agent_dropped`, …
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+    /// How long the run took.
+    #[serde(default)]
+    pub duration_ms: u64,
+}
+
+/// Borrowed view used to write the wire envelope in one pass, `type` first.
+struct Envelope<'a> {
+    seq: u64,
+    event: &'a RunEvent,
+}
+
+impl Serialize for Envelope<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let e = self.event;
+        let mut map = serializer.serialize_map(Some(7))?;
+        map.serialize_entry("type", e.kind.type_name())?;
+        map.serialize_entry("seq", &self.seq)?;
+        map.serialize_entry("run_id", &e.run_id)?;
+        map.serialize_entry("thread_id", &e.thread_id)?;
+        map.serialize_entry("agent", &*e.agent)?;
+        map.serialize_entry("ts", &e.ts)?;
+        match &e.kind {
+            EventKind::AgentStarted(d) => map.serialize_entry("data", d)?,
+            EventKind::AgentThinking(d) => map.serialize_entry("data", d)?,
+            EventKind::ToolExecuting(d) => map.serialize_entry("data", d)?,
+            EventKind::ToolCompleted(d) => map.serialize_entry("data", d)?,
+            EventKind::AgentMessageDelta(d) => map.serialize_entry("data", d)?,
+            EventKind::AgentCompleted(d) => map.serialize_entry("data", d)?,
+            EventKind::AgentError(d) => map.serialize_entry("data", d)?,
+        }
+        map.end()
+    }
+}
+
+/// An event frame as a client reads it back: the envelope with its `seq`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct StreamEvent {
+    /// The event's position in the user's stream.
+    pub seq: u64,
+    /// The event.
+    #[serde(flatten)]
+    pub event: RunEvent,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> RunEvent {
+        RunEvent {
+            run_id: RunId::new("r_1").unwrap(),
+            thread_id: ThreadId::new("t_1").unwrap(),
+            agent: "demo".into(),
+            ts: 1_763_900_000_123,
+            kind: EventKind::ToolCompleted(ToolCompleted {
+                call_id: "c_1".into(),
+                tool: "calculator".into(),
+                ok: true,
+                result: Some(serde_json::json!(4)),
+                error: None,
+                duration_ms: 3,
+            }),
+        }
+    }
+
+    #[test]
+    fn envelope_matches_the_spec_example() {
+        let json = String::from_utf8(sample().to_envelope_json(42)).unwrap();
+        assert_eq!(
+            json,
+            r#"{"type":"tool_completed","seq":42,"run_id":"r_1","thread_id":"t_1","agent":"demo","ts":1763900000123,"data":{"call_id":"c_1","tool":"calculator","ok":true,"result":4,"duration_ms":3}}"#
+        );
+    }
+
+    #[test]
+    fn envelope_reads_back_as_stream_event() {
+        let bytes = sample().to_envelope_json(7);
+        let back: StreamEvent = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(back.seq, 7);
+        assert_eq!(back.event, sample());
+    }
+
+    #[test]
+    fn kind_from_parts_rejects_unknown_types() {
+        let ok = EventKind::from_parts("agent_thinking", serde_json::json!({"thought": "hm"}));
+        assert!(matches!(ok, Ok(EventKind::AgentThinking(_))));
+        assert!(EventKind::from_parts("agent_dancing", serde_json::json!({})).is_err());
+        assert!(EventKind::from_parts("tool_executing", serde_json::json!({})).is_err());
+    }
+}

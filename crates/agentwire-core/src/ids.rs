@@ -1,0 +1,206 @@
+//! Identifiers. Each is a cheap-to-clone `Arc<str>` newtype so that one event can carry its ids to
+//! many connections without copying strings.
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::CoreError;
+
+/// Longest accepted id, in bytes. Ids travel in every frame; keep them short.
+pub const MAX_ID_LEN: usize = 128;
+
+macro_rules! string_id {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $prefix:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(Arc<str>);
+
+        impl $name {
+            /// Validates and wraps `value`: 1 to 128 bytes of `[A-Za-z0-9_.:@-]`.
+            ///
+            /// # Errors
+            /// [`CoreError::InvalidId`] when `value` is empty, too long or has another character.
+            pub fn new(value: impl Into<String>) -> Result<Self, CoreError> {
+                let value = value.into();
+                validate_id($what, &value)?;
+                Ok(Self(value.into()))
+            }
+
+            /// A fresh random id with this kind's prefix (e.g. `r_` for runs).
+            pub fn generate() -> Self {
+                Self(random_id($prefix).into())
+            }
+
+            /// The id as a string slice.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = CoreError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::new(value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> String {
+                id.0.to_string()
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+
+string_id!(
+    /// The user a stream belongs to (the JWT `sub`, or the dev-auth `user`).
+    ///
+    /// Ids starting with `__` are reserved for agentwire's own synthetic users (the health
+    /// check's round trip); authentication refuses them.
+    UserId,
+    "user id",
+    "u_"
+);
+string_id!(
+    /// One execution of one agent for one user.
+    RunId,
+    "run id",
+    "r_"
+);
+string_id!(
+    /// A conversation; runs of the same thread share it.
+    ThreadId,
+    "thread id",
+    "t_"
+);
+
+impl UserId {
+    /// Whether the id is reserved for agentwire's internal users (starts with `__`).
+    pub fn is_reserved(&self) -> bool {
+        self.0.starts_with("__")
+    }
+}
+
+/// A server-assigned id for one WebSocket or SSE connection; unique within the process.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ConnectionId(u64);
+
+impl ConnectionId {
+    /// The next id of this process.
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Self(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The numeric value.
+    pub fn get(self) -> u64 {
+        self.0
+    }
+}
+
+impl fmt::Display for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+impl fmt::Debug for ConnectionId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnectionId({})", self.0)
+    }
+}
+
+fn validate_id(what: &'static str, value: &str) -> Result<(), CoreError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@');
+    if value.is_empty() || value.len() > MAX_ID_LEN || !value.chars().all(ok_char) {
+        return Err(CoreError::InvalidId {
+            what,
+            value: value.chars().take(40).collect(),
+        });
+    }
+    Ok(())
+}
+
+/// 128 random bits as 26 base-32 characters behind `prefix`. `RandomState` draws its keys from
+/// the OS once per thread and varies them per instance, which is enough for unguessable ids
+/// without another dependency.
+pub(crate) fn random_id(prefix: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or_default();
+    let mut bits: u128 = 0;
+    for salt in [0x9e37_79b9_u64, 0x85eb_ca6b_u64] {
+        let mut h = RandomState::new().build_hasher();
+        h.write_u64(n);
+        h.write_u64(nanos);
+        h.write_u64(salt);
+        bits = (bits << 64) | u128::from(h.finish());
+    }
+    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
+    let mut out = String::with_capacity(prefix.len() + 26);
+    out.push_str(prefix);
+    for _ in 0..26 {
+        out.push(ALPHABET[(bits & 31) as usize] as char);
+        bits >>= 5;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_validate_their_characters() {
+        assert!(UserId::new("alice").is_ok());
+        assert!(UserId::new("alice@example.com").is_ok());
+        assert!(UserId::new("").is_err());
+        assert!(UserId::new("a b").is_err());
+        assert!(UserId::new("x".repeat(129)).is_err());
+        assert!(UserId::new("__health").unwrap().is_reserved());
+    }
+
+    #[test]
+    fn generated_ids_are_distinct_and_valid() {
+        let a = RunId::generate();
+        let b = RunId::generate();
+        assert_ne!(a, b);
+        assert!(a.as_str().starts_with("r_"));
+        assert!(RunId::new(a.as_str()).is_ok());
+    }
+
+    #[test]
+    fn ids_round_trip_through_serde() {
+        let id: ThreadId = serde_json::from_str("\"t_1\"").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"t_1\"");
+        assert!(serde_json::from_str::<ThreadId>("\"bad id\"").is_err());
+    }
+}

@@ -1,0 +1,54 @@
+//! The contracts of agentwire: the event model, the wire types, ids, and the traits the other
+//! crates implement and talk through.
+//!
+//! Depend on this crate when you implement a component — a [`WebSocketSink`] for your own
+//! transport, an [`EventSink`] for your own stream backend — or when you read agentwire's wire
+//! format in a client. It depends on serde and little else.
+//!
+//! ```
+//! use agentwire_core::{
+//!     AgentStarted, EventKind, RunEvent, RunGrammar, RunId, StreamEvent, ThreadId,
+//! };
+//!
+//! let event = RunEvent::now(
+//!     RunId::generate(),
+//!     ThreadId::new("t_1")?,
+//!     "demo".into(),
+//!     EventKind::AgentStarted(AgentStarted { input: Some("2+2?".into()) }),
+//! );
+//!
+//! // Every producer goes through the grammar: a run starts with agent_started.
+//! let mut grammar = RunGrammar::new();
+//! grammar.check(&event.kind)?;
+//!
+//! // The bridge serializes an accepted event once, with its seq; clients read it back.
+//! let json = event.to_envelope_json(1);
+//! let back: StreamEvent = serde_json::from_slice(&json)?;
+//! assert_eq!((back.seq, back.event.kind.type_name()), (1, "agent_started"));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod context;
+mod contracts;
+mod error;
+mod event;
+mod grammar;
+mod ids;
+mod wire;
+
+pub use async_trait::async_trait;
+pub use context::UserContext;
+pub use contracts::{Configurable, EventSink, RunLauncher, WebSocketSink, WebSocketSinkExt};
+pub use error::CoreError;
+pub use event::{
+    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EventKind,
+    RunEvent, StreamEvent, ToolCompleted, ToolExecuting, unix_millis,
+};
+pub use grammar::{GrammarError, RunGrammar};
+pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};
+pub use wire::{
+    ClientFrame, CloseCode, ConnectionEstablished, ControlFrame, ErrorCode, Frame, FrameError,
+    MAX_CONTENT_LEN, ReplayGap, Resumed, SUBPROTOCOL, UserMessage,
+};

@@ -1,0 +1,482 @@
+//! The native WebSocket protocol v1 (SPEC §4): client frames, control frames, codes.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{ConnectionId, RunId, ThreadId, UserId};
+
+/// The subprotocol the server selects.
+pub const SUBPROTOCOL: &str = "agentwire.v1";
+
+/// Longest accepted `content` of a `user_message`, in bytes.
+pub const MAX_CONTENT_LEN: usize = 64 * 1024;
+
+/// One serialized server frame, shared by every connection it goes to.
+///
+/// `seq` is the stream position for event frames and 0 for control frames (which have none),
+/// so a connection can drop an event it already delivered without parsing the JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    seq: u64,
+    text: Bytes,
+}
+
+impl Frame {
+    /// An event frame at `seq`. `json` must be the UTF-8 JSON of that event.
+    pub fn event(seq: u64, json: Vec<u8>) -> Self {
+        Self {
+            seq,
+            text: Bytes::from(json),
+        }
+    }
+
+    /// A control frame (no `seq`) from any serializable value.
+    pub fn control(value: &impl Serialize) -> Self {
+        Self {
+            seq: 0,
+            text: Bytes::from(
+                serde_json::to_vec(value).expect("serializing a control frame cannot fail"),
+            ),
+        }
+    }
+
+    /// The stream position, or 0 for control frames.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The JSON text as bytes (always valid UTF-8).
+    pub fn bytes(&self) -> &Bytes {
+        &self.text
+    }
+
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        // Built only from serde_json output, which is UTF-8.
+        std::str::from_utf8(&self.text).unwrap_or_default()
+    }
+
+    /// Bytes this frame holds in a queue.
+    pub fn len(&self) -> usize {
+        self.text.len()
+    }
+
+    /// Whether the frame is empty (never, for frames built by agentwire).
+    pub fn is_empty(&self) -> bool {
+        self.text.is_empty()
+    }
+}
+
+/// A WebSocket close code with agentwire's meanings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CloseCode(pub u16);
+
+impl CloseCode {
+    /// Normal closure.
+    pub const NORMAL: Self = Self(1000);
+    /// Server shutting down; resume elsewhere.
+    pub const GOING_AWAY: Self = Self(1001);
+    /// Policy violation (e.g. too many connections).
+    pub const POLICY: Self = Self(1008);
+    /// A frame over the size limit.
+    pub const TOO_BIG: Self = Self(1009);
+    /// Unexpected server condition.
+    pub const INTERNAL: Self = Self(1011);
+    /// The client read too slowly; resume with the last seq.
+    pub const SLOW_CONSUMER: Self = Self(4008);
+    /// The client kept sending over its rate limit.
+    pub const RATE_LIMITED: Self = Self(4029);
+}
+
+/// The error codes of the wire protocol and the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// The frame is not a JSON object.
+    BadJson,
+    /// The `type` is not one the server knows.
+    UnknownType,
+    /// A field is missing, of the wrong type, or out of range.
+    InvalidField,
+    /// No agent of that name.
+    UnknownAgent,
+    /// No run of that id for this user (also for another user's run).
+    RunNotFound,
+    /// Too many frames per second.
+    RateLimited,
+    /// Too many concurrent runs for this user.
+    TooManyRuns,
+    /// An event that does not fit its run's grammar.
+    OutOfGrammar,
+    /// Missing or invalid credentials.
+    Unauthorized,
+    /// A body over the configured limit.
+    PayloadTooLarge,
+    /// No such route or resource.
+    NotFound,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// The server could not serve the request now (e.g. the broker is unreachable).
+    Unavailable,
+    /// A bug or an unexpected condition on the server.
+    Internal,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidField => "invalid_field",
+            ErrorCode::UnknownAgent => "unknown_agent",
+            ErrorCode::RunNotFound => "run_not_found",
+            ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::TooManyRuns => "too_many_runs",
+            ErrorCode::OutOfGrammar => "out_of_grammar",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::ShuttingDown => "shutting_down",
+            ErrorCode::Unavailable => "unavailable",
+            ErrorCode::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `user_message`: start a run.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserMessage {
+    /// The client's request id, echoed in the `ack`.
+    pub id: String,
+    /// The user's text.
+    pub content: String,
+    /// The agent to run.
+    #[serde(default = "default_agent")]
+    pub agent: String,
+    /// The thread to continue; a new one when absent.
+    #[serde(default)]
+    pub thread_id: Option<ThreadId>,
+}
+
+fn default_agent() -> String {
+    "demo".to_owned()
+}
+
+/// A frame a client sends (SPEC §4, client → server).
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ClientFrame {
+    /// Start a run.
+    UserMessage(UserMessage),
+    /// Cancel one of the user's runs.
+    Cancel {
+        /// The client's request id.
+        id: String,
+        /// The run to cancel.
+        run_id: RunId,
+    },
+    /// Replay what was missed after `last_seq`, then go on live.
+    Resume {
+        /// The last seq the client saw.
+        last_seq: u64,
+        /// The epoch that seq belongs to.
+        epoch: Option<String>,
+    },
+    /// Liveness probe, answered with `pong`.
+    Ping {
+        /// The client's request id.
+        id: String,
+    },
+}
+
+/// Why a client frame was refused; sent back as an `error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct FrameError {
+    /// The wire code.
+    pub code: ErrorCode,
+    /// What was wrong, for a person.
+    pub message: String,
+    /// The request id, when the frame had a readable one.
+    pub id: Option<String>,
+}
+
+impl FrameError {
+    /// An error with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>, id: Option<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            id,
+        }
+    }
+
+    /// The `error` control frame for this error.
+    pub fn to_frame(&self) -> Frame {
+        Frame::control(&ControlFrame::Error {
+            code: self.code,
+            message: &self.message,
+            id: self.id.as_deref(),
+        })
+    }
+}
+
+impl ClientFrame {
+    /// Parses one text frame.
+    ///
+    /// # Errors
+    /// `bad_json` when the text is not a JSON object, `unknown_type` for a missing or unknown
+    /// `type`, `invalid_field` when a field is missing, mistyped or out of range. The error carries
+    /// the request `id` whenever the frame had one, so the client can match it.
+    pub fn decode(text: &str) -> Result<Self, FrameError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| FrameError::new(ErrorCode::BadJson, format!("not valid JSON: {e}"), None))?;
+        let Value::Object(mut map) = value else {
+            return Err(FrameError::new(ErrorCode::BadJson, "a frame must be a JSON object", None));
+        };
+        let id = map.get("id").and_then(Value::as_str).map(str::to_owned);
+        let ty = match map.remove("type") {
+            Some(Value::String(t)) => t,
+            Some(_) => {
+                return Err(FrameError::new(ErrorCode::InvalidField, "`type` must be a string", id));
+            }
+            None => {
+                return Err(FrameError::new(ErrorCode::UnknownType, "the frame has no `type`", id));
+            }
+        };
+        let invalid = |e: serde_json::Error| {
+            FrameError::new(ErrorCode::InvalidField, format!("{ty}: {e}"), id.clone())
+        };
+        let rest = Value::Object(map);
+        match ty.as_str() {
+            "user_message" => {
+                let m: UserMessage = serde_json::from_value(rest).map_err(invalid)?;
+                if m.id.is_empty() || m.id.len() > crate::ids::MAX_ID_LEN {
+                    return Err(FrameError::new(ErrorCode::InvalidField, "`id` must be 1 to 128 bytes", id));
+                }
+                if m.content.trim().is_empty() {
+                    return Err(FrameError::new(ErrorCode::InvalidField, "`content` must not be empty", id));
+                }
+                if m.content.len() > MAX_CONTENT_LEN {
+                    return Err(FrameError::new(
+                        ErrorCode::InvalidField,
+                        format!("`content` is over {MAX_CONTENT_LEN} bytes"),
+                        id,
+                    ));
+                }
+                Ok(ClientFrame::UserMessage(m))
+            }
+            "cancel" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Cancel {
+                    id: String,
+                    run_id: RunId,
+                }
+                let c: Cancel = serde_json::from_value(rest).map_err(invalid)?;
+                Ok(ClientFrame::Cancel {
+                    id: c.id,
+                    run_id: c.run_id,
+                })
+            }
+            "resume" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Resume {
+                    last_seq: u64,
+                    #[serde(default)]
+                    epoch: Option<String>,
+                }
+                let r: Resume = serde_json::from_value(rest).map_err(invalid)?;
+                Ok(ClientFrame::Resume {
+                    last_seq: r.last_seq,
+                    epoch: r.epoch,
+                })
+            }
+            "ping" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Ping {
+                    id: String,
+                }
+                let p: Ping = serde_json::from_value(rest).map_err(invalid)?;
+                Ok(ClientFrame::Ping { id: p.id })
+            }
+            other => Err(FrameError::new(
+                ErrorCode::UnknownType,
+                format!("unknown frame type {:?}; expected user_message, cancel, resume or ping", truncate(other, 40)),
+                id,
+            )),
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}
+
+/// `connection_established` data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectionEstablished {
+    /// The server's id for this connection.
+    pub connection_id: String,
+    /// The authenticated user.
+    pub user_id: UserId,
+    /// The user's stream epoch.
+    pub epoch: String,
+    /// The head of the user's stream when the connection was made.
+    pub last_seq: u64,
+    /// How often the server pings.
+    pub heartbeat_ms: u64,
+    /// The resume that happened on connect, if any.
+    pub resumed: Option<Resumed>,
+}
+
+impl ConnectionEstablished {
+    /// Builds the data for a connection.
+    pub fn new(connection_id: ConnectionId, user_id: UserId, epoch: String, last_seq: u64, heartbeat_ms: u64) -> Self {
+        Self {
+            connection_id: connection_id.to_string(),
+            user_id,
+            epoch,
+            last_seq,
+            heartbeat_ms,
+            resumed: None,
+        }
+    }
+}
+
+/// The outcome of a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resumed {
+    /// The first replayed seq (`last_seq + 1`).
+    pub from_seq: u64,
+    /// How many events were replayed.
+    pub replayed: u64,
+}
+
+/// `replay_gap` data: events asked for that history no longer holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplayGap {
+    /// First missing seq.
+    pub from_seq: u64,
+    /// Last missing seq.
+    pub to_seq: u64,
+}
+
+/// Server frames without a `seq`. Their fields sit at the top level (SPEC §4), except
+/// `connection_established` and `replay_gap`, which carry `data` like events do.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ControlFrame<'a> {
+    /// First frame on every connection.
+    ConnectionEstablished {
+        /// The connection's details.
+        data: &'a ConnectionEstablished,
+    },
+    /// A request was accepted.
+    Ack {
+        /// The client's request id.
+        id: &'a str,
+        /// The run started (for `user_message`) or cancelled.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        run_id: Option<&'a RunId>,
+        /// The run's thread (for `user_message`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        thread_id: Option<&'a ThreadId>,
+    },
+    /// Answer to `ping`.
+    Pong {
+        /// The client's request id.
+        id: &'a str,
+    },
+    /// A request was refused.
+    Error {
+        /// The wire code.
+        code: ErrorCode,
+        /// What was wrong.
+        message: &'a str,
+        /// The request id, if the request had one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    },
+    /// History no longer holds what was asked for.
+    ReplayGap {
+        /// The missing range.
+        data: ReplayGap,
+    },
+}
+
+impl ControlFrame<'_> {
+    /// Serializes the frame once.
+    pub fn to_frame(&self) -> Frame {
+        Frame::control(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(text: &str) -> ErrorCode {
+        ClientFrame::decode(text).unwrap_err().code
+    }
+
+    #[test]
+    fn decodes_each_client_frame() {
+        let m = ClientFrame::decode(r#"{"type":"user_message","id":"c1","content":"hi"}"#).unwrap();
+        let ClientFrame::UserMessage(m) = m else { panic!("not a user_message") };
+        assert_eq!((m.id.as_str(), m.agent.as_str(), m.thread_id), ("c1", "demo", None));
+        assert!(matches!(
+            ClientFrame::decode(r#"{"type":"ping","id":"p"}"#),
+            Ok(ClientFrame::Ping { .. })
+        ));
+        assert!(matches!(
+            ClientFrame::decode(r#"{"type":"resume","last_seq":3}"#),
+            Ok(ClientFrame::Resume { last_seq: 3, epoch: None })
+        ));
+        assert!(matches!(
+            ClientFrame::decode(r#"{"type":"cancel","id":"x","run_id":"r_1"}"#),
+            Ok(ClientFrame::Cancel { .. })
+        ));
+    }
+
+    #[test]
+    fn names_what_is_wrong() {
+        assert_eq!(code("{not json"), ErrorCode::BadJson);
+        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
+        assert_eq!(code(r#"{"id":"x"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"dance","id":"x"}"#), ErrorCode::UnknownType);
+        assert_eq!(code(r#"{"type":"user_message","id":"x"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"user_message","id":"x","content":"  "}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"user_message","id":"x","content":"a","thread_id":"bad id"}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":"resume","last_seq":-1}"#), ErrorCode::InvalidField);
+        assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidField);
+        let e = ClientFrame::decode(r#"{"type":"nope","id":"req-9"}"#).unwrap_err();
+        assert_eq!(e.id.as_deref(), Some("req-9"));
+    }
+
+    #[test]
+    fn control_frames_put_fields_at_the_top_level() {
+        let run = RunId::new("r_1").unwrap();
+        let f = ControlFrame::Ack { id: "c1", run_id: Some(&run), thread_id: None }.to_frame();
+        assert_eq!(f.as_str(), r#"{"type":"ack","id":"c1","run_id":"r_1"}"#);
+        assert_eq!(f.seq(), 0);
+        let e = FrameError::new(ErrorCode::BadJson, "x", None).to_frame();
+        assert_eq!(e.as_str(), r#"{"type":"error","code":"bad_json","message":"x"}"#);
+    }
+}
