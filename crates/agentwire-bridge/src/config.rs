@@ -1,0 +1,47 @@
+//! Settings of the bridge.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How much of each user's stream is kept for replay (SPEC §3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HistoryConfig {
+    /// Events kept per user (default 1000).
+    pub max_events: usize,
+    /// Longest an event is kept (default 10 minutes); also how long an idle stream — no
+    /// connection, no event — lives before it is dropped whole.
+    #[serde(with = "humantime_serde")]
+    pub ttl: Duration,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 1000,
+            ttl: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Everything [`crate::UnconfiguredBridge::configure`] takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeConfig {
+    /// History bounds.
+    pub history: HistoryConfig,
+    /// Live connections one user may hold at once (default 16).
+    pub max_connections_per_user: usize,
+    /// Streams (users with history or connections) held at once (default 100,000).
+    pub max_users: usize,
+}
+
+impl Default for BridgeConfig {
+    fn default() -> Self {
+        Self {
+            history: HistoryConfig::default(),
+            max_connections_per_user: 16,
+            max_users: 100_000,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! The bridge's error type.
+
+use agentwire_core::{CoreError, ErrorCode};
+
+/// Errors of [`crate::AgentWebSocketBridge`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// A setting is out of range.
+    #[error("invalid bridge setting {key}: {reason}")]
+    InvalidConfig {
+        /// The setting's config key.
+        key: &'static str,
+        /// What is wrong and what is allowed.
+        reason: String,
+    },
+    /// The user already holds the most connections allowed.
+    #[error("this user already has {max} live connections, the most allowed (limits.max_connections_per_user)")]
+    TooManyConnections {
+        /// The limit.
+        max: usize,
+    },
+    /// The bridge holds the most streams allowed.
+    #[error("the server already serves {max} users, the most allowed (limits.max_users)")]
+    TooManyUsers {
+        /// The limit.
+        max: usize,
+    },
+    /// A resume named a seq the stream has not reached.
+    #[error("last_seq {last_seq} is ahead of the stream head {head}; resume with a seq you received")]
+    ResumeAhead {
+        /// What the client sent.
+        last_seq: u64,
+        /// The stream's last seq.
+        head: u64,
+    },
+    /// A `resume` frame on a connection that already delivered events, asking for earlier ones.
+    #[error(
+        "this connection already delivered events up to seq {delivered}; reconnect with ?last_seq={last_seq} to replay earlier ones in order"
+    )]
+    ResumeAfterDelivery {
+        /// What the client asked for.
+        last_seq: u64,
+        /// What the connection already delivered.
+        delivered: u64,
+    },
+    /// The connection is not attached (it was closed or dropped).
+    #[error("the connection is not attached to the bridge")]
+    NotAttached,
+    /// The bridge is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl BridgeError {
+    /// The wire code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BridgeError::ResumeAhead { .. } | BridgeError::ResumeAfterDelivery { .. } => {
+                ErrorCode::InvalidField
+            }
+            BridgeError::TooManyConnections { .. } | BridgeError::TooManyUsers { .. } => {
+                ErrorCode::Unavailable
+            }
+            BridgeError::ShuttingDown => ErrorCode::ShuttingDown,
+            BridgeError::InvalidConfig { .. } | BridgeError::NotAttached => ErrorCode::Internal,
+        }
+    }
+}
+
+impl From<BridgeError> for CoreError {
+    fn from(e: BridgeError) -> Self {
+        match e {
+            BridgeError::ShuttingDown => CoreError::ShuttingDown,
+            other => CoreError::Refused {
+                code: other.code(),
+                message: other.to_string(),
+            },
+        }
+    }
+}

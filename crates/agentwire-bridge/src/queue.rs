@@ -1,0 +1,208 @@
+//! `ConnectionQueue`: the bounded outgoing queue of one connection, and the [`WebSocketSink`]
+//! a transport hands to the bridge.
+
+use std::collections::VecDeque;
+
+use agentwire_core::{CloseCode, CoreError, Frame, WebSocketSink};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+/// A connection's outgoing frames, capped in bytes.
+///
+/// The bridge pushes with [`WebSocketSink::send`] (never blocking); the connection's writer task
+/// takes everything queued at once with [`ConnectionQueue::next_batch`], writes it and flushes
+/// once. Over the cap, `send` refuses and the bridge closes the connection with 4008: a slow
+/// client can never make the server hold more than `cap_bytes` for it, nor slow a publisher.
+#[derive(Debug)]
+pub struct ConnectionQueue {
+    state: Mutex<QueueState>,
+    wake: Notify,
+    cap_bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    frames: VecDeque<Frame>,
+    bytes: usize,
+    close: Option<(CloseCode, String)>,
+    /// The writer is gone; nothing more can be delivered.
+    gone: bool,
+}
+
+/// What the writer should do next.
+#[derive(Debug, PartialEq)]
+pub enum Batch {
+    /// Write these frames (at least one), then flush.
+    Frames,
+    /// Everything queued before the close has been handed out: send this close frame and stop.
+    Close(CloseCode, String),
+}
+
+impl ConnectionQueue {
+    /// A queue holding at most `cap_bytes` of frames.
+    pub fn new(cap_bytes: usize) -> Self {
+        Self {
+            state: Mutex::new(QueueState::default()),
+            wake: Notify::new(),
+            cap_bytes,
+        }
+    }
+
+    /// Waits until frames or a close are queued; moves up to `max` frames into `out`.
+    ///
+    /// Returns [`Batch::Frames`] when `out` received frames, [`Batch::Close`] once the queue is
+    /// closed and drained.
+    pub async fn next_batch(&self, out: &mut Vec<Frame>, max: usize) -> Batch {
+        loop {
+            // Register interest before checking, so a send between the check and the await
+            // still wakes us (Notify keeps one permit).
+            let notified = self.wake.notified();
+            {
+                let mut st = self.state.lock();
+                if !st.frames.is_empty() {
+                    let st = &mut *st;
+                    let n = st.frames.len().min(max.max(1));
+                    for f in st.frames.drain(..n) {
+                        st.bytes -= f.len();
+                        out.push(f);
+                    }
+                    return Batch::Frames;
+                }
+                if let Some((code, reason)) = &st.close {
+                    return Batch::Close(*code, reason.clone());
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// Marks the connection as gone (its writer ended): later sends fail with `SinkClosed` and
+    /// queued frames are dropped.
+    pub fn mark_gone(&self) {
+        let mut st = self.state.lock();
+        st.gone = true;
+        st.frames.clear();
+        st.bytes = 0;
+        if st.close.is_none() {
+            st.close = Some((CloseCode::NORMAL, String::new()));
+        }
+        drop(st);
+        self.wake.notify_one();
+    }
+
+    /// Bytes queued now.
+    pub fn queued_bytes(&self) -> usize {
+        self.state.lock().bytes
+    }
+
+    /// Whether a close was requested or the writer is gone.
+    pub fn is_closed(&self) -> bool {
+        let st = self.state.lock();
+        st.gone || st.close.is_some()
+    }
+
+    /// The close requested so far, if any.
+    pub fn close_reason(&self) -> Option<(CloseCode, String)> {
+        self.state.lock().close.clone()
+    }
+
+    /// Queues a control frame for this connection only, ignoring the byte cap.
+    ///
+    /// Control frames answer the client's own requests (ack, pong, error); they are small and
+    /// bounded by the client's request rate, so refusing them would only confuse the client.
+    pub fn send_control(&self, frame: Frame) -> Result<(), CoreError> {
+        let mut st = self.state.lock();
+        if st.gone || st.close.is_some() {
+            return Err(CoreError::SinkClosed);
+        }
+        st.bytes += frame.len();
+        st.frames.push_back(frame);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+impl WebSocketSink for ConnectionQueue {
+    fn send(&self, frame: Frame) -> Result<(), CoreError> {
+        let mut st = self.state.lock();
+        if st.gone || st.close.is_some() {
+            return Err(CoreError::SinkClosed);
+        }
+        if st.bytes + frame.len() > self.cap_bytes {
+            return Err(CoreError::SinkFull {
+                queued_bytes: st.bytes,
+            });
+        }
+        st.bytes += frame.len();
+        st.frames.push_back(frame);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    fn close(&self, code: CloseCode, reason: &str) {
+        let mut st = self.state.lock();
+        if st.close.is_some() {
+            return;
+        }
+        if code == CloseCode::SLOW_CONSUMER {
+            // The client is not reading: writing the backlog would only delay the close. The
+            // frames stay in history for its resume.
+            st.frames.clear();
+            st.bytes = 0;
+        }
+        st.close = Some((code, reason.to_owned()));
+        drop(st);
+        self.wake.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(seq: u64, len: usize) -> Frame {
+        Frame::event(seq, vec![b'x'; len])
+    }
+
+    #[tokio::test]
+    async fn batches_everything_queued_then_closes() {
+        let q = ConnectionQueue::new(1000);
+        q.send(f(1, 10)).unwrap();
+        q.send(f(2, 10)).unwrap();
+        q.close(CloseCode::GOING_AWAY, "bye");
+        assert!(q.send(f(3, 10)).is_err());
+        let mut out = Vec::new();
+        assert_eq!(q.next_batch(&mut out, 64).await, Batch::Frames);
+        assert_eq!(out.iter().map(Frame::seq).collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            q.next_batch(&mut out, 64).await,
+            Batch::Close(CloseCode::GOING_AWAY, "bye".into())
+        );
+    }
+
+    #[test]
+    fn refuses_over_the_byte_cap_and_drops_backlog_on_slow_close() {
+        let q = ConnectionQueue::new(25);
+        q.send(f(1, 10)).unwrap();
+        q.send(f(2, 10)).unwrap();
+        assert_eq!(q.send(f(3, 10)), Err(CoreError::SinkFull { queued_bytes: 20 }));
+        q.close(CloseCode::SLOW_CONSUMER, "slow");
+        assert_eq!(q.queued_bytes(), 0);
+    }
+
+    #[tokio::test]
+    async fn wakes_a_waiting_writer() {
+        let q = std::sync::Arc::new(ConnectionQueue::new(1000));
+        let q2 = q.clone();
+        let writer = tokio::spawn(async move {
+            let mut out = Vec::new();
+            q2.next_batch(&mut out, 8).await;
+            out.len()
+        });
+        tokio::task::yield_now().await;
+        q.send(f(1, 5)).unwrap();
+        assert_eq!(writer.await.unwrap(), 1);
+    }
+}
