@@ -1,0 +1,268 @@
+//! `RunEmitter`: the only way to put events of one run into one user's stream.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use agentwire_core::{
+    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EventKind,
+    EventSink, RunEvent, RunGrammar, ToolCompleted, ToolExecuting, UserContext,
+};
+use serde_json::Value;
+use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
+
+use crate::FactoryError;
+use crate::factory::RunGuard;
+
+/// Publishes the events of one run to the stream of the user in its [`UserContext`] — and to no
+/// other: the user is fixed when the emitter is made by
+/// [`BridgeFactory::begin_run`](crate::BridgeFactory::begin_run), and nothing can change it.
+///
+/// Every event goes through the run grammar (SPEC §3); one that does not fit is refused with
+/// [`FactoryError::Publish`] and not forwarded. Methods take `&self`, so concurrent tool calls can
+/// share the emitter; events are published in the order the grammar accepted them.
+///
+/// Dropping an emitter whose run has not ended completes its open tool calls with `ok:false` and
+/// ends the run with `agent_error {code:"agent_dropped"}`, so a client never waits forever.
+///
+/// There is no public constructor; a `RunEmitter` without a `UserContext` does not compile:
+///
+/// ```compile_fail
+/// let emitter = agentwire_bridge_factory::RunEmitter::new();
+/// ```
+pub struct RunEmitter {
+    ctx: UserContext,
+    agent: Arc<str>,
+    sink: Arc<dyn EventSink>,
+    grammar: Mutex<RunGrammar>,
+    started_at: Instant,
+    cancel: CancellationToken,
+    _guard: RunGuard,
+}
+
+impl std::fmt::Debug for RunEmitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunEmitter")
+            .field("ctx", &self.ctx)
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunEmitter {
+    pub(crate) fn new(
+        ctx: UserContext,
+        agent: Arc<str>,
+        sink: Arc<dyn EventSink>,
+        cancel: CancellationToken,
+        guard: RunGuard,
+    ) -> Self {
+        Self {
+            ctx,
+            agent,
+            sink,
+            grammar: Mutex::new(RunGrammar::new()),
+            started_at: Instant::now(),
+            cancel,
+            _guard: guard,
+        }
+    }
+
+    /// The run's identity.
+    pub fn context(&self) -> &UserContext {
+        &self.ctx
+    }
+
+    /// The agent's name.
+    pub fn agent(&self) -> &str {
+        &self.agent
+    }
+
+    /// Fires when the run is cancelled (by its user, or at shutdown).
+    pub fn cancellation(&self) -> &CancellationToken {
+        &self.cancel
+    }
+
+    /// Milliseconds since the emitter was made.
+    pub fn elapsed_ms(&self) -> u64 {
+        self.started_at.elapsed().as_millis() as u64
+    }
+
+    /// Publishes `kind` as the run's next event and returns its seq.
+    ///
+    /// # Errors
+    /// [`FactoryError::Publish`] with [`agentwire_core::CoreError::Grammar`] when the event does
+    /// not fit the run, or the bridge's error when it cannot accept events.
+    pub async fn emit(&self, kind: EventKind) -> Result<u64, FactoryError> {
+        let mut grammar = self.grammar.lock().await;
+        grammar.check(&kind).map_err(agentwire_core::CoreError::from)?;
+        let event = RunEvent::now(
+            self.ctx.run_id.clone(),
+            self.ctx.thread_id.clone(),
+            self.agent.clone(),
+            kind,
+        );
+        // Held across the publish so that the grammar order is the seq order.
+        let seq = self.sink.publish(&self.ctx.user_id, event).await?;
+        drop(grammar);
+        Ok(seq)
+    }
+
+    /// `agent_started`.
+    ///
+    /// # Errors
+    /// As [`Self::emit`].
+    pub async fn started(&self, input: Option<String>) -> Result<u64, FactoryError> {
+        self.emit(EventKind::AgentStarted(AgentStarted { input })).await
+    }
+
+    /// `agent_thinking`.
+    ///
+    /// # Errors
+    /// As [`Self::emit`].
+    pub async fn thinking(&self, thought: impl Into<String>, step: Option<u32>) -> Result<u64, FactoryError> {
+        self.emit(EventKind::AgentThinking(AgentThinking {
+            thought: thought.into(),
+            step,
+        }))
+        .await
+    }
+
+    /// `tool_executing`.
+    ///
+    /// # Errors
+    /// As [`Self::emit`]; a reused `call_id` is out of grammar.
+    pub async fn tool_executing(&self, call_id: &str, tool: &str, args: Value) -> Result<u64, FactoryError> {
+        self.emit(EventKind::ToolExecuting(ToolExecuting {
+            call_id: call_id.to_owned(),
+            tool: tool.to_owned(),
+            args,
+        }))
+        .await
+    }
+
+    /// `tool_completed`, with the tool's result or its error.
+    ///
+    /// # Errors
+    /// As [`Self::emit`]; a `call_id` without an open call is out of grammar.
+    pub async fn tool_completed(
+        &self,
+        call_id: &str,
+        tool: &str,
+        outcome: Result<Value, String>,
+        duration_ms: u64,
+    ) -> Result<u64, FactoryError> {
+        let (ok, result, error) = match outcome {
+            Ok(v) => (true, Some(v), None),
+            Err(e) => (false, None, Some(e)),
+        };
+        self.emit(EventKind::ToolCompleted(ToolCompleted {
+            call_id: call_id.to_owned(),
+            tool: tool.to_owned(),
+            ok,
+            result,
+            error,
+            duration_ms,
+        }))
+        .await
+    }
+
+    /// `agent_message_delta`.
+    ///
+    /// # Errors
+    /// As [`Self::emit`].
+    pub async fn message_delta(&self, message_id: &str, delta: impl Into<String>) -> Result<u64, FactoryError> {
+        self.emit(EventKind::AgentMessageDelta(AgentMessageDelta {
+            message_id: message_id.to_owned(),
+            delta: delta.into(),
+        }))
+        .await
+    }
+
+    /// `agent_completed` (terminal).
+    ///
+    /// # Errors
+    /// As [`Self::emit`]; open tool calls make it out of grammar.
+    pub async fn completed(&self, result: Value) -> Result<u64, FactoryError> {
+        self.emit(EventKind::AgentCompleted(AgentCompleted {
+            result,
+            duration_ms: self.elapsed_ms(),
+        }))
+        .await
+    }
+
+    /// Ends the run with `agent_error {code, message}` (terminal), first completing any open tool
+    /// calls with `ok:false`.
+    ///
+    /// # Errors
+    /// As [`Self::emit`]; after the terminal event, out of grammar.
+    pub async fn failed(&self, code: &str, message: impl Into<String>) -> Result<u64, FactoryError> {
+        let mut grammar = self.grammar.lock().await;
+        let events = closing_events(&mut grammar, code, message.into(), self.elapsed_ms());
+        let mut last = 0;
+        for kind in events {
+            grammar.check(&kind).map_err(agentwire_core::CoreError::from)?;
+            let event = RunEvent::now(self.ctx.run_id.clone(), self.ctx.thread_id.clone(), self.agent.clone(), kind);
+            last = self.sink.publish(&self.ctx.user_id, event).await?;
+        }
+        Ok(last)
+    }
+}
+
+/// The events that end a run now: `agent_started` when it never started, `ok:false` completions
+/// for its open tool calls, then `agent_error`.
+fn closing_events(grammar: &mut RunGrammar, code: &str, message: String, duration_ms: u64) -> Vec<EventKind> {
+    let mut events = Vec::new();
+    if !grammar.is_started() {
+        events.push(EventKind::AgentStarted(AgentStarted { input: None }));
+    }
+    for (call_id, tool) in grammar.open_calls() {
+        events.push(EventKind::ToolCompleted(ToolCompleted {
+            call_id,
+            tool,
+            ok: false,
+            result: None,
+            error: Some(format!("run ended before the tool finished ({code})")),
+            duration_ms: 0,
+        }));
+    }
+    events.push(EventKind::AgentError(AgentErrorData {
+        code: code.to_owned(),
+        message,
+        duration_ms,
+    }));
+    events
+}
+
+impl Drop for RunEmitter {
+    fn drop(&mut self) {
+        let elapsed = self.elapsed_ms();
+        let grammar = self.grammar.get_mut();
+        if grammar.is_finished() {
+            return;
+        }
+        let events = closing_events(
+            grammar,
+            "agent_dropped",
+            "the agent stopped without ending its run".to_owned(),
+            elapsed,
+        );
+        let (sink, ctx, agent) = (self.sink.clone(), self.ctx.clone(), self.agent.clone());
+        tracing::warn!(run_id = %ctx.run_id, user_id = %ctx.user_id, "run dropped without a terminal event");
+        let publish = async move {
+            for kind in events {
+                let event = RunEvent::now(ctx.run_id.clone(), ctx.thread_id.clone(), agent.clone(), kind);
+                if let Err(e) = sink.publish(&ctx.user_id, event).await {
+                    tracing::error!(run_id = %ctx.run_id, error = %e, "could not end a dropped run");
+                    break;
+                }
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(publish);
+            }
+            Err(_) => tracing::error!(run_id = %self.ctx.run_id, "run dropped outside a tokio runtime; its end was not published"),
+        }
+    }
+}

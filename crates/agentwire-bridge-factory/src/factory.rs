@@ -1,0 +1,214 @@
+//! `BridgeFactory`: makes run emitters, tracks runs in progress, cancels them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use agentwire_core::{EventSink, RunId, UserContext, UserId};
+use dashmap::DashMap;
+use dashmap::mapref::entry::Entry;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::{FactoryError, RunEmitter};
+
+/// Per-user run limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Runs one user may have in progress at once (default 8).
+    pub max_runs_per_user: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        Self { max_runs_per_user: 8 }
+    }
+}
+
+/// Makes a [`RunEmitter`] per run, bound to one [`UserContext`], and keeps the table of runs in
+/// progress so they can be cancelled by their owner — and only by their owner.
+///
+/// This is the "websocket manager" an [`AgentRegistry`](../agentwire_agent_registry/trait.AgentRegistry.html)
+/// receives at startup. Cheap to clone.
+///
+/// ```
+/// use std::sync::Arc;
+/// use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig};
+/// use agentwire_bridge_factory::{BridgeFactory, RunLimits};
+/// use agentwire_core::{Configurable, UserContext, UserId};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default())?;
+/// let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default());
+///
+/// let alice = UserId::new("alice")?;
+/// let run = factory.begin_run(UserContext::new_run(alice.clone(), None, None), "demo")?;
+/// run.started(Some("hi".into())).await?;
+/// run.completed(serde_json::json!("hello")).await?;
+/// assert_eq!(bridge.stream_head(&alice).unwrap().1, 2);
+///
+/// // Another user cannot cancel alice's run.
+/// let mallory = UserId::new("mallory")?;
+/// assert!(factory.cancel(&mallory, &run.context().run_id).is_err());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct BridgeFactory {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    sink: Arc<dyn EventSink>,
+    limits: RunLimits,
+    runs: DashMap<RunId, RunEntry>,
+    per_user: DashMap<UserId, usize>,
+    accepting: AtomicBool,
+    idle: Notify,
+}
+
+struct RunEntry {
+    user: UserId,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for BridgeFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BridgeFactory")
+            .field("limits", &self.inner.limits)
+            .field("active_runs", &self.active_runs())
+            .finish()
+    }
+}
+
+impl BridgeFactory {
+    /// A factory whose emitters publish to `sink` (the bridge).
+    pub fn new(sink: Arc<dyn EventSink>, limits: RunLimits) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                sink,
+                limits,
+                runs: DashMap::new(),
+                per_user: DashMap::new(),
+                accepting: AtomicBool::new(true),
+                idle: Notify::new(),
+            }),
+        }
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> RunLimits {
+        self.inner.limits
+    }
+
+    /// Registers a run and returns its emitter, bound to `ctx`.
+    ///
+    /// # Errors
+    /// [`FactoryError::TooManyRuns`] over the per-user limit, [`FactoryError::ShuttingDown`].
+    pub fn begin_run(&self, ctx: UserContext, agent: &str) -> Result<RunEmitter, FactoryError> {
+        if !self.inner.accepting.load(Ordering::Relaxed) {
+            return Err(FactoryError::ShuttingDown);
+        }
+        let max = self.inner.limits.max_runs_per_user;
+        match self.inner.per_user.entry(ctx.user_id.clone()) {
+            Entry::Occupied(mut e) => {
+                if *e.get() >= max {
+                    return Err(FactoryError::TooManyRuns { max });
+                }
+                *e.get_mut() += 1;
+            }
+            Entry::Vacant(e) => {
+                if max == 0 {
+                    return Err(FactoryError::TooManyRuns { max });
+                }
+                e.insert(1);
+            }
+        }
+        let cancel = CancellationToken::new();
+        self.inner.runs.insert(
+            ctx.run_id.clone(),
+            RunEntry {
+                user: ctx.user_id.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        let guard = RunGuard {
+            factory: self.inner.clone(),
+            run_id: ctx.run_id.clone(),
+            user: ctx.user_id.clone(),
+        };
+        Ok(RunEmitter::new(ctx, agent.into(), self.inner.sink.clone(), cancel, guard))
+    }
+
+    /// Cancels `run_id` if it is in progress **and** belongs to `user`.
+    ///
+    /// # Errors
+    /// [`FactoryError::RunNotFound`] otherwise — the same answer for another user's run as for
+    /// no run, so ids of other users' runs cannot be probed.
+    pub fn cancel(&self, user: &UserId, run_id: &RunId) -> Result<(), FactoryError> {
+        match self.inner.runs.get(run_id) {
+            Some(entry) if &entry.user == user => {
+                entry.cancel.cancel();
+                Ok(())
+            }
+            _ => Err(FactoryError::RunNotFound {
+                run_id: run_id.to_string(),
+            }),
+        }
+    }
+
+    /// Whether `run_id` is in progress for `user`.
+    pub fn owns_run(&self, user: &UserId, run_id: &RunId) -> bool {
+        self.inner.runs.get(run_id).is_some_and(|e| &e.user == user)
+    }
+
+    /// Runs in progress.
+    pub fn active_runs(&self) -> usize {
+        self.inner.runs.len()
+    }
+
+    /// Refuses new runs from now on (shutdown).
+    pub fn stop_accepting(&self) {
+        self.inner.accepting.store(false, Ordering::Relaxed);
+    }
+
+    /// Cancels every run in progress.
+    pub fn cancel_all(&self) {
+        for entry in self.inner.runs.iter() {
+            entry.cancel.cancel();
+        }
+    }
+
+    /// Waits until no run is in progress or `timeout` passes; returns whether all ended.
+    pub async fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.inner.idle.notified();
+            if self.inner.runs.is_empty() {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.inner.runs.is_empty();
+            }
+        }
+    }
+}
+
+/// Unregisters its run when the emitter goes away.
+pub(crate) struct RunGuard {
+    factory: Arc<Inner>,
+    run_id: RunId,
+    user: UserId,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.factory.runs.remove(&self.run_id);
+        if let Entry::Occupied(mut e) = self.factory.per_user.entry(self.user.clone()) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
+            }
+        }
+        self.factory.idle.notify_waiters();
+    }
+}

@@ -1,0 +1,90 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
+use agentwire_core::{Configurable, Frame, StreamEvent, UserContext, UserId};
+use serde_json::json;
+
+use crate::{BridgeFactory, FactoryError, RunLimits};
+
+fn setup(max_runs: usize) -> (AgentWebSocketBridge, BridgeFactory) {
+    let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default()).unwrap();
+    let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits { max_runs_per_user: max_runs });
+    (bridge, factory)
+}
+
+async fn types(q: &ConnectionQueue) -> Vec<String> {
+    let mut out: Vec<Frame> = Vec::new();
+    while q.queued_bytes() > 0 {
+        q.next_batch(&mut out, 1000).await;
+    }
+    out.iter()
+        .map(|f| {
+            let e: StreamEvent = serde_json::from_str(f.as_str()).unwrap();
+            e.event.kind.type_name().to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
+    let (bridge, factory) = setup(8);
+    let user = UserId::new("u").unwrap();
+    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    bridge.attach(&user, q.clone(), None).unwrap();
+    {
+        let run = factory.begin_run(UserContext::new_run(user.clone(), None, None), "demo").unwrap();
+        run.started(None).await.unwrap();
+        run.tool_executing("c1", "clock", json!({})).await.unwrap();
+    }
+    assert!(factory.wait_idle(Duration::from_secs(1)).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        types(&q).await,
+        ["agent_started", "tool_executing", "tool_completed", "agent_error"]
+    );
+    let page = bridge.history_after(&user, 0, None, 10);
+    assert!(page.frames[2].as_str().contains(r#""ok":false"#));
+    assert!(page.frames[3].as_str().contains(r#""code":"agent_dropped""#));
+}
+
+#[tokio::test]
+async fn failed_completes_open_calls_first() {
+    let (bridge, factory) = setup(8);
+    let user = UserId::new("u").unwrap();
+    let run = factory.begin_run(UserContext::new_run(user.clone(), None, None), "demo").unwrap();
+    run.started(None).await.unwrap();
+    run.tool_executing("a", "t", json!(1)).await.unwrap();
+    run.tool_executing("b", "t", json!(2)).await.unwrap();
+    run.failed("cancelled", "cancelled by the user").await.unwrap();
+    assert_eq!(bridge.stream_head(&user).unwrap().1, 6);
+    assert!(run.thinking("late", None).await.is_err());
+}
+
+#[tokio::test]
+async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
+    let (_bridge, factory) = setup(1);
+    let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
+    let run = factory.begin_run(UserContext::new_run(alice.clone(), None, None), "demo").unwrap();
+    assert!(matches!(
+        factory.begin_run(UserContext::new_run(alice.clone(), None, None), "demo"),
+        Err(FactoryError::TooManyRuns { max: 1 })
+    ));
+    // bob is not limited by alice's runs, and cannot cancel them.
+    let _bob_run = factory.begin_run(UserContext::new_run(bob.clone(), None, None), "demo").unwrap();
+    let id = run.context().run_id.clone();
+    assert!(matches!(factory.cancel(&bob, &id), Err(FactoryError::RunNotFound { .. })));
+    assert!(!run.cancellation().is_cancelled());
+    factory.cancel(&alice, &id).unwrap();
+    assert!(run.cancellation().is_cancelled());
+    drop(run);
+    assert!(factory.begin_run(UserContext::new_run(alice, None, None), "demo").is_ok());
+}
+
+#[tokio::test]
+async fn stop_accepting_refuses_new_runs() {
+    let (_bridge, factory) = setup(8);
+    factory.stop_accepting();
+    let r = factory.begin_run(UserContext::new_run(UserId::new("u").unwrap(), None, None), "demo");
+    assert!(matches!(r, Err(FactoryError::ShuttingDown)));
+}
