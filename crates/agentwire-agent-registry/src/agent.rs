@@ -1,0 +1,195 @@
+//! The `Agent` and `Tool` contracts and the `RunContext` an agent works through.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use agentwire_bridge_factory::RunEmitter;
+use agentwire_core::UserContext;
+use async_trait::async_trait;
+use serde_json::Value;
+
+use crate::{AgentError, AgentRegistry};
+
+/// An agent: given a run's input, it reports its work through the [`RunContext`] and returns
+/// the run's result.
+///
+/// # What an implementor must guarantee
+/// - `run` reports progress only through `ctx` (thinking, tool calls, answer text). The executor
+///   emits `agent_started` before and `agent_completed` / `agent_error` after — the agent must not.
+/// - `run` is cancel-safe: the executor drops its future on cancellation or timeout; open tool
+///   calls are then completed with `ok:false` automatically.
+/// - A returned `Err` ends the run with `agent_error {code:"agent_failed"}`.
+///
+/// ```
+/// use agentwire_agent_registry::{Agent, AgentError, RunContext, async_trait};
+/// use serde_json::{Value, json};
+///
+/// struct Shout;
+///
+/// #[async_trait]
+/// impl Agent for Shout {
+///     fn name(&self) -> &str { "shout" }
+///     async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError> {
+///         ctx.think("Raising my voice", Some(1)).await?;
+///         let loud = ctx.input().to_uppercase();
+///         ctx.say("m1", loud.clone()).await?;
+///         Ok(json!(loud))
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an agentwire Agent",
+    note = "implement `fn name(&self) -> &str` and `async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError>` with #[async_trait]"
+)]
+#[async_trait]
+pub trait Agent: Send + Sync + 'static {
+    /// The name users ask for (`user_message.agent`).
+    fn name(&self) -> &str;
+
+    /// One line on what the agent does.
+    fn description(&self) -> &str {
+        ""
+    }
+
+    /// Does the work of one run.
+    ///
+    /// # Errors
+    /// Any [`AgentError`]; the run then ends with `agent_error`.
+    async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError>;
+}
+
+/// A tool an agent can call through [`RunContext::call_tool`], which emits `tool_executing` and
+/// `tool_completed` around it.
+///
+/// # What an implementor must guarantee
+/// - `call` returns `Err` with a message a person can read on failure — never panics for bad
+///   arguments. The message becomes `tool_completed.error`.
+/// - `call` is cancel-safe (its future may be dropped when the run is cancelled).
+///
+/// ```
+/// use agentwire_agent_registry::{AgentError, Tool, async_trait};
+/// use serde_json::{Value, json};
+///
+/// struct Length;
+///
+/// #[async_trait]
+/// impl Tool for Length {
+///     fn name(&self) -> &str { "length" }
+///     async fn call(&self, args: Value) -> Result<Value, String> {
+///         let text = args["text"].as_str().ok_or("`text` must be a string")?;
+///         Ok(json!(text.chars().count()))
+///     }
+/// }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an agentwire Tool",
+    note = "implement `fn name(&self) -> &str` and `async fn call(&self, args: Value) -> Result<Value, String>` with #[async_trait]"
+)]
+#[async_trait]
+pub trait Tool: Send + Sync + 'static {
+    /// The name agents call it by.
+    fn name(&self) -> &str;
+
+    /// One line on what the tool does.
+    fn description(&self) -> &str {
+        ""
+    }
+
+    /// Runs the tool.
+    ///
+    /// # Errors
+    /// A readable message; the call completes with `ok:false` and that message.
+    async fn call(&self, args: Value) -> Result<Value, String>;
+}
+
+/// What an agent gets for one run: its input, its identity, and methods that publish the run's
+/// events to its user.
+pub struct RunContext {
+    emitter: Arc<RunEmitter>,
+    registry: Arc<dyn AgentRegistry>,
+    input: String,
+    next_call: AtomicU32,
+}
+
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("run", self.emitter.context())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RunContext {
+    pub(crate) fn new(emitter: Arc<RunEmitter>, registry: Arc<dyn AgentRegistry>, input: String) -> Self {
+        Self {
+            emitter,
+            registry,
+            input,
+            next_call: AtomicU32::new(1),
+        }
+    }
+
+    /// The user's input.
+    pub fn input(&self) -> &str {
+        &self.input
+    }
+
+    /// The run's user, thread and run ids.
+    pub fn user_context(&self) -> &UserContext {
+        self.emitter.context()
+    }
+
+    /// The emitter, for agents that publish events directly.
+    pub fn emitter(&self) -> &RunEmitter {
+        &self.emitter
+    }
+
+    /// Whether the run was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        self.emitter.cancellation().is_cancelled()
+    }
+
+    /// Publishes `agent_thinking`.
+    ///
+    /// # Errors
+    /// When the event cannot be published.
+    pub async fn think(&self, thought: impl Into<String>, step: Option<u32>) -> Result<(), AgentError> {
+        self.emitter.thinking(thought, step).await?;
+        Ok(())
+    }
+
+    /// Publishes a piece of the answer (`agent_message_delta`).
+    ///
+    /// # Errors
+    /// When the event cannot be published.
+    pub async fn say(&self, message_id: &str, delta: impl Into<String>) -> Result<(), AgentError> {
+        self.emitter.message_delta(message_id, delta).await?;
+        Ok(())
+    }
+
+    /// Calls a registered tool: publishes `tool_executing`, runs it, publishes `tool_completed`
+    /// with its result or error and the duration, and returns the result.
+    ///
+    /// # Errors
+    /// [`AgentError::UnknownTool`] (nothing published), [`AgentError::Tool`] when the tool failed
+    /// (its call completed with `ok:false`), or a publish error.
+    pub async fn call_tool(&self, name: &str, args: Value) -> Result<Value, AgentError> {
+        let tool = self
+            .registry
+            .tool(name)
+            .ok_or_else(|| AgentError::UnknownTool(name.to_owned()))?;
+        let call_id = format!("c_{}", self.next_call.fetch_add(1, Ordering::Relaxed));
+        self.emitter.tool_executing(&call_id, name, args.clone()).await?;
+        let started = Instant::now();
+        let outcome = tool.call(args).await;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        self.emitter
+            .tool_completed(&call_id, name, outcome.clone(), duration_ms)
+            .await?;
+        outcome.map_err(|message| AgentError::Tool {
+            tool: name.to_owned(),
+            message,
+        })
+    }
+}

@@ -1,0 +1,128 @@
+//! `RunExecutor`: runs agents on tokio tasks and frames their runs.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
+use agentwire_core::{CoreError, RunId, RunLauncher, ThreadId, UserContext};
+use serde_json::Value;
+
+use crate::{AgentError, AgentRegistry, RunContext};
+
+/// What [`RunExecutor::start`] returns: the ids the client is acknowledged with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunHandle {
+    /// The new run.
+    pub run_id: RunId,
+    /// Its thread.
+    pub thread_id: ThreadId,
+}
+
+/// Starts runs: looks the agent up, asks the registry's manager for an emitter bound to the
+/// run's user, and drives the agent on its own task — `agent_started` first, then the agent's
+/// events, then exactly one of `agent_completed`, `agent_error {agent_failed | cancelled |
+/// timeout}`.
+#[derive(Clone)]
+pub struct RunExecutor {
+    registry: Arc<dyn AgentRegistry>,
+    factory: BridgeFactory,
+    run_timeout: Duration,
+}
+
+impl std::fmt::Debug for RunExecutor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunExecutor")
+            .field("agents", &self.registry.agents())
+            .field("run_timeout", &self.run_timeout)
+            .finish()
+    }
+}
+
+impl RunExecutor {
+    /// An executor over `registry`, whose `set_websocket_manager` must have been called.
+    ///
+    /// # Errors
+    /// [`AgentError::ManagerNotSet`] when the registry returns no manager.
+    pub fn new(registry: Arc<dyn AgentRegistry>, run_timeout: Duration) -> Result<Self, AgentError> {
+        let factory = registry.websocket_manager().cloned().ok_or(AgentError::ManagerNotSet)?;
+        Ok(Self {
+            registry,
+            factory,
+            run_timeout,
+        })
+    }
+
+    /// The registry.
+    pub fn registry(&self) -> &Arc<dyn AgentRegistry> {
+        &self.registry
+    }
+
+    /// The factory runs publish through (for cancel and shutdown).
+    pub fn factory(&self) -> &BridgeFactory {
+        &self.factory
+    }
+
+    /// Starts `agent` for `ctx` on a new task.
+    ///
+    /// # Errors
+    /// [`AgentError::UnknownAgent`], or [`AgentError::Run`] with `too_many_runs` / shutting down.
+    /// Nothing is published on error.
+    pub fn start(&self, ctx: UserContext, agent_name: &str, input: String) -> Result<RunHandle, AgentError> {
+        let agent = self.registry.agent(agent_name).ok_or_else(|| AgentError::UnknownAgent {
+            name: agent_name.chars().take(64).collect(),
+            available: self
+                .registry
+                .agents()
+                .into_iter()
+                .map(|a| a.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })?;
+        let handle = RunHandle {
+            run_id: ctx.run_id.clone(),
+            thread_id: ctx.thread_id.clone(),
+        };
+        let emitter = Arc::new(self.factory.begin_run(ctx, agent.name())?);
+        let registry = self.registry.clone();
+        let timeout = self.run_timeout;
+        tokio::spawn(async move {
+            if let Err(e) = emitter.started(Some(input.clone())).await {
+                tracing::warn!(run_id = %emitter.context().run_id, error = %e, "run could not start");
+                return;
+            }
+            let rc = RunContext::new(emitter.clone(), registry, input);
+            let cancel = emitter.cancellation().clone();
+            let outcome: Result<Value, (&str, String)> = tokio::select! {
+                r = tokio::time::timeout(timeout, agent.run(&rc)) => match r {
+                    Ok(Ok(v)) => Ok(v),
+                    Ok(Err(e)) => Err(("agent_failed", e.to_string())),
+                    Err(_) => Err(("timeout", format!("the run took longer than {timeout:?}"))),
+                },
+                () = cancel.cancelled() => Err(("cancelled", "the run was cancelled".to_owned())),
+            };
+            drop(rc);
+            finish(&emitter, outcome).await;
+        });
+        Ok(handle)
+    }
+}
+
+async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) {
+    let result = match outcome {
+        Ok(v) => match emitter.completed(v).await {
+            Ok(_) => Ok(0),
+            // e.g. the agent returned while its own spawned tool call was open
+            Err(e) => emitter.failed("agent_failed", e.to_string()).await,
+        },
+        Err((code, message)) => emitter.failed(code, message).await,
+    };
+    if let Err(e) = result {
+        tracing::warn!(run_id = %emitter.context().run_id, error = %e, "run end could not be published");
+    }
+}
+
+impl RunLauncher for RunExecutor {
+    fn launch(&self, ctx: UserContext, agent: &str, input: String) -> Result<(), CoreError> {
+        self.start(ctx, agent, input).map(|_| ()).map_err(CoreError::from)
+    }
+}

@@ -1,0 +1,138 @@
+//! The executor against the real bridge: run framing, automatic tool events, cancel, timeout.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_agent_registry::{
+    Agent, AgentError, AgentRegistry, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor,
+    Tool, async_trait,
+};
+use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
+use agentwire_bridge_factory::{BridgeFactory, RunLimits};
+use agentwire_core::{Configurable, StreamEvent, UserContext, UserId};
+use serde_json::{Value, json};
+
+struct Failing;
+#[async_trait]
+impl Tool for Failing {
+    fn name(&self) -> &str {
+        "failing"
+    }
+    async fn call(&self, _: Value) -> Result<Value, String> {
+        Err("the service said no".into())
+    }
+}
+
+struct Slow;
+#[async_trait]
+impl Tool for Slow {
+    fn name(&self) -> &str {
+        "slow"
+    }
+    async fn call(&self, _: Value) -> Result<Value, String> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Ok(json!(null))
+    }
+}
+
+/// Calls the tool named by its input.
+struct Caller;
+#[async_trait]
+impl Agent for Caller {
+    fn name(&self) -> &str {
+        "caller"
+    }
+    async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError> {
+        ctx.call_tool(ctx.input(), json!({})).await
+    }
+}
+
+fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
+    let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default()).unwrap();
+    let mut registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
+    registry.register_agent(Caller).register_tool(Failing).register_tool(Slow);
+    registry.set_websocket_manager(BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default()));
+    (bridge, RunExecutor::new(Arc::new(registry), timeout).unwrap())
+}
+
+/// Runs `agent` for a fresh user and returns its events once the run ended.
+async fn run(bridge: &AgentWebSocketBridge, exec: &RunExecutor, agent: &str, input: &str, cancel_after: Option<Duration>) -> Vec<StreamEvent> {
+    let user = UserId::new(format!("u_{agent}_{}", input.len())).unwrap();
+    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    bridge.attach(&user, q.clone(), None).unwrap();
+    let h = exec.start(UserContext::new_run(user.clone(), None, None), agent, input.into()).unwrap();
+    if let Some(d) = cancel_after {
+        tokio::time::sleep(d).await;
+        exec.factory().cancel(&user, &h.run_id).unwrap();
+    }
+    let mut events = Vec::new();
+    let mut frames = Vec::new();
+    loop {
+        tokio::time::timeout(Duration::from_secs(5), q.next_batch(&mut frames, 64)).await.expect("run ended");
+        for f in frames.drain(..) {
+            events.push(serde_json::from_str::<StreamEvent>(f.as_str()).unwrap());
+        }
+        if events.last().is_some_and(|e| e.event.kind.is_terminal()) {
+            return events;
+        }
+    }
+}
+
+fn types(events: &[StreamEvent]) -> Vec<&'static str> {
+    events.iter().map(|e| e.event.kind.type_name()).collect()
+}
+
+#[tokio::test]
+async fn demo_runs_the_whole_lifecycle_with_seq_plus_one() {
+    let (bridge, exec) = setup(Duration::from_secs(5));
+    let events = run(&bridge, &exec, "demo", "what is 6 * 7?", None).await;
+    let t = types(&events);
+    assert_eq!(t[0], "agent_started");
+    assert_eq!(*t.last().unwrap(), "agent_completed");
+    assert!(t.contains(&"agent_thinking") && t.contains(&"agent_message_delta"));
+    assert_eq!(t.iter().filter(|t| **t == "tool_executing").count(), 2);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+    }
+    let answer = format!("{:?}", events.last().unwrap().event.kind);
+    assert!(answer.contains("6 * 7 = 42"), "{answer}");
+}
+
+#[tokio::test]
+async fn a_failing_tool_completes_with_ok_false_and_the_run_fails() {
+    let (bridge, exec) = setup(Duration::from_secs(5));
+    let events = run(&bridge, &exec, "caller", "failing", None).await;
+    assert_eq!(types(&events), ["agent_started", "tool_executing", "tool_completed", "agent_error"]);
+    let done = serde_json::to_value(&events[2].event.kind).unwrap();
+    assert_eq!(done["data"]["ok"], json!(false));
+    assert_eq!(done["data"]["error"], json!("the service said no"));
+}
+
+#[tokio::test]
+async fn cancel_closes_the_open_tool_call_and_ends_with_cancelled() {
+    let (bridge, exec) = setup(Duration::from_secs(5));
+    let events = run(&bridge, &exec, "caller", "slow", Some(Duration::from_millis(50))).await;
+    assert_eq!(types(&events), ["agent_started", "tool_executing", "tool_completed", "agent_error"]);
+    let err = serde_json::to_value(&events[3].event.kind).unwrap();
+    assert_eq!(err["data"]["code"], json!("cancelled"));
+}
+
+#[tokio::test]
+async fn a_run_over_its_time_limit_ends_with_timeout() {
+    let (bridge, exec) = setup(Duration::from_millis(100));
+    let events = run(&bridge, &exec, "caller", "slow", None).await;
+    let err = serde_json::to_value(&events.last().unwrap().event.kind).unwrap();
+    assert_eq!(err["data"]["code"], json!("timeout"));
+}
+
+#[tokio::test]
+async fn unknown_agents_and_a_registry_without_manager_are_refused() {
+    let (_bridge, exec) = setup(Duration::from_secs(5));
+    let err = exec
+        .start(UserContext::new_run(UserId::new("u").unwrap(), None, None), "nope", "x".into())
+        .unwrap_err();
+    assert_eq!(err.code().as_str(), "unknown_agent");
+    assert!(err.to_string().contains("demo"), "lists the available agents: {err}");
+    let bare = InMemoryAgentRegistry::new();
+    assert!(matches!(RunExecutor::new(Arc::new(bare), Duration::from_secs(1)), Err(AgentError::ManagerNotSet)));
+}
