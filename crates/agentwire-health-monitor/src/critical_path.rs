@@ -1,0 +1,123 @@
+//! The critical-path check: a synthetic run through executor → bridge → a loopback connection.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agentwire_bridge::{AgentWebSocketBridge, ConnectionQueue};
+use agentwire_core::{RunLauncher, StreamEvent, UserContext, UserId};
+use async_trait::async_trait;
+
+use crate::HealthCheck;
+
+/// The events an `echo` run must deliver, in this order.
+pub const EXPECTED_EVENTS: [&str; 5] = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_completed",
+];
+
+/// Proves chat works end to end: starts a real `echo` run for a synthetic user (`__health_N`)
+/// through the [`RunLauncher`] (registry → executor → emitter), receives it through the bridge
+/// on a loopback connection, and checks that the five lifecycle events arrive in order with
+/// consecutive seqs. The synthetic stream is removed afterwards.
+pub struct CriticalPathCheck {
+    bridge: AgentWebSocketBridge,
+    launcher: Arc<dyn RunLauncher>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for CriticalPathCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CriticalPathCheck").field("timeout", &self.timeout).finish()
+    }
+}
+
+impl CriticalPathCheck {
+    /// A check through `bridge` and `launcher`, failing after `timeout`.
+    pub fn new(bridge: AgentWebSocketBridge, launcher: Arc<dyn RunLauncher>, timeout: Duration) -> Self {
+        Self {
+            bridge,
+            launcher,
+            timeout,
+        }
+    }
+
+    /// Runs the round trip once.
+    ///
+    /// # Errors
+    /// Which step failed: attach, launch, a missing or misordered event, or the timeout.
+    pub async fn round_trip(&self) -> Result<String, String> {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let user = UserId::new(format!("__health_{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+            .map_err(|e| e.to_string())?;
+        let _cleanup = RemoveStream(&self.bridge, &user);
+        let started = Instant::now();
+        let inbox = Arc::new(ConnectionQueue::new(1 << 20));
+        self.bridge
+            .attach(&user, inbox.clone(), None)
+            .map_err(|e| format!("bridge refused the loopback connection: {e}"))?;
+        let ctx = UserContext::new_run(user.clone(), None, Some("health".into()));
+        let run_id = ctx.run_id.clone();
+        self.launcher
+            .launch(ctx, "echo", "critical-path probe".into())
+            .map_err(|e| format!("executor refused the synthetic run: {e}"))?;
+
+        let mut seen: Vec<StreamEvent> = Vec::with_capacity(5);
+        let mut frames = Vec::new();
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        while seen.len() < EXPECTED_EVENTS.len() {
+            let batch = tokio::time::timeout_at(deadline, inbox.next_batch(&mut frames, 16)).await;
+            if batch.is_err() {
+                return Err(format!(
+                    "only {} of 5 events arrived within {:?} (got {:?})",
+                    seen.len(),
+                    self.timeout,
+                    seen.iter().map(|e| e.event.kind.type_name()).collect::<Vec<_>>()
+                ));
+            }
+            for f in frames.drain(..) {
+                let e: StreamEvent = serde_json::from_str(f.as_str())
+                    .map_err(|e| format!("an event frame did not parse: {e}"))?;
+                seen.push(e);
+            }
+        }
+        for (i, (event, expected)) in seen.iter().zip(EXPECTED_EVENTS).enumerate() {
+            let got = event.event.kind.type_name();
+            if got != expected || event.seq != i as u64 + 1 || event.event.run_id != run_id {
+                return Err(format!(
+                    "event {} was {got} (seq {}, run {}), expected {expected} (seq {}, run {run_id})",
+                    i + 1,
+                    event.seq,
+                    event.event.run_id,
+                    i + 1
+                ));
+            }
+        }
+        Ok(format!(
+            "synthetic run delivered 5 events in order in {}µs",
+            started.elapsed().as_micros()
+        ))
+    }
+}
+
+struct RemoveStream<'a>(&'a AgentWebSocketBridge, &'a UserId);
+
+impl Drop for RemoveStream<'_> {
+    fn drop(&mut self) {
+        self.0.remove_stream(self.1);
+    }
+}
+
+#[async_trait]
+impl HealthCheck for CriticalPathCheck {
+    fn name(&self) -> &str {
+        "critical_path"
+    }
+
+    async fn check(&self) -> Result<String, String> {
+        self.round_trip().await
+    }
+}
