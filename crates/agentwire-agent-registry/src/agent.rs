@@ -121,7 +121,11 @@ impl std::fmt::Debug for RunContext {
 }
 
 impl RunContext {
-    pub(crate) fn new(emitter: Arc<RunEmitter>, registry: Arc<dyn AgentRegistry>, input: String) -> Self {
+    pub(crate) fn new(
+        emitter: Arc<RunEmitter>,
+        registry: Arc<dyn AgentRegistry>,
+        input: String,
+    ) -> Self {
         Self {
             emitter,
             registry,
@@ -154,7 +158,11 @@ impl RunContext {
     ///
     /// # Errors
     /// When the event cannot be published.
-    pub async fn think(&self, thought: impl Into<String>, step: Option<u32>) -> Result<(), AgentError> {
+    pub async fn think(
+        &self,
+        thought: impl Into<String>,
+        step: Option<u32>,
+    ) -> Result<(), AgentError> {
         self.emitter.thinking(thought, step).await?;
         Ok(())
     }
@@ -180,7 +188,9 @@ impl RunContext {
             .tool(name)
             .ok_or_else(|| AgentError::UnknownTool(name.to_owned()))?;
         let call_id = format!("c_{}", self.next_call.fetch_add(1, Ordering::Relaxed));
-        self.emitter.tool_executing(&call_id, name, args.clone()).await?;
+        self.emitter
+            .tool_executing(&call_id, name, args.clone())
+            .await?;
         let started = Instant::now();
         let outcome = tool.call(args).await;
         let duration_ms = started.elapsed().as_millis() as u64;

@@ -7,7 +7,7 @@ use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
 use agentwire_core::{CoreError, RunId, RunLauncher, ThreadId, UserContext};
 use serde_json::Value;
 
-use crate::{AgentError, AgentRegistry, RunContext};
+use crate::{Agent, AgentError, AgentRegistry, RunContext};
 
 /// What [`RunExecutor::start`] returns: the ids the client is acknowledged with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,8 +43,14 @@ impl RunExecutor {
     ///
     /// # Errors
     /// [`AgentError::ManagerNotSet`] when the registry returns no manager.
-    pub fn new(registry: Arc<dyn AgentRegistry>, run_timeout: Duration) -> Result<Self, AgentError> {
-        let factory = registry.websocket_manager().cloned().ok_or(AgentError::ManagerNotSet)?;
+    pub fn new(
+        registry: Arc<dyn AgentRegistry>,
+        run_timeout: Duration,
+    ) -> Result<Self, AgentError> {
+        let factory = registry
+            .websocket_manager()
+            .cloned()
+            .ok_or(AgentError::ManagerNotSet)?;
         Ok(Self {
             registry,
             factory,
@@ -62,29 +68,91 @@ impl RunExecutor {
         &self.factory
     }
 
-    /// Starts `agent` for `ctx` on a new task.
+    /// Starts `agent` for `ctx` on a new task: [`Self::prepare`] then [`PreparedRun::spawn`].
     ///
     /// # Errors
     /// [`AgentError::UnknownAgent`], or [`AgentError::Run`] with `too_many_runs` / shutting down.
     /// Nothing is published on error.
-    pub fn start(&self, ctx: UserContext, agent_name: &str, input: String) -> Result<RunHandle, AgentError> {
-        let agent = self.registry.agent(agent_name).ok_or_else(|| AgentError::UnknownAgent {
-            name: agent_name.chars().take(64).collect(),
-            available: self
-                .registry
-                .agents()
-                .into_iter()
-                .map(|a| a.name)
-                .collect::<Vec<_>>()
-                .join(", "),
-        })?;
+    pub fn start(
+        &self,
+        ctx: UserContext,
+        agent_name: &str,
+        input: String,
+    ) -> Result<RunHandle, AgentError> {
+        let prepared = self.prepare(ctx, agent_name)?;
+        let handle = prepared.handle().clone();
+        prepared.spawn(input);
+        Ok(handle)
+    }
+
+    /// Checks that the run can start (the agent exists, the user is under its run limit) and
+    /// registers it, without publishing anything yet. A transport acknowledges the request
+    /// between `prepare` and [`PreparedRun::spawn`], so the ack precedes the run's events.
+    ///
+    /// # Errors
+    /// As [`Self::start`].
+    pub fn prepare(&self, ctx: UserContext, agent_name: &str) -> Result<PreparedRun, AgentError> {
+        let agent = self
+            .registry
+            .agent(agent_name)
+            .ok_or_else(|| AgentError::UnknownAgent {
+                name: agent_name.chars().take(64).collect(),
+                available: self
+                    .registry
+                    .agents()
+                    .into_iter()
+                    .map(|a| a.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
         let handle = RunHandle {
             run_id: ctx.run_id.clone(),
             thread_id: ctx.thread_id.clone(),
         };
         let emitter = Arc::new(self.factory.begin_run(ctx, agent.name())?);
-        let registry = self.registry.clone();
-        let timeout = self.run_timeout;
+        Ok(PreparedRun {
+            handle,
+            emitter,
+            agent,
+            registry: self.registry.clone(),
+            timeout: self.run_timeout,
+        })
+    }
+}
+
+/// A registered run that has not published anything yet; [`Self::spawn`] starts it. Dropping it
+/// instead ends the run with `agent_dropped`.
+pub struct PreparedRun {
+    handle: RunHandle,
+    emitter: Arc<RunEmitter>,
+    agent: Arc<dyn Agent>,
+    registry: Arc<dyn AgentRegistry>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for PreparedRun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedRun")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedRun {
+    /// The ids of the run.
+    pub fn handle(&self) -> &RunHandle {
+        &self.handle
+    }
+
+    /// Runs the agent on a new tokio task.
+    pub fn spawn(self, input: String) {
+        let PreparedRun {
+            emitter,
+            agent,
+            registry,
+            timeout,
+            ..
+        } = self;
         tokio::spawn(async move {
             if let Err(e) = emitter.started(Some(input.clone())).await {
                 tracing::warn!(run_id = %emitter.context().run_id, error = %e, "run could not start");
@@ -103,7 +171,6 @@ impl RunExecutor {
             drop(rc);
             finish(&emitter, outcome).await;
         });
-        Ok(handle)
     }
 }
 
@@ -123,6 +190,8 @@ async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) {
 
 impl RunLauncher for RunExecutor {
     fn launch(&self, ctx: UserContext, agent: &str, input: String) -> Result<(), CoreError> {
-        self.start(ctx, agent, input).map(|_| ()).map_err(CoreError::from)
+        self.start(ctx, agent, input)
+            .map(|_| ())
+            .map_err(CoreError::from)
     }
 }

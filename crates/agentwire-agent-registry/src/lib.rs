@@ -47,5 +47,5 @@ pub use builtin::{
     find_expression,
 };
 pub use error::AgentError;
-pub use executor::{RunExecutor, RunHandle};
+pub use executor::{PreparedRun, RunExecutor, RunHandle};
 pub use registry::{AgentInfo, AgentRegistry, InMemoryAgentRegistry};

@@ -48,19 +48,42 @@ impl Agent for Caller {
 }
 
 fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
-    let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default()).unwrap();
+    let bridge = AgentWebSocketBridge::builder()
+        .configure(BridgeConfig::default())
+        .unwrap();
     let mut registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
-    registry.register_agent(Caller).register_tool(Failing).register_tool(Slow);
-    registry.set_websocket_manager(BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default()));
-    (bridge, RunExecutor::new(Arc::new(registry), timeout).unwrap())
+    registry
+        .register_agent(Caller)
+        .register_tool(Failing)
+        .register_tool(Slow);
+    registry.set_websocket_manager(BridgeFactory::new(
+        Arc::new(bridge.clone()),
+        RunLimits::default(),
+    ));
+    (
+        bridge,
+        RunExecutor::new(Arc::new(registry), timeout).unwrap(),
+    )
 }
 
 /// Runs `agent` for a fresh user and returns its events once the run ended.
-async fn run(bridge: &AgentWebSocketBridge, exec: &RunExecutor, agent: &str, input: &str, cancel_after: Option<Duration>) -> Vec<StreamEvent> {
+async fn run(
+    bridge: &AgentWebSocketBridge,
+    exec: &RunExecutor,
+    agent: &str,
+    input: &str,
+    cancel_after: Option<Duration>,
+) -> Vec<StreamEvent> {
     let user = UserId::new(format!("u_{agent}_{}", input.len())).unwrap();
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     bridge.attach(&user, q.clone(), None).unwrap();
-    let h = exec.start(UserContext::new_run(user.clone(), None, None), agent, input.into()).unwrap();
+    let h = exec
+        .start(
+            UserContext::new_run(user.clone(), None, None),
+            agent,
+            input.into(),
+        )
+        .unwrap();
     if let Some(d) = cancel_after {
         tokio::time::sleep(d).await;
         exec.factory().cancel(&user, &h.run_id).unwrap();
@@ -68,7 +91,9 @@ async fn run(bridge: &AgentWebSocketBridge, exec: &RunExecutor, agent: &str, inp
     let mut events = Vec::new();
     let mut frames = Vec::new();
     loop {
-        tokio::time::timeout(Duration::from_secs(5), q.next_batch(&mut frames, 64)).await.expect("run ended");
+        tokio::time::timeout(Duration::from_secs(5), q.next_batch(&mut frames, 64))
+            .await
+            .expect("run ended");
         for f in frames.drain(..) {
             events.push(serde_json::from_str::<StreamEvent>(f.as_str()).unwrap());
         }
@@ -102,7 +127,15 @@ async fn demo_runs_the_whole_lifecycle_with_seq_plus_one() {
 async fn a_failing_tool_completes_with_ok_false_and_the_run_fails() {
     let (bridge, exec) = setup(Duration::from_secs(5));
     let events = run(&bridge, &exec, "caller", "failing", None).await;
-    assert_eq!(types(&events), ["agent_started", "tool_executing", "tool_completed", "agent_error"]);
+    assert_eq!(
+        types(&events),
+        [
+            "agent_started",
+            "tool_executing",
+            "tool_completed",
+            "agent_error"
+        ]
+    );
     let done = serde_json::to_value(&events[2].event.kind).unwrap();
     assert_eq!(done["data"]["ok"], json!(false));
     assert_eq!(done["data"]["error"], json!("the service said no"));
@@ -111,8 +144,23 @@ async fn a_failing_tool_completes_with_ok_false_and_the_run_fails() {
 #[tokio::test]
 async fn cancel_closes_the_open_tool_call_and_ends_with_cancelled() {
     let (bridge, exec) = setup(Duration::from_secs(5));
-    let events = run(&bridge, &exec, "caller", "slow", Some(Duration::from_millis(50))).await;
-    assert_eq!(types(&events), ["agent_started", "tool_executing", "tool_completed", "agent_error"]);
+    let events = run(
+        &bridge,
+        &exec,
+        "caller",
+        "slow",
+        Some(Duration::from_millis(50)),
+    )
+    .await;
+    assert_eq!(
+        types(&events),
+        [
+            "agent_started",
+            "tool_executing",
+            "tool_completed",
+            "agent_error"
+        ]
+    );
     let err = serde_json::to_value(&events[3].event.kind).unwrap();
     assert_eq!(err["data"]["code"], json!("cancelled"));
 }
@@ -129,10 +177,20 @@ async fn a_run_over_its_time_limit_ends_with_timeout() {
 async fn unknown_agents_and_a_registry_without_manager_are_refused() {
     let (_bridge, exec) = setup(Duration::from_secs(5));
     let err = exec
-        .start(UserContext::new_run(UserId::new("u").unwrap(), None, None), "nope", "x".into())
+        .start(
+            UserContext::new_run(UserId::new("u").unwrap(), None, None),
+            "nope",
+            "x".into(),
+        )
         .unwrap_err();
     assert_eq!(err.code().as_str(), "unknown_agent");
-    assert!(err.to_string().contains("demo"), "lists the available agents: {err}");
+    assert!(
+        err.to_string().contains("demo"),
+        "lists the available agents: {err}"
+    );
     let bare = InMemoryAgentRegistry::new();
-    assert!(matches!(RunExecutor::new(Arc::new(bare), Duration::from_secs(1)), Err(AgentError::ManagerNotSet)));
+    assert!(matches!(
+        RunExecutor::new(Arc::new(bare), Duration::from_secs(1)),
+        Err(AgentError::ManagerNotSet)
+    ));
 }

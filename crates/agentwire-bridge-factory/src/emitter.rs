@@ -95,7 +95,9 @@ impl RunEmitter {
     /// not fit the run, or the bridge's error when it cannot accept events.
     pub async fn emit(&self, kind: EventKind) -> Result<u64, FactoryError> {
         let mut grammar = self.grammar.lock().await;
-        grammar.check(&kind).map_err(agentwire_core::CoreError::from)?;
+        grammar
+            .check(&kind)
+            .map_err(agentwire_core::CoreError::from)?;
         let event = RunEvent::now(
             self.ctx.run_id.clone(),
             self.ctx.thread_id.clone(),
@@ -113,14 +115,19 @@ impl RunEmitter {
     /// # Errors
     /// As [`Self::emit`].
     pub async fn started(&self, input: Option<String>) -> Result<u64, FactoryError> {
-        self.emit(EventKind::AgentStarted(AgentStarted { input })).await
+        self.emit(EventKind::AgentStarted(AgentStarted { input }))
+            .await
     }
 
     /// `agent_thinking`.
     ///
     /// # Errors
     /// As [`Self::emit`].
-    pub async fn thinking(&self, thought: impl Into<String>, step: Option<u32>) -> Result<u64, FactoryError> {
+    pub async fn thinking(
+        &self,
+        thought: impl Into<String>,
+        step: Option<u32>,
+    ) -> Result<u64, FactoryError> {
         self.emit(EventKind::AgentThinking(AgentThinking {
             thought: thought.into(),
             step,
@@ -132,7 +139,12 @@ impl RunEmitter {
     ///
     /// # Errors
     /// As [`Self::emit`]; a reused `call_id` is out of grammar.
-    pub async fn tool_executing(&self, call_id: &str, tool: &str, args: Value) -> Result<u64, FactoryError> {
+    pub async fn tool_executing(
+        &self,
+        call_id: &str,
+        tool: &str,
+        args: Value,
+    ) -> Result<u64, FactoryError> {
         self.emit(EventKind::ToolExecuting(ToolExecuting {
             call_id: call_id.to_owned(),
             tool: tool.to_owned(),
@@ -171,7 +183,11 @@ impl RunEmitter {
     ///
     /// # Errors
     /// As [`Self::emit`].
-    pub async fn message_delta(&self, message_id: &str, delta: impl Into<String>) -> Result<u64, FactoryError> {
+    pub async fn message_delta(
+        &self,
+        message_id: &str,
+        delta: impl Into<String>,
+    ) -> Result<u64, FactoryError> {
         self.emit(EventKind::AgentMessageDelta(AgentMessageDelta {
             message_id: message_id.to_owned(),
             delta: delta.into(),
@@ -196,13 +212,24 @@ impl RunEmitter {
     ///
     /// # Errors
     /// As [`Self::emit`]; after the terminal event, out of grammar.
-    pub async fn failed(&self, code: &str, message: impl Into<String>) -> Result<u64, FactoryError> {
+    pub async fn failed(
+        &self,
+        code: &str,
+        message: impl Into<String>,
+    ) -> Result<u64, FactoryError> {
         let mut grammar = self.grammar.lock().await;
         let events = closing_events(&mut grammar, code, message.into(), self.elapsed_ms());
         let mut last = 0;
         for kind in events {
-            grammar.check(&kind).map_err(agentwire_core::CoreError::from)?;
-            let event = RunEvent::now(self.ctx.run_id.clone(), self.ctx.thread_id.clone(), self.agent.clone(), kind);
+            grammar
+                .check(&kind)
+                .map_err(agentwire_core::CoreError::from)?;
+            let event = RunEvent::now(
+                self.ctx.run_id.clone(),
+                self.ctx.thread_id.clone(),
+                self.agent.clone(),
+                kind,
+            );
             last = self.sink.publish(&self.ctx.user_id, event).await?;
         }
         Ok(last)
@@ -211,7 +238,12 @@ impl RunEmitter {
 
 /// The events that end a run now: `agent_started` when it never started, `ok:false` completions
 /// for its open tool calls, then `agent_error`.
-fn closing_events(grammar: &mut RunGrammar, code: &str, message: String, duration_ms: u64) -> Vec<EventKind> {
+fn closing_events(
+    grammar: &mut RunGrammar,
+    code: &str,
+    message: String,
+    duration_ms: u64,
+) -> Vec<EventKind> {
     let mut events = Vec::new();
     if !grammar.is_started() {
         events.push(EventKind::AgentStarted(AgentStarted { input: None }));
@@ -251,7 +283,12 @@ impl Drop for RunEmitter {
         tracing::warn!(run_id = %ctx.run_id, user_id = %ctx.user_id, "run dropped without a terminal event");
         let publish = async move {
             for kind in events {
-                let event = RunEvent::now(ctx.run_id.clone(), ctx.thread_id.clone(), agent.clone(), kind);
+                let event = RunEvent::now(
+                    ctx.run_id.clone(),
+                    ctx.thread_id.clone(),
+                    agent.clone(),
+                    kind,
+                );
                 if let Err(e) = sink.publish(&ctx.user_id, event).await {
                     tracing::error!(run_id = %ctx.run_id, error = %e, "could not end a dropped run");
                     break;
@@ -262,7 +299,9 @@ impl Drop for RunEmitter {
             Ok(handle) => {
                 handle.spawn(publish);
             }
-            Err(_) => tracing::error!(run_id = %self.ctx.run_id, "run dropped outside a tokio runtime; its end was not published"),
+            Err(_) => {
+                tracing::error!(run_id = %self.ctx.run_id, "run dropped outside a tokio runtime; its end was not published")
+            }
         }
     }
 }

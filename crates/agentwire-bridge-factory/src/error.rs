@@ -7,7 +7,9 @@ use agentwire_core::{CoreError, ErrorCode};
 #[non_exhaustive]
 pub enum FactoryError {
     /// The user already has the most concurrent runs allowed.
-    #[error("this user already has {max} runs in progress, the most allowed (limits.max_runs_per_user); wait for one to end or cancel one")]
+    #[error(
+        "this user already has {max} runs in progress, the most allowed (limits.max_runs_per_user); wait for one to end or cancel one"
+    )]
     TooManyRuns {
         /// The limit.
         max: usize,

@@ -21,7 +21,9 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        Self { max_runs_per_user: 8 }
+        Self {
+            max_runs_per_user: 8,
+        }
     }
 }
 
@@ -136,7 +138,13 @@ impl BridgeFactory {
             run_id: ctx.run_id.clone(),
             user: ctx.user_id.clone(),
         };
-        Ok(RunEmitter::new(ctx, agent.into(), self.inner.sink.clone(), cancel, guard))
+        Ok(RunEmitter::new(
+            ctx,
+            agent.into(),
+            self.inner.sink.clone(),
+            cancel,
+            guard,
+        ))
     }
 
     /// Cancels `run_id` if it is in progress **and** belongs to `user`.

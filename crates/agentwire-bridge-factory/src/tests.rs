@@ -8,8 +8,15 @@ use serde_json::json;
 use crate::{BridgeFactory, FactoryError, RunLimits};
 
 fn setup(max_runs: usize) -> (AgentWebSocketBridge, BridgeFactory) {
-    let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default()).unwrap();
-    let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits { max_runs_per_user: max_runs });
+    let bridge = AgentWebSocketBridge::builder()
+        .configure(BridgeConfig::default())
+        .unwrap();
+    let factory = BridgeFactory::new(
+        Arc::new(bridge.clone()),
+        RunLimits {
+            max_runs_per_user: max_runs,
+        },
+    );
     (bridge, factory)
 }
 
@@ -33,7 +40,9 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     bridge.attach(&user, q.clone(), None).unwrap();
     {
-        let run = factory.begin_run(UserContext::new_run(user.clone(), None, None), "demo").unwrap();
+        let run = factory
+            .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+            .unwrap();
         run.started(None).await.unwrap();
         run.tool_executing("c1", "clock", json!({})).await.unwrap();
     }
@@ -41,22 +50,35 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         types(&q).await,
-        ["agent_started", "tool_executing", "tool_completed", "agent_error"]
+        [
+            "agent_started",
+            "tool_executing",
+            "tool_completed",
+            "agent_error"
+        ]
     );
     let page = bridge.history_after(&user, 0, None, 10);
     assert!(page.frames[2].as_str().contains(r#""ok":false"#));
-    assert!(page.frames[3].as_str().contains(r#""code":"agent_dropped""#));
+    assert!(
+        page.frames[3]
+            .as_str()
+            .contains(r#""code":"agent_dropped""#)
+    );
 }
 
 #[tokio::test]
 async fn failed_completes_open_calls_first() {
     let (bridge, factory) = setup(8);
     let user = UserId::new("u").unwrap();
-    let run = factory.begin_run(UserContext::new_run(user.clone(), None, None), "demo").unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+        .unwrap();
     run.started(None).await.unwrap();
     run.tool_executing("a", "t", json!(1)).await.unwrap();
     run.tool_executing("b", "t", json!(2)).await.unwrap();
-    run.failed("cancelled", "cancelled by the user").await.unwrap();
+    run.failed("cancelled", "cancelled by the user")
+        .await
+        .unwrap();
     assert_eq!(bridge.stream_head(&user).unwrap().1, 6);
     assert!(run.thinking("late", None).await.is_err());
 }
@@ -65,26 +87,40 @@ async fn failed_completes_open_calls_first() {
 async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
     let (_bridge, factory) = setup(1);
     let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
-    let run = factory.begin_run(UserContext::new_run(alice.clone(), None, None), "demo").unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(alice.clone(), None, None), "demo")
+        .unwrap();
     assert!(matches!(
         factory.begin_run(UserContext::new_run(alice.clone(), None, None), "demo"),
         Err(FactoryError::TooManyRuns { max: 1 })
     ));
     // bob is not limited by alice's runs, and cannot cancel them.
-    let _bob_run = factory.begin_run(UserContext::new_run(bob.clone(), None, None), "demo").unwrap();
+    let _bob_run = factory
+        .begin_run(UserContext::new_run(bob.clone(), None, None), "demo")
+        .unwrap();
     let id = run.context().run_id.clone();
-    assert!(matches!(factory.cancel(&bob, &id), Err(FactoryError::RunNotFound { .. })));
+    assert!(matches!(
+        factory.cancel(&bob, &id),
+        Err(FactoryError::RunNotFound { .. })
+    ));
     assert!(!run.cancellation().is_cancelled());
     factory.cancel(&alice, &id).unwrap();
     assert!(run.cancellation().is_cancelled());
     drop(run);
-    assert!(factory.begin_run(UserContext::new_run(alice, None, None), "demo").is_ok());
+    assert!(
+        factory
+            .begin_run(UserContext::new_run(alice, None, None), "demo")
+            .is_ok()
+    );
 }
 
 #[tokio::test]
 async fn stop_accepting_refuses_new_runs() {
     let (_bridge, factory) = setup(8);
     factory.stop_accepting();
-    let r = factory.begin_run(UserContext::new_run(UserId::new("u").unwrap(), None, None), "demo");
+    let r = factory.begin_run(
+        UserContext::new_run(UserId::new("u").unwrap(), None, None),
+        "demo",
+    );
     assert!(matches!(r, Err(FactoryError::ShuttingDown)));
 }

@@ -30,7 +30,10 @@ impl Configurable for UnconfiguredBridge {
         if config.history.max_events > 1_000_000 {
             return Err(BridgeError::InvalidConfig {
                 key: "history.max_events",
-                reason: format!("{} is over the maximum of 1000000", config.history.max_events),
+                reason: format!(
+                    "{} is over the maximum of 1000000",
+                    config.history.max_events
+                ),
             });
         }
         if config.history.ttl < Duration::from_secs(1) {
@@ -159,7 +162,10 @@ impl AgentWebSocketBridge {
         let epoch: Arc<str> = agentwire_core::ThreadId::generate().as_str()[2..14].into();
         UserStream::new(
             epoch,
-            HistoryBuffer::new(self.inner.config.history.max_events, self.inner.config.history.ttl),
+            HistoryBuffer::new(
+                self.inner.config.history.max_events,
+                self.inner.config.history.ttl,
+            ),
         )
     }
 
@@ -199,13 +205,12 @@ impl AgentWebSocketBridge {
     /// Accepts `event` into `user`'s stream: assigns the next seq, serializes once, stores it in
     /// history and queues it on every live connection of `user`. Never waits for a client.
     ///
+    /// Publishing goes on during shutdown, so runs that finish in the grace period reach their
+    /// users.
+    ///
     /// # Errors
-    /// [`BridgeError::ShuttingDown`] after [`Self::begin_shutdown`],
     /// [`BridgeError::TooManyUsers`] when a new stream would pass `max_users`.
     pub fn publish_now(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        if self.inner.shutting_down.load(Ordering::Relaxed) {
-            return Err(BridgeError::ShuttingDown);
-        }
         let seq = self
             .with_stream(user, true, |s| {
                 let seq = s.head + 1;
@@ -317,7 +322,13 @@ impl AgentWebSocketBridge {
                         delivered: slot.cursor,
                     });
                 }
-                return Ok((Resumed { from_seq: from.last_seq + 1, replayed: 0 }, true));
+                return Ok((
+                    Resumed {
+                        from_seq: from.last_seq + 1,
+                        replayed: 0,
+                    },
+                    true,
+                ));
             }
             if slot.delivered_any {
                 return Err(BridgeError::ResumeAfterDelivery {
@@ -373,7 +384,11 @@ impl AgentWebSocketBridge {
         limit: usize,
     ) -> HistoryPage {
         self.with_stream(user, false, |s| {
-            let after = if epoch.is_none_or(|e| e == &*s.epoch) { after } else { 0 };
+            let after = if epoch.is_none_or(|e| e == &*s.epoch) {
+                after
+            } else {
+                0
+            };
             s.history.expire(Instant::now());
             let r = s.history.after(after, s.head, limit);
             HistoryPage {
@@ -435,7 +450,8 @@ impl AgentWebSocketBridge {
     /// Sweeps idle streams every quarter of the history ttl (at least every second), forever.
     /// Spawn it once on the runtime.
     pub async fn run_maintenance(self) {
-        let period = (self.inner.config.history.ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        let period = (self.inner.config.history.ttl / 4)
+            .clamp(Duration::from_secs(1), Duration::from_secs(60));
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -447,7 +463,8 @@ impl AgentWebSocketBridge {
         }
     }
 
-    /// Stops accepting connections and events; used at shutdown before [`Self::close_all`].
+    /// Stops accepting new connections (publishing goes on); used at shutdown before
+    /// [`Self::close_all`].
     pub fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Relaxed);
     }

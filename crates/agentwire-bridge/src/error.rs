@@ -15,7 +15,9 @@ pub enum BridgeError {
         reason: String,
     },
     /// The user already holds the most connections allowed.
-    #[error("this user already has {max} live connections, the most allowed (limits.max_connections_per_user)")]
+    #[error(
+        "this user already has {max} live connections, the most allowed (limits.max_connections_per_user)"
+    )]
     TooManyConnections {
         /// The limit.
         max: usize,
@@ -27,7 +29,9 @@ pub enum BridgeError {
         max: usize,
     },
     /// A resume named a seq the stream has not reached.
-    #[error("last_seq {last_seq} is ahead of the stream head {head}; resume with a seq you received")]
+    #[error(
+        "last_seq {last_seq} is ahead of the stream head {head}; resume with a seq you received"
+    )]
     ResumeAhead {
         /// What the client sent.
         last_seq: u64,

@@ -37,7 +37,11 @@ impl HistoryBuffer {
 
     /// Appends the frame of the stream's next seq and drops what is over the bounds.
     pub fn push(&mut self, now: Instant, frame: Frame) {
-        debug_assert!(self.frames.back().is_none_or(|(_, f)| f.seq() + 1 == frame.seq()));
+        debug_assert!(
+            self.frames
+                .back()
+                .is_none_or(|(_, f)| f.seq() + 1 == frame.seq())
+        );
         if self.max_events == 0 {
             return;
         }
@@ -114,8 +118,17 @@ mod tests {
             h.push(now, frame(s));
         }
         let r = h.after(0, 5, usize::MAX);
-        assert_eq!(r.gap, Some(ReplayGap { from_seq: 1, to_seq: 2 }));
-        assert_eq!(r.frames.iter().map(Frame::seq).collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(
+            r.gap,
+            Some(ReplayGap {
+                from_seq: 1,
+                to_seq: 2
+            })
+        );
+        assert_eq!(
+            r.frames.iter().map(Frame::seq).collect::<Vec<_>>(),
+            vec![3, 4, 5]
+        );
         let r = h.after(3, 5, usize::MAX);
         assert_eq!((r.gap, r.frames.len()), (None, 2));
         assert_eq!(h.after(5, 5, usize::MAX), Replay::default());
@@ -131,7 +144,13 @@ mod tests {
         h.expire(t0 + Duration::from_secs(10));
         assert!(h.is_empty());
         let r = h.after(0, 2, usize::MAX);
-        assert_eq!(r.gap, Some(ReplayGap { from_seq: 1, to_seq: 2 }));
+        assert_eq!(
+            r.gap,
+            Some(ReplayGap {
+                from_seq: 1,
+                to_seq: 2
+            })
+        );
     }
 
     proptest! {

@@ -17,6 +17,7 @@ use tokio::sync::Notify;
 pub struct ConnectionQueue {
     state: Mutex<QueueState>,
     wake: Notify,
+    closed: Notify,
     cap_bytes: usize,
 }
 
@@ -44,6 +45,7 @@ impl ConnectionQueue {
         Self {
             state: Mutex::new(QueueState::default()),
             wake: Notify::new(),
+            closed: Notify::new(),
             cap_bytes,
         }
     }
@@ -76,6 +78,27 @@ impl ConnectionQueue {
         }
     }
 
+    /// Waits until a close is requested (by the bridge, a limit, or shutdown).
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.closed.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Puts a control frame in front of everything queued. Only for the greeting
+    /// (`connection_established`), before the writer has started.
+    pub fn prepend(&self, frame: Frame) {
+        let mut st = self.state.lock();
+        st.bytes += frame.len();
+        st.frames.push_front(frame);
+        drop(st);
+        self.wake.notify_one();
+    }
+
     /// Marks the connection as gone (its writer ended): later sends fail with `SinkClosed` and
     /// queued frames are dropped.
     pub fn mark_gone(&self) {
@@ -88,6 +111,7 @@ impl ConnectionQueue {
         }
         drop(st);
         self.wake.notify_one();
+        self.closed.notify_waiters();
     }
 
     /// Bytes queued now.
@@ -155,6 +179,7 @@ impl WebSocketSink for ConnectionQueue {
         st.close = Some((code, reason.to_owned()));
         drop(st);
         self.wake.notify_one();
+        self.closed.notify_waiters();
     }
 }
 
@@ -187,7 +212,10 @@ mod tests {
         let q = ConnectionQueue::new(25);
         q.send(f(1, 10)).unwrap();
         q.send(f(2, 10)).unwrap();
-        assert_eq!(q.send(f(3, 10)), Err(CoreError::SinkFull { queued_bytes: 20 }));
+        assert_eq!(
+            q.send(f(3, 10)),
+            Err(CoreError::SinkFull { queued_bytes: 20 })
+        );
         q.close(CloseCode::SLOW_CONSUMER, "slow");
         assert_eq!(q.queued_bytes(), 0);
     }

@@ -83,7 +83,11 @@ impl UserStream {
     /// Queues on `slot` the events after `from` (a gap frame first when history lost some),
     /// moving its cursor to the head. Runs under the stream lock, so no live event can slip in
     /// between the replay and the switch to live delivery.
-    pub(crate) fn replay_into(&mut self, slot: &mut Slot, from: &ResumeFrom) -> Result<(Resumed, bool), BridgeError> {
+    pub(crate) fn replay_into(
+        &mut self,
+        slot: &mut Slot,
+        from: &ResumeFrom,
+    ) -> Result<(Resumed, bool), BridgeError> {
         let same_epoch = from.epoch.as_deref().is_none_or(|e| e == &*self.epoch);
         let after = if same_epoch { from.last_seq } else { 0 };
         if after > self.head {

@@ -20,7 +20,11 @@ pub struct UserContext {
 
 impl UserContext {
     /// A context for a new run of `user_id`, in `thread_id` or a new thread.
-    pub fn new_run(user_id: UserId, thread_id: Option<ThreadId>, request_id: Option<String>) -> Self {
+    pub fn new_run(
+        user_id: UserId,
+        thread_id: Option<ThreadId>,
+        request_id: Option<String>,
+    ) -> Self {
         Self {
             user_id,
             thread_id: thread_id.unwrap_or_else(ThreadId::generate),

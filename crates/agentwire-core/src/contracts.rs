@@ -106,6 +106,10 @@ pub trait WebSocketSink: Send + Sync + 'static {
 /// - An accepted event is in the user's history before `publish` returns and is offered to every
 ///   live connection of that user — and of no other user.
 /// - `publish` does not wait for any client.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot publish run events (it is not an EventSink)",
+    note = "an unconfigured bridge cannot be used: `AgentWebSocketBridge::builder().configure(config)?` returns the bridge that implements EventSink"
+)]
 #[async_trait]
 pub trait EventSink: Send + Sync + 'static {
     /// Accepts `event` into `user`'s stream and returns its `seq`.
@@ -141,7 +145,10 @@ pub trait WebSocketSinkExt: WebSocketSink {
     fn send_or_close(&self, frame: Frame) -> Result<(), CoreError> {
         let result = self.send(frame);
         if let Err(CoreError::SinkFull { .. }) = &result {
-            self.close(CloseCode::SLOW_CONSUMER, "slow consumer: resume with your last seq");
+            self.close(
+                CloseCode::SLOW_CONSUMER,
+                "slow consumer: resume with your last seq",
+            );
         }
         result
     }

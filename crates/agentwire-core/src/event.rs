@@ -93,7 +93,10 @@ impl EventKind {
 
     /// Whether this event ends its run.
     pub fn is_terminal(&self) -> bool {
-        matches!(self, EventKind::AgentCompleted(_) | EventKind::AgentError(_))
+        matches!(
+            self,
+            EventKind::AgentCompleted(_) | EventKind::AgentError(_)
+        )
     }
 
     /// Builds a kind from a wire `type` and its `data` object (as `/v1/publish` receives them).

@@ -42,7 +42,9 @@ pub enum GrammarError {
         call_id: String,
     },
     /// A `tool_completed` names a different tool than its `tool_executing`.
-    #[error("tool_completed for call_id {call_id:?} names tool {got:?}, but the call was {expected:?}")]
+    #[error(
+        "tool_completed for call_id {call_id:?} names tool {got:?}, but the call was {expected:?}"
+    )]
     ToolMismatch {
         /// The call.
         call_id: String,
@@ -119,8 +121,7 @@ impl RunGrammar {
                         call_id: t.call_id.clone(),
                     });
                 }
-                self.calls
-                    .insert(t.call_id.clone(), (t.tool.clone(), true));
+                self.calls.insert(t.call_id.clone(), (t.tool.clone(), true));
             }
             EventKind::ToolCompleted(t) => match self.calls.get_mut(&t.call_id) {
                 Some((tool, open @ true)) => {
@@ -218,7 +219,15 @@ mod tests {
     #[test]
     fn accepts_the_golden_path_with_overlapping_calls() {
         let mut g = RunGrammar::new();
-        for k in [started(), thinking(), exec("a"), exec("b"), done("b"), done("a"), completed()] {
+        for k in [
+            started(),
+            thinking(),
+            exec("a"),
+            exec("b"),
+            done("b"),
+            done("a"),
+            completed(),
+        ] {
             g.check(&k).unwrap();
         }
         assert!(g.is_finished());
@@ -227,17 +236,35 @@ mod tests {
     #[test]
     fn rejects_out_of_grammar_events() {
         let mut g = RunGrammar::new();
-        assert!(matches!(g.check(&thinking()), Err(GrammarError::NotStarted { .. })));
+        assert!(matches!(
+            g.check(&thinking()),
+            Err(GrammarError::NotStarted { .. })
+        ));
         g.check(&started()).unwrap();
         assert_eq!(g.check(&started()), Err(GrammarError::AlreadyStarted));
-        assert!(matches!(g.check(&done("x")), Err(GrammarError::UnknownCall { .. })));
+        assert!(matches!(
+            g.check(&done("x")),
+            Err(GrammarError::UnknownCall { .. })
+        ));
         g.check(&exec("a")).unwrap();
-        assert!(matches!(g.check(&exec("a")), Err(GrammarError::DuplicateCall { .. })));
-        assert!(matches!(g.check(&completed()), Err(GrammarError::OpenToolCalls { .. })));
+        assert!(matches!(
+            g.check(&exec("a")),
+            Err(GrammarError::DuplicateCall { .. })
+        ));
+        assert!(matches!(
+            g.check(&completed()),
+            Err(GrammarError::OpenToolCalls { .. })
+        ));
         g.check(&done("a")).unwrap();
-        assert!(matches!(g.check(&done("a")), Err(GrammarError::UnknownCall { .. })));
+        assert!(matches!(
+            g.check(&done("a")),
+            Err(GrammarError::UnknownCall { .. })
+        ));
         g.check(&completed()).unwrap();
-        assert!(matches!(g.check(&thinking()), Err(GrammarError::Finished { .. })));
+        assert!(matches!(
+            g.check(&thinking()),
+            Err(GrammarError::Finished { .. })
+        ));
     }
 
     fn arb_kind() -> impl Strategy<Value = EventKind> {

@@ -239,19 +239,32 @@ impl ClientFrame {
     /// `type`, `invalid_field` when a field is missing, mistyped or out of range. The error carries
     /// the request `id` whenever the frame had one, so the client can match it.
     pub fn decode(text: &str) -> Result<Self, FrameError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| FrameError::new(ErrorCode::BadJson, format!("not valid JSON: {e}"), None))?;
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            FrameError::new(ErrorCode::BadJson, format!("not valid JSON: {e}"), None)
+        })?;
         let Value::Object(mut map) = value else {
-            return Err(FrameError::new(ErrorCode::BadJson, "a frame must be a JSON object", None));
+            return Err(FrameError::new(
+                ErrorCode::BadJson,
+                "a frame must be a JSON object",
+                None,
+            ));
         };
         let id = map.get("id").and_then(Value::as_str).map(str::to_owned);
         let ty = match map.remove("type") {
             Some(Value::String(t)) => t,
             Some(_) => {
-                return Err(FrameError::new(ErrorCode::InvalidField, "`type` must be a string", id));
+                return Err(FrameError::new(
+                    ErrorCode::InvalidField,
+                    "`type` must be a string",
+                    id,
+                ));
             }
             None => {
-                return Err(FrameError::new(ErrorCode::UnknownType, "the frame has no `type`", id));
+                return Err(FrameError::new(
+                    ErrorCode::UnknownType,
+                    "the frame has no `type`",
+                    id,
+                ));
             }
         };
         let invalid = |e: serde_json::Error| {
@@ -262,10 +275,18 @@ impl ClientFrame {
             "user_message" => {
                 let m: UserMessage = serde_json::from_value(rest).map_err(invalid)?;
                 if m.id.is_empty() || m.id.len() > crate::ids::MAX_ID_LEN {
-                    return Err(FrameError::new(ErrorCode::InvalidField, "`id` must be 1 to 128 bytes", id));
+                    return Err(FrameError::new(
+                        ErrorCode::InvalidField,
+                        "`id` must be 1 to 128 bytes",
+                        id,
+                    ));
                 }
                 if m.content.trim().is_empty() {
-                    return Err(FrameError::new(ErrorCode::InvalidField, "`content` must not be empty", id));
+                    return Err(FrameError::new(
+                        ErrorCode::InvalidField,
+                        "`content` must not be empty",
+                        id,
+                    ));
                 }
                 if m.content.len() > MAX_CONTENT_LEN {
                     return Err(FrameError::new(
@@ -314,7 +335,10 @@ impl ClientFrame {
             }
             other => Err(FrameError::new(
                 ErrorCode::UnknownType,
-                format!("unknown frame type {:?}; expected user_message, cancel, resume or ping", truncate(other, 40)),
+                format!(
+                    "unknown frame type {:?}; expected user_message, cancel, resume or ping",
+                    truncate(other, 40)
+                ),
                 id,
             )),
         }
@@ -347,7 +371,13 @@ pub struct ConnectionEstablished {
 
 impl ConnectionEstablished {
     /// Builds the data for a connection.
-    pub fn new(connection_id: ConnectionId, user_id: UserId, epoch: String, last_seq: u64, heartbeat_ms: u64) -> Self {
+    pub fn new(
+        connection_id: ConnectionId,
+        user_id: UserId,
+        epoch: String,
+        last_seq: u64,
+        heartbeat_ms: u64,
+    ) -> Self {
         Self {
             connection_id: connection_id.to_string(),
             user_id,
@@ -439,15 +469,23 @@ mod tests {
     #[test]
     fn decodes_each_client_frame() {
         let m = ClientFrame::decode(r#"{"type":"user_message","id":"c1","content":"hi"}"#).unwrap();
-        let ClientFrame::UserMessage(m) = m else { panic!("not a user_message") };
-        assert_eq!((m.id.as_str(), m.agent.as_str(), m.thread_id), ("c1", "demo", None));
+        let ClientFrame::UserMessage(m) = m else {
+            panic!("not a user_message")
+        };
+        assert_eq!(
+            (m.id.as_str(), m.agent.as_str(), m.thread_id),
+            ("c1", "demo", None)
+        );
         assert!(matches!(
             ClientFrame::decode(r#"{"type":"ping","id":"p"}"#),
             Ok(ClientFrame::Ping { .. })
         ));
         assert!(matches!(
             ClientFrame::decode(r#"{"type":"resume","last_seq":3}"#),
-            Ok(ClientFrame::Resume { last_seq: 3, epoch: None })
+            Ok(ClientFrame::Resume {
+                last_seq: 3,
+                epoch: None
+            })
         ));
         assert!(matches!(
             ClientFrame::decode(r#"{"type":"cancel","id":"x","run_id":"r_1"}"#),
@@ -461,10 +499,22 @@ mod tests {
         assert_eq!(code("[1,2]"), ErrorCode::BadJson);
         assert_eq!(code(r#"{"id":"x"}"#), ErrorCode::UnknownType);
         assert_eq!(code(r#"{"type":"dance","id":"x"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"user_message","id":"x"}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"user_message","id":"x","content":"  "}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"user_message","id":"x","content":"a","thread_id":"bad id"}"#), ErrorCode::InvalidField);
-        assert_eq!(code(r#"{"type":"resume","last_seq":-1}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"user_message","id":"x"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"user_message","id":"x","content":"  "}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"user_message","id":"x","content":"a","thread_id":"bad id"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"resume","last_seq":-1}"#),
+            ErrorCode::InvalidField
+        );
         assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidField);
         let e = ClientFrame::decode(r#"{"type":"nope","id":"req-9"}"#).unwrap_err();
         assert_eq!(e.id.as_deref(), Some("req-9"));
@@ -473,10 +523,18 @@ mod tests {
     #[test]
     fn control_frames_put_fields_at_the_top_level() {
         let run = RunId::new("r_1").unwrap();
-        let f = ControlFrame::Ack { id: "c1", run_id: Some(&run), thread_id: None }.to_frame();
+        let f = ControlFrame::Ack {
+            id: "c1",
+            run_id: Some(&run),
+            thread_id: None,
+        }
+        .to_frame();
         assert_eq!(f.as_str(), r#"{"type":"ack","id":"c1","run_id":"r_1"}"#);
         assert_eq!(f.seq(), 0);
         let e = FrameError::new(ErrorCode::BadJson, "x", None).to_frame();
-        assert_eq!(e.as_str(), r#"{"type":"error","code":"bad_json","message":"x"}"#);
+        assert_eq!(
+            e.as_str(),
+            r#"{"type":"error","code":"bad_json","message":"x"}"#
+        );
     }
 }

@@ -105,12 +105,16 @@ impl HealthReport {
         let (status, summary) = if !failing_critical.is_empty() {
             (
                 HealthStatus::Unhealthy,
-                format!("Critical communication paths: failing: {}", failing_critical.join(", ")),
+                format!(
+                    "Critical communication paths: failing: {}",
+                    failing_critical.join(", ")
+                ),
             )
         } else if failing_other {
             (
                 HealthStatus::Degraded,
-                "Critical communication paths: All validated; some non-critical checks fail".to_owned(),
+                "Critical communication paths: All validated; some non-critical checks fail"
+                    .to_owned(),
             )
         } else {
             (

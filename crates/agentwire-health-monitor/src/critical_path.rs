@@ -31,13 +31,19 @@ pub struct CriticalPathCheck {
 
 impl std::fmt::Debug for CriticalPathCheck {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CriticalPathCheck").field("timeout", &self.timeout).finish()
+        f.debug_struct("CriticalPathCheck")
+            .field("timeout", &self.timeout)
+            .finish()
     }
 }
 
 impl CriticalPathCheck {
     /// A check through `bridge` and `launcher`, failing after `timeout`.
-    pub fn new(bridge: AgentWebSocketBridge, launcher: Arc<dyn RunLauncher>, timeout: Duration) -> Self {
+    pub fn new(
+        bridge: AgentWebSocketBridge,
+        launcher: Arc<dyn RunLauncher>,
+        timeout: Duration,
+    ) -> Self {
         Self {
             bridge,
             launcher,
@@ -75,7 +81,9 @@ impl CriticalPathCheck {
                     "only {} of 5 events arrived within {:?} (got {:?})",
                     seen.len(),
                     self.timeout,
-                    seen.iter().map(|e| e.event.kind.type_name()).collect::<Vec<_>>()
+                    seen.iter()
+                        .map(|e| e.event.kind.type_name())
+                        .collect::<Vec<_>>()
                 ));
             }
             for f in frames.drain(..) {

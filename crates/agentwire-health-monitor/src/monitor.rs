@@ -22,7 +22,14 @@ pub struct HealthMonitor {
 impl std::fmt::Debug for HealthMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HealthMonitor")
-            .field("checks", &self.checks.iter().map(|c| c.name().to_owned()).collect::<Vec<_>>())
+            .field(
+                "checks",
+                &self
+                    .checks
+                    .iter()
+                    .map(|c| c.name().to_owned())
+                    .collect::<Vec<_>>(),
+            )
             .field("timeout", &self.timeout)
             .finish()
     }

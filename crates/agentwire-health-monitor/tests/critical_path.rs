@@ -15,10 +15,18 @@ use serde_json::Value;
 
 fn check_with(registry: InMemoryAgentRegistry) -> (AgentWebSocketBridge, CriticalPathCheck) {
     let mut registry = registry;
-    let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default()).unwrap();
-    registry.set_websocket_manager(BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default()));
+    let bridge = AgentWebSocketBridge::builder()
+        .configure(BridgeConfig::default())
+        .unwrap();
+    registry.set_websocket_manager(BridgeFactory::new(
+        Arc::new(bridge.clone()),
+        RunLimits::default(),
+    ));
     let exec = RunExecutor::new(Arc::new(registry), Duration::from_secs(5)).unwrap();
-    (bridge.clone(), CriticalPathCheck::new(bridge, Arc::new(exec), Duration::from_millis(500)))
+    (
+        bridge.clone(),
+        CriticalPathCheck::new(bridge, Arc::new(exec), Duration::from_millis(500)),
+    )
 }
 
 #[tokio::test]

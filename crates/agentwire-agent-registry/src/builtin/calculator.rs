@@ -57,10 +57,18 @@ pub fn evaluate(expr: &str) -> Result<f64, String> {
     if tokens.len() > 256 {
         return Err("the expression is too long (256 characters at most)".into());
     }
-    let mut p = Parser { t: &tokens, i: 0, depth: 0 };
+    let mut p = Parser {
+        t: &tokens,
+        i: 0,
+        depth: 0,
+    };
     let v = p.sum()?;
     if p.i != tokens.len() {
-        return Err(format!("unexpected {:?} at position {}", tokens[p.i], p.i + 1));
+        return Err(format!(
+            "unexpected {:?} at position {}",
+            tokens[p.i],
+            p.i + 1
+        ));
     }
     if !v.is_finite() {
         return Err("the result is not a finite number".into());
@@ -163,7 +171,10 @@ mod tests {
     #[test]
     fn finds_arithmetic_in_text() {
         assert_eq!(find_expression("What is 2 + 2?").as_deref(), Some("2 + 2"));
-        assert_eq!(find_expression("compute (3+4)*5 please").as_deref(), Some("(3+4)*5"));
+        assert_eq!(
+            find_expression("compute (3+4)*5 please").as_deref(),
+            Some("(3+4)*5")
+        );
         assert_eq!(find_expression("12 x 3").as_deref(), Some("12 * 3"));
         assert_eq!(find_expression("hello world"), None);
         assert_eq!(find_expression("it is 2025"), None);

@@ -31,16 +31,30 @@ impl Agent for DemoAgent {
     async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError> {
         let input = ctx.input();
         let short: String = input.chars().take(80).collect();
-        ctx.think(format!("Reading the question: \u{201c}{short}\u{201d}"), Some(1)).await?;
+        ctx.think(
+            format!("Reading the question: \u{201c}{short}\u{201d}"),
+            Some(1),
+        )
+        .await?;
         pause(self.settings.step_delay).await;
 
         let clock = ctx.call_tool("clock", json!({})).await?;
-        let now = clock["utc"].as_str().unwrap_or("an unknown time").to_owned();
+        let now = clock["utc"]
+            .as_str()
+            .unwrap_or("an unknown time")
+            .to_owned();
 
         let answer = if let Some(expr) = find_expression(input) {
-            ctx.think(format!("I see arithmetic: {expr}. Using the calculator."), Some(2)).await?;
+            ctx.think(
+                format!("I see arithmetic: {expr}. Using the calculator."),
+                Some(2),
+            )
+            .await?;
             pause(self.settings.step_delay).await;
-            match ctx.call_tool("calculator", json!({ "expression": expr })).await {
+            match ctx
+                .call_tool("calculator", json!({ "expression": expr }))
+                .await
+            {
                 Ok(v) => format!("{expr} = {v}. (Computed at {now}.)"),
                 Err(AgentError::Tool { message, .. }) => {
                     format!("I could not compute {expr}: {message}.")
@@ -48,14 +62,18 @@ impl Agent for DemoAgent {
                 Err(e) => return Err(e),
             }
         } else {
-            ctx.think("No arithmetic here, so I will tell you the time.", Some(2)).await?;
+            ctx.think("No arithmetic here, so I will tell you the time.", Some(2))
+                .await?;
             pause(self.settings.step_delay).await;
             format!("You said \u{201c}{short}\u{201d}. It is {now} UTC.")
         };
 
         ctx.think("Writing the answer", Some(3)).await?;
         pause(self.settings.step_delay).await;
-        let message_id = format!("m_{}", ctx.user_context().run_id.as_str().trim_start_matches("r_"));
+        let message_id = format!(
+            "m_{}",
+            ctx.user_context().run_id.as_str().trim_start_matches("r_")
+        );
         for piece in answer.split_inclusive(' ') {
             ctx.say(&message_id, piece).await?;
             pause(self.settings.token_delay).await;

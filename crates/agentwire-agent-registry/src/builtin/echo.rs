@@ -20,7 +20,9 @@ impl Agent for EchoAgent {
 
     async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError> {
         ctx.think("Echoing the input", Some(1)).await?;
-        let text = ctx.call_tool("echo", json!({ "text": ctx.input() })).await?;
+        let text = ctx
+            .call_tool("echo", json!({ "text": ctx.input() }))
+            .await?;
         Ok(text)
     }
 }

@@ -21,7 +21,10 @@ fn event(n: u32) -> RunEvent {
         if n == 0 {
             EventKind::AgentStarted(AgentStarted { input: None })
         } else {
-            EventKind::AgentThinking(AgentThinking { thought: format!("step {n}"), step: Some(n) })
+            EventKind::AgentThinking(AgentThinking {
+                thought: format!("step {n}"),
+                step: Some(n),
+            })
         },
     )
 }
@@ -45,11 +48,17 @@ fn seqs(frames: &[Frame]) -> Vec<u64> {
 #[tokio::test]
 async fn seqs_are_per_user_and_events_reach_only_their_user() {
     let b = bridge(100);
-    let (qa, qb) = (Arc::new(ConnectionQueue::new(1 << 20)), Arc::new(ConnectionQueue::new(1 << 20)));
+    let (qa, qb) = (
+        Arc::new(ConnectionQueue::new(1 << 20)),
+        Arc::new(ConnectionQueue::new(1 << 20)),
+    );
     b.attach(&user("a"), qa.clone(), None).unwrap();
     b.attach(&user("b"), qb.clone(), None).unwrap();
     for i in 0..3 {
-        assert_eq!(b.publish_now(&user("a"), &event(i)).unwrap(), u64::from(i) + 1);
+        assert_eq!(
+            b.publish_now(&user("a"), &event(i)).unwrap(),
+            u64::from(i) + 1
+        );
     }
     assert_eq!(b.publish_now(&user("b"), &event(0)).unwrap(), 1);
     assert_eq!(seqs(&drain(&qa).await), vec![1, 2, 3]);
@@ -59,7 +68,10 @@ async fn seqs_are_per_user_and_events_reach_only_their_user() {
 #[tokio::test]
 async fn all_connections_of_a_user_share_one_serialization() {
     let b = bridge(100);
-    let (q1, q2) = (Arc::new(ConnectionQueue::new(1 << 20)), Arc::new(ConnectionQueue::new(1 << 20)));
+    let (q1, q2) = (
+        Arc::new(ConnectionQueue::new(1 << 20)),
+        Arc::new(ConnectionQueue::new(1 << 20)),
+    );
     b.attach(&user("a"), q1.clone(), None).unwrap();
     b.attach(&user("a"), q2.clone(), None).unwrap();
     b.publish_now(&user("a"), &event(0)).unwrap();
@@ -78,7 +90,14 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
     let epoch = b.stream_head(&user("a")).unwrap().0;
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     let att = b
-        .attach(&user("a"), q.clone(), Some(ResumeFrom { last_seq: 2, epoch: Some(epoch) }))
+        .attach(
+            &user("a"),
+            q.clone(),
+            Some(ResumeFrom {
+                last_seq: 2,
+                epoch: Some(epoch),
+            }),
+        )
         .unwrap();
     assert_eq!(att.resumed.map(|r| (r.from_seq, r.replayed)), Some((3, 3)));
     b.publish_now(&user("a"), &event(9)).unwrap();
@@ -92,7 +111,15 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
         b.publish_now(&user("a"), &event(i)).unwrap();
     }
     let q = Arc::new(ConnectionQueue::new(1 << 20));
-    b.attach(&user("a"), q.clone(), Some(ResumeFrom { last_seq: 1, epoch: None })).unwrap();
+    b.attach(
+        &user("a"),
+        q.clone(),
+        Some(ResumeFrom {
+            last_seq: 1,
+            epoch: None,
+        }),
+    )
+    .unwrap();
     let frames = drain(&q).await;
     assert!(frames[0].as_str().contains(r#""type":"replay_gap""#));
     assert!(frames[0].as_str().contains(r#""from_seq":2,"to_seq":3"#));
@@ -100,7 +127,14 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
 
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     let att = b
-        .attach(&user("a"), q.clone(), Some(ResumeFrom { last_seq: 5, epoch: Some("old".into()) }))
+        .attach(
+            &user("a"),
+            q.clone(),
+            Some(ResumeFrom {
+                last_seq: 5,
+                epoch: Some("old".into()),
+            }),
+        )
         .unwrap();
     assert_eq!(att.resumed.unwrap().from_seq, 1);
     let frames = drain(&q).await;
@@ -113,8 +147,23 @@ async fn resume_ahead_of_the_head_is_refused() {
     let b = bridge(10);
     b.publish_now(&user("a"), &event(0)).unwrap();
     let q = Arc::new(ConnectionQueue::new(1 << 20));
-    let err = b.attach(&user("a"), q, Some(ResumeFrom { last_seq: 9, epoch: None })).unwrap_err();
-    assert_eq!(err, BridgeError::ResumeAhead { last_seq: 9, head: 1 });
+    let err = b
+        .attach(
+            &user("a"),
+            q,
+            Some(ResumeFrom {
+                last_seq: 9,
+                epoch: None,
+            }),
+        )
+        .unwrap_err();
+    assert_eq!(
+        err,
+        BridgeError::ResumeAhead {
+            last_seq: 9,
+            head: 1
+        }
+    );
     assert_eq!(b.stats().connections, 0);
 }
 
@@ -126,12 +175,31 @@ async fn resume_frame_replays_only_before_any_delivery() {
     }
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     let att = b.attach(&user("a"), q.clone(), None).unwrap();
-    let r = b.resume(&user("a"), att.connection_id, &ResumeFrom { last_seq: 1, epoch: None }).unwrap();
+    let r = b
+        .resume(
+            &user("a"),
+            att.connection_id,
+            &ResumeFrom {
+                last_seq: 1,
+                epoch: None,
+            },
+        )
+        .unwrap();
     assert_eq!((r.from_seq, r.replayed), (2, 2));
     b.publish_now(&user("a"), &event(5)).unwrap();
     assert_eq!(seqs(&drain(&q).await), vec![2, 3, 4]);
-    let err = b.resume(&user("a"), att.connection_id, &ResumeFrom { last_seq: 0, epoch: None });
-    assert!(matches!(err, Err(BridgeError::ResumeAfterDelivery { delivered: 4, .. })));
+    let err = b.resume(
+        &user("a"),
+        att.connection_id,
+        &ResumeFrom {
+            last_seq: 0,
+            epoch: None,
+        },
+    );
+    assert!(matches!(
+        err,
+        Err(BridgeError::ResumeAfterDelivery { delivered: 4, .. })
+    ));
 }
 
 #[tokio::test]
@@ -144,25 +212,37 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     for i in 0..20 {
         b.publish_now(&user("a"), &event(i)).unwrap();
     }
-    assert_eq!(slow.close_reason().map(|c| c.0), Some(CloseCode::SLOW_CONSUMER));
+    assert_eq!(
+        slow.close_reason().map(|c| c.0),
+        Some(CloseCode::SLOW_CONSUMER)
+    );
     assert_eq!(b.stats().connections, 1);
     assert_eq!(drain(&fast).await.len(), 20);
     let mut out = Vec::new();
-    assert!(matches!(slow.next_batch(&mut out, 10).await, Batch::Close(CloseCode::SLOW_CONSUMER, _)));
+    assert!(matches!(
+        slow.next_batch(&mut out, 10).await,
+        Batch::Close(CloseCode::SLOW_CONSUMER, _)
+    ));
 }
 
 #[tokio::test]
 async fn limits_connections_per_user_and_users() {
-    let mut config = BridgeConfig::default();
-    config.max_connections_per_user = 1;
-    config.max_users = 1;
+    let config = BridgeConfig {
+        max_connections_per_user: 1,
+        max_users: 1,
+        ..BridgeConfig::default()
+    };
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
-    b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None).unwrap();
+    b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None)
+        .unwrap();
     assert!(matches!(
         b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None),
         Err(BridgeError::TooManyConnections { max: 1 })
     ));
-    assert!(matches!(b.publish_now(&user("b"), &event(0)), Err(BridgeError::TooManyUsers { max: 1 })));
+    assert!(matches!(
+        b.publish_now(&user("b"), &event(0)),
+        Err(BridgeError::TooManyUsers { max: 1 })
+    ));
 }
 
 #[tokio::test]
@@ -188,6 +268,9 @@ fn rejects_invalid_settings() {
     config.history.ttl = std::time::Duration::ZERO;
     assert!(matches!(
         AgentWebSocketBridge::builder().configure(config),
-        Err(BridgeError::InvalidConfig { key: "history.ttl", .. })
+        Err(BridgeError::InvalidConfig {
+            key: "history.ttl",
+            ..
+        })
     ));
 }

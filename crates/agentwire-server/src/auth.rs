@@ -1,0 +1,169 @@
+//! Who is connecting: JWT (HS256) or dev auth, from the places SPEC §4 lists.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agentwire_core::UserId;
+use agentwire_startup::{AgentwireConfig, AuthMode};
+use axum::http::HeaderMap;
+use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Why a request was not authenticated. The message is safe to show the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credentials where they were looked for.
+    #[error(
+        "no credentials: send `Authorization: Bearer <jwt>`, the subprotocol `bearer.<jwt>`, or `?token=<jwt>`{0}"
+    )]
+    Missing(&'static str),
+    /// The token is invalid (signature, algorithm, expiry, claims).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// The user id is not acceptable.
+    #[error("invalid user id: {0}")]
+    InvalidUser(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+}
+
+/// Turns request credentials into a [`UserId`].
+#[derive(Clone)]
+pub struct Authenticator {
+    mode: AuthMode,
+    decoding: Option<DecodingKey>,
+    encoding: Option<EncodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// The authenticator `config.auth` describes.
+    pub fn from_config(config: &AgentwireConfig) -> Self {
+        let secret = config.auth.jwt_secret.as_deref().map(str::as_bytes);
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 5;
+        Self {
+            mode: config.auth.mode,
+            decoding: secret.map(DecodingKey::from_secret),
+            encoding: secret.map(EncodingKey::from_secret),
+            validation,
+        }
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    /// Authenticates a request from its headers and query (`token`, `user`).
+    ///
+    /// # Errors
+    /// [`AuthError`] with what is missing or wrong.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        query_token: Option<&str>,
+        query_user: Option<&str>,
+    ) -> Result<UserId, AuthError> {
+        let token = bearer(headers)
+            .or_else(|| subprotocol_token(headers))
+            .or(query_token.map(str::to_owned));
+        match (self.mode, token) {
+            (AuthMode::Jwt, Some(token)) => self.verify(&token),
+            (AuthMode::Jwt, None) => Err(AuthError::Missing("")),
+            (AuthMode::Dev, Some(token)) if self.decoding.is_some() => self.verify(&token),
+            (AuthMode::Dev, _) => match query_user {
+                Some(user) => user_id(user),
+                None => Err(AuthError::Missing(" (dev auth: add ?user=<id>)")),
+            },
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        let key = self
+            .decoding
+            .as_ref()
+            .ok_or_else(|| AuthError::InvalidToken("this server has no JWT secret".into()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        user_id(&data.claims.sub)
+    }
+
+    /// Mints an HS256 token for `user`, valid for `ttl` (for `agentwire token`).
+    ///
+    /// # Errors
+    /// No secret is configured, or the user id is invalid.
+    pub fn mint(&self, user: &str, ttl: Duration) -> Result<String, AuthError> {
+        let key = self.encoding.as_ref().ok_or_else(|| {
+            AuthError::InvalidToken(
+                "set auth.jwt_secret (AGENTWIRE_AUTH__JWT_SECRET) to mint tokens".into(),
+            )
+        })?;
+        let user = user_id(user)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = Claims {
+            sub: user.to_string(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))
+    }
+}
+
+fn user_id(raw: &str) -> Result<UserId, AuthError> {
+    let id = UserId::new(raw).map_err(|e| AuthError::InvalidUser(e.to_string()))?;
+    if id.is_reserved() {
+        return Err(AuthError::InvalidUser(
+            "ids starting with `__` are reserved".into(),
+        ));
+    }
+    Ok(id)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn subprotocol_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("bearer.").map(str::to_owned))
+}
+
+/// Whether the client offered the `agentwire.v1` subprotocol.
+pub(crate) fn offers_v1(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == agentwire_core::SUBPROTOCOL)
+}

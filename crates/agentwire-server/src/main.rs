@@ -1,0 +1,232 @@
+//! The `agentwire` binary: parse flags, set up logging, run the startup chain, serve.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use agentwire_server::{AppState, Authenticator, serve, shutdown_signal, start};
+use agentwire_startup::{AgentwireConfig, AuthMode, ConfigOverrides};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "agentwire",
+    version,
+    about = "Live progress of AI agent runs, delivered over WebSocket."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (defaults: 127.0.0.1:8080, dev auth, in-memory broker).
+    Serve(ConfigArgs),
+    /// Run every startup phase, print the report, and exit without serving.
+    Check(ConfigArgs),
+    /// Print an HS256 JWT for a user, signed with auth.jwt_secret.
+    Token {
+        /// The user id (the token's `sub`).
+        user: String,
+        /// How long the token is valid, e.g. 1h, 30m.
+        #[arg(long, default_value = "1h", value_parser = humantime_duration)]
+        ttl: Duration,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+#[derive(Args, Clone)]
+struct ConfigArgs {
+    /// TOML config file; AGENTWIRE_* env overrides it, flags override env.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// User authentication: dev (?user=) or jwt.
+    #[arg(long, value_enum)]
+    auth: Option<AuthArg>,
+    /// Event broker: memory.
+    #[arg(long)]
+    broker: Option<String>,
+    /// Allow dev auth on a non-loopback address (never in production).
+    #[arg(long)]
+    allow_insecure_dev: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "pretty")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AuthArg {
+    Dev,
+    Jwt,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Pretty,
+    Json,
+}
+
+fn humantime_duration(s: &str) -> Result<Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 1h or 30m"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" | "" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("unknown unit in {s:?}; use s, m, h or d")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+impl ConfigArgs {
+    fn load(&self) -> Result<AgentwireConfig, agentwire_startup::StartupError> {
+        let overrides = ConfigOverrides {
+            listen: self.listen,
+            auth: self.auth.map(|a| match a {
+                AuthArg::Dev => AuthMode::Dev,
+                AuthArg::Jwt => AuthMode::Jwt,
+            }),
+            broker: self.broker.clone(),
+            allow_insecure_dev: self.allow_insecure_dev,
+        };
+        AgentwireConfig::load(self.config.as_deref(), &overrides)
+    }
+
+    fn init_logging(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        match self.log_format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Pretty => builder.init(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let began = std::time::Instant::now();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            args.init_logging();
+            run_serve(&args, began).await
+        }
+        Command::Check(args) => {
+            args.init_logging();
+            match startup(&args).await {
+                Ok(ready) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(ready.report().as_ref()).unwrap_or_default()
+                    );
+                    println!(
+                        "agentwire check: all phases passed in {:.1} ms",
+                        ready.report().total_ms
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(code) => code,
+            }
+        }
+        Command::Token { user, ttl, config } => match config.load() {
+            Ok(c) => match Authenticator::from_config(&c).mint(&user, ttl) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("agentwire token: {e}");
+                    ExitCode::FAILURE
+                }
+            },
+            Err(e) => {
+                eprintln!("agentwire: {e}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+async fn startup(args: &ConfigArgs) -> Result<agentwire_startup::Ready, ExitCode> {
+    let config = args.load().map_err(report)?;
+    start(config, Vec::new()).await.map_err(report)
+}
+
+fn report(e: agentwire_startup::StartupError) -> ExitCode {
+    eprintln!("agentwire: {e}");
+    ExitCode::FAILURE
+}
+
+async fn run_serve(args: &ConfigArgs, began: std::time::Instant) -> ExitCode {
+    let ready = match startup(args).await {
+        Ok(r) => r,
+        Err(code) => return code,
+    };
+    let config = ready.config().clone();
+    let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!(
+                "agentwire: startup failed in phase Finalize: listener: cannot bind {}: {e} (hint: pick a free address with --listen)",
+                config.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    if config.auth.mode == AuthMode::Dev {
+        tracing::warn!(
+            "dev auth: ?user=<id> is trusted without a password; use --auth jwt in production"
+        );
+    }
+    tracing::info!(
+        listen = %addr,
+        startup_ms = format!("{:.2}", ready.report().total_ms),
+        to_ready_ms = format!("{:.2}", began.elapsed().as_secs_f64() * 1000.0),
+        "agentwire ready: open http://{addr}/"
+    );
+    let timeout = config.shutdown.timeout;
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(());
+    };
+    let server = serve(listener, AppState::new(ready), shutdown);
+    tokio::pin!(server);
+    let result = tokio::select! {
+        r = &mut server => r,
+        _ = async {
+            let _ = signalled_rx.await;
+            // One extra second past the drain budget for the listener to stop.
+            tokio::time::sleep(timeout + Duration::from_secs(1)).await;
+        } => {
+            tracing::warn!("shutdown took longer than shutdown.timeout; exiting");
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => {
+            tracing::info!("agentwire stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("agentwire: server error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

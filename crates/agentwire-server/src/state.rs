@@ -1,0 +1,76 @@
+//! `AppState`: what every handler shares.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use agentwire_startup::Ready;
+use tokio_util::task::TaskTracker;
+
+use crate::Authenticator;
+
+/// The server's shared state: the started components, the authenticator, and the drain flag.
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ready: Ready,
+    auth: Authenticator,
+    started: Instant,
+    draining: AtomicBool,
+    sessions: TaskTracker,
+}
+
+impl AppState {
+    /// State over a finished startup, authenticating as its config says.
+    pub fn new(ready: Ready) -> Self {
+        let auth = Authenticator::from_config(ready.config());
+        Self::with_authenticator(ready, auth)
+    }
+
+    /// State with a custom authenticator.
+    pub fn with_authenticator(ready: Ready, auth: Authenticator) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ready,
+                auth,
+                started: Instant::now(),
+                draining: AtomicBool::new(false),
+                sessions: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// The started components.
+    pub fn ready(&self) -> &Ready {
+        &self.inner.ready
+    }
+
+    /// The authenticator.
+    pub fn auth(&self) -> &Authenticator {
+        &self.inner.auth
+    }
+
+    /// Seconds since the state was made.
+    pub fn uptime_secs(&self) -> u64 {
+        self.inner.started.elapsed().as_secs()
+    }
+
+    /// Whether shutdown began (readiness is 503, no new connections).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The WebSocket session tasks, so shutdown can wait for them.
+    pub(crate) fn sessions(&self) -> &TaskTracker {
+        &self.inner.sessions
+    }
+}

@@ -1,0 +1,83 @@
+//! `GET /ws`: the native WebSocket protocol v1 (SPEC §4).
+
+mod rate;
+mod session;
+mod writer;
+
+use agentwire_bridge::ResumeFrom;
+use agentwire_core::ErrorCode;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use crate::{ApiError, AppState};
+
+/// Query parameters of `/ws`.
+#[derive(Debug, Deserialize, Default)]
+pub(crate) struct WsQuery {
+    last_seq: Option<u64>,
+    epoch: Option<String>,
+    token: Option<String>,
+    user: Option<String>,
+}
+
+pub(crate) async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidField,
+                e.body_text(),
+            )
+            .into_response();
+        }
+    };
+    if state.is_draining() {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ShuttingDown,
+            "this node is shutting down; connect to another one",
+        )
+        .into_response();
+    }
+    let user =
+        match state
+            .auth()
+            .authenticate(&headers, query.token.as_deref(), query.user.as_deref())
+        {
+            Ok(user) => user,
+            Err(e) => {
+                tracing::info!(error = %e, "websocket authentication failed");
+                return ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    ErrorCode::Unauthorized,
+                    e.to_string(),
+                )
+                .into_response();
+            }
+        };
+    let resume = query.last_seq.map(|last_seq| ResumeFrom {
+        last_seq,
+        epoch: query.epoch.clone(),
+    });
+    let limits = &state.ready().config().limits;
+    let mut ws = ws
+        .max_message_size(limits.max_frame_bytes)
+        .max_frame_size(limits.max_frame_bytes)
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(limits.queue_bytes.max(1 << 16));
+    if crate::auth::offers_v1(&headers) {
+        ws = ws.protocols([agentwire_core::SUBPROTOCOL]);
+    }
+    let sessions = state.sessions().clone();
+    ws.on_upgrade(move |socket| sessions.track_future(session::run(socket, state, user, resume)))
+}

@@ -1,0 +1,240 @@
+//! One WebSocket session: greeting, reader loop, dispatch of client frames.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_bridge::{ConnectionQueue, ResumeFrom};
+use agentwire_core::{
+    ClientFrame, CloseCode, ConnectionEstablished, ConnectionId, ControlFrame, ErrorCode,
+    FrameError, UserContext, UserId, WebSocketSink,
+};
+use axum::extract::ws::{Message, WebSocket};
+use futures_util::StreamExt;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use super::rate::TokenBucket;
+use super::writer::write_loop;
+use crate::AppState;
+
+/// How long the writer may take to flush and send its close frame once the session ends.
+const WRITER_GRACE: Duration = Duration::from_secs(2);
+
+pub(crate) async fn run(
+    socket: WebSocket,
+    state: AppState,
+    user: UserId,
+    resume: Option<ResumeFrom>,
+) {
+    let config = state.ready().config().clone();
+    let queue = Arc::new(ConnectionQueue::new(config.limits.queue_bytes));
+    let bridge = state.ready().bridge().clone();
+    let (tx, rx) = socket.split();
+
+    let heartbeat = config.heartbeat.interval;
+    let mut resume_error = None;
+    let attached = match bridge.attach(&user, queue.clone(), resume.clone()) {
+        Err(agentwire_bridge::BridgeError::ResumeAhead { .. }) if resume.is_some() => {
+            // The client's position is from the future: say so, and start it live.
+            resume_error = Some(FrameError::new(
+                ErrorCode::InvalidField,
+                "last_seq is ahead of the stream head; starting live without replay",
+                None,
+            ));
+            bridge.attach(&user, queue.clone(), None)
+        }
+        other => other,
+    };
+    let attachment = match attached {
+        Ok(a) => a,
+        Err(e) => {
+            let code = match e {
+                agentwire_bridge::BridgeError::ShuttingDown => CloseCode::GOING_AWAY,
+                _ => CloseCode::POLICY,
+            };
+            tracing::info!(user_id = %user, error = %e, "connection refused");
+            queue.close(code, &e.to_string());
+            write_loop(tx, queue, heartbeat).await;
+            return;
+        }
+    };
+    let connection_id = attachment.connection_id;
+    let span = tracing::info_span!("ws", user_id = %user, connection_id = %connection_id);
+    async {
+        let mut hello = ConnectionEstablished::new(
+            connection_id,
+            user.clone(),
+            attachment.epoch.clone(),
+            attachment.last_seq,
+            heartbeat.as_millis() as u64,
+        );
+        hello.resumed = attachment.resumed;
+        if let Some(e) = resume_error {
+            queue.prepend(e.to_frame());
+        }
+        queue.prepend(ControlFrame::ConnectionEstablished { data: &hello }.to_frame());
+        tracing::debug!(resumed = ?attachment.resumed, "connected");
+
+        let writer = tokio::spawn(write_loop(tx, queue.clone(), heartbeat));
+        let session = Session {
+            state: &state,
+            user: &user,
+            connection_id,
+            queue: &queue,
+            bucket: TokenBucket::new(config.limits.messages_per_second, config.limits.burst),
+        };
+        session.read_loop(rx, config.heartbeat.timeout).await;
+
+        bridge.detach(&user, connection_id);
+        queue.close(CloseCode::NORMAL, "");
+        let mut writer = writer;
+        if tokio::time::timeout(WRITER_GRACE, &mut writer)
+            .await
+            .is_err()
+        {
+            writer.abort();
+        }
+        queue.mark_gone();
+        tracing::debug!("disconnected");
+    }
+    .instrument(span)
+    .await;
+}
+
+struct Session<'a> {
+    state: &'a AppState,
+    user: &'a UserId,
+    connection_id: ConnectionId,
+    queue: &'a Arc<ConnectionQueue>,
+    bucket: TokenBucket,
+}
+
+impl Session<'_> {
+    async fn read_loop(
+        mut self,
+        mut rx: futures_util::stream::SplitStream<WebSocket>,
+        timeout: Duration,
+    ) {
+        let mut deadline = Instant::now() + timeout;
+        loop {
+            let msg = tokio::select! {
+                msg = rx.next() => msg,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::debug!("heartbeat timeout");
+                    self.queue.close(CloseCode::GOING_AWAY, "heartbeat timeout: no pong received");
+                    return;
+                }
+                () = self.queue.closed() => return,
+            };
+            deadline = Instant::now() + timeout;
+            match msg {
+                None => return,
+                Some(Err(e)) => {
+                    if is_too_big(&e) {
+                        self.queue.close(CloseCode::TOO_BIG, "frame too large");
+                    }
+                    tracing::debug!(error = %e, "read error");
+                    return;
+                }
+                Some(Ok(Message::Text(text))) => {
+                    if !self.bucket.take(std::time::Instant::now()) {
+                        let limits = &self.state.ready().config().limits;
+                        if self.bucket.strikes > limits.burst {
+                            self.queue
+                                .close(CloseCode::RATE_LIMITED, "rate limit exceeded repeatedly");
+                            return;
+                        }
+                        self.reply_error(FrameError::new(
+                            ErrorCode::RateLimited,
+                            format!(
+                                "more than {} frames per second; slow down",
+                                limits.messages_per_second
+                            ),
+                            None,
+                        ));
+                        continue;
+                    }
+                    self.handle(&text);
+                }
+                Some(Ok(Message::Binary(_))) => self.reply_error(FrameError::new(
+                    ErrorCode::BadJson,
+                    "binary frames are not supported; send JSON text frames",
+                    None,
+                )),
+                Some(Ok(Message::Close(_))) => return,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            }
+        }
+    }
+
+    fn reply_error(&self, e: FrameError) {
+        let _ = self.queue.send_control(e.to_frame());
+    }
+
+    fn reply(&self, frame: ControlFrame<'_>) {
+        let _ = self.queue.send_control(frame.to_frame());
+    }
+
+    fn handle(&mut self, text: &str) {
+        let frame = match ClientFrame::decode(text) {
+            Ok(f) => f,
+            Err(e) => return self.reply_error(e),
+        };
+        let ready = self.state.ready();
+        match frame {
+            ClientFrame::UserMessage(m) => {
+                let ctx = UserContext::new_run(self.user.clone(), m.thread_id, Some(m.id.clone()));
+                match ready.executor().prepare(ctx, &m.agent) {
+                    Ok(prepared) => {
+                        let h = prepared.handle();
+                        self.reply(ControlFrame::Ack {
+                            id: &m.id,
+                            run_id: Some(&h.run_id),
+                            thread_id: Some(&h.thread_id),
+                        });
+                        tracing::debug!(run_id = %h.run_id, agent = %m.agent, "run started");
+                        prepared.spawn(m.content);
+                    }
+                    Err(e) => {
+                        self.reply_error(FrameError::new(e.code(), e.to_string(), Some(m.id)))
+                    }
+                }
+            }
+            ClientFrame::Cancel { id, run_id } => {
+                match ready.executor().factory().cancel(self.user, &run_id) {
+                    Ok(()) => self.reply(ControlFrame::Ack {
+                        id: &id,
+                        run_id: Some(&run_id),
+                        thread_id: None,
+                    }),
+                    Err(e) => self.reply_error(FrameError::new(e.code(), e.to_string(), Some(id))),
+                }
+            }
+            ClientFrame::Resume { last_seq, epoch } => {
+                let from = ResumeFrom { last_seq, epoch };
+                if let Err(e) = ready.bridge().resume(self.user, self.connection_id, &from) {
+                    self.reply_error(FrameError::new(e.code(), e.to_string(), None));
+                }
+            }
+            ClientFrame::Ping { id } => self.reply(ControlFrame::Pong { id: &id }),
+            _ => self.reply_error(FrameError::new(
+                ErrorCode::UnknownType,
+                "unsupported frame",
+                None,
+            )),
+        }
+    }
+}
+
+fn is_too_big(e: &axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(WsError::Capacity(_)) = err.downcast_ref::<WsError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    // Fall back on the message when the error chain hides the type.
+    e.to_string().contains("too long") || e.to_string().contains("Space limit exceeded")
+}

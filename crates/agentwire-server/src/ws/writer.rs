@@ -1,0 +1,60 @@
+//! The writer task of one connection: drains its queue, writes many frames, flushes once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_bridge::{Batch, ConnectionQueue};
+use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use futures_util::SinkExt;
+use futures_util::stream::SplitSink;
+
+/// Frames taken from the queue per write; one flush each.
+const BATCH: usize = 256;
+
+pub(crate) async fn write_loop(
+    mut tx: SplitSink<WebSocket, Message>,
+    queue: Arc<ConnectionQueue>,
+    heartbeat: Duration,
+) {
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
+    loop {
+        let next = tokio::select! {
+            next = queue.next_batch(&mut batch, BATCH) => next,
+            _ = ping.tick() => {
+                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+        };
+        match next {
+            Batch::Frames => {
+                for frame in batch.drain(..) {
+                    // Frames are serde_json output: always UTF-8.
+                    let Ok(text) = Utf8Bytes::try_from(frame.bytes().clone()) else {
+                        continue;
+                    };
+                    if tx.feed(Message::Text(text)).await.is_err() {
+                        queue.mark_gone();
+                        return;
+                    }
+                }
+                if tx.flush().await.is_err() {
+                    queue.mark_gone();
+                    return;
+                }
+            }
+            Batch::Close(code, reason) => {
+                let _ = tx
+                    .send(Message::Close(Some(CloseFrame {
+                        code: code.0,
+                        reason: Utf8Bytes::from(reason),
+                    })))
+                    .await;
+                break;
+            }
+        }
+    }
+    queue.mark_gone();
+}

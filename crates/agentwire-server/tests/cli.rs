@@ -1,0 +1,175 @@
+//! The `agentwire` binary as a process: startup failures, `check`, `token`, `serve` + SIGTERM.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentwire");
+
+fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_remove("RUST_LOG");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The last stderr line, which is the one-line startup error.
+fn error_line(stderr: &str) -> &str {
+    stderr.lines().last().unwrap_or_default()
+}
+
+#[test]
+fn a_bad_config_file_exits_non_zero_naming_the_phase() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bad.toml");
+    std::fs::write(&path, "listen = 42\n[history]\nmax_events = \"many\"\n").unwrap();
+    let (code, _, stderr) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    let line = error_line(&stderr);
+    assert!(
+        line.starts_with("agentwire: startup failed in phase Config: "),
+        "{line}"
+    );
+    assert!(line.contains("hint: "), "{line}");
+
+    std::fs::write(&path, "unknown_key = true\n").unwrap();
+    let (code, _, stderr) = run(&["check", "--config", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0);
+    assert!(error_line(&stderr).contains("unknown_key"), "{stderr}");
+
+    let (code, _, stderr) = run(&["check", "--config", "/nonexistent/agentwire.toml"], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        error_line(&stderr).contains("phase Config: config file"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn jwt_without_a_secret_and_dev_auth_off_loopback_are_refused() {
+    let (code, _, stderr) = run(&["check", "--auth", "jwt"], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        error_line(&stderr).contains("phase Config: auth.jwt_secret"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run(&["check", "--listen", "0.0.0.0:0"], &[]);
+    assert_ne!(code, 0);
+    assert!(
+        error_line(&stderr).contains("--allow-insecure-dev"),
+        "{stderr}"
+    );
+    let (code, _, _) = run(
+        &["check", "--listen", "0.0.0.0:0", "--allow-insecure-dev"],
+        &[],
+    );
+    assert_eq!(code, 0);
+
+    let (code, _, stderr) = run(&["check", "--broker", "carrier-pigeon"], &[]);
+    assert_ne!(code, 0);
+    assert!(error_line(&stderr).contains("phase Broker"), "{stderr}");
+}
+
+#[test]
+fn env_overrides_the_file_and_flags_override_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ok.toml");
+    std::fs::write(&path, "[auth]\nmode = \"jwt\"\njwt_secret = \"short\"\n").unwrap();
+    // The file's secret is too short...
+    let (code, _, stderr) = run(&["check", "-c", path.to_str().unwrap()], &[]);
+    assert_ne!(code, 0, "{stderr}");
+    // ...env replaces it...
+    let env = [(
+        "AGENTWIRE_AUTH__JWT_SECRET",
+        "0123456789abcdef0123456789abcdef",
+    )];
+    let (code, stdout, stderr) = run(&["check", "-c", path.to_str().unwrap()], &env);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("all phases passed"));
+    // ...and a flag beats both (dev mode needs no secret at all).
+    let env = [
+        ("AGENTWIRE_AUTH__MODE", "jwt"),
+        ("AGENTWIRE_AUTH__JWT_SECRET", "short"),
+    ];
+    let (code, _, stderr) = run(&["check", "--auth", "dev"], &env);
+    assert_eq!(code, 0, "{stderr}");
+    // Unrelated AGENTWIRE_* variables (like the test suite's own) are not config.
+    let (code, _, _) = run(&["check"], &[("AGENTWIRE_REQUIRE_REDIS", "1")]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn token_mints_a_jwt_with_the_configured_secret() {
+    let env = [(
+        "AGENTWIRE_AUTH__JWT_SECRET",
+        "0123456789abcdef0123456789abcdef",
+    )];
+    let (code, stdout, _) = run(&["token", "alice", "--ttl", "10m"], &env);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.trim().split('.').count(), 3);
+    let (code, _, stderr) = run(&["token", "alice"], &[]);
+    assert_ne!(code, 0);
+    assert!(stderr.contains("jwt_secret"), "{stderr}");
+}
+
+#[test]
+fn serve_becomes_ready_and_exits_zero_on_sigterm() {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let ready = loop {
+        let line = lines.next().expect("the server logs until ready").unwrap();
+        if line.contains("agentwire ready") {
+            break line;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "not ready in time"
+        );
+    };
+    let log: serde_json::Value = serde_json::from_str(&ready).unwrap();
+    let addr = log["fields"]["listen"].as_str().unwrap().to_owned();
+    assert!(log["fields"]["startup_ms"].as_str().is_some());
+
+    let body = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        use std::io::{Read, Write};
+        s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .join()
+    .unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+
+    let pid = child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    assert!(
+        rest.iter().any(|l| l.contains("agentwire stopped")),
+        "{rest:?}"
+    );
+}

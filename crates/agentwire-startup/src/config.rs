@@ -1,0 +1,369 @@
+//! `AgentwireConfig`: every setting, its default, and how it is loaded
+//! (defaults → TOML file → `AGENTWIRE_*` env → flags).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use agentwire_agent_registry::DemoSettings;
+use agentwire_bridge::HistoryConfig;
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::{Phase, StartupError};
+
+/// How users authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthMode {
+    /// `?user=<id>` is trusted. Loopback only unless `allow_insecure_dev`.
+    #[default]
+    Dev,
+    /// HS256 JWTs signed with `auth.jwt_secret`; `sub` is the user id, `exp` is required.
+    Jwt,
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// `dev` or `jwt`.
+    pub mode: AuthMode,
+    /// The HS256 secret (at least 32 bytes); required for `jwt`.
+    pub jwt_secret: Option<String>,
+}
+
+/// `[limits]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest inbound WebSocket message, in bytes; larger closes with 1009.
+    pub max_frame_bytes: usize,
+    /// Largest HTTP request body, in bytes; larger answers 413.
+    pub max_body_bytes: usize,
+    /// Outgoing bytes queued per connection before it is closed as a slow consumer (4008).
+    pub queue_bytes: usize,
+    /// Live connections per user.
+    pub max_connections_per_user: usize,
+    /// Runs in progress per user.
+    pub max_runs_per_user: usize,
+    /// Streams held at once (users with history or connections).
+    pub max_users: usize,
+    /// Sustained inbound frames per second per connection.
+    pub messages_per_second: u32,
+    /// Inbound frames a connection may send in a burst above the sustained rate.
+    pub burst: u32,
+    /// Longest a run may take before it ends with `agent_error {code:"timeout"}`.
+    #[serde(with = "humantime_serde")]
+    pub run_timeout: Duration,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 64 * 1024,
+            max_body_bytes: 1024 * 1024,
+            queue_bytes: 1024 * 1024,
+            max_connections_per_user: 16,
+            max_runs_per_user: 8,
+            max_users: 100_000,
+            messages_per_second: 20,
+            burst: 40,
+            run_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// `[heartbeat]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// How often the server pings each WebSocket.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// A connection with no inbound traffic (pong or frame) for this long is closed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(20),
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long runs in progress may go on after SIGTERM before they are cancelled.
+    #[serde(with = "humantime_serde")]
+    pub grace: Duration,
+    /// The most the whole shutdown may take before the process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(5),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HealthConfig {
+    /// How often the checks run in the background.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Longest one check may take.
+    #[serde(with = "humantime_serde")]
+    pub check_timeout: Duration,
+    /// A report younger than this answers `/health` and `/health/ready` without new checks.
+    #[serde(with = "humantime_serde")]
+    pub cache: Duration,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            check_timeout: Duration::from_secs(2),
+            cache: Duration::from_secs(1),
+        }
+    }
+}
+
+/// `[agents]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Pacing of the built-in `demo` agent.
+    pub demo: DemoSettings,
+}
+
+/// Every setting of agentwire. See `docs/configuration.md` for the table of keys, env names and
+/// defaults.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentwireConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// `memory` or `redis://…`.
+    pub broker: String,
+    /// API key for `POST /v1/publish`; the route is disabled without one.
+    pub api_key: Option<String>,
+    /// Allow dev auth on a non-loopback address (never in production).
+    pub allow_insecure_dev: bool,
+    /// User authentication.
+    pub auth: AuthConfig,
+    /// History kept per user.
+    pub history: HistoryConfig,
+    /// Limits.
+    pub limits: LimitsConfig,
+    /// WebSocket liveness.
+    pub heartbeat: HeartbeatConfig,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Health checks.
+    pub health: HealthConfig,
+    /// Built-in agents.
+    pub agents: AgentsConfig,
+}
+
+impl Default for AgentwireConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            broker: "memory".to_owned(),
+            api_key: None,
+            allow_insecure_dev: false,
+            auth: AuthConfig::default(),
+            history: HistoryConfig::default(),
+            limits: LimitsConfig::default(),
+            heartbeat: HeartbeatConfig::default(),
+            shutdown: ShutdownConfig::default(),
+            health: HealthConfig::default(),
+            agents: AgentsConfig::default(),
+        }
+    }
+}
+
+/// The top-level keys; env variables `AGENTWIRE_<KEY>` outside these are not config (e.g.
+/// `AGENTWIRE_REQUIRE_REDIS` for the test suite) and are ignored.
+pub const TOP_LEVEL_KEYS: &[&str] = &[
+    "listen",
+    "broker",
+    "api_key",
+    "allow_insecure_dev",
+    "auth",
+    "history",
+    "limits",
+    "heartbeat",
+    "shutdown",
+    "health",
+    "agents",
+];
+
+/// Settings given on the command line; they override file and env.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigOverrides {
+    /// `--listen`
+    pub listen: Option<SocketAddr>,
+    /// `--auth`
+    pub auth: Option<AuthMode>,
+    /// `--broker`
+    pub broker: Option<String>,
+    /// `--allow-insecure-dev`
+    pub allow_insecure_dev: bool,
+}
+
+impl AgentwireConfig {
+    /// Loads defaults, then `file` (TOML), then `AGENTWIRE_*` env (nested keys joined by `__`),
+    /// then `overrides`, and validates the result.
+    ///
+    /// # Errors
+    /// A [`StartupError`] in phase `Config` naming the file or key that is wrong.
+    pub fn load(file: Option<&Path>, overrides: &ConfigOverrides) -> Result<Self, StartupError> {
+        let mut figment = Figment::from(Serialized::defaults(AgentwireConfig::default()));
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(StartupError::new(
+                    Phase::Config,
+                    "config file",
+                    format!("{} does not exist or is not a file", path.display()),
+                    "pass an existing TOML file to --config, or leave --config out to use defaults",
+                ));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment.merge(
+            Env::prefixed("AGENTWIRE_")
+                .split("__")
+                // Keys are still upper case here (figment lowercases them later).
+                .filter(|k| {
+                    let first = k
+                        .as_str()
+                        .split('.')
+                        .next()
+                        .unwrap_or("")
+                        .to_ascii_lowercase();
+                    TOP_LEVEL_KEYS.contains(&first.as_str())
+                }),
+        );
+        if let Some(listen) = overrides.listen {
+            figment = figment.merge(Serialized::default("listen", listen));
+        }
+        if let Some(auth) = overrides.auth {
+            figment = figment.merge(Serialized::default("auth.mode", auth));
+        }
+        if let Some(broker) = &overrides.broker {
+            figment = figment.merge(Serialized::default("broker", broker));
+        }
+        if overrides.allow_insecure_dev {
+            figment = figment.merge(Serialized::default("allow_insecure_dev", true));
+        }
+        let config: AgentwireConfig = figment.extract().map_err(|e| {
+            let e = e
+                .into_iter()
+                .next()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            StartupError::new(
+                Phase::Config,
+                "configuration",
+                e,
+                "see docs/configuration.md for every key, its type and its default",
+            )
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the settings that depend on each other.
+    ///
+    /// # Errors
+    /// A [`StartupError`] in phase `Config` with the key and a hint.
+    pub fn validate(&self) -> Result<(), StartupError> {
+        let bad = |component: &str, cause: String, hint: &str| {
+            Err(StartupError::new(Phase::Config, component, cause, hint))
+        };
+        match self.auth.mode {
+            AuthMode::Jwt => match &self.auth.jwt_secret {
+                None => {
+                    return bad(
+                        "auth.jwt_secret",
+                        "auth.mode is jwt but no auth.jwt_secret is set".into(),
+                        "set AGENTWIRE_AUTH__JWT_SECRET to a random string of at least 32 bytes",
+                    );
+                }
+                Some(s) if s.len() < 32 => {
+                    return bad(
+                        "auth.jwt_secret",
+                        format!("the secret is {} bytes; HS256 needs at least 32", s.len()),
+                        "use a longer random secret, e.g. `openssl rand -hex 32`",
+                    );
+                }
+                Some(_) => {}
+            },
+            AuthMode::Dev => {
+                if !self.listen.ip().is_loopback() && !self.allow_insecure_dev {
+                    return bad(
+                        "auth.mode",
+                        format!(
+                            "dev auth trusts ?user= and would be reachable on {}",
+                            self.listen
+                        ),
+                        "use --auth jwt with a secret, listen on 127.0.0.1, or pass --allow-insecure-dev for a throwaway setup",
+                    );
+                }
+            }
+        }
+        if self.limits.max_frame_bytes < 256 {
+            return bad(
+                "limits.max_frame_bytes",
+                "must be at least 256".into(),
+                "the default is 65536",
+            );
+        }
+        if self.limits.queue_bytes < 4096 {
+            return bad(
+                "limits.queue_bytes",
+                "must be at least 4096".into(),
+                "the default is 1048576 (1 MiB)",
+            );
+        }
+        if self.limits.messages_per_second == 0 || self.limits.burst == 0 {
+            return bad(
+                "limits.messages_per_second",
+                "messages_per_second and burst must be at least 1".into(),
+                "the defaults are 20 and 40",
+            );
+        }
+        if self.heartbeat.interval.is_zero() || self.heartbeat.timeout <= self.heartbeat.interval {
+            return bad(
+                "heartbeat.timeout",
+                "heartbeat.interval must be positive and heartbeat.timeout longer than it".into(),
+                "the defaults are 20s and 60s",
+            );
+        }
+        if let Some(key) = &self.api_key
+            && key.len() < 16
+        {
+            return bad(
+                "api_key",
+                "the API key is shorter than 16 bytes".into(),
+                "use a long random key",
+            );
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,409 @@
+//! The phased startup as a typestate chain.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use agentwire_agent_registry::{AgentRegistry, RunExecutor};
+use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig};
+use agentwire_bridge_factory::{BridgeFactory, RunLimits};
+use agentwire_core::Configurable;
+use agentwire_health_monitor::{CriticalPathCheck, HealthCheck, HealthMonitor};
+use serde::Serialize;
+
+use crate::{AgentwireConfig, Phase, StartupError};
+
+/// How long one phase took.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PhaseTiming {
+    /// The phase.
+    pub phase: Phase,
+    /// Milliseconds it took.
+    pub ms: f64,
+}
+
+/// The timings of every phase; shown in `/health` and logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Default)]
+pub struct StartupReport {
+    /// Each phase, in order.
+    pub phases: Vec<PhaseTiming>,
+    /// From the start of `Config` to the end of `Finalize`.
+    pub total_ms: f64,
+}
+
+/// A startup in state `S`. Each phase is a method of exactly one state that consumes the startup
+/// and returns the next state, so phases cannot be skipped or reordered — that is a compile
+/// error, not a runtime surprise:
+///
+/// ```text
+/// Startup::new(config)?              // Startup<ConfigLoaded>
+///     .connect_broker().await?       // Startup<BrokerReady>
+///     .build_bridge()?               // Startup<BridgeConfigured>
+///     .register_agents(registry)?    // Startup<AgentsWired>
+///     .register_health_checks(extra) // Startup<HealthRegistered>
+///     .finalize().await?             // Ready: critical path proven
+/// ```
+///
+/// ```
+/// use agentwire_agent_registry::{DemoSettings, InMemoryAgentRegistry};
+/// use agentwire_startup::{AgentwireConfig, Startup};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), agentwire_startup::StartupError> {
+/// let ready = Startup::new(AgentwireConfig::default())?
+///     .connect_broker().await?
+///     .build_bridge()?
+///     .register_agents(InMemoryAgentRegistry::with_builtins(DemoSettings::instant()))?
+///     .register_health_checks(Vec::new())
+///     .finalize().await?;
+/// assert_eq!(ready.report().phases.len(), 6);
+/// # Ok(()) }
+/// ```
+///
+/// Skipping a phase does not compile:
+///
+/// ```compile_fail
+/// use agentwire_startup::{AgentwireConfig, Startup};
+/// let s = Startup::new(AgentwireConfig::default()).unwrap().build_bridge();
+/// ```
+#[derive(Debug)]
+pub struct Startup<S> {
+    state: S,
+    report: StartupReport,
+    began: Instant,
+    phase_began: Instant,
+}
+
+/// State after `Config`.
+#[derive(Debug)]
+pub struct ConfigLoaded {
+    config: AgentwireConfig,
+}
+
+/// The broker the node uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BrokerKind {
+    /// In-process streams; one node.
+    Memory,
+}
+
+/// State after `Broker`.
+#[derive(Debug)]
+pub struct BrokerReady {
+    config: AgentwireConfig,
+    broker: BrokerKind,
+}
+
+/// State after `Bridge`.
+#[derive(Debug)]
+pub struct BridgeConfigured {
+    config: AgentwireConfig,
+    bridge: AgentWebSocketBridge,
+}
+
+/// State after `Agents`.
+#[derive(Debug)]
+pub struct AgentsWired {
+    config: AgentwireConfig,
+    bridge: AgentWebSocketBridge,
+    executor: RunExecutor,
+}
+
+/// State after `Health`.
+#[derive(Debug)]
+pub struct HealthRegistered {
+    config: AgentwireConfig,
+    bridge: AgentWebSocketBridge,
+    executor: RunExecutor,
+    monitor: HealthMonitor,
+    critical_path: Arc<CriticalPathCheck>,
+}
+
+/// Everything a server needs, with the critical path proven.
+#[derive(Debug, Clone)]
+pub struct Ready {
+    config: Arc<AgentwireConfig>,
+    bridge: AgentWebSocketBridge,
+    executor: RunExecutor,
+    monitor: Arc<HealthMonitor>,
+    report: Arc<StartupReport>,
+}
+
+impl<S> Startup<S> {
+    fn next<T>(mut self, phase: Phase, state: T) -> Startup<T> {
+        let ms = self.phase_began.elapsed().as_secs_f64() * 1000.0;
+        tracing::info!(
+            phase = phase.as_str(),
+            ms = format!("{ms:.2}"),
+            "startup phase done"
+        );
+        self.report.phases.push(PhaseTiming { phase, ms });
+        Startup {
+            state,
+            report: self.report,
+            began: self.began,
+            phase_began: Instant::now(),
+        }
+    }
+}
+
+impl Startup<ConfigLoaded> {
+    /// Phase `Config` with an already-loaded config: validates it.
+    ///
+    /// # Errors
+    /// An invalid setting.
+    pub fn new(config: AgentwireConfig) -> Result<Self, StartupError> {
+        let began = Instant::now();
+        config.validate()?;
+        let s = Startup {
+            state: (),
+            report: StartupReport::default(),
+            began,
+            phase_began: began,
+        };
+        Ok(s.next(Phase::Config, ConfigLoaded { config }))
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AgentwireConfig {
+        &self.state.config
+    }
+
+    /// Phase `Broker`: connects the event broker named by `broker` and proves it with a round
+    /// trip.
+    ///
+    /// # Errors
+    /// An unknown or unreachable broker.
+    pub async fn connect_broker(self) -> Result<Startup<BrokerReady>, StartupError> {
+        let config = self.state.config;
+        let broker = match config.broker.as_str() {
+            "memory" => BrokerKind::Memory,
+            other if other.starts_with("redis://") || other.starts_with("rediss://") => {
+                return Err(StartupError::new(
+                    Phase::Broker,
+                    "broker",
+                    "this build has no Redis broker yet",
+                    "use broker = \"memory\" (one node) until the Redis broker lands",
+                ));
+            }
+            other => {
+                return Err(StartupError::new(
+                    Phase::Broker,
+                    "broker",
+                    format!("unknown broker {other:?}"),
+                    "use \"memory\" or a redis:// URL",
+                ));
+            }
+        };
+        Ok(Startup {
+            state: (),
+            report: self.report,
+            began: self.began,
+            phase_began: self.phase_began,
+        }
+        .next(Phase::Broker, BrokerReady { config, broker }))
+    }
+}
+
+impl Startup<BrokerReady> {
+    /// The broker connected in phase `Broker`.
+    pub fn broker(&self) -> &BrokerKind {
+        &self.state.broker
+    }
+
+    /// Phase `Bridge`: creates the bridge and configures it.
+    ///
+    /// # Errors
+    /// A bridge setting out of range.
+    pub fn build_bridge(self) -> Result<Startup<BridgeConfigured>, StartupError> {
+        let BrokerReady { config, broker: _ } = self.state;
+        let bridge = AgentWebSocketBridge::builder()
+            .configure(BridgeConfig {
+                history: config.history.clone(),
+                max_connections_per_user: config.limits.max_connections_per_user,
+                max_users: config.limits.max_users,
+            })
+            .map_err(|e| {
+                StartupError::new(
+                    Phase::Bridge,
+                    "AgentWebSocketBridge",
+                    e.to_string(),
+                    "fix the setting in your config",
+                )
+            })?;
+        let s = Startup {
+            state: (),
+            report: self.report,
+            began: self.began,
+            phase_began: self.phase_began,
+        };
+        Ok(s.next(Phase::Bridge, BridgeConfigured { config, bridge }))
+    }
+}
+
+impl Startup<BridgeConfigured> {
+    /// The configured bridge.
+    pub fn bridge(&self) -> &AgentWebSocketBridge {
+        &self.state.bridge
+    }
+
+    /// Phase `Agents`: hands the registry its websocket manager (a [`BridgeFactory`] over the
+    /// bridge) and builds the executor from it.
+    ///
+    /// # Errors
+    /// The registry did not keep the manager.
+    pub fn register_agents<R: AgentRegistry>(
+        self,
+        mut registry: R,
+    ) -> Result<Startup<AgentsWired>, StartupError> {
+        let BridgeConfigured { config, bridge } = self.state;
+        let factory = BridgeFactory::new(
+            Arc::new(bridge.clone()),
+            RunLimits {
+                max_runs_per_user: config.limits.max_runs_per_user,
+            },
+        );
+        registry.set_websocket_manager(factory);
+        let executor = RunExecutor::new(Arc::new(registry), config.limits.run_timeout).map_err(|e| {
+            StartupError::new(
+                Phase::Agents,
+                std::any::type_name::<R>(),
+                e.to_string(),
+                "store the BridgeFactory in set_websocket_manager and return it from websocket_manager",
+            )
+        })?;
+        if executor.registry().agent("echo").is_none() {
+            return Err(StartupError::new(
+                Phase::Agents,
+                std::any::type_name::<R>(),
+                "the registry has no `echo` agent",
+                "register agentwire_agent_registry::EchoAgent and EchoTool: the critical-path check runs it",
+            ));
+        }
+        let s = Startup {
+            state: (),
+            report: self.report,
+            began: self.began,
+            phase_began: self.phase_began,
+        };
+        Ok(s.next(
+            Phase::Agents,
+            AgentsWired {
+                config,
+                bridge,
+                executor,
+            },
+        ))
+    }
+}
+
+impl Startup<AgentsWired> {
+    /// The executor.
+    pub fn executor(&self) -> &RunExecutor {
+        &self.state.executor
+    }
+
+    /// Phase `Health`: registers the critical-path check and `extra` checks.
+    pub fn register_health_checks(
+        self,
+        extra: Vec<Arc<dyn HealthCheck>>,
+    ) -> Startup<HealthRegistered> {
+        let AgentsWired {
+            config,
+            bridge,
+            executor,
+        } = self.state;
+        let mut monitor = HealthMonitor::new(config.health.check_timeout);
+        let critical_path = Arc::new(CriticalPathCheck::new(
+            bridge.clone(),
+            Arc::new(executor.clone()),
+            config.health.check_timeout,
+        ));
+        monitor.register(critical_path.clone());
+        for check in extra {
+            monitor.register(check);
+        }
+        let s = Startup {
+            state: (),
+            report: self.report,
+            began: self.began,
+            phase_began: self.phase_began,
+        };
+        s.next(
+            Phase::Health,
+            HealthRegistered {
+                config,
+                bridge,
+                executor,
+                monitor,
+                critical_path,
+            },
+        )
+    }
+}
+
+impl Startup<HealthRegistered> {
+    /// Phase `Finalize`: runs a synthetic run through registry → executor → bridge → a loopback
+    /// connection and requires its five events in order.
+    ///
+    /// # Errors
+    /// The round trip failed; the error says at which step.
+    pub async fn finalize(self) -> Result<Ready, StartupError> {
+        let HealthRegistered {
+            config,
+            bridge,
+            executor,
+            monitor,
+            critical_path,
+        } = self.state;
+        critical_path.round_trip().await.map_err(|cause| {
+            StartupError::new(
+                Phase::Finalize,
+                "critical_path",
+                cause,
+                "the echo agent, the executor or the bridge is broken; run `agentwire check` with RUST_LOG=debug",
+            )
+        })?;
+        let s = Startup {
+            state: (),
+            report: self.report,
+            began: self.began,
+            phase_began: self.phase_began,
+        };
+        let mut done = s.next(Phase::Finalize, ());
+        done.report.total_ms = done.began.elapsed().as_secs_f64() * 1000.0;
+        Ok(Ready {
+            config: Arc::new(config),
+            bridge,
+            executor,
+            monitor: Arc::new(monitor),
+            report: Arc::new(done.report),
+        })
+    }
+}
+
+impl Ready {
+    /// The configuration.
+    pub fn config(&self) -> &Arc<AgentwireConfig> {
+        &self.config
+    }
+
+    /// The bridge.
+    pub fn bridge(&self) -> &AgentWebSocketBridge {
+        &self.bridge
+    }
+
+    /// The executor.
+    pub fn executor(&self) -> &RunExecutor {
+        &self.executor
+    }
+
+    /// The health monitor.
+    pub fn monitor(&self) -> &Arc<HealthMonitor> {
+        &self.monitor
+    }
+
+    /// The startup timings.
+    pub fn report(&self) -> &Arc<StartupReport> {
+        &self.report
+    }
+}

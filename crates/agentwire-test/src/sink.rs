@@ -1,0 +1,94 @@
+//! Sinks for tests: a recording [`WebSocketSink`] that checks the run grammar.
+
+use std::collections::HashMap;
+
+use agentwire_core::{CloseCode, CoreError, Frame, RunGrammar, StreamEvent, WebSocketSink};
+use parking_lot::Mutex;
+
+/// A [`WebSocketSink`] that keeps every frame and every close, for assertions.
+///
+/// ```
+/// use agentwire_core::{Frame, WebSocketSink};
+/// use agentwire_test::RecordingSink;
+///
+/// let sink = RecordingSink::default();
+/// sink.send(Frame::event(1, br#"{"type":"x"}"#.to_vec())).unwrap();
+/// assert_eq!(sink.frames().len(), 1);
+/// ```
+#[derive(Debug, Default)]
+pub struct RecordingSink {
+    frames: Mutex<Vec<Frame>>,
+    closes: Mutex<Vec<(CloseCode, String)>>,
+}
+
+impl RecordingSink {
+    /// Every frame received, in order.
+    pub fn frames(&self) -> Vec<Frame> {
+        self.frames.lock().clone()
+    }
+
+    /// The event frames, parsed.
+    ///
+    /// # Panics
+    /// When an event frame is not a valid envelope.
+    pub fn events(&self) -> Vec<StreamEvent> {
+        self.frames
+            .lock()
+            .iter()
+            .filter(|f| f.seq() > 0)
+            .map(|f| serde_json::from_str(f.as_str()).expect("event frames parse as StreamEvent"))
+            .collect()
+    }
+
+    /// The closes requested.
+    pub fn closes(&self) -> Vec<(CloseCode, String)> {
+        self.closes.lock().clone()
+    }
+
+    /// Checks that the events have seqs `first, first+1, …` and that each run's events fit the run
+    /// grammar. Returns the number of runs that ended.
+    ///
+    /// # Errors
+    /// What is wrong, with the seq where it happened.
+    pub fn check_stream(&self) -> Result<usize, String> {
+        check_events(&self.events())
+    }
+}
+
+/// Checks consecutive seqs and the grammar of every run in `events`; returns how many runs
+/// ended.
+///
+/// # Errors
+/// What is wrong, with the seq where it happened.
+pub fn check_events(events: &[StreamEvent]) -> Result<usize, String> {
+    let mut grammars: HashMap<String, RunGrammar> = HashMap::new();
+    let mut ended = 0;
+    for pair in events.windows(2) {
+        if pair[1].seq != pair[0].seq + 1 {
+            return Err(format!("seq {} follows seq {}", pair[1].seq, pair[0].seq));
+        }
+    }
+    for e in events {
+        let g = grammars.entry(e.event.run_id.to_string()).or_default();
+        g.check(&e.event.kind)
+            .map_err(|err| format!("seq {}: {err}", e.seq))?;
+        if g.is_finished() {
+            ended += 1;
+        }
+    }
+    Ok(ended)
+}
+
+impl WebSocketSink for RecordingSink {
+    fn send(&self, frame: Frame) -> Result<(), CoreError> {
+        if !self.closes.lock().is_empty() {
+            return Err(CoreError::SinkClosed);
+        }
+        self.frames.lock().push(frame);
+        Ok(())
+    }
+
+    fn close(&self, code: CloseCode, reason: &str) {
+        self.closes.lock().push((code, reason.to_owned()));
+    }
+}

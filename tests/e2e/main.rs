@@ -1,0 +1,8 @@
+//! End-to-end tests: the real server on an ephemeral loopback port, real WebSocket and HTTP
+//! clients.
+
+mod auth;
+mod frames;
+mod golden_path;
+mod health;
+mod isolation;
