@@ -76,7 +76,7 @@ async fn hundred_users_times_ten_runs_see_only_their_own_events() {
     for u in 0..USERS {
         let user = agentwire_core::UserId::new(format!("user{u}")).unwrap();
         assert_eq!(
-            bridge.stream_head(&user).unwrap().1,
+            bridge.stream_head(&user).await.unwrap().1,
             (RUNS * 5) as u64,
             "user{u}'s stream head"
         );

@@ -22,7 +22,7 @@
 //!
 //! let user = UserId::new("ada")?;
 //! let inbox = Arc::new(ConnectionQueue::new(1 << 20));
-//! bridge.attach(&user, inbox.clone(), None)?;
+//! bridge.attach(&user, inbox.clone(), None).await?;
 //! executor.start(UserContext::new_run(user, None, None), "echo", "hello".into())?;
 //!
 //! // started, thinking, tool_executing, tool_completed, completed

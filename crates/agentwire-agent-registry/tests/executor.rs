@@ -76,7 +76,7 @@ async fn run(
 ) -> Vec<StreamEvent> {
     let user = UserId::new(format!("u_{agent}_{}", input.len())).unwrap();
     let q = Arc::new(ConnectionQueue::new(1 << 20));
-    bridge.attach(&user, q.clone(), None).unwrap();
+    bridge.attach(&user, q.clone(), None).await.unwrap();
     let h = exec
         .start(
             UserContext::new_run(user.clone(), None, None),

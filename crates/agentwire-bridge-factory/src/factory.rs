@@ -47,7 +47,7 @@ impl Default for RunLimits {
 /// let run = factory.begin_run(UserContext::new_run(alice.clone(), None, None), "demo")?;
 /// run.started(Some("hi".into())).await?;
 /// run.completed(serde_json::json!("hello")).await?;
-/// assert_eq!(bridge.stream_head(&alice).unwrap().1, 2);
+/// assert_eq!(bridge.stream_head(&alice).await.unwrap().1, 2);
 ///
 /// // Another user cannot cancel alice's run.
 /// let mallory = UserId::new("mallory")?;

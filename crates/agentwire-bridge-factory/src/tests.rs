@@ -38,7 +38,7 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
     let (bridge, factory) = setup(8);
     let user = UserId::new("u").unwrap();
     let q = Arc::new(ConnectionQueue::new(1 << 20));
-    bridge.attach(&user, q.clone(), None).unwrap();
+    bridge.attach(&user, q.clone(), None).await.unwrap();
     {
         let run = factory
             .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
@@ -57,7 +57,7 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
             "agent_error"
         ]
     );
-    let page = bridge.history_after(&user, 0, None, 10);
+    let page = bridge.history_after(&user, 0, None, 10).await;
     assert!(page.frames[2].as_str().contains(r#""ok":false"#));
     assert!(
         page.frames[3]
@@ -79,7 +79,7 @@ async fn failed_completes_open_calls_first() {
     run.failed("cancelled", "cancelled by the user")
         .await
         .unwrap();
-    assert_eq!(bridge.stream_head(&user).unwrap().1, 6);
+    assert_eq!(bridge.stream_head(&user).await.unwrap().1, 6);
     assert!(run.thinking("late", None).await.is_err());
 }
 

@@ -77,16 +77,17 @@ impl Configurable for UnconfiguredBridge {
 /// use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
 /// use agentwire_core::{AgentStarted, Configurable, EventKind, RunEvent, RunId, ThreadId, UserId};
 ///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default())?;
 /// let alice = UserId::new("alice")?;
 /// let queue = Arc::new(ConnectionQueue::new(1 << 20));
-/// bridge.attach(&alice, queue.clone(), None)?;
+/// bridge.attach(&alice, queue.clone(), None).await?;
 ///
 /// let event = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 ///     EventKind::AgentStarted(AgentStarted { input: None }));
-/// assert_eq!(bridge.publish_now(&alice, &event)?, 1);
+/// assert_eq!(bridge.publish_event(&alice, &event).await?, 1);
 /// assert!(queue.queued_bytes() > 0);
-/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct AgentWebSocketBridge {
@@ -210,7 +211,7 @@ impl AgentWebSocketBridge {
     ///
     /// # Errors
     /// [`BridgeError::TooManyUsers`] when a new stream would pass `max_users`.
-    pub fn publish_now(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
+    pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let seq = self
             .with_stream(user, true, |s| {
                 let seq = s.head + 1;
@@ -242,7 +243,7 @@ impl AgentWebSocketBridge {
     /// # Errors
     /// [`BridgeError::TooManyConnections`], [`BridgeError::TooManyUsers`],
     /// [`BridgeError::ResumeAhead`] (nothing is attached then), [`BridgeError::ShuttingDown`].
-    pub fn attach(
+    pub async fn attach(
         &self,
         user: &UserId,
         sink: Arc<dyn WebSocketSink>,
@@ -295,7 +296,7 @@ impl AgentWebSocketBridge {
     /// # Errors
     /// [`BridgeError::NotAttached`], [`BridgeError::ResumeAhead`],
     /// [`BridgeError::ResumeAfterDelivery`].
-    pub fn resume(
+    pub async fn resume(
         &self,
         user: &UserId,
         connection: ConnectionId,
@@ -376,7 +377,7 @@ impl AgentWebSocketBridge {
 
     /// The events of `user` after `after` (at most `limit`), for HTTP history and SSE.
     /// `epoch` other than the stream's is treated as `after = 0`.
-    pub fn history_after(
+    pub async fn history_after(
         &self,
         user: &UserId,
         after: u64,
@@ -409,7 +410,7 @@ impl AgentWebSocketBridge {
     }
 
     /// The epoch and head of `user`'s stream, if it exists.
-    pub fn stream_head(&self, user: &UserId) -> Option<(String, u64)> {
+    pub async fn stream_head(&self, user: &UserId) -> Option<(String, u64)> {
         self.with_stream(user, false, |s| (s.epoch.to_string(), s.head))
             .ok()
             .flatten()
@@ -417,7 +418,7 @@ impl AgentWebSocketBridge {
 
     /// Drops `user`'s stream whole, closing its connections normally. Used for agentwire's own
     /// synthetic users (the health round trip) so they leave nothing behind.
-    pub fn remove_stream(&self, user: &UserId) {
+    pub async fn remove_stream(&self, user: &UserId) {
         if let Some((_, handle)) = self.inner.streams.remove(user) {
             let mut s = handle.lock();
             s.retired = true;
@@ -485,6 +486,24 @@ impl AgentWebSocketBridge {
         }
     }
 
+    /// Closes every live connection of `user` with `code` (after their queued frames) and
+    /// detaches them; returns how many. The stream and its history stay for their resume.
+    pub fn close_user(&self, user: &UserId, code: CloseCode, reason: &str) -> usize {
+        let closed = self
+            .with_stream(user, false, |s| {
+                let n = s.conns.len();
+                for slot in s.conns.drain(..) {
+                    slot.sink.close(code, reason);
+                }
+                n
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        self.inner.connections.fetch_sub(closed, Ordering::Relaxed);
+        closed
+    }
+
     /// Current counters.
     pub fn stats(&self) -> BridgeStats {
         BridgeStats {
@@ -498,7 +517,9 @@ impl AgentWebSocketBridge {
 #[async_trait]
 impl EventSink for AgentWebSocketBridge {
     async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError> {
-        self.publish_now(user, &event).map_err(CoreError::from)
+        self.publish_event(user, &event)
+            .await
+            .map_err(CoreError::from)
     }
 }
 

@@ -4,7 +4,7 @@
 //! Use this crate alone when you bring your own transport: implement
 //! [`agentwire_core::WebSocketSink`] for your connection (or use [`ConnectionQueue`], the bounded
 //! queue agentwire's own server uses), [`attach`](AgentWebSocketBridge::attach) it for a user,
-//! and [`publish`](AgentWebSocketBridge::publish_now) events. The bridge assigns per-user `seq`s,
+//! and [`publish`](AgentWebSocketBridge::publish_event) events. The bridge assigns per-user `seq`s,
 //! keeps a bounded history for resume, and closes slow consumers instead of growing memory.
 //!
 //! ```
@@ -17,11 +17,11 @@
 //! let bob = UserId::new("bob")?;
 //! let started = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 //!     EventKind::AgentStarted(AgentStarted { input: None }));
-//! bridge.publish_now(&bob, &started)?; // seq 1, kept in history while bob is offline
+//! bridge.publish_event(&bob, &started).await?; // seq 1, kept in history while bob is offline
 //!
 //! // bob connects and resumes from seq 0: the missed event is replayed, then live events follow.
 //! let queue = Arc::new(ConnectionQueue::new(1 << 20));
-//! let attached = bridge.attach(&bob, queue.clone(), Some(ResumeFrom::default()))?;
+//! let attached = bridge.attach(&bob, queue.clone(), Some(ResumeFrom::default())).await?;
 //! assert_eq!(attached.resumed.unwrap().replayed, 1);
 //!
 //! let mut frames = Vec::new();

@@ -59,11 +59,18 @@ impl CriticalPathCheck {
         static NEXT: AtomicU64 = AtomicU64::new(1);
         let user = UserId::new(format!("__health_{}", NEXT.fetch_add(1, Ordering::Relaxed)))
             .map_err(|e| e.to_string())?;
-        let _cleanup = RemoveStream(&self.bridge, &user);
+        let result = self.probe(&user).await;
+        // A probe cut short by a timeout leaves its stream to the idle sweeper.
+        self.bridge.remove_stream(&user).await;
+        result
+    }
+
+    async fn probe(&self, user: &UserId) -> Result<String, String> {
         let started = Instant::now();
         let inbox = Arc::new(ConnectionQueue::new(1 << 20));
         self.bridge
-            .attach(&user, inbox.clone(), None)
+            .attach(user, inbox.clone(), None)
+            .await
             .map_err(|e| format!("bridge refused the loopback connection: {e}"))?;
         let ctx = UserContext::new_run(user.clone(), None, Some("health".into()));
         let run_id = ctx.run_id.clone();
@@ -108,14 +115,6 @@ impl CriticalPathCheck {
             "synthetic run delivered 5 events in order in {}µs",
             started.elapsed().as_micros()
         ))
-    }
-}
-
-struct RemoveStream<'a>(&'a AgentWebSocketBridge, &'a UserId);
-
-impl Drop for RemoveStream<'_> {
-    fn drop(&mut self) {
-        self.0.remove_stream(self.1);
     }
 }
 

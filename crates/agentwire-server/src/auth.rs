@@ -34,7 +34,37 @@ struct Claims {
     iat: Option<u64>,
 }
 
-/// Turns request credentials into a [`UserId`].
+/// The credentials of one request, from the places SPEC §4 lists.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    /// The request headers (`Authorization`, `Sec-WebSocket-Protocol`, cookies, …).
+    pub headers: &'a HeaderMap,
+    /// The `token` query parameter.
+    pub token: Option<&'a str>,
+    /// The `user` query parameter (dev auth).
+    pub user: Option<&'a str>,
+}
+
+/// Decides which user a request is. Implement it to plug your own authentication into the
+/// agentwire routes (see `examples/embed_in_axum.rs`).
+///
+/// # What an implementor must guarantee
+/// - `authenticate` returns the user the credentials prove — never a user picked by the client
+///   without proof (outside a deliberate dev setup) — and never a reserved id (`__…`).
+/// - It does not block: it runs on the request path of every connection.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot authenticate agentwire requests",
+    note = "implement `fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>`"
+)]
+pub trait Authenticate: Send + Sync + 'static {
+    /// The user these credentials belong to.
+    ///
+    /// # Errors
+    /// [`AuthError`]; the request is answered 401 with its message.
+    fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>;
+}
+
+/// agentwire's own authentication: HS256 JWTs or dev auth, as `auth.mode` says.
 #[derive(Clone)]
 pub struct Authenticator {
     mode: AuthMode,
@@ -71,19 +101,11 @@ impl Authenticator {
         self.mode
     }
 
-    /// Authenticates a request from its headers and query (`token`, `user`).
-    ///
-    /// # Errors
-    /// [`AuthError`] with what is missing or wrong.
-    pub fn authenticate(
-        &self,
-        headers: &HeaderMap,
-        query_token: Option<&str>,
-        query_user: Option<&str>,
-    ) -> Result<UserId, AuthError> {
+    fn check(&self, req: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+        let (headers, query_user) = (req.headers, req.user);
         let token = bearer(headers)
             .or_else(|| subprotocol_token(headers))
-            .or(query_token.map(str::to_owned));
+            .or(req.token.map(str::to_owned));
         match (self.mode, token) {
             (AuthMode::Jwt, Some(token)) => self.verify(&token),
             (AuthMode::Jwt, None) => Err(AuthError::Missing("")),
@@ -130,7 +152,17 @@ impl Authenticator {
     }
 }
 
-fn user_id(raw: &str) -> Result<UserId, AuthError> {
+impl Authenticate for Authenticator {
+    fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+        self.check(request)
+    }
+}
+
+/// Validates a user id from credentials: well-formed and not reserved.
+///
+/// # Errors
+/// [`AuthError::InvalidUser`].
+pub fn user_id(raw: &str) -> Result<UserId, AuthError> {
     let id = UserId::new(raw).map_err(|e| AuthError::InvalidUser(e.to_string()))?;
     if id.is_reserved() {
         return Err(AuthError::InvalidUser(

@@ -19,6 +19,7 @@
 #![warn(missing_docs)]
 
 mod auth;
+mod debug;
 mod demo;
 mod error;
 mod health;
@@ -40,7 +41,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use auth::{AuthError, Authenticator};
+pub use auth::{AuthError, AuthRequest, Authenticate, Authenticator, user_id};
 pub use error::ApiError;
 pub use shutdown::shutdown_signal;
 pub use state::AppState;
@@ -81,7 +82,15 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
 /// Nest it in your own router to add agentwire to an existing service.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.ready().config().limits.max_body_bytes;
-    Router::new()
+    let dev = state.ready().config().auth.mode == agentwire_startup::AuthMode::Dev;
+    let router = Router::new();
+    // Debug routes exist only with dev auth, which is refused off loopback.
+    let router = if dev {
+        router.route("/debug/disconnect", axum::routing::post(debug::disconnect))
+    } else {
+        router
+    };
+    router
         .route("/ws", get(ws::upgrade))
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))

@@ -7,7 +7,7 @@ use std::time::Instant;
 use agentwire_startup::Ready;
 use tokio_util::task::TaskTracker;
 
-use crate::Authenticator;
+use crate::{Authenticate, Authenticator};
 
 /// The server's shared state: the started components, the authenticator, and the drain flag.
 /// Cheap to clone.
@@ -16,13 +16,20 @@ pub struct AppState {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     ready: Ready,
-    auth: Authenticator,
+    auth: Arc<dyn Authenticate>,
     started: Instant,
     draining: AtomicBool,
     sessions: TaskTracker,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppState {
@@ -32,12 +39,12 @@ impl AppState {
         Self::with_authenticator(ready, auth)
     }
 
-    /// State with a custom authenticator.
-    pub fn with_authenticator(ready: Ready, auth: Authenticator) -> Self {
+    /// State whose requests are authenticated by `auth` (your own [`Authenticate`]).
+    pub fn with_authenticator(ready: Ready, auth: impl Authenticate) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ready,
-                auth,
+                auth: Arc::new(auth),
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
                 sessions: TaskTracker::new(),
@@ -51,8 +58,8 @@ impl AppState {
     }
 
     /// The authenticator.
-    pub fn auth(&self) -> &Authenticator {
-        &self.inner.auth
+    pub fn auth(&self) -> &dyn Authenticate {
+        &*self.inner.auth
     }
 
     /// Seconds since the state was made.

@@ -52,15 +52,15 @@ async fn seqs_are_per_user_and_events_reach_only_their_user() {
         Arc::new(ConnectionQueue::new(1 << 20)),
         Arc::new(ConnectionQueue::new(1 << 20)),
     );
-    b.attach(&user("a"), qa.clone(), None).unwrap();
-    b.attach(&user("b"), qb.clone(), None).unwrap();
+    b.attach(&user("a"), qa.clone(), None).await.unwrap();
+    b.attach(&user("b"), qb.clone(), None).await.unwrap();
     for i in 0..3 {
         assert_eq!(
-            b.publish_now(&user("a"), &event(i)).unwrap(),
+            b.publish_event(&user("a"), &event(i)).await.unwrap(),
             u64::from(i) + 1
         );
     }
-    assert_eq!(b.publish_now(&user("b"), &event(0)).unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
     assert_eq!(seqs(&drain(&qa).await), vec![1, 2, 3]);
     assert_eq!(seqs(&drain(&qb).await), vec![1]);
 }
@@ -72,9 +72,9 @@ async fn all_connections_of_a_user_share_one_serialization() {
         Arc::new(ConnectionQueue::new(1 << 20)),
         Arc::new(ConnectionQueue::new(1 << 20)),
     );
-    b.attach(&user("a"), q1.clone(), None).unwrap();
-    b.attach(&user("a"), q2.clone(), None).unwrap();
-    b.publish_now(&user("a"), &event(0)).unwrap();
+    b.attach(&user("a"), q1.clone(), None).await.unwrap();
+    b.attach(&user("a"), q2.clone(), None).await.unwrap();
+    b.publish_event(&user("a"), &event(0)).await.unwrap();
     let (f1, f2) = (drain(&q1).await, drain(&q2).await);
     assert_eq!(f1, f2);
     // Same allocation, not just equal bytes.
@@ -85,9 +85,9 @@ async fn all_connections_of_a_user_share_one_serialization() {
 async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
     let b = bridge(100);
     for i in 0..5 {
-        b.publish_now(&user("a"), &event(i)).unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
-    let epoch = b.stream_head(&user("a")).unwrap().0;
+    let epoch = b.stream_head(&user("a")).await.unwrap().0;
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     let att = b
         .attach(
@@ -98,9 +98,10 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
                 epoch: Some(epoch),
             }),
         )
+        .await
         .unwrap();
     assert_eq!(att.resumed.map(|r| (r.from_seq, r.replayed)), Some((3, 3)));
-    b.publish_now(&user("a"), &event(9)).unwrap();
+    b.publish_event(&user("a"), &event(9)).await.unwrap();
     assert_eq!(seqs(&drain(&q).await), vec![3, 4, 5, 6]);
 }
 
@@ -108,7 +109,7 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
 async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     let b = bridge(3);
     for i in 0..6 {
-        b.publish_now(&user("a"), &event(i)).unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     b.attach(
@@ -119,6 +120,7 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
             epoch: None,
         }),
     )
+    .await
     .unwrap();
     let frames = drain(&q).await;
     assert!(frames[0].as_str().contains(r#""type":"replay_gap""#));
@@ -135,6 +137,7 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
                 epoch: Some("old".into()),
             }),
         )
+        .await
         .unwrap();
     assert_eq!(att.resumed.unwrap().from_seq, 1);
     let frames = drain(&q).await;
@@ -145,7 +148,7 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
 #[tokio::test]
 async fn resume_ahead_of_the_head_is_refused() {
     let b = bridge(10);
-    b.publish_now(&user("a"), &event(0)).unwrap();
+    b.publish_event(&user("a"), &event(0)).await.unwrap();
     let q = Arc::new(ConnectionQueue::new(1 << 20));
     let err = b
         .attach(
@@ -156,6 +159,7 @@ async fn resume_ahead_of_the_head_is_refused() {
                 epoch: None,
             }),
         )
+        .await
         .unwrap_err();
     assert_eq!(
         err,
@@ -171,10 +175,10 @@ async fn resume_ahead_of_the_head_is_refused() {
 async fn resume_frame_replays_only_before_any_delivery() {
     let b = bridge(10);
     for i in 0..3 {
-        b.publish_now(&user("a"), &event(i)).unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     let q = Arc::new(ConnectionQueue::new(1 << 20));
-    let att = b.attach(&user("a"), q.clone(), None).unwrap();
+    let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
     let r = b
         .resume(
             &user("a"),
@@ -184,18 +188,21 @@ async fn resume_frame_replays_only_before_any_delivery() {
                 epoch: None,
             },
         )
+        .await
         .unwrap();
     assert_eq!((r.from_seq, r.replayed), (2, 2));
-    b.publish_now(&user("a"), &event(5)).unwrap();
+    b.publish_event(&user("a"), &event(5)).await.unwrap();
     assert_eq!(seqs(&drain(&q).await), vec![2, 3, 4]);
-    let err = b.resume(
-        &user("a"),
-        att.connection_id,
-        &ResumeFrom {
-            last_seq: 0,
-            epoch: None,
-        },
-    );
+    let err = b
+        .resume(
+            &user("a"),
+            att.connection_id,
+            &ResumeFrom {
+                last_seq: 0,
+                epoch: None,
+            },
+        )
+        .await;
     assert!(matches!(
         err,
         Err(BridgeError::ResumeAfterDelivery { delivered: 4, .. })
@@ -207,10 +214,10 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     let b = bridge(1000);
     let slow = Arc::new(ConnectionQueue::new(600));
     let fast = Arc::new(ConnectionQueue::new(1 << 20));
-    b.attach(&user("a"), slow.clone(), None).unwrap();
-    b.attach(&user("a"), fast.clone(), None).unwrap();
+    b.attach(&user("a"), slow.clone(), None).await.unwrap();
+    b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
-        b.publish_now(&user("a"), &event(i)).unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     assert_eq!(
         slow.close_reason().map(|c| c.0),
@@ -234,13 +241,15 @@ async fn limits_connections_per_user_and_users() {
     };
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
     b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None)
+        .await
         .unwrap();
     assert!(matches!(
-        b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None),
+        b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None)
+            .await,
         Err(BridgeError::TooManyConnections { max: 1 })
     ));
     assert!(matches!(
-        b.publish_now(&user("b"), &event(0)),
+        b.publish_event(&user("b"), &event(0)).await,
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
 }
@@ -250,16 +259,16 @@ async fn removed_and_swept_streams_leave_nothing_behind() {
     let mut config = BridgeConfig::default();
     config.history.ttl = std::time::Duration::from_secs(1);
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
-    b.publish_now(&user("a"), &event(0)).unwrap();
-    b.publish_now(&user("b"), &event(0)).unwrap();
-    b.remove_stream(&user("a"));
+    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    b.publish_event(&user("b"), &event(0)).await.unwrap();
+    b.remove_stream(&user("a")).await;
     assert_eq!(b.stats().users, 1);
     assert_eq!(b.sweep_idle(), 0);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     assert_eq!(b.sweep_idle(), 1);
     assert_eq!(b.stats().users, 0);
     // A new stream has a new epoch and starts at seq 1 again.
-    assert_eq!(b.publish_now(&user("b"), &event(0)).unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
 }
 
 #[test]

@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, AuthRequest};
 
 /// Query parameters of `/ws`.
 #[derive(Debug, Deserialize, Default)]
@@ -48,22 +48,23 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
-    let user =
-        match state
-            .auth()
-            .authenticate(&headers, query.token.as_deref(), query.user.as_deref())
-        {
-            Ok(user) => user,
-            Err(e) => {
-                tracing::info!(error = %e, "websocket authentication failed");
-                return ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    ErrorCode::Unauthorized,
-                    e.to_string(),
-                )
-                .into_response();
-            }
-        };
+    let credentials = AuthRequest {
+        headers: &headers,
+        token: query.token.as_deref(),
+        user: query.user.as_deref(),
+    };
+    let user = match state.auth().authenticate(&credentials) {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::info!(error = %e, "websocket authentication failed");
+            return ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthorized,
+                e.to_string(),
+            )
+            .into_response();
+        }
+    };
     let resume = query.last_seq.map(|last_seq| ResumeFrom {
         last_seq,
         epoch: query.epoch.clone(),

@@ -33,7 +33,7 @@ pub(crate) async fn run(
 
     let heartbeat = config.heartbeat.interval;
     let mut resume_error = None;
-    let attached = match bridge.attach(&user, queue.clone(), resume.clone()) {
+    let attached = match bridge.attach(&user, queue.clone(), resume.clone()).await {
         Err(agentwire_bridge::BridgeError::ResumeAhead { .. }) if resume.is_some() => {
             // The client's position is from the future: say so, and start it live.
             resume_error = Some(FrameError::new(
@@ -41,7 +41,7 @@ pub(crate) async fn run(
                 "last_seq is ahead of the stream head; starting live without replay",
                 None,
             ));
-            bridge.attach(&user, queue.clone(), None)
+            bridge.attach(&user, queue.clone(), None).await
         }
         other => other,
     };
@@ -154,7 +154,7 @@ impl Session<'_> {
                         ));
                         continue;
                     }
-                    self.handle(&text);
+                    self.handle(&text).await;
                 }
                 Some(Ok(Message::Binary(_))) => self.reply_error(FrameError::new(
                     ErrorCode::BadJson,
@@ -175,7 +175,7 @@ impl Session<'_> {
         let _ = self.queue.send_control(frame.to_frame());
     }
 
-    fn handle(&mut self, text: &str) {
+    async fn handle(&mut self, text: &str) {
         let frame = match ClientFrame::decode(text) {
             Ok(f) => f,
             Err(e) => return self.reply_error(e),
@@ -212,7 +212,11 @@ impl Session<'_> {
             }
             ClientFrame::Resume { last_seq, epoch } => {
                 let from = ResumeFrom { last_seq, epoch };
-                if let Err(e) = ready.bridge().resume(self.user, self.connection_id, &from) {
+                if let Err(e) = ready
+                    .bridge()
+                    .resume(self.user, self.connection_id, &from)
+                    .await
+                {
                     self.reply_error(FrameError::new(e.code(), e.to_string(), None));
                 }
             }
