@@ -57,7 +57,7 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
             "agent_error"
         ]
     );
-    let page = bridge.history_after(&user, 0, None, 10).await;
+    let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
     assert!(page.frames[2].as_str().contains(r#""ok":false"#));
     assert!(
         page.frames[3]

@@ -1,24 +1,45 @@
-//! `AgentWebSocketBridge`: the registry of user streams and the fan-out to their connections.
+//! `AgentWebSocketBridge`: this node's connections per user, fed from the [`Broker`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use agentwire_core::{
-    CloseCode, Configurable, ConnectionId, CoreError, EventSink, Frame, ReplayGap, Resumed,
-    RunEvent, UserId, WebSocketSink, async_trait,
+    CloseCode, Configurable, ConnectionId, ControlFrame, CoreError, EventSink, Frame, ReplayGap,
+    Resumed, RunEvent, UserId, WebSocketSink, async_trait,
 };
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-use crate::stream::{Offer, Slot, UserStream, offer};
-use crate::{BridgeConfig, BridgeError, HistoryBuffer, ResumeFrom};
+use crate::stream::{LocalUser, Routed, Slot, SlotState, finish_replay, route};
+use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker, ResumeFrom};
+
+/// History frames read per page during a replay.
+const REPLAY_PAGE: usize = 256;
+/// How long a replay waits for a client to drain its queue before closing it as slow (4008).
+const REPLAY_STALL: Duration = Duration::from_secs(30);
 
 /// The bridge before [`Configurable::configure`]: it has no methods that deliver anything, so it
 /// cannot be used — or handed to startup's `Agents` phase — by mistake.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct UnconfiguredBridge {
-    _private: (),
+    broker: Option<Arc<dyn Broker>>,
+}
+
+impl std::fmt::Debug for UnconfiguredBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UnconfiguredBridge")
+            .field("broker", &self.broker.as_ref().map(|b| b.name()))
+            .finish()
+    }
+}
+
+impl UnconfiguredBridge {
+    /// Uses `broker` for the streams instead of a [`MemoryBroker`].
+    pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
+        self.broker = Some(broker);
+        self
+    }
 }
 
 impl Configurable for UnconfiguredBridge {
@@ -48,29 +69,40 @@ impl Configurable for UnconfiguredBridge {
                 reason: "must be at least 1".into(),
             });
         }
-        Ok(AgentWebSocketBridge {
-            inner: Arc::new(Inner {
-                config,
-                streams: DashMap::new(),
-                connections: AtomicUsize::new(0),
-                published: AtomicU64::new(0),
-                shutting_down: AtomicBool::new(false),
-            }),
-        })
+        let broker = self.broker.unwrap_or_else(|| {
+            Arc::new(MemoryBroker::new(config.history.clone(), config.max_users))
+        });
+        let inner = Arc::new(Inner {
+            config,
+            broker,
+            users: DashMap::new(),
+            connections: AtomicUsize::new(0),
+            published: AtomicU64::new(0),
+            shutting_down: AtomicBool::new(false),
+        });
+        inner
+            .broker
+            .set_live_sink(Arc::new(LiveRouter(Arc::downgrade(&inner))));
+        Ok(AgentWebSocketBridge { inner })
     }
 }
 
-/// Delivers each user's run events to that user's live connections, in `seq` order, and keeps
-/// a bounded history for resume.
+/// Delivers each user's run events to that user's live connections on this node, in `seq`
+/// order, and replays history on resume.
 ///
-/// - Every accepted event gets the next `seq` of its user's stream and is serialized **once**;
-///   the same bytes go to all of the user's connections.
+/// - The [`Broker`] gives every accepted event the next `seq` of its user's stream and keeps
+///   history; it serializes the event **once** and the same bytes go to all of the user's
+///   connections.
 /// - Publishing never waits for a client: each connection has a bounded queue (its
 ///   [`WebSocketSink`]); one that is full is closed with 4008 and its client resumes from history.
-/// - Attaching with a [`ResumeFrom`] replays history and switches to live delivery under the
-///   user's stream lock, so the switch has no hole and no duplicate.
+/// - Each connection has a cursor (the last seq queued on it): a frame at or below it is a
+///   duplicate and is skipped; a frame past `cursor + 1` reveals a hole, which is filled from
+///   history before live delivery goes on. A resume replays history page by page, paced by the
+///   client, while live frames wait in a bounded buffer; the switch to live flushes the buffer
+///   after the cursor — no hole, no duplicate.
 ///
-/// Cheap to clone; clones share the same streams.
+/// Every successful [`attach`](Self::attach) must be paired with exactly one
+/// [`detach`](Self::detach). Cheap to clone; clones share the same state.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -81,12 +113,13 @@ impl Configurable for UnconfiguredBridge {
 /// let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default())?;
 /// let alice = UserId::new("alice")?;
 /// let queue = Arc::new(ConnectionQueue::new(1 << 20));
-/// bridge.attach(&alice, queue.clone(), None).await?;
+/// let attached = bridge.attach(&alice, queue.clone(), None).await?;
 ///
 /// let event = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 ///     EventKind::AgentStarted(AgentStarted { input: None }));
 /// assert_eq!(bridge.publish_event(&alice, &event).await?, 1);
 /// assert!(queue.queued_bytes() > 0);
+/// bridge.detach(&alice, attached.connection_id).await;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -96,16 +129,54 @@ pub struct AgentWebSocketBridge {
 
 struct Inner {
     config: BridgeConfig,
-    streams: DashMap<UserId, Arc<Mutex<UserStream>>>,
+    broker: Arc<dyn Broker>,
+    users: DashMap<UserId, Arc<Mutex<LocalUser>>>,
     connections: AtomicUsize,
     published: AtomicU64,
     shutting_down: AtomicBool,
+}
+
+/// The broker's [`LiveSink`]: routes live frames to this node's connections.
+struct LiveRouter(Weak<Inner>);
+
+impl LiveSink for LiveRouter {
+    fn deliver(&self, user: &UserId, epoch: &str, frame: Frame) {
+        let Some(inner) = self.0.upgrade() else {
+            return;
+        };
+        let Some(handle) = inner.users.get(user).map(|h| h.clone()) else {
+            return;
+        };
+        let mut replays = Vec::new();
+        let mut dropped = 0;
+        {
+            let mut local = handle.lock();
+            local
+                .slots
+                .retain_mut(|slot| match route(slot, epoch, &frame) {
+                    Routed::Kept => true,
+                    Routed::Drop => {
+                        dropped += 1;
+                        false
+                    }
+                    Routed::NeedsReplay => {
+                        replays.push(slot.id);
+                        true
+                    }
+                });
+        }
+        inner.connections.fetch_sub(dropped, Ordering::Relaxed);
+        for id in replays {
+            tokio::spawn(replay(inner.clone(), user.clone(), id));
+        }
+    }
 }
 
 impl std::fmt::Debug for AgentWebSocketBridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentWebSocketBridge")
             .field("config", &self.inner.config)
+            .field("broker", &self.inner.broker.name())
             .field("stats", &self.stats())
             .finish()
     }
@@ -120,7 +191,9 @@ pub struct Attachment {
     pub epoch: String,
     /// The stream head when the connection was attached.
     pub last_seq: u64,
-    /// The replay done on attach, when a resume point was given.
+    /// The replay started on attach, when a resume point was given: `replayed` is how many
+    /// held events follow `from_seq - 1` up to the head (the replay itself is paced by the
+    /// client).
     pub resumed: Option<Resumed>,
 }
 
@@ -140,11 +213,13 @@ pub struct HistoryPage {
 /// Counters of the bridge, for health and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BridgeStats {
-    /// Streams held (users with history or connections).
+    /// Users with live connections on this node.
     pub users: usize,
-    /// Live connections.
+    /// Live connections on this node.
     pub connections: usize,
-    /// Events accepted since start.
+    /// Streams the broker holds, when it can count them.
+    pub streams: Option<usize>,
+    /// Events accepted through this node since start.
     pub events_published: u64,
 }
 
@@ -159,90 +234,44 @@ impl AgentWebSocketBridge {
         &self.inner.config
     }
 
-    fn new_stream(&self) -> UserStream {
-        let epoch: Arc<str> = agentwire_core::ThreadId::generate().as_str()[2..14].into();
-        UserStream::new(
-            epoch,
-            HistoryBuffer::new(
-                self.inner.config.history.max_events,
-                self.inner.config.history.ttl,
-            ),
-        )
+    /// The broker holding the streams.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
     }
 
-    /// Runs `f` on `user`'s stream under its lock, creating the stream when `create` allows.
-    fn with_stream<R>(
-        &self,
-        user: &UserId,
-        create: bool,
-        f: impl FnOnce(&mut UserStream) -> R,
-    ) -> Result<Option<R>, BridgeError> {
-        loop {
-            let existing = self.inner.streams.get(user).map(|s| s.clone());
-            let handle = match existing {
-                Some(h) => h,
-                None if !create => return Ok(None),
-                None => {
-                    if self.inner.streams.len() >= self.inner.config.max_users {
-                        return Err(BridgeError::TooManyUsers {
-                            max: self.inner.config.max_users,
-                        });
-                    }
-                    self.inner
-                        .streams
-                        .entry(user.clone())
-                        .or_insert_with(|| Arc::new(Mutex::new(self.new_stream())))
-                        .clone()
-                }
-            };
-            let mut stream = handle.lock();
-            if stream.retired {
-                continue;
-            }
-            return Ok(Some(f(&mut stream)));
-        }
-    }
-
-    /// Accepts `event` into `user`'s stream: assigns the next seq, serializes once, stores it in
-    /// history and queues it on every live connection of `user`. Never waits for a client.
-    ///
-    /// Publishing goes on during shutdown, so runs that finish in the grace period reach their
-    /// users.
+    /// Accepts `event` into `user`'s stream (through the broker) and returns its seq. Never
+    /// waits for a client. Publishing goes on during shutdown, so runs that finish in the grace
+    /// period reach their users.
     ///
     /// # Errors
-    /// [`BridgeError::TooManyUsers`] when a new stream would pass `max_users`.
+    /// [`BridgeError::BrokerUnavailable`], [`BridgeError::TooManyUsers`].
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        let seq = self
-            .with_stream(user, true, |s| {
-                let seq = s.head + 1;
-                s.head = seq;
-                let frame = Frame::event(seq, event.to_envelope_json(seq));
-                let now = Instant::now();
-                s.last_activity = now;
-                s.history.push(now, frame.clone());
-                let before = s.conns.len();
-                s.conns
-                    .retain_mut(|slot| matches!(offer(slot, frame.clone()), Offer::Delivered));
-                (seq, before - s.conns.len())
-            })?
-            .map(|(seq, dropped)| {
-                if dropped > 0 {
-                    self.inner.connections.fetch_sub(dropped, Ordering::Relaxed);
-                }
-                seq
-            })
-            .unwrap_or_default();
+        let seq = self.inner.broker.append(user, event).await?;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         Ok(seq)
     }
 
-    /// Attaches a connection of `user`. With `resume`, the events after it are queued on `sink`
-    /// first (a `replay_gap` frame before them when history lost some); then live events follow
-    /// with no hole and no duplicate.
+    fn local_user(&self, user: &UserId) -> Result<Arc<Mutex<LocalUser>>, BridgeError> {
+        if let Some(h) = self.inner.users.get(user) {
+            return Ok(h.clone());
+        }
+        if self.inner.users.len() >= self.inner.config.max_users {
+            return Err(BridgeError::TooManyUsers {
+                max: self.inner.config.max_users,
+            });
+        }
+        Ok(self.inner.users.entry(user.clone()).or_default().clone())
+    }
+
+    /// Attaches a connection of `user`. Without `resume` it starts live at the stream head.
+    /// With `resume`, the events after it are replayed first (a `replay_gap` frame before them
+    /// when history lost some), paced by the client, then live events follow with no hole and no
+    /// duplicate.
     ///
     /// # Errors
     /// [`BridgeError::TooManyConnections`], [`BridgeError::TooManyUsers`],
-    /// [`BridgeError::ResumeAhead`] (nothing is attached then), [`BridgeError::ShuttingDown`].
+    /// [`BridgeError::ResumeAhead`], [`BridgeError::ShuttingDown`],
+    /// [`BridgeError::BrokerUnavailable`]. Nothing stays attached on error.
     pub async fn attach(
         &self,
         user: &UserId,
@@ -253,40 +282,138 @@ impl AgentWebSocketBridge {
             return Err(BridgeError::ShuttingDown);
         }
         let max = self.inner.config.max_connections_per_user;
-        let attached = self.with_stream(user, true, |s| {
-            if s.conns.len() >= max {
+        let id = ConnectionId::next();
+        // Register first (buffering live frames), then subscribe, then read the head: every
+        // event is then either at or below the head (history) or in the buffer (live).
+        loop {
+            let handle = self.local_user(user)?;
+            let mut local = handle.lock();
+            if local.retired {
+                continue;
+            }
+            if local.slots.iter().filter(|s| !s.closing).count() >= max {
                 return Err(BridgeError::TooManyConnections { max });
             }
-            let mut slot = Slot {
-                id: ConnectionId::next(),
-                sink,
-                cursor: s.head,
+            local.slots.push(Slot {
+                id,
+                sink: sink.clone(),
+                epoch: "".into(),
+                cursor: 0,
                 delivered_any: false,
-            };
-            let mut resumed = None;
-            let mut alive = true;
-            if let Some(from) = &resume {
-                let (r, ok) = s.replay_into(&mut slot, from)?;
-                resumed = Some(r);
-                alive = ok;
-            }
-            let attachment = Attachment {
-                connection_id: slot.id,
-                epoch: s.epoch.to_string(),
-                last_seq: s.head,
-                resumed,
-            };
-            s.last_activity = Instant::now();
-            if alive {
-                s.conns.push(slot);
-            }
-            Ok((attachment, alive))
-        })?;
-        let (attachment, alive) = attached.expect("with_stream creates the stream")?;
-        if alive {
-            self.inner.connections.fetch_add(1, Ordering::Relaxed);
+                state: SlotState::Replaying {
+                    buffer: Vec::new(),
+                    overflowed: false,
+                },
+                closing: false,
+            });
+            break;
         }
-        Ok(attachment)
+        self.inner.connections.fetch_add(1, Ordering::Relaxed);
+        let started = async {
+            self.inner.broker.subscribe(user).await?;
+            let requested_epoch = resume.as_ref().and_then(|r| r.epoch.clone());
+            let after = resume.as_ref().map_or(0, |r| r.last_seq);
+            let head = self
+                .inner
+                .broker
+                .read_after(user, after, requested_epoch.as_deref(), 0)
+                .await
+                .inspect_err(|_| {
+                    let broker = self.inner.broker.clone();
+                    let user = user.clone();
+                    tokio::spawn(async move { broker.unsubscribe(&user).await });
+                })?;
+            Ok::<_, BridgeError>(head)
+        }
+        .await;
+        let slice = match started {
+            Ok(s) => s,
+            Err(e) => {
+                self.remove_slot(user, id);
+                return Err(e);
+            }
+        };
+        let same_epoch = resume
+            .as_ref()
+            .and_then(|r| r.epoch.as_deref())
+            .is_none_or(|e| e == &*slice.epoch);
+        let resumed = match &resume {
+            None => None,
+            Some(r) => {
+                let after = if same_epoch { r.last_seq } else { 0 };
+                if after > slice.head {
+                    self.detach(user, id).await;
+                    return Err(BridgeError::ResumeAhead {
+                        last_seq: after,
+                        head: slice.head,
+                    });
+                }
+                let first_held = slice.gap.map_or(after, |g| g.to_seq);
+                Some((
+                    after,
+                    Resumed {
+                        from_seq: after + 1,
+                        replayed: slice.head - first_held.max(after),
+                    },
+                ))
+            }
+        };
+        // `None`: the slot is gone (closed while attaching).
+        let needs_replay = self
+            .inner
+            .users
+            .get(user)
+            .map(|h| h.clone())
+            .and_then(|handle| {
+                let mut local = handle.lock();
+                let slot = local.slots.iter_mut().find(|s| s.id == id)?;
+                slot.epoch = slice.epoch.clone();
+                match resumed {
+                    Some((after, _)) => {
+                        slot.cursor = after;
+                        Some(after < slice.head)
+                    }
+                    None => {
+                        slot.cursor = slice.head;
+                        finish_replay(slot).map(|live| !live)
+                    }
+                }
+            });
+        let Some(needs_replay) = needs_replay else {
+            self.detach(user, id).await;
+            return Err(BridgeError::NotAttached);
+        };
+        if needs_replay || resumed.is_some() {
+            tokio::spawn(replay(self.inner.clone(), user.clone(), id));
+        }
+        Ok(Attachment {
+            connection_id: id,
+            epoch: slice.epoch.to_string(),
+            last_seq: slice.head,
+            resumed: resumed.map(|(_, r)| r),
+        })
+    }
+
+    /// Removes a slot without touching the broker subscription; returns whether it was there.
+    fn remove_slot(&self, user: &UserId, id: ConnectionId) -> bool {
+        let Some(handle) = self.inner.users.get(user).map(|h| h.clone()) else {
+            return false;
+        };
+        let mut local = handle.lock();
+        let before = local.slots.len();
+        local.slots.retain(|s| s.id != id);
+        let removed = before != local.slots.len();
+        if removed {
+            self.inner.connections.fetch_sub(1, Ordering::Relaxed);
+        }
+        if local.slots.is_empty() {
+            local.retired = true;
+            drop(local);
+            self.inner
+                .users
+                .remove_if(user, |_, h| Arc::ptr_eq(h, &handle));
+        }
+        removed
     }
 
     /// Handles a `resume` frame on an attached connection: replays what the connection has not
@@ -295,161 +422,119 @@ impl AgentWebSocketBridge {
     ///
     /// # Errors
     /// [`BridgeError::NotAttached`], [`BridgeError::ResumeAhead`],
-    /// [`BridgeError::ResumeAfterDelivery`].
+    /// [`BridgeError::ResumeAfterDelivery`], [`BridgeError::BrokerUnavailable`].
     pub async fn resume(
         &self,
         user: &UserId,
         connection: ConnectionId,
         from: &ResumeFrom,
     ) -> Result<Resumed, BridgeError> {
-        let result = self.with_stream(user, false, |s| {
-            let idx = s
-                .conns
-                .iter()
-                .position(|c| c.id == connection)
+        let slice = self
+            .inner
+            .broker
+            .read_after(user, from.last_seq, from.epoch.as_deref(), 0)
+            .await?;
+        let same_epoch = from.epoch.as_deref().is_none_or(|e| e == &*slice.epoch);
+        let after = if same_epoch { from.last_seq } else { 0 };
+        if after > slice.head {
+            return Err(BridgeError::ResumeAhead {
+                last_seq: after,
+                head: slice.head,
+            });
+        }
+        let handle = self
+            .inner
+            .users
+            .get(user)
+            .map(|h| h.clone())
+            .ok_or(BridgeError::NotAttached)?;
+        {
+            let mut local = handle.lock();
+            let slot = local
+                .slots
+                .iter_mut()
+                .find(|c| c.id == connection)
                 .ok_or(BridgeError::NotAttached)?;
-            let slot = &mut s.conns[idx];
-            let same_epoch = from.epoch.as_deref().is_none_or(|e| e == &*s.epoch);
-            if slot.delivered_any && same_epoch {
-                if from.last_seq > s.head {
-                    return Err(BridgeError::ResumeAhead {
-                        last_seq: from.last_seq,
-                        head: s.head,
-                    });
-                }
-                if from.last_seq < slot.cursor {
+            if slot.delivered_any {
+                if !same_epoch || after < slot.cursor {
                     return Err(BridgeError::ResumeAfterDelivery {
                         last_seq: from.last_seq,
                         delivered: slot.cursor,
                     });
                 }
-                return Ok((
-                    Resumed {
-                        from_seq: from.last_seq + 1,
-                        replayed: 0,
-                    },
-                    true,
-                ));
-            }
-            if slot.delivered_any {
-                return Err(BridgeError::ResumeAfterDelivery {
-                    last_seq: from.last_seq,
-                    delivered: slot.cursor,
+                return Ok(Resumed {
+                    from_seq: after + 1,
+                    replayed: 0,
                 });
             }
-            // Take the slot out so the stream can be borrowed for the replay.
-            let mut slot = s.conns.swap_remove(idx);
-            let (resumed, alive) = match s.replay_into(&mut slot, from) {
-                Ok(r) => r,
-                Err(e) => {
-                    s.conns.push(slot);
-                    return Err(e);
-                }
+            slot.cursor = after;
+            slot.epoch = slice.epoch.clone();
+            slot.state = SlotState::Replaying {
+                buffer: Vec::new(),
+                overflowed: false,
             };
-            if alive {
-                s.conns.push(slot);
-            }
-            Ok((resumed, alive))
-        })?;
-        let (resumed, alive) = result.ok_or(BridgeError::NotAttached)??;
-        if !alive {
-            self.inner.connections.fetch_sub(1, Ordering::Relaxed);
         }
-        Ok(resumed)
+        tokio::spawn(replay(self.inner.clone(), user.clone(), connection));
+        let first_held = slice.gap.map_or(after, |g| g.to_seq);
+        Ok(Resumed {
+            from_seq: after + 1,
+            replayed: slice.head - first_held.max(after),
+        })
     }
 
-    /// Detaches a connection (idempotent). The stream and its history stay for a later resume.
-    pub fn detach(&self, user: &UserId, connection: ConnectionId) {
-        let removed = self
-            .with_stream(user, false, |s| {
-                let before = s.conns.len();
-                s.conns.retain(|c| c.id != connection);
-                s.last_activity = Instant::now();
-                before - s.conns.len()
-            })
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        if removed > 0 {
-            self.inner.connections.fetch_sub(removed, Ordering::Relaxed);
-        }
+    /// Detaches a connection and ends its broker subscription. Call it exactly once per
+    /// successful [`attach`](Self::attach), when the connection ends. The stream and its
+    /// history stay for a later resume.
+    pub async fn detach(&self, user: &UserId, connection: ConnectionId) {
+        self.remove_slot(user, connection);
+        self.inner.broker.unsubscribe(user).await;
     }
 
     /// The events of `user` after `after` (at most `limit`), for HTTP history and SSE.
     /// `epoch` other than the stream's is treated as `after = 0`.
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`].
     pub async fn history_after(
         &self,
         user: &UserId,
         after: u64,
         epoch: Option<&str>,
         limit: usize,
-    ) -> HistoryPage {
-        self.with_stream(user, false, |s| {
-            let after = if epoch.is_none_or(|e| e == &*s.epoch) {
-                after
-            } else {
-                0
-            };
-            s.history.expire(Instant::now());
-            let r = s.history.after(after, s.head, limit);
-            HistoryPage {
-                epoch: s.epoch.to_string(),
-                head: s.head,
-                gap: r.gap,
-                frames: r.frames,
-            }
-        })
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| HistoryPage {
-            epoch: String::new(),
-            head: 0,
-            gap: None,
-            frames: Vec::new(),
+    ) -> Result<HistoryPage, BridgeError> {
+        let s = self
+            .inner
+            .broker
+            .read_after(user, after, epoch, limit)
+            .await?;
+        Ok(HistoryPage {
+            epoch: s.epoch.to_string(),
+            head: s.head,
+            gap: s.gap,
+            frames: s.frames,
         })
     }
 
-    /// The epoch and head of `user`'s stream, if it exists.
-    pub async fn stream_head(&self, user: &UserId) -> Option<(String, u64)> {
-        self.with_stream(user, false, |s| (s.epoch.to_string(), s.head))
-            .ok()
-            .flatten()
+    /// The epoch and head of `user`'s stream.
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`].
+    pub async fn stream_head(&self, user: &UserId) -> Result<(String, u64), BridgeError> {
+        let s = self.inner.broker.read_after(user, 0, None, 0).await?;
+        Ok((s.epoch.to_string(), s.head))
     }
 
-    /// Drops `user`'s stream whole, closing its connections normally. Used for agentwire's own
-    /// synthetic users (the health round trip) so they leave nothing behind.
+    /// Drops `user`'s stream whole (history included), closing its connections here. Used for
+    /// agentwire's own synthetic users (the health round trip) so they leave nothing behind.
     pub async fn remove_stream(&self, user: &UserId) {
-        if let Some((_, handle)) = self.inner.streams.remove(user) {
-            let mut s = handle.lock();
-            s.retired = true;
-            for slot in s.conns.drain(..) {
-                slot.sink.close(CloseCode::NORMAL, "stream removed");
-                self.inner.connections.fetch_sub(1, Ordering::Relaxed);
-            }
+        self.close_user(user, CloseCode::NORMAL, "stream removed");
+        if let Err(e) = self.inner.broker.remove(user).await {
+            tracing::warn!(user_id = %user, error = %e, "could not remove a stream");
         }
     }
 
-    /// Drops streams that have had no connection and no event for `history.ttl`, and expires old
-    /// history everywhere. Returns how many streams were dropped. Call it periodically
-    /// ([`Self::run_maintenance`] does).
-    pub fn sweep_idle(&self) -> usize {
-        let ttl = self.inner.config.history.ttl;
-        let now = Instant::now();
-        let before = self.inner.streams.len();
-        self.inner.streams.retain(|_, handle| {
-            let mut s = handle.lock();
-            s.history.expire(now);
-            let idle = s.conns.is_empty() && now.saturating_duration_since(s.last_activity) > ttl;
-            if idle {
-                s.retired = true;
-            }
-            !idle
-        });
-        before.saturating_sub(self.inner.streams.len())
-    }
-
-    /// Sweeps idle streams every quarter of the history ttl (at least every second), forever.
-    /// Spawn it once on the runtime.
+    /// Expires idle streams in the broker and keeps the streams of connected users alive,
+    /// every quarter of the history ttl (1 s to 60 s), forever. Spawn it once.
     pub async fn run_maintenance(self) {
         let period = (self.inner.config.history.ttl / 4)
             .clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -457,10 +542,12 @@ impl AgentWebSocketBridge {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let dropped = self.sweep_idle();
+            let dropped = self.inner.broker.sweep().await;
             if dropped > 0 {
                 tracing::debug!(dropped, "idle streams expired");
             }
+            let users: Vec<UserId> = self.inner.users.iter().map(|e| e.key().clone()).collect();
+            self.inner.broker.touch(&users).await;
         }
     }
 
@@ -475,41 +562,144 @@ impl AgentWebSocketBridge {
         self.inner.shutting_down.load(Ordering::Relaxed)
     }
 
-    /// Closes every live connection with `code` after its queued frames.
+    /// Closes every live connection with `code` after its queued frames. The transports then
+    /// detach them.
     pub fn close_all(&self, code: CloseCode, reason: &str) {
-        for entry in self.inner.streams.iter() {
-            let mut s = entry.value().lock();
-            for slot in s.conns.drain(..) {
+        for entry in self.inner.users.iter() {
+            for slot in entry.value().lock().slots.iter_mut() {
+                slot.closing = true;
                 slot.sink.close(code, reason);
-                self.inner.connections.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
 
-    /// Closes every live connection of `user` with `code` (after their queued frames) and
-    /// detaches them; returns how many. The stream and its history stay for their resume.
+    /// Closes every live connection of `user` with `code` (after their queued frames); returns
+    /// how many. The stream and its history stay for their resume.
     pub fn close_user(&self, user: &UserId, code: CloseCode, reason: &str) -> usize {
-        let closed = self
-            .with_stream(user, false, |s| {
-                let n = s.conns.len();
-                for slot in s.conns.drain(..) {
-                    slot.sink.close(code, reason);
-                }
-                n
-            })
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        self.inner.connections.fetch_sub(closed, Ordering::Relaxed);
-        closed
+        let Some(handle) = self.inner.users.get(user).map(|h| h.clone()) else {
+            return 0;
+        };
+        let mut local = handle.lock();
+        let mut n = 0;
+        for slot in local.slots.iter_mut().filter(|s| !s.closing) {
+            slot.closing = true;
+            slot.sink.close(code, reason);
+            n += 1;
+        }
+        n
     }
 
     /// Current counters.
     pub fn stats(&self) -> BridgeStats {
         BridgeStats {
-            users: self.inner.streams.len(),
+            users: self.inner.users.len(),
             connections: self.inner.connections.load(Ordering::Relaxed),
+            streams: self.inner.broker.stream_count(),
             events_published: self.inner.published.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Replays history into one connection page by page, paced by its queue, then switches it to
+/// live delivery (see [`AgentWebSocketBridge`]).
+async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
+    loop {
+        let Some(handle) = inner.users.get(&user).map(|h| h.clone()) else {
+            return;
+        };
+        let snapshot = {
+            let local = handle.lock();
+            local
+                .slots
+                .iter()
+                .find(|s| s.id == id && !s.closing)
+                .map(|s| (s.cursor, s.epoch.clone(), s.sink.clone()))
+        };
+        let Some((cursor, epoch, sink)) = snapshot else {
+            return;
+        };
+        let slice = match inner
+            .broker
+            .read_after(&user, cursor, Some(&epoch), REPLAY_PAGE)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(user_id = %user, error = %e, "replay failed: broker unavailable");
+                sink.close(
+                    CloseCode::INTERNAL,
+                    "history unavailable; reconnect with your last seq",
+                );
+                return;
+            }
+        };
+        if slice.epoch != epoch {
+            sink.close(
+                CloseCode(1012),
+                "stream reset; reconnect with your last seq and epoch",
+            );
+            return;
+        }
+        let mut last = cursor;
+        if let Some(gap) = slice.gap {
+            let frame = ControlFrame::ReplayGap { data: gap }.to_frame();
+            if !send_paced(&*sink, frame).await {
+                return;
+            }
+            last = last.max(gap.to_seq);
+        }
+        for frame in slice.frames {
+            if frame.seq() <= last {
+                continue;
+            }
+            let seq = frame.seq();
+            if !send_paced(&*sink, frame).await {
+                return;
+            }
+            last = seq;
+        }
+        let mut local = handle.lock();
+        let Some(idx) = local.slots.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let slot = &mut local.slots[idx];
+        if last > slot.cursor {
+            slot.cursor = last;
+            slot.delivered_any = true;
+        }
+        if last < slice.head {
+            continue; // more pages
+        }
+        match finish_replay(slot) {
+            Some(true) => return,
+            Some(false) => continue,
+            None => {
+                local.slots.remove(idx);
+                inner.connections.fetch_sub(1, Ordering::Relaxed);
+                return;
+            }
+        }
+    }
+}
+
+/// Queues a replay frame, waiting while the connection's queue is full. Returns false (after
+/// closing the connection as a slow consumer when it never drains) when the frame cannot go.
+async fn send_paced(sink: &dyn WebSocketSink, frame: Frame) -> bool {
+    let started = Instant::now();
+    loop {
+        match sink.send(frame.clone()) {
+            Ok(()) => return true,
+            Err(CoreError::SinkFull { .. }) => {
+                if started.elapsed() > REPLAY_STALL {
+                    sink.close(
+                        CloseCode::SLOW_CONSUMER,
+                        "slow consumer: reconnect with your last seq to resume",
+                    );
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            Err(_) => return false,
         }
     }
 }

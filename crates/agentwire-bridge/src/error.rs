@@ -51,6 +51,14 @@ pub enum BridgeError {
     /// The connection is not attached (it was closed or dropped).
     #[error("the connection is not attached to the bridge")]
     NotAttached,
+    /// The broker cannot serve the request now.
+    #[error("the {broker} broker is unavailable: {cause}")]
+    BrokerUnavailable {
+        /// The broker's name.
+        broker: &'static str,
+        /// What failed.
+        cause: String,
+    },
     /// The bridge is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -67,6 +75,7 @@ impl BridgeError {
                 ErrorCode::Unavailable
             }
             BridgeError::ShuttingDown => ErrorCode::ShuttingDown,
+            BridgeError::BrokerUnavailable { .. } => ErrorCode::Unavailable,
             BridgeError::InvalidConfig { .. } | BridgeError::NotAttached => ErrorCode::Internal,
         }
     }
@@ -74,11 +83,12 @@ impl BridgeError {
 
 impl From<BridgeError> for CoreError {
     fn from(e: BridgeError) -> Self {
-        match e {
+        match &e {
             BridgeError::ShuttingDown => CoreError::ShuttingDown,
-            other => CoreError::Refused {
-                code: other.code(),
-                message: other.to_string(),
+            BridgeError::BrokerUnavailable { .. } => CoreError::Unavailable(e.to_string()),
+            _ => CoreError::Refused {
+                code: e.code(),
+                message: e.to_string(),
             },
         }
     }

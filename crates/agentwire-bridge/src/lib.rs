@@ -33,15 +33,19 @@
 #![warn(missing_docs)]
 
 mod bridge;
+mod broker;
 mod config;
 mod error;
 mod history;
+mod memory;
 mod queue;
 mod stream;
 
 pub use bridge::{AgentWebSocketBridge, Attachment, BridgeStats, HistoryPage, UnconfiguredBridge};
+pub use broker::{Broker, LiveSink, StreamSlice};
 pub use config::{BridgeConfig, HistoryConfig};
 pub use error::BridgeError;
 pub use history::{HistoryBuffer, Replay};
+pub use memory::MemoryBroker;
 pub use queue::{Batch, ConnectionQueue};
 pub use stream::ResumeFrom;

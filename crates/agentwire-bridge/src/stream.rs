@@ -1,13 +1,8 @@
-//! `UserStream`: one user's seq counter, history and live connections.
+//! The connections of one user on this node, and how frames reach them.
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use agentwire_core::{
-    CloseCode, ConnectionId, ControlFrame, CoreError, Frame, ReplayGap, Resumed, WebSocketSink,
-};
-
-use crate::{BridgeError, HistoryBuffer};
+use agentwire_core::{CloseCode, ConnectionId, CoreError, Frame, WebSocketSink};
 
 /// Where a client wants its replay to start.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -19,23 +14,34 @@ pub struct ResumeFrom {
     pub epoch: Option<String>,
 }
 
+/// Live frames a replaying connection holds at most; past that it re-reads history instead.
+pub(crate) const REPLAY_BUFFER: usize = 4096;
+
+pub(crate) enum SlotState {
+    /// Frames go straight to the sink; `cursor` is the last seq queued.
+    Live,
+    /// History is being replayed by a task; live frames wait in `buffer`.
+    Replaying {
+        buffer: Vec<Frame>,
+        overflowed: bool,
+    },
+}
+
 pub(crate) struct Slot {
     pub(crate) id: ConnectionId,
     pub(crate) sink: Arc<dyn WebSocketSink>,
-    /// The last event seq queued on this connection (its cursor).
+    pub(crate) epoch: Arc<str>,
+    /// The last event seq queued on this connection.
     pub(crate) cursor: u64,
-    /// Whether any event frame was queued on this connection yet.
     pub(crate) delivered_any: bool,
+    pub(crate) state: SlotState,
+    /// Closed by the bridge (shutdown, debug); waiting for the transport to detach.
+    pub(crate) closing: bool,
 }
 
-pub(crate) struct UserStream {
-    pub(crate) epoch: Arc<str>,
-    pub(crate) head: u64,
-    pub(crate) history: HistoryBuffer,
-    pub(crate) conns: Vec<Slot>,
-    pub(crate) last_activity: Instant,
-    /// Set when the sweeper removed the stream from the registry; holders of a stale handle must
-    /// look the user up again.
+#[derive(Default)]
+pub(crate) struct LocalUser {
+    pub(crate) slots: Vec<Slot>,
     pub(crate) retired: bool,
 }
 
@@ -68,60 +74,81 @@ pub(crate) fn offer(slot: &mut Slot, frame: Frame) -> Offer {
     }
 }
 
-impl UserStream {
-    pub(crate) fn new(epoch: Arc<str>, history: HistoryBuffer) -> Self {
-        Self {
-            epoch,
-            head: 0,
-            history,
-            conns: Vec::new(),
-            last_activity: Instant::now(),
-            retired: false,
-        }
-    }
+/// What a live frame does to one slot.
+pub(crate) enum Routed {
+    Kept,
+    /// Remove the slot.
+    Drop,
+    /// A hole: the slot switched to replay; start a replay task for it.
+    NeedsReplay,
+}
 
-    /// Queues on `slot` the events after `from` (a gap frame first when history lost some),
-    /// moving its cursor to the head. Runs under the stream lock, so no live event can slip in
-    /// between the replay and the switch to live delivery.
-    pub(crate) fn replay_into(
-        &mut self,
-        slot: &mut Slot,
-        from: &ResumeFrom,
-    ) -> Result<(Resumed, bool), BridgeError> {
-        let same_epoch = from.epoch.as_deref().is_none_or(|e| e == &*self.epoch);
-        let after = if same_epoch { from.last_seq } else { 0 };
-        if after > self.head {
-            return Err(BridgeError::ResumeAhead {
-                last_seq: after,
-                head: self.head,
-            });
-        }
-        self.history.expire(Instant::now());
-        let replay = self.history.after(after, self.head, usize::MAX);
-        let mut replayed = 0u64;
-        let mut alive = true;
-        if let Some(gap) = replay.gap {
-            alive = send_gap(slot, gap);
-        }
-        for frame in replay.frames {
-            if !alive {
-                break;
+pub(crate) fn route(slot: &mut Slot, epoch: &str, frame: &Frame) -> Routed {
+    if slot.closing {
+        return Routed::Kept;
+    }
+    if *slot.epoch != *epoch {
+        // The stream was reset under a live connection: its seqs start over.
+        slot.sink.close(
+            CloseCode(1012),
+            "stream reset; reconnect with your last seq and epoch",
+        );
+        return Routed::Drop;
+    }
+    match &mut slot.state {
+        SlotState::Replaying { buffer, overflowed } => {
+            if buffer.len() < REPLAY_BUFFER {
+                buffer.push(frame.clone());
+            } else {
+                *overflowed = true;
+                buffer.clear();
             }
-            alive = matches!(offer(slot, frame), Offer::Delivered);
-            replayed += u64::from(alive);
+            Routed::Kept
         }
-        slot.cursor = self.head;
-        Ok((
-            Resumed {
-                from_seq: after + 1,
-                replayed,
-            },
-            alive,
-        ))
+        SlotState::Live => {
+            let seq = frame.seq();
+            if seq <= slot.cursor {
+                Routed::Kept // already delivered on this connection
+            } else if seq > slot.cursor + 1 {
+                slot.state = SlotState::Replaying {
+                    buffer: vec![frame.clone()],
+                    overflowed: false,
+                };
+                Routed::NeedsReplay
+            } else {
+                match offer(slot, frame.clone()) {
+                    Offer::Delivered => Routed::Kept,
+                    Offer::Drop => Routed::Drop,
+                }
+            }
+        }
     }
 }
 
-fn send_gap(slot: &mut Slot, gap: ReplayGap) -> bool {
-    let frame = ControlFrame::ReplayGap { data: gap }.to_frame();
-    matches!(offer(slot, frame), Offer::Delivered)
+/// Ends a replay once history is read up to the stream head: queues the buffered live frames
+/// that follow the cursor without a hole and goes live. Returns `None` when the slot must be
+/// dropped, `Some(false)` when history must be read again (buffer overflowed or not contiguous).
+pub(crate) fn finish_replay(slot: &mut Slot) -> Option<bool> {
+    let SlotState::Replaying { buffer, overflowed } = &mut slot.state else {
+        return Some(true);
+    };
+    if *overflowed {
+        *overflowed = false;
+        buffer.clear();
+        return Some(false);
+    }
+    let buffered = std::mem::take(buffer);
+    for frame in buffered {
+        if frame.seq() <= slot.cursor {
+            continue;
+        }
+        if frame.seq() != slot.cursor + 1 {
+            return Some(false);
+        }
+        if let Offer::Drop = offer(slot, frame) {
+            return None;
+        }
+    }
+    slot.state = SlotState::Live;
+    Some(true)
 }

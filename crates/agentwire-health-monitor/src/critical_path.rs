@@ -68,10 +68,22 @@ impl CriticalPathCheck {
     async fn probe(&self, user: &UserId) -> Result<String, String> {
         let started = Instant::now();
         let inbox = Arc::new(ConnectionQueue::new(1 << 20));
-        self.bridge
+        let attached = self
+            .bridge
             .attach(user, inbox.clone(), None)
             .await
             .map_err(|e| format!("bridge refused the loopback connection: {e}"))?;
+        let result = self.receive(user, &inbox).await;
+        self.bridge.detach(user, attached.connection_id).await;
+        result.map(|()| {
+            format!(
+                "synthetic run delivered 5 events in order in {}µs",
+                started.elapsed().as_micros()
+            )
+        })
+    }
+
+    async fn receive(&self, user: &UserId, inbox: &ConnectionQueue) -> Result<(), String> {
         let ctx = UserContext::new_run(user.clone(), None, Some("health".into()));
         let run_id = ctx.run_id.clone();
         self.launcher
@@ -111,10 +123,7 @@ impl CriticalPathCheck {
                 ));
             }
         }
-        Ok(format!(
-            "synthetic run delivered 5 events in order in {}µs",
-            started.elapsed().as_micros()
-        ))
+        Ok(())
     }
 }
 

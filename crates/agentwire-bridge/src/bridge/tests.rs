@@ -1,11 +1,15 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use agentwire_core::{
     AgentStarted, AgentThinking, CloseCode, Configurable, EventKind, Frame, RunEvent, RunId,
     ThreadId, UserId,
 };
 
-use crate::{AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, ConnectionQueue, ResumeFrom};
+use crate::{
+    AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, Broker, ConnectionQueue, HistoryConfig,
+    LiveSink, MemoryBroker, ResumeFrom, StreamSlice,
+};
 
 fn bridge(max_events: usize) -> AgentWebSocketBridge {
     let mut config = BridgeConfig::default();
@@ -33,11 +37,21 @@ fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
 
-async fn drain(q: &ConnectionQueue) -> Vec<Frame> {
+fn queue() -> Arc<ConnectionQueue> {
+    Arc::new(ConnectionQueue::new(1 << 20))
+}
+
+/// Receives exactly `n` frames (waiting for asynchronous replays), then checks nothing more is
+/// queued.
+async fn recv(q: &ConnectionQueue, n: usize) -> Vec<Frame> {
     let mut out = Vec::new();
-    while q.queued_bytes() > 0 {
-        q.next_batch(&mut out, 1024).await;
+    while out.len() < n {
+        tokio::time::timeout(Duration::from_secs(5), q.next_batch(&mut out, 1024))
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {n} frames arrived", out.len()));
     }
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert_eq!(q.queued_bytes(), 0, "more frames than expected");
     out
 }
 
@@ -48,10 +62,7 @@ fn seqs(frames: &[Frame]) -> Vec<u64> {
 #[tokio::test]
 async fn seqs_are_per_user_and_events_reach_only_their_user() {
     let b = bridge(100);
-    let (qa, qb) = (
-        Arc::new(ConnectionQueue::new(1 << 20)),
-        Arc::new(ConnectionQueue::new(1 << 20)),
-    );
+    let (qa, qb) = (queue(), queue());
     b.attach(&user("a"), qa.clone(), None).await.unwrap();
     b.attach(&user("b"), qb.clone(), None).await.unwrap();
     for i in 0..3 {
@@ -61,21 +72,18 @@ async fn seqs_are_per_user_and_events_reach_only_their_user() {
         );
     }
     assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
-    assert_eq!(seqs(&drain(&qa).await), vec![1, 2, 3]);
-    assert_eq!(seqs(&drain(&qb).await), vec![1]);
+    assert_eq!(seqs(&recv(&qa, 3).await), vec![1, 2, 3]);
+    assert_eq!(seqs(&recv(&qb, 1).await), vec![1]);
 }
 
 #[tokio::test]
 async fn all_connections_of_a_user_share_one_serialization() {
     let b = bridge(100);
-    let (q1, q2) = (
-        Arc::new(ConnectionQueue::new(1 << 20)),
-        Arc::new(ConnectionQueue::new(1 << 20)),
-    );
+    let (q1, q2) = (queue(), queue());
     b.attach(&user("a"), q1.clone(), None).await.unwrap();
     b.attach(&user("a"), q2.clone(), None).await.unwrap();
     b.publish_event(&user("a"), &event(0)).await.unwrap();
-    let (f1, f2) = (drain(&q1).await, drain(&q2).await);
+    let (f1, f2) = (recv(&q1, 1).await, recv(&q2, 1).await);
     assert_eq!(f1, f2);
     // Same allocation, not just equal bytes.
     assert_eq!(f1[0].bytes().as_ptr(), f2[0].bytes().as_ptr());
@@ -88,7 +96,7 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
         b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     let epoch = b.stream_head(&user("a")).await.unwrap().0;
-    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    let q = queue();
     let att = b
         .attach(
             &user("a"),
@@ -101,8 +109,57 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
         .await
         .unwrap();
     assert_eq!(att.resumed.map(|r| (r.from_seq, r.replayed)), Some((3, 3)));
+    // Published while the replay may still be running: buffered, then delivered once.
     b.publish_event(&user("a"), &event(9)).await.unwrap();
-    assert_eq!(seqs(&drain(&q).await), vec![3, 4, 5, 6]);
+    assert_eq!(seqs(&recv(&q, 4).await), vec![3, 4, 5, 6]);
+}
+
+#[tokio::test]
+async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
+    let b = bridge(10_000);
+    for i in 0..3000 {
+        b.publish_event(&user("a"), &event(i % 50)).await.unwrap();
+    }
+    // Each frame is ~150 bytes: 3000 of them are far over a 16 KiB queue.
+    let q = Arc::new(ConnectionQueue::new(16 * 1024));
+    let att = b
+        .attach(
+            &user("a"),
+            q.clone(),
+            Some(ResumeFrom {
+                last_seq: 0,
+                epoch: None,
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(att.resumed.unwrap().replayed, 3000);
+    let writer = {
+        let q = q.clone();
+        tokio::spawn(async move {
+            let mut got: Vec<u64> = Vec::new();
+            while got.len() < 3010 {
+                let mut batch = Vec::new();
+                match tokio::time::timeout(Duration::from_secs(5), q.next_batch(&mut batch, 64))
+                    .await
+                {
+                    Ok(Batch::Frames) => got.extend(batch.iter().map(Frame::seq)),
+                    other => panic!("queue ended early after {} frames: {other:?}", got.len()),
+                }
+                tokio::time::sleep(Duration::from_micros(200)).await; // a slowish client
+            }
+            got
+        })
+    };
+    for i in 0..10 {
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
+    }
+    let got = writer.await.unwrap();
+    assert_eq!(got, (1..=3010).collect::<Vec<u64>>());
+    assert!(
+        q.close_reason().is_none(),
+        "a paced replay is not a slow consumer"
+    );
 }
 
 #[tokio::test]
@@ -111,7 +168,7 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     for i in 0..6 {
         b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
-    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    let q = queue();
     b.attach(
         &user("a"),
         q.clone(),
@@ -122,12 +179,12 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     )
     .await
     .unwrap();
-    let frames = drain(&q).await;
+    let frames = recv(&q, 4).await;
     assert!(frames[0].as_str().contains(r#""type":"replay_gap""#));
     assert!(frames[0].as_str().contains(r#""from_seq":2,"to_seq":3"#));
     assert_eq!(seqs(&frames[1..]), vec![4, 5, 6]);
 
-    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    let q = queue();
     let att = b
         .attach(
             &user("a"),
@@ -140,20 +197,19 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
         .await
         .unwrap();
     assert_eq!(att.resumed.unwrap().from_seq, 1);
-    let frames = drain(&q).await;
+    let frames = recv(&q, 4).await;
     assert!(frames[0].as_str().contains(r#""from_seq":1,"to_seq":3"#));
     assert_eq!(seqs(&frames[1..]), vec![4, 5, 6]);
 }
 
 #[tokio::test]
-async fn resume_ahead_of_the_head_is_refused() {
+async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
     let b = bridge(10);
     b.publish_event(&user("a"), &event(0)).await.unwrap();
-    let q = Arc::new(ConnectionQueue::new(1 << 20));
     let err = b
         .attach(
             &user("a"),
-            q,
+            queue(),
             Some(ResumeFrom {
                 last_seq: 9,
                 epoch: None,
@@ -169,6 +225,7 @@ async fn resume_ahead_of_the_head_is_refused() {
         }
     );
     assert_eq!(b.stats().connections, 0);
+    assert_eq!(b.stats().users, 0);
 }
 
 #[tokio::test]
@@ -177,7 +234,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
     for i in 0..3 {
         b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
-    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    let q = queue();
     let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
     let r = b
         .resume(
@@ -192,7 +249,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
         .unwrap();
     assert_eq!((r.from_seq, r.replayed), (2, 2));
     b.publish_event(&user("a"), &event(5)).await.unwrap();
-    assert_eq!(seqs(&drain(&q).await), vec![2, 3, 4]);
+    assert_eq!(seqs(&recv(&q, 3).await), vec![2, 3, 4]);
     let err = b
         .resume(
             &user("a"),
@@ -213,7 +270,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
 async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     let b = bridge(1000);
     let slow = Arc::new(ConnectionQueue::new(600));
-    let fast = Arc::new(ConnectionQueue::new(1 << 20));
+    let fast = queue();
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
     b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
@@ -224,7 +281,7 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
         Some(CloseCode::SLOW_CONSUMER)
     );
     assert_eq!(b.stats().connections, 1);
-    assert_eq!(drain(&fast).await.len(), 20);
+    assert_eq!(recv(&fast, 20).await.len(), 20);
     let mut out = Vec::new();
     assert!(matches!(
         slow.next_batch(&mut out, 10).await,
@@ -240,13 +297,14 @@ async fn limits_connections_per_user_and_users() {
         ..BridgeConfig::default()
     };
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
-    b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None)
-        .await
-        .unwrap();
+    b.attach(&user("a"), queue(), None).await.unwrap();
     assert!(matches!(
-        b.attach(&user("a"), Arc::new(ConnectionQueue::new(100)), None)
-            .await,
+        b.attach(&user("a"), queue(), None).await,
         Err(BridgeError::TooManyConnections { max: 1 })
+    ));
+    assert!(matches!(
+        b.attach(&user("b"), queue(), None).await,
+        Err(BridgeError::TooManyUsers { max: 1 })
     ));
     assert!(matches!(
         b.publish_event(&user("b"), &event(0)).await,
@@ -255,26 +313,46 @@ async fn limits_connections_per_user_and_users() {
 }
 
 #[tokio::test]
-async fn removed_and_swept_streams_leave_nothing_behind() {
+async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() {
     let mut config = BridgeConfig::default();
-    config.history.ttl = std::time::Duration::from_secs(1);
+    config.history.ttl = Duration::from_secs(1);
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
-    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    let q = queue();
+    let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
     b.publish_event(&user("b"), &event(0)).await.unwrap();
     b.remove_stream(&user("a")).await;
-    assert_eq!(b.stats().users, 1);
-    assert_eq!(b.sweep_idle(), 0);
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert_eq!(b.sweep_idle(), 1);
-    assert_eq!(b.stats().users, 0);
+    assert_eq!(q.close_reason().map(|c| c.0), Some(CloseCode::NORMAL));
+    b.detach(&user("a"), att.connection_id).await;
+    assert_eq!(
+        (b.stats().users, b.stats().connections, b.stats().streams),
+        (0, 0, Some(1))
+    );
+    assert_eq!(b.broker().sweep().await, 0);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(b.broker().sweep().await, 1);
+    assert_eq!(b.stats().streams, Some(0));
     // A new stream has a new epoch and starts at seq 1 again.
     assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_subscribed_stream_is_not_swept_while_its_connection_lives() {
+    let mut config = BridgeConfig::default();
+    config.history.ttl = Duration::from_secs(1);
+    let b = AgentWebSocketBridge::builder().configure(config).unwrap();
+    let q = queue();
+    b.attach(&user("a"), q.clone(), None).await.unwrap();
+    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(b.broker().sweep().await, 0);
+    assert_eq!(b.publish_event(&user("a"), &event(1)).await.unwrap(), 2);
+    assert_eq!(seqs(&recv(&q, 2).await), vec![1, 2]);
 }
 
 #[test]
 fn rejects_invalid_settings() {
     let mut config = BridgeConfig::default();
-    config.history.ttl = std::time::Duration::ZERO;
+    config.history.ttl = Duration::ZERO;
     assert!(matches!(
         AgentWebSocketBridge::builder().configure(config),
         Err(BridgeError::InvalidConfig {
@@ -282,4 +360,82 @@ fn rejects_invalid_settings() {
             ..
         })
     ));
+}
+
+/// A broker whose live feed loses chosen seqs, as a pub/sub feed can when its connection breaks.
+struct Lossy {
+    inner: MemoryBroker,
+    lose: Vec<u64>,
+}
+
+struct LossySink {
+    next: Arc<dyn LiveSink>,
+    lose: Vec<u64>,
+}
+
+impl LiveSink for LossySink {
+    fn deliver(&self, user: &UserId, epoch: &str, frame: Frame) {
+        if !self.lose.contains(&frame.seq()) {
+            self.next.deliver(user, epoch, frame);
+        }
+    }
+}
+
+#[agentwire_core::async_trait]
+impl Broker for Lossy {
+    fn name(&self) -> &'static str {
+        "lossy"
+    }
+    fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
+        self.inner.set_live_sink(Arc::new(LossySink {
+            next: sink,
+            lose: self.lose.clone(),
+        }));
+    }
+    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
+        self.inner.append(user, event).await
+    }
+    async fn read_after(
+        &self,
+        user: &UserId,
+        after: u64,
+        epoch: Option<&str>,
+        limit: usize,
+    ) -> Result<StreamSlice, BridgeError> {
+        self.inner.read_after(user, after, epoch, limit).await
+    }
+    async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
+        self.inner.subscribe(user).await
+    }
+    async fn unsubscribe(&self, user: &UserId) {
+        self.inner.unsubscribe(user).await;
+    }
+    async fn remove(&self, user: &UserId) -> Result<(), BridgeError> {
+        self.inner.remove(user).await
+    }
+    async fn touch(&self, users: &[UserId]) {
+        self.inner.touch(users).await;
+    }
+    async fn ping(&self) -> Result<(), BridgeError> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_hole_in_the_live_feed_is_filled_from_history() {
+    let broker = Arc::new(Lossy {
+        inner: MemoryBroker::new(HistoryConfig::default(), 100),
+        lose: vec![3, 4, 8],
+    });
+    let b = AgentWebSocketBridge::builder()
+        .broker(broker)
+        .configure(BridgeConfig::default())
+        .unwrap();
+    let q = queue();
+    b.attach(&user("a"), q.clone(), None).await.unwrap();
+    for i in 0..9 {
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
+    }
+    // 3 and 4 are recovered when 5 reveals the hole; 8 when 9 does.
+    assert_eq!(seqs(&recv(&q, 9).await), (1..=9).collect::<Vec<u64>>());
 }

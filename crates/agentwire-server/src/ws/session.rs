@@ -85,7 +85,7 @@ pub(crate) async fn run(
         };
         session.read_loop(rx, config.heartbeat.timeout).await;
 
-        bridge.detach(&user, connection_id);
+        bridge.detach(&user, connection_id).await;
         queue.close(CloseCode::NORMAL, "");
         let mut writer = writer;
         if tokio::time::timeout(WRITER_GRACE, &mut writer)

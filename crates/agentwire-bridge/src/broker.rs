@@ -1,0 +1,116 @@
+//! The `Broker` contract: where a user's stream — its seq counter, history and live feed — lives.
+
+use std::sync::Arc;
+
+use agentwire_core::{Frame, ReplayGap, RunEvent, UserId};
+use async_trait::async_trait;
+
+use crate::BridgeError;
+
+/// A slice of one user's stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamSlice {
+    /// The stream's epoch (changes only when the stream's history is reset).
+    pub epoch: Arc<str>,
+    /// The stream's last seq (0 for an empty stream).
+    pub head: u64,
+    /// Events asked for that history no longer holds.
+    pub gap: Option<ReplayGap>,
+    /// Held events after the requested seq, in order, at most the requested number.
+    pub frames: Vec<Frame>,
+}
+
+/// Where a broker delivers live events: the bridge of this node.
+pub trait LiveSink: Send + Sync + 'static {
+    /// One accepted event of `user`'s stream, in seq order per user. Must not block.
+    fn deliver(&self, user: &UserId, epoch: &str, frame: Frame);
+}
+
+/// Holds every user's stream: assigns seqs, keeps history, and feeds live events to the nodes
+/// that hold the user's connections.
+///
+/// The bridge works the same on every broker; [`MemoryBroker`](crate::MemoryBroker) is the
+/// single-node default and `agentwire-redis` provides one shared by many nodes.
+///
+/// # What an implementor must guarantee
+/// - `append` gives the event the next seq of the user's stream — strictly increasing by one,
+///   starting at 1, across **all** nodes sharing the broker — stores it in history before
+///   returning, and returns the seq; on error the event has no seq and is not delivered.
+/// - Every appended event of a user this node [`subscribe`](Broker::subscribe)d to is passed to
+///   the [`LiveSink`] exactly once per node, in seq order per user. Delivery may be lost when the
+///   broker's connection breaks (the bridge detects the hole by seq and re-reads history), but
+///   never reordered.
+/// - `subscribe` returns only once live delivery for the user is active: any event appended after
+///   it returns is delivered.
+/// - `read_after` returns the held events after `after` in order, a gap for those no longer held,
+///   and the stream's epoch and head. An `epoch` other than the stream's means the caller's
+///   position belongs to a reset stream: treat `after` as 0.
+/// - Memory stays bounded: history by `history.max_events` and `history.ttl`; idle streams
+///   expire whole.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an agentwire Broker",
+    note = "implement append, read_after, subscribe, unsubscribe, remove, touch, ping and set_live_sink"
+)]
+#[async_trait]
+pub trait Broker: Send + Sync + 'static {
+    /// A short name for logs and health (`memory`, `redis`).
+    fn name(&self) -> &'static str;
+
+    /// Installs the sink for live events. Called once by the bridge before anything else.
+    fn set_live_sink(&self, sink: Arc<dyn LiveSink>);
+
+    /// Accepts `event` into `user`'s stream and returns its seq.
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`] when the broker cannot accept it now,
+    /// [`BridgeError::TooManyUsers`] when a new stream would pass the limit.
+    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError>;
+
+    /// Up to `limit` held events after `after`, with the gap, epoch and head.
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`].
+    async fn read_after(
+        &self,
+        user: &UserId,
+        after: u64,
+        epoch: Option<&str>,
+        limit: usize,
+    ) -> Result<StreamSlice, BridgeError>;
+
+    /// Starts live delivery of `user`'s events to this node. Calls are counted: live delivery
+    /// stops after as many [`unsubscribe`](Broker::unsubscribe)s.
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`].
+    async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError>;
+
+    /// Undoes one `subscribe`.
+    async fn unsubscribe(&self, user: &UserId);
+
+    /// Deletes `user`'s stream whole.
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`].
+    async fn remove(&self, user: &UserId) -> Result<(), BridgeError>;
+
+    /// Keeps the streams of users with live connections from expiring while idle.
+    async fn touch(&self, users: &[UserId]);
+
+    /// Proves the broker answers (a real round trip for remote brokers).
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`] with the cause.
+    async fn ping(&self) -> Result<(), BridgeError>;
+
+    /// Periodic upkeep (expire idle streams); the bridge calls it every few seconds.
+    /// Returns how many streams were dropped.
+    async fn sweep(&self) -> usize {
+        0
+    }
+
+    /// Streams held, when the broker can count them cheaply.
+    fn stream_count(&self) -> Option<usize> {
+        None
+    }
+}

@@ -1,0 +1,219 @@
+//! `MemoryBroker`: streams in this process; the default for one node.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use agentwire_core::{Frame, RunEvent, UserId, async_trait};
+use dashmap::DashMap;
+use parking_lot::Mutex;
+
+use crate::{BridgeError, Broker, HistoryBuffer, HistoryConfig, LiveSink, StreamSlice};
+
+struct MemStream {
+    epoch: Arc<str>,
+    head: u64,
+    history: HistoryBuffer,
+    last_activity: Instant,
+    subscribers: usize,
+    retired: bool,
+}
+
+/// Streams held in memory: seqs from a per-user counter, history in a ring buffer, live events
+/// handed to the bridge synchronously under the user's stream lock (so delivery order is seq
+/// order). Idle streams — no subscriber and no event for `history.ttl` — are dropped by
+/// [`MemoryBroker::sweep_idle`].
+pub struct MemoryBroker {
+    history: HistoryConfig,
+    max_streams: usize,
+    streams: DashMap<UserId, Arc<Mutex<MemStream>>>,
+    live: OnceLock<Arc<dyn LiveSink>>,
+}
+
+impl std::fmt::Debug for MemoryBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryBroker")
+            .field("history", &self.history)
+            .field("streams", &self.streams.len())
+            .finish()
+    }
+}
+
+impl MemoryBroker {
+    /// A broker keeping `history` per user and at most `max_streams` streams.
+    pub fn new(history: HistoryConfig, max_streams: usize) -> Self {
+        Self {
+            history,
+            max_streams,
+            streams: DashMap::new(),
+            live: OnceLock::new(),
+        }
+    }
+
+    fn new_stream(&self) -> MemStream {
+        MemStream {
+            epoch: agentwire_core::ThreadId::generate().as_str()[2..14].into(),
+            head: 0,
+            history: HistoryBuffer::new(self.history.max_events, self.history.ttl),
+            last_activity: Instant::now(),
+            subscribers: 0,
+            retired: false,
+        }
+    }
+
+    /// Runs `f` under `user`'s stream lock, creating the stream when `create` allows.
+    fn with_stream<R>(
+        &self,
+        user: &UserId,
+        create: bool,
+        f: impl FnOnce(&mut MemStream) -> R,
+    ) -> Result<Option<R>, BridgeError> {
+        loop {
+            let existing = self.streams.get(user).map(|s| s.clone());
+            let handle = match existing {
+                Some(h) => h,
+                None if !create => return Ok(None),
+                None => {
+                    if self.streams.len() >= self.max_streams {
+                        return Err(BridgeError::TooManyUsers {
+                            max: self.max_streams,
+                        });
+                    }
+                    self.streams
+                        .entry(user.clone())
+                        .or_insert_with(|| Arc::new(Mutex::new(self.new_stream())))
+                        .clone()
+                }
+            };
+            let mut stream = handle.lock();
+            if stream.retired {
+                continue;
+            }
+            return Ok(Some(f(&mut stream)));
+        }
+    }
+
+    /// Drops streams with no subscriber and no event for `history.ttl`, and expires old
+    /// history everywhere. Returns how many streams were dropped.
+    pub fn sweep_idle(&self) -> usize {
+        let ttl = self.history.ttl;
+        let now = Instant::now();
+        let before = self.streams.len();
+        self.streams.retain(|_, handle| {
+            let mut s = handle.lock();
+            s.history.expire(now);
+            let idle = s.subscribers == 0 && now.saturating_duration_since(s.last_activity) > ttl;
+            if idle {
+                s.retired = true;
+            }
+            !idle
+        });
+        before.saturating_sub(self.streams.len())
+    }
+}
+
+#[async_trait]
+impl Broker for MemoryBroker {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
+        let _ = self.live.set(sink);
+    }
+
+    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
+        let live = self.live.get();
+        let seq = self.with_stream(user, true, |s| {
+            let seq = s.head + 1;
+            s.head = seq;
+            let frame = Frame::event(seq, event.to_envelope_json(seq));
+            let now = Instant::now();
+            s.last_activity = now;
+            s.history.push(now, frame.clone());
+            if s.subscribers > 0
+                && let Some(live) = live
+            {
+                // Still under the stream lock: delivery order is seq order.
+                live.deliver(user, &s.epoch, frame);
+            }
+            seq
+        })?;
+        Ok(seq.unwrap_or_default())
+    }
+
+    async fn read_after(
+        &self,
+        user: &UserId,
+        after: u64,
+        epoch: Option<&str>,
+        limit: usize,
+    ) -> Result<StreamSlice, BridgeError> {
+        let slice = self.with_stream(user, false, |s| {
+            let after = if epoch.is_none_or(|e| e == &*s.epoch) {
+                after
+            } else {
+                0
+            };
+            s.history.expire(Instant::now());
+            let r = s.history.after(after, s.head, limit);
+            StreamSlice {
+                epoch: s.epoch.clone(),
+                head: s.head,
+                gap: r.gap,
+                frames: r.frames,
+            }
+        })?;
+        match slice {
+            Some(s) => Ok(s),
+            // No stream yet: create it so its epoch is stable from now on.
+            None => Ok(self
+                .with_stream(user, true, |s| StreamSlice {
+                    epoch: s.epoch.clone(),
+                    head: s.head,
+                    gap: None,
+                    frames: Vec::new(),
+                })?
+                .expect("created")),
+        }
+    }
+
+    async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
+        self.with_stream(user, true, |s| {
+            s.subscribers += 1;
+            s.last_activity = Instant::now();
+        })?;
+        Ok(())
+    }
+
+    async fn unsubscribe(&self, user: &UserId) {
+        let _ = self.with_stream(user, false, |s| {
+            s.subscribers = s.subscribers.saturating_sub(1);
+            s.last_activity = Instant::now();
+        });
+    }
+
+    async fn remove(&self, user: &UserId) -> Result<(), BridgeError> {
+        if let Some((_, handle)) = self.streams.remove(user) {
+            handle.lock().retired = true;
+        }
+        Ok(())
+    }
+
+    async fn touch(&self, users: &[UserId]) {
+        for user in users {
+            let _ = self.with_stream(user, false, |s| s.last_activity = Instant::now());
+        }
+    }
+
+    async fn ping(&self) -> Result<(), BridgeError> {
+        Ok(())
+    }
+
+    async fn sweep(&self) -> usize {
+        self.sweep_idle()
+    }
+
+    fn stream_count(&self) -> Option<usize> {
+        Some(self.streams.len())
+    }
+}
