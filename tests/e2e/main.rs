@@ -6,3 +6,4 @@ mod frames;
 mod golden_path;
 mod health;
 mod isolation;
+mod reliability;

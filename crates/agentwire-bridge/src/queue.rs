@@ -171,10 +171,11 @@ impl WebSocketSink for ConnectionQueue {
             return;
         }
         if code == CloseCode::SLOW_CONSUMER {
-            // The client is not reading: writing the backlog would only delay the close. The
-            // frames stay in history for its resume.
-            st.frames.clear();
-            st.bytes = 0;
+            // The client is not reading: writing the event backlog would only delay the close;
+            // the events stay in history for its resume. Control frames (the greeting, acks,
+            // errors) are few and small, and the client needs them to resume correctly.
+            st.frames.retain(|f| f.seq() == 0);
+            st.bytes = st.frames.iter().map(Frame::len).sum();
         }
         st.close = Some((code, reason.to_owned()));
         drop(st);
@@ -218,6 +219,16 @@ mod tests {
         );
         q.close(CloseCode::SLOW_CONSUMER, "slow");
         assert_eq!(q.queued_bytes(), 0);
+        let q = ConnectionQueue::new(1000);
+        q.prepend(Frame::control(
+            &serde_json::json!({"type": "connection_established"}),
+        ));
+        q.send(f(1, 10)).unwrap();
+        q.close(CloseCode::SLOW_CONSUMER, "slow");
+        assert!(
+            q.queued_bytes() > 0,
+            "the greeting survives a slow-consumer close"
+        );
     }
 
     #[tokio::test]

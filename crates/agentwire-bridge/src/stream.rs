@@ -87,14 +87,6 @@ pub(crate) fn route(slot: &mut Slot, epoch: &str, frame: &Frame) -> Routed {
     if slot.closing {
         return Routed::Kept;
     }
-    if *slot.epoch != *epoch {
-        // The stream was reset under a live connection: its seqs start over.
-        slot.sink.close(
-            CloseCode(1012),
-            "stream reset; reconnect with your last seq and epoch",
-        );
-        return Routed::Drop;
-    }
     match &mut slot.state {
         SlotState::Replaying { buffer, overflowed } => {
             if buffer.len() < REPLAY_BUFFER {
@@ -104,6 +96,16 @@ pub(crate) fn route(slot: &mut Slot, epoch: &str, frame: &Frame) -> Routed {
                 buffer.clear();
             }
             Routed::Kept
+        }
+        // A replaying slot may not know its epoch yet (attach in progress); its replay task
+        // checks the epoch when it reads history.
+        SlotState::Live if *slot.epoch != *epoch => {
+            // The stream was reset under a live connection: its seqs start over.
+            slot.sink.close(
+                CloseCode(1012),
+                "stream reset; reconnect with your last seq and epoch",
+            );
+            Routed::Drop
         }
         SlotState::Live => {
             let seq = frame.seq();
