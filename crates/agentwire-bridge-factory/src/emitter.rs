@@ -25,10 +25,30 @@ use crate::factory::RunGuard;
 /// Dropping an emitter whose run has not ended completes its open tool calls with `ok:false` and
 /// ends the run with `agent_error {code:"agent_dropped"}`, so a client never waits forever.
 ///
-/// There is no public constructor; a `RunEmitter` without a `UserContext` does not compile:
+/// There is no public constructor; an emitter comes from the factory, for a `UserContext`:
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig};
+/// # use agentwire_bridge_factory::{BridgeFactory, RunLimits};
+/// # use agentwire_core::{Configurable, UserContext, UserId};
+/// # let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default()).unwrap();
+/// let factory = BridgeFactory::new(Arc::new(bridge), RunLimits::default());
+/// let ctx = UserContext::new_run(UserId::new("ada").unwrap(), None, None);
+/// let emitter = factory.begin_run(ctx, "demo").unwrap();
+/// # drop(emitter);
+/// ```
+///
+/// and without one it does not compile:
 ///
 /// ```compile_fail
-/// let emitter = agentwire_bridge_factory::RunEmitter::new();
+/// # use std::sync::Arc;
+/// # use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig};
+/// # use agentwire_bridge_factory::{BridgeFactory, RunLimits};
+/// # use agentwire_core::Configurable;
+/// # let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default()).unwrap();
+/// let factory = BridgeFactory::new(Arc::new(bridge), RunLimits::default());
+/// let emitter = factory.begin_run("demo");
 /// ```
 pub struct RunEmitter {
     ctx: UserContext,

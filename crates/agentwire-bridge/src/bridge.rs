@@ -255,7 +255,7 @@ impl AgentWebSocketBridge {
         if let Some(h) = self.inner.users.get(user) {
             return Ok(h.clone());
         }
-        if self.inner.users.len() >= self.inner.config.max_users {
+        if self.inner.users.len() >= self.inner.config.max_users && !user.is_reserved() {
             return Err(BridgeError::TooManyUsers {
                 max: self.inner.config.max_users,
             });

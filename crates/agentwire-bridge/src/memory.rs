@@ -73,7 +73,8 @@ impl MemoryBroker {
                 Some(h) => h,
                 None if !create => return Ok(None),
                 None => {
-                    if self.streams.len() >= self.max_streams {
+                    // agentwire's own synthetic users (`__…`) are short-lived and never count.
+                    if self.streams.len() >= self.max_streams && !user.is_reserved() {
                         return Err(BridgeError::TooManyUsers {
                             max: self.max_streams,
                         });

@@ -314,6 +314,8 @@ impl ClientFrame {
                 #[derive(Deserialize)]
                 #[serde(deny_unknown_fields)]
                 struct Resume {
+                    #[serde(default, rename = "id")]
+                    _id: Option<String>,
                     last_seq: u64,
                     #[serde(default)]
                     epoch: Option<String>,

@@ -216,7 +216,7 @@ async fn run_serve(args: &ConfigArgs, began: std::time::Instant) -> ExitCode {
             tokio::time::sleep(timeout + Duration::from_secs(1)).await;
         } => {
             tracing::warn!("shutdown took longer than shutdown.timeout; exiting");
-            Ok(())
+            return ExitCode::FAILURE;
         }
     };
     match result {

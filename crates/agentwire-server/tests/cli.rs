@@ -94,13 +94,17 @@ fn env_overrides_the_file_and_flags_override_env() {
     let (code, stdout, stderr) = run(&["check", "-c", path.to_str().unwrap()], &env);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("all phases passed"));
-    // ...and a flag beats both (dev mode needs no secret at all).
-    let env = [
-        ("AGENTWIRE_AUTH__MODE", "jwt"),
-        ("AGENTWIRE_AUTH__JWT_SECRET", "short"),
-    ];
-    let (code, _, stderr) = run(&["check", "--auth", "dev"], &env);
+    // ...and a flag beats both: env asks for a public address (refused with dev auth), the
+    // flag puts it back on loopback.
+    let env = [("AGENTWIRE_LISTEN", "0.0.0.0:0")];
+    let (code, _, stderr) = run(&["check"], &env);
+    assert_ne!(code, 0, "{stderr}");
+    let (code, _, stderr) = run(&["check", "--listen", "127.0.0.1:0"], &env);
     assert_eq!(code, 0, "{stderr}");
+    // A short secret is refused in dev mode too: dev mode verifies tokens with it.
+    let (code, _, stderr) = run(&["check"], &[("AGENTWIRE_AUTH__JWT_SECRET", "short")]);
+    assert_ne!(code, 0);
+    assert!(error_line(&stderr).contains("auth.jwt_secret"), "{stderr}");
     // Unrelated AGENTWIRE_* variables (like the test suite's own) are not config.
     let (code, _, _) = run(&["check"], &[("AGENTWIRE_REQUIRE_REDIS", "1")]);
     assert_eq!(code, 0);
@@ -115,6 +119,9 @@ fn token_mints_a_jwt_with_the_configured_secret() {
     let (code, stdout, _) = run(&["token", "alice", "--ttl", "10m"], &env);
     assert_eq!(code, 0);
     assert_eq!(stdout.trim().split('.').count(), 3);
+    let (code, _, stderr) = run(&["token", "alice", "--ttl", "30"], &env);
+    assert_ne!(code, 0, "a duration without a unit is refused");
+    assert!(stderr.contains("30"), "{stderr}");
     let (code, _, stderr) = run(&["token", "alice"], &[]);
     assert_ne!(code, 0);
     assert!(stderr.contains("jwt_secret"), "{stderr}");

@@ -296,24 +296,29 @@ impl AgentwireConfig {
         let bad = |component: &str, cause: String, hint: &str| {
             Err(StartupError::new(Phase::Config, component, cause, hint))
         };
+        // A secret is checked whenever one is set: dev mode verifies tokens with it too.
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.len() < 32
+        {
+            return bad(
+                "auth.jwt_secret",
+                format!(
+                    "the secret is {} bytes; HS256 needs at least 32",
+                    secret.len()
+                ),
+                "use a longer random secret, e.g. `openssl rand -hex 32`",
+            );
+        }
         match self.auth.mode {
-            AuthMode::Jwt => match &self.auth.jwt_secret {
-                None => {
+            AuthMode::Jwt => {
+                if self.auth.jwt_secret.is_none() {
                     return bad(
                         "auth.jwt_secret",
                         "auth.mode is jwt but no auth.jwt_secret is set".into(),
                         "set AGENTWIRE_AUTH__JWT_SECRET to a random string of at least 32 bytes",
                     );
                 }
-                Some(s) if s.len() < 32 => {
-                    return bad(
-                        "auth.jwt_secret",
-                        format!("the secret is {} bytes; HS256 needs at least 32", s.len()),
-                        "use a longer random secret, e.g. `openssl rand -hex 32`",
-                    );
-                }
-                Some(_) => {}
-            },
+            }
             AuthMode::Dev => {
                 if !self.listen.ip().is_loopback() && !self.allow_insecure_dev {
                     return bad(

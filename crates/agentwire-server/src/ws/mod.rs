@@ -74,7 +74,8 @@ pub(crate) async fn upgrade(
         .max_message_size(limits.max_frame_bytes)
         .max_frame_size(limits.max_frame_bytes)
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        // Frames fed by the writer collect here and go out in one write per flush.
+        .write_buffer_size(16 * 1024)
         .max_write_buffer_size(limits.queue_bytes.max(1 << 16));
     if crate::auth::offers_v1(&headers) {
         ws = ws.protocols([agentwire_core::SUBPROTOCOL]);
