@@ -73,18 +73,10 @@ enum LogFormat {
 }
 
 fn humantime_duration(s: &str) -> Result<Duration, String> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 1h or 30m"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" | "" => n * 3600,
-        "d" => n * 86_400,
-        _ => return Err(format!("unknown unit in {s:?}; use s, m, h or d")),
-    };
-    Ok(Duration::from_secs(secs))
+    if s.trim().chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("{s:?} has no unit; write e.g. {s}s, {s}m or {s}h"));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 1h or 30m: {e}"))
 }
 
 impl ConfigArgs {
