@@ -48,6 +48,20 @@ impl RunEvent {
     }
 }
 
+impl RunEvent {
+    /// The envelope split around its `seq` value: `prefix + seq + suffix` is exactly
+    /// [`Self::to_envelope_json`]`(seq)`. A broker that assigns the seq elsewhere (e.g. in a Redis
+    /// script) joins the parts there, so the event is still serialized once.
+    pub fn to_envelope_parts(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut json = self.to_envelope_json(0);
+        let prefix_len = format!("{{\"type\":\"{}\",\"seq\":", self.kind.type_name()).len();
+        debug_assert_eq!(json[prefix_len], b'0');
+        let suffix = json.split_off(prefix_len + 1);
+        json.truncate(prefix_len);
+        (json, suffix)
+    }
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis() -> u64 {
     SystemTime::now()
@@ -256,6 +270,17 @@ mod tests {
             json,
             r#"{"type":"tool_completed","seq":42,"run_id":"r_1","thread_id":"t_1","agent":"demo","ts":1763900000123,"data":{"call_id":"c_1","tool":"calculator","ok":true,"result":4,"duration_ms":3}}"#
         );
+    }
+
+    #[test]
+    fn envelope_parts_join_around_any_seq() {
+        let (prefix, suffix) = sample().to_envelope_parts();
+        for seq in [1u64, 42, 18_446_744_073_709_551_615] {
+            let mut joined = prefix.clone();
+            joined.extend_from_slice(seq.to_string().as_bytes());
+            joined.extend_from_slice(&suffix);
+            assert_eq!(joined, sample().to_envelope_json(seq));
+        }
     }
 
     #[test]
