@@ -100,10 +100,9 @@ async fn demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium() {
     let screenshot = target.join("browser/demo.png");
     let base_url = server.http_url("");
 
-    let (ok, output) =
-        tokio::task::spawn_blocking(move || run_node(&dir, &base_url, &screenshot))
-            .await
-            .expect("node runner");
+    let (ok, output) = tokio::task::spawn_blocking(move || run_node(&dir, &base_url, &screenshot))
+        .await
+        .expect("node runner");
     println!("{output}");
     assert!(ok, "the browser test failed:\n{output}");
     server.stop().await;

@@ -177,10 +177,39 @@ async function main() {
   check((await second.locator("[data-testid=answer]").textContent()).startsWith("(12 + 30) / 7 = 6."), "second answer");
   check((await page.locator("[data-testid=thread]").count()) === 1, "one thread in the list");
 
-  // 7. A fresh tab of the same user rebuilds the same timeline from the server's history.
+  // 7. Cancel: a run in a new thread, cancelled from its card.
+  await page.click("[data-testid=new-thread]");
+  await page.fill("[data-testid=message]", "What time is it?");
+  await page.keyboard.press("Enter");
+  const visible = page.locator("[data-testid=run-card]:not([hidden])").first();
+  await visible.waitFor();
+  const thirdId = await visible.getAttribute("data-run-id");
+  const third = page.locator(`[data-testid=run-card][data-run-id="${thirdId}"]`);
+  check(thirdId !== runId && thirdId !== secondId, "the new thread shows an old run");
+  await page.waitForFunction((id) => window.__agentwire.events.some((e) => e.run_id === id), thirdId);
+  await third.locator("[data-testid=cancel]").click();
+  await page.waitForSelector(`[data-testid=run-card][data-run-id="${thirdId}"][data-state=error]`);
+  check((await third.locator("[data-testid=run-state]").textContent()) === "cancelled", "cancelled run state");
+  check((await page.locator("[data-testid=thread]").count()) === 2, "two threads in the list");
+  events = await delivered(page);
+  assertExactlyOnce(events, "page after the cancel");
+  const cancelled = events.filter((e) => e.run_id === thirdId).map((e) => e.type);
+  check(cancelled.at(-1) === "agent_error" && !cancelled.includes("agent_completed"), `cancelled run: ${cancelled}`);
+  // Back to the first thread (the list is newest first).
+  await page.locator("[data-testid=thread]").nth(1).click();
+  await card.waitFor({ state: "visible" });
+  check(await third.isHidden(), "the other thread's run is still shown");
+
+  // 8. A fresh tab, signed in through the user form with the keyboard, rebuilds the same
+  //    timeline from the server's history.
   const other = await context.newPage();
   watch(other, "history tab");
-  await other.goto(`${base}/?user=${user}`);
+  await other.goto(`${base}/`);
+  await other.waitForSelector('[data-testid=connection-badge][data-state=connected]');
+  await other.click("[data-testid=identity-summary]");
+  await other.fill("#user", user);
+  await other.press("#user", "Enter");
+  await other.waitForFunction((u) => document.getElementById("who").textContent === u, user);
   await other.waitForFunction((n) => window.__agentwire.events.length >= n, events.length);
   await other.waitForTimeout(100);
   const history = await delivered(other);
@@ -191,7 +220,7 @@ async function main() {
   );
   await other.close();
 
-  // 8. Screenshots: open the calculator call, then wide and narrow.
+  // 9. Screenshots: open the calculator call, then wide and narrow.
   await card.locator("[data-testid=tool-call]").nth(1).locator("summary").click();
   await page.evaluate(() => window.scrollTo(0, 0));
   mkdirSync(dirname(screenshot), { recursive: true });
