@@ -308,11 +308,15 @@ function start() {
     if (s.state === "connected" || s.state === "resumed") {
       everConnected = true;
       notice("");
+      // The server says who we are (with a JWT: its `sub`).
+      const id = client.connection?.user_id;
+      if (id) $("who").textContent = identity.mode === "jwt" ? `${id} (JWT)` : id;
       replayLeft = s.replayed || 0;
       marking = s.state === "resumed";
     }
     if (s.state === "reconnecting" && !everConnected && s.attempt >= 2) {
       notice("Cannot connect. Check the user name, or sign in with a JWT if the server uses JWT auth.");
+      if (s.attempt === 2) $("identity-menu").open = true;
     }
   });
   client.on("event", (e) => {
