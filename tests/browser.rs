@@ -107,3 +107,31 @@ async fn demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium() {
     assert!(ok, "the browser test failed:\n{output}");
     server.stop().await;
 }
+
+/// Without a browser: the page and its two modules are served, with the right types.
+#[tokio::test]
+async fn demo_page_and_modules_are_served() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    for (path, content_type, needle) in [
+        ("/", "text/html", "/demo.js"),
+        (
+            "/agentwire.js",
+            "text/javascript",
+            "export class AgentwireClient",
+        ),
+        ("/demo.js", "text/javascript", "from \"/agentwire.js\""),
+    ] {
+        let res = http
+            .get(server.http_url(path))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), 200, "{path}");
+        let ct = res.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(ct.starts_with(content_type), "{path}: {ct}");
+        let body = res.text().await.expect("body");
+        assert!(body.contains(needle), "{path} lacks {needle}");
+    }
+    server.stop().await;
+}
