@@ -78,7 +78,8 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
         .await
 }
 
-/// The HTTP routes: `/ws`, `/health/live`, `/health/ready`, `/health`, `/` and `/agentwire.js`.
+/// The HTTP routes: `/ws`, `/health/live`, `/health/ready`, `/health`, and the demo page: `/`,
+/// `/agentwire.js` (the browser client) and `/demo.js` (the page's script).
 /// Nest it in your own router to add agentwire to an existing service.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.ready().config().limits.max_body_bytes;
@@ -97,6 +98,7 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::full))
         .route("/", get(demo::index))
         .route("/agentwire.js", get(demo::client_js))
+        .route("/demo.js", get(demo::demo_js))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
