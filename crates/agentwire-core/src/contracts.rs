@@ -83,6 +83,16 @@ pub trait Configurable: Sized {
 /// sink.send(Frame::control(&serde_json::json!({"type": "pong", "id": "p"}))).unwrap();
 /// assert_eq!(sink.0.lock().unwrap().len(), 1);
 /// ```
+///
+/// Using a type that is not a sink as one fails to compile with "`MyConnection` is not a
+/// WebSocketSink" and a note naming `send` and `close`:
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use agentwire_core::WebSocketSink;
+/// struct MyConnection;
+/// let sink: Arc<dyn WebSocketSink> = Arc::new(MyConnection);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a WebSocketSink",
     note = "implement `send(&self, Frame) -> Result<(), CoreError>` (non-blocking) and `close(&self, CloseCode, &str)`"

@@ -84,6 +84,16 @@ pub struct AuthRequest<'a> {
 /// let request = AuthRequest { headers: &headers, token: None, user: None };
 /// assert_eq!(GatewayHeader.authenticate(&request).unwrap().as_str(), "ada");
 /// ```
+///
+/// A type that is not an `Authenticate` is refused with "`MyAuth` cannot authenticate agentwire
+/// requests" and a note naming `authenticate`:
+///
+/// ```compile_fail
+/// # fn demo(ready: agentwire_startup::Ready) {
+/// struct MyAuth;
+/// let _ = agentwire_server::AppState::with_authenticator(ready, MyAuth);
+/// # }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot authenticate agentwire requests",
     note = "implement `fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>`"
