@@ -1,8 +1,12 @@
 //! The agentwire server: an axum [`router`] with `/ws`, `/health*` and the demo page, the
 //! [`serve`] entry point with graceful shutdown, and the `agentwire` binary built on them.
 //!
-//! Embed it in your own axum service by nesting [`router`] — or call [`serve`] with a listener
-//! you bound yourself (tests bind port 0):
+//! Embed it in your own axum service: merge or nest [`router`] (or a [`RouterBuilder`] without
+//! the demo page, for a router with your own state), decide the user id with your own
+//! [`Authenticate`] via [`AppState::with_authenticator`], and serve the whole app with
+//! [`serve_router`] — see `examples/embed_in_axum.rs` and `docs/extending.md`. Or call [`serve`]
+//! with a listener you bound yourself (tests bind port 0); the `agentwire` binary does exactly
+//! that:
 //!
 //! ```no_run
 //! use agentwire_server::{AppState, serve, start};

@@ -36,3 +36,8 @@ pub use agent::{RUN_TIMEOUT, run_agent};
 pub use loopback::{LoopbackReceiver, LoopbackSink};
 pub use server::{ConnectError, FRAME_TIMEOUT, TestServer, WsClient, test_config};
 pub use sink::{RecordingSink, check_events};
+
+// The guide's code blocks are compiled (and the runnable ones run) as doctests of this crate.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/extending.md")]
+struct ExtendingGuide;
