@@ -58,6 +58,19 @@ impl RecordingSink {
 /// Checks consecutive seqs and the grammar of every run in `events`; returns how many runs
 /// ended.
 ///
+/// ```
+/// use agentwire_agent_registry::{DemoSettings, InMemoryAgentRegistry};
+/// use agentwire_test::{check_events, run_agent};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), String> {
+/// let registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
+/// let mut events = run_agent(registry, "echo", "hi").await?;
+/// assert_eq!(check_events(&events), Ok(1));
+/// events.remove(2); // a hole: seq 4 now follows seq 2
+/// assert!(check_events(&events).is_err());
+/// # Ok(()) }
+/// ```
+///
 /// # Errors
 /// What is wrong, with the seq where it happened.
 pub fn check_events(events: &[StreamEvent]) -> Result<usize, String> {
