@@ -11,8 +11,7 @@
 //! - agents defined by data, tools defined in code (the built-ins here);
 //! - keeping the built-in `echo` agent and tool, which startup's critical-path check runs.
 //!
-//! Try it: open http://127.0.0.1:8080/ or
-//! `websocat 'ws://127.0.0.1:8080/ws?user=ada'` then
+//! Try it: `websocat 'ws://127.0.0.1:8080/ws?user=ada'` then
 //! `{"type":"user_message","id":"c1","agent":"greeter","content":"Ada"}`.
 //!
 //! With `AGENTWIRE_EXAMPLE_SMOKE=1` it serves on port 0, runs `greeter` and `adder` over a real
@@ -195,7 +194,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     if !smoke {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-        println!("open http://127.0.0.1:8080/ and ask the `greeter` agent");
+        println!("ask the `greeter` or `adder` agent at ws://127.0.0.1:8080/ws?user=ada");
         serve(listener, state, shutdown_signal()).await?;
         return Ok(());
     }
