@@ -38,6 +38,15 @@ use crate::{AgentError, AgentRegistry};
 ///     }
 /// }
 /// ```
+///
+/// Registering a type that is not an `Agent` fails to compile with
+/// "`Shout` is not an agentwire Agent" and a note naming the methods to implement:
+///
+/// ```compile_fail
+/// # use agentwire_agent_registry::InMemoryAgentRegistry;
+/// struct Shout;
+/// InMemoryAgentRegistry::new().register_agent(Shout);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an agentwire Agent",
     note = "implement `fn name(&self) -> &str` and `async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError>` with #[async_trait]"
@@ -81,6 +90,15 @@ pub trait Agent: Send + Sync + 'static {
 ///         Ok(json!(text.chars().count()))
 ///     }
 /// }
+/// ```
+///
+/// Registering a type that is not a `Tool` fails to compile with
+/// "`Weather` is not an agentwire Tool" and a note naming the two methods to implement:
+///
+/// ```compile_fail
+/// # use agentwire_agent_registry::InMemoryAgentRegistry;
+/// struct Weather;
+/// InMemoryAgentRegistry::new().register_tool(Weather);
 /// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an agentwire Tool",

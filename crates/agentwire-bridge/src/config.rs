@@ -25,7 +25,8 @@ impl Default for HistoryConfig {
     }
 }
 
-/// Everything [`crate::UnconfiguredBridge::configure`] takes.
+/// Everything [`configure`](agentwire_core::Configurable::configure) takes to turn an
+/// [`UnconfiguredBridge`](crate::UnconfiguredBridge) into a bridge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BridgeConfig {
     /// History bounds.

@@ -83,6 +83,16 @@ pub trait Configurable: Sized {
 /// sink.send(Frame::control(&serde_json::json!({"type": "pong", "id": "p"}))).unwrap();
 /// assert_eq!(sink.0.lock().unwrap().len(), 1);
 /// ```
+///
+/// Using a type that is not a sink as one fails to compile with "`MyConnection` is not a
+/// WebSocketSink" and a note naming `send` and `close`:
+///
+/// ```compile_fail
+/// # use std::sync::Arc;
+/// # use agentwire_core::WebSocketSink;
+/// struct MyConnection;
+/// let sink: Arc<dyn WebSocketSink> = Arc::new(MyConnection);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a WebSocketSink",
     note = "implement `send(&self, Frame) -> Result<(), CoreError>` (non-blocking) and `close(&self, CloseCode, &str)`"
@@ -106,6 +116,44 @@ pub trait WebSocketSink: Send + Sync + 'static {
 /// - An accepted event is in the user's history before `publish` returns and is offered to every
 ///   live connection of that user — and of no other user.
 /// - `publish` does not wait for any client.
+/// - `publish` does not check the run grammar itself: `RunEmitter`s (and `/v1/publish`) do that
+///   before calling it. It may be called concurrently for different users; for one user, the
+///   `seq` order is the order in which `publish` calls were accepted.
+///
+/// Most users never implement it: `AgentWebSocketBridge` is the `EventSink` agentwire uses. A
+/// complete (if minimal) implementation — per-user streams in memory, no connections — looks
+/// like this, and can stand in for the bridge behind a `BridgeFactory` in a test:
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Mutex;
+/// use agentwire_core::{
+///     AgentStarted, CoreError, EventKind, EventSink, RunEvent, RunId, ThreadId, UserId, async_trait,
+/// };
+///
+/// #[derive(Default)]
+/// struct InMemoryStreams(Mutex<HashMap<UserId, Vec<RunEvent>>>);
+///
+/// #[async_trait]
+/// impl EventSink for InMemoryStreams {
+///     async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError> {
+///         let mut streams = self.0.lock().unwrap();
+///         let stream = streams.entry(user.clone()).or_default();
+///         stream.push(event);
+///         Ok(stream.len() as u64) // seq: 1, 2, 3, … per user
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let sink = InMemoryStreams::default();
+/// let started = || RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
+///     EventKind::AgentStarted(AgentStarted { input: None }));
+/// let (ada, bob) = (UserId::new("ada")?, UserId::new("bob")?);
+/// assert_eq!(sink.publish(&ada, started()).await?, 1);
+/// assert_eq!(sink.publish(&ada, started()).await?, 2);
+/// assert_eq!(sink.publish(&bob, started()).await?, 1); // each user has their own stream
+/// # Ok(()) }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot publish run events (it is not an EventSink)",
     note = "an unconfigured bridge cannot be used: `AgentWebSocketBridge::builder().configure(config)?` returns the bridge that implements EventSink"
@@ -127,6 +175,44 @@ pub trait EventSink: Send + Sync + 'static {
 /// - On `Ok`, the run executes on its own task and publishes a complete run (SPEC §3) to
 ///   `ctx.user_id`'s stream, and to no other.
 /// - On `Err`, nothing was published for `ctx.run_id`.
+/// - `launch` does not block or await: it checks, registers and spawns, then returns.
+///
+/// agentwire's `RunExecutor` is the launcher you normally use. A complete implementation that
+/// publishes a minimal run (`agent_started` then `agent_completed`) through an [`EventSink`]:
+///
+/// ```
+/// use std::sync::Arc;
+/// use agentwire_core::{
+///     AgentCompleted, AgentStarted, CoreError, ErrorCode, EventKind, EventSink, RunEvent,
+///     RunLauncher, UserContext,
+/// };
+///
+/// struct InstantLauncher { sink: Arc<dyn EventSink> }
+///
+/// impl RunLauncher for InstantLauncher {
+///     fn launch(&self, ctx: UserContext, agent: &str, input: String) -> Result<(), CoreError> {
+///         if agent != "instant" {
+///             // Refused before anything was published.
+///             return Err(CoreError::Refused { code: ErrorCode::UnknownAgent, message: format!("no agent {agent:?}") });
+///         }
+///         let sink = self.sink.clone();
+///         tokio::spawn(async move {
+///             let event = |kind| RunEvent::now(ctx.run_id.clone(), ctx.thread_id.clone(), "instant".into(), kind);
+///             let started = EventKind::AgentStarted(AgentStarted { input: Some(input.clone()) });
+///             let done = EventKind::AgentCompleted(AgentCompleted { result: input.into(), duration_ms: 0 });
+///             for kind in [started, done] {
+///                 if sink.publish(&ctx.user_id, event(kind)).await.is_err() { break; }
+///             }
+///         });
+///         Ok(())
+///     }
+/// }
+/// # fn check(sink: Arc<dyn EventSink>) { let _: &dyn RunLauncher = &InstantLauncher { sink }; }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot launch agentwire runs (it is not a RunLauncher)",
+    note = "implement `fn launch(&self, ctx: UserContext, agent: &str, input: String) -> Result<(), CoreError>`; agentwire_agent_registry::RunExecutor is the usual one"
+)]
 pub trait RunLauncher: Send + Sync + 'static {
     /// Starts `agent` for `ctx` with `input`.
     ///

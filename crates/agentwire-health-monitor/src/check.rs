@@ -28,6 +28,16 @@ use serde::Serialize;
 ///     }
 /// }
 /// ```
+///
+/// Registering a type that is not a check fails to compile with "`Database` is not a
+/// HealthCheck" and a note naming the methods to implement:
+///
+/// ```compile_fail
+/// # use std::{sync::Arc, time::Duration};
+/// # use agentwire_health_monitor::HealthMonitor;
+/// struct Database;
+/// HealthMonitor::new(Duration::from_secs(1)).register(Arc::new(Database));
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not a HealthCheck",
     note = "implement `fn name(&self) -> &str` and `async fn check(&self) -> Result<String, String>` with #[async_trait]"

@@ -51,7 +51,49 @@ pub struct AuthRequest<'a> {
 /// # What an implementor must guarantee
 /// - `authenticate` returns the user the credentials prove — never a user picked by the client
 ///   without proof (outside a deliberate dev setup) — and never a reserved id (`__…`).
-/// - It does not block: it runs on the request path of every connection.
+/// - It does not block: it runs on the request path of every connection. (Validate a signed
+///   cookie or token locally; do not call a remote service per connection.)
+/// - The error message is sent to the client in the 401 body: do not put secrets in it.
+///
+/// A complete implementation that trusts a header set by your own gateway, plugged into the
+/// routes with [`AppState::with_authenticator`](crate::AppState::with_authenticator):
+///
+/// ```
+/// use agentwire_core::UserId;
+/// use agentwire_server::{AuthError, AuthRequest, Authenticate, user_id};
+/// use axum::http::HeaderMap;
+///
+/// /// Our gateway authenticates users and forwards `X-User: <id>`.
+/// struct GatewayHeader;
+///
+/// impl Authenticate for GatewayHeader {
+///     fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+///         let raw = request
+///             .headers
+///             .get("x-user")
+///             .and_then(|v| v.to_str().ok())
+///             .ok_or(AuthError::Missing(" (the gateway sets X-User)"))?;
+///         user_id(raw) // validates the id and refuses reserved ones
+///     }
+/// }
+///
+/// let mut headers = HeaderMap::new();
+/// let anonymous = AuthRequest { headers: &headers, token: None, user: None };
+/// assert!(GatewayHeader.authenticate(&anonymous).is_err());
+/// headers.insert("x-user", "ada".parse().unwrap());
+/// let request = AuthRequest { headers: &headers, token: None, user: None };
+/// assert_eq!(GatewayHeader.authenticate(&request).unwrap().as_str(), "ada");
+/// ```
+///
+/// A type that is not an `Authenticate` is refused with "`MyAuth` cannot authenticate agentwire
+/// requests" and a note naming `authenticate`:
+///
+/// ```compile_fail
+/// # fn demo(ready: agentwire_startup::Ready) {
+/// struct MyAuth;
+/// let _ = agentwire_server::AppState::with_authenticator(ready, MyAuth);
+/// # }
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot authenticate agentwire requests",
     note = "implement `fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>`"

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentwire_agent_registry::DemoSettings;
+use agentwire_agent_registry::{AgentRegistry, DemoSettings};
 use agentwire_health_monitor::HealthCheck;
 use agentwire_server::AppState;
 use agentwire_startup::AgentwireConfig;
@@ -21,7 +21,13 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// How long a client waits for one frame before the test fails.
 pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A config for tests: the demo agent without pauses, everything else default.
+/// A config for tests: the demo agent without pauses, listening on `127.0.0.1:0`, everything else
+/// default (in-memory broker, dev auth).
+///
+/// ```
+/// let mut config = agentwire_test::test_config();
+/// config.limits.max_runs_per_user = 2; // adjust, then `TestServer::start_with(config, vec![])`
+/// ```
 pub fn test_config() -> AgentwireConfig {
     let mut config = AgentwireConfig::default();
     config.agents.demo = DemoSettings::instant();
@@ -29,7 +35,27 @@ pub fn test_config() -> AgentwireConfig {
     config
 }
 
-/// A running server bound to `127.0.0.1:0`.
+/// A running server bound to `127.0.0.1:0`: every startup phase ran, the routes are
+/// agentwire's own, and dev auth lets [`Self::connect`] pick the user.
+///
+/// It stops gracefully with [`Self::stop`] and is aborted when dropped.
+///
+/// ```no_run
+/// use agentwire_agent_registry::{DemoSettings, InMemoryAgentRegistry};
+/// use agentwire_test::TestServer;
+///
+/// # #[tokio::main] async fn main() {
+/// // Your own registry (it must keep the built-in `echo` agent for the critical-path check).
+/// let registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
+/// let server = TestServer::start_with_registry(registry).await;
+/// let mut ada = server.connect("ada").await;
+/// let (_ack, events) = ada.run("c1", "demo", "what is 6*7?").await;
+/// assert_eq!(events.last().unwrap()["type"], "agent_completed");
+/// let health = reqwest::get(server.http_url("/health")).await.unwrap();
+/// # drop(health);
+/// server.stop().await;
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct TestServer {
     /// Where it listens.
@@ -60,7 +86,20 @@ impl TestServer {
         Self::serve(AppState::new(ready)).await
     }
 
-    /// Serves an already-built state.
+    /// Starts a server with [`test_config`] and your own registry.
+    ///
+    /// # Panics
+    /// When startup fails (e.g. the registry has no `echo` agent or drops its websocket
+    /// manager); the panic message is the startup error.
+    pub async fn start_with_registry<R: AgentRegistry>(registry: R) -> Self {
+        let ready = agentwire_server::start_with_registry(test_config(), registry, Vec::new())
+            .await
+            .unwrap_or_else(|e| panic!("startup failed: {e}"));
+        Self::serve(AppState::new(ready)).await
+    }
+
+    /// Serves an already-built state (e.g. with your own authenticator:
+    /// `AppState::with_authenticator(ready, auth)`).
     ///
     /// # Panics
     /// When the port cannot be bound.
@@ -144,7 +183,21 @@ impl Drop for TestServer {
     }
 }
 
-/// A real WebSocket client.
+/// A real WebSocket client (tokio-tungstenite) that reads JSON frames, with a
+/// [`FRAME_TIMEOUT`] on every read so a broken test fails instead of hanging.
+///
+/// ```no_run
+/// use agentwire_test::{TestServer, WsClient};
+/// use serde_json::json;
+///
+/// # #[tokio::main] async fn main() {
+/// let server = TestServer::start().await;
+/// let mut bob = WsClient::connect(&server.ws_url("user=bob")).await.unwrap();
+/// assert_eq!(bob.hello["data"]["user_id"], "bob");
+/// bob.send_json(json!({"type": "ping", "id": "p1"})).await;
+/// assert_eq!(bob.next_json().await.unwrap()["type"], "pong");
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct WsClient {
     stream: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -288,5 +341,35 @@ impl WsClient {
     /// The underlying stream, for raw access.
     pub fn stream_mut(&mut self) -> &mut WebSocketStream<MaybeTlsStream<TcpStream>> {
         &mut self.stream
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use agentwire_agent_registry::{DemoSettings, InMemoryAgentRegistry};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_server_with_your_registry_runs_agents_for_connected_clients() {
+        let registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
+        let server = TestServer::start_with_registry(registry).await;
+        let mut ada = server.connect("ada").await;
+        assert_eq!(ada.hello["data"]["user_id"], "ada");
+        let (ack, events) = ada.run("c1", "echo", "hi").await;
+        assert_eq!(ack["id"], "c1");
+        let parsed: Vec<agentwire_core::StreamEvent> = events
+            .iter()
+            .map(|e| serde_json::from_value(e.clone()).unwrap())
+            .collect();
+        assert_eq!(crate::check_events(&parsed), Ok(1));
+        ada.close().await;
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    #[should_panic(expected = "no `echo` agent")]
+    async fn a_registry_without_echo_fails_startup_with_its_reason() {
+        TestServer::start_with_registry(InMemoryAgentRegistry::new()).await;
     }
 }
