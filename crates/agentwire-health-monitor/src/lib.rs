@@ -27,11 +27,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod broker;
 mod check;
 mod critical_path;
 mod monitor;
 
 pub use async_trait::async_trait;
+pub use broker::BrokerCheck;
 pub use check::{CheckReport, HealthCheck, HealthReport, HealthStatus};
 pub use critical_path::{CriticalPathCheck, EXPECTED_EVENTS};
 pub use monitor::HealthMonitor;

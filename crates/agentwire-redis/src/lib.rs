@@ -139,7 +139,10 @@ impl RedisBroker {
             cause: "no answer within 4s".into(),
         })?
         .map_err(unreachable)?;
-        let _: String = redis::cmd("PING").query_async(&mut conn).await.map_err(unreachable)?;
+        let _: String = redis::cmd("PING")
+            .query_async(&mut conn)
+            .await
+            .map_err(unreachable)?;
         let _ = AsyncConnectionConfig::new();
         let broker = Arc::new(Self {
             client,
@@ -165,7 +168,11 @@ impl RedisBroker {
 
     fn keys(&self, user: &UserId) -> [String; 3] {
         let p = &self.prefix;
-        [format!("{p}:{{{user}}}:seq"), format!("{p}:{{{user}}}:s"), format!("{p}:{{{user}}}:e")]
+        [
+            format!("{p}:{{{user}}}:seq"),
+            format!("{p}:{{{user}}}:s"),
+            format!("{p}:{{{user}}}:e"),
+        ]
     }
 
     fn ttl_ms(&self) -> u64 {
@@ -173,20 +180,24 @@ impl RedisBroker {
     }
 
     /// The newest held event of `user`, with the stream's epoch.
-    pub(crate) async fn newest(&self, user: &UserId) -> Result<Option<(String, Frame)>, BridgeError> {
+    pub(crate) async fn newest(
+        &self,
+        user: &UserId,
+    ) -> Result<Option<(String, Frame)>, BridgeError> {
         let [_, stream, epoch_key] = self.keys(user);
         let mut conn = self.conn.clone();
-        let (epoch, entries): (Option<String>, Vec<(String, Vec<(String, Vec<u8>)>)>) = redis::pipe()
-            .get(&epoch_key)
-            .cmd("XREVRANGE")
-            .arg(&stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let (epoch, entries): (Option<String>, Vec<(String, Vec<(String, Vec<u8>)>)>) =
+            redis::pipe()
+                .get(&epoch_key)
+                .cmd("XREVRANGE")
+                .arg(&stream)
+                .arg("+")
+                .arg("-")
+                .arg("COUNT")
+                .arg(1)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
         let (Some(epoch), Some((id, fields))) = (epoch, entries.into_iter().next()) else {
             return Ok(None);
         };

@@ -50,12 +50,15 @@ impl LiveFeed {
             return;
         };
         let mut parts = payload.splitn(3, |b| *b == b' ');
-        let (Some(seq), Some(epoch), Some(json)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(seq), Some(epoch), Some(json)) = (parts.next(), parts.next(), parts.next())
+        else {
             tracing::warn!(channel, "malformed live message ignored");
             return;
         };
         let (Some(seq), Ok(epoch)) = (
-            std::str::from_utf8(seq).ok().and_then(|s| s.parse::<u64>().ok()),
+            std::str::from_utf8(seq)
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok()),
             std::str::from_utf8(epoch),
         ) else {
             tracing::warn!(channel, "malformed live message ignored");

@@ -34,6 +34,6 @@ pub use config::{
 };
 pub use error::{Phase, StartupError};
 pub use startup::{
-    AgentsWired, BridgeConfigured, BrokerKind, BrokerReady, ConfigLoaded, HealthRegistered,
-    PhaseTiming, Ready, Startup, StartupReport,
+    AgentsWired, BridgeConfigured, BrokerReady, ConfigLoaded, HealthRegistered, PhaseTiming, Ready,
+    Startup, StartupReport,
 };

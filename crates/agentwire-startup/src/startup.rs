@@ -4,10 +4,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentwire_agent_registry::{AgentRegistry, RunExecutor};
-use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig};
+use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
-use agentwire_health_monitor::{CriticalPathCheck, HealthCheck, HealthMonitor};
+use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
+use agentwire_redis::RedisBroker;
 use serde::Serialize;
 
 use crate::{AgentwireConfig, Phase, StartupError};
@@ -78,19 +79,18 @@ pub struct ConfigLoaded {
     config: AgentwireConfig,
 }
 
-/// The broker the node uses.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum BrokerKind {
-    /// In-process streams; one node.
-    Memory,
-}
-
 /// State after `Broker`.
-#[derive(Debug)]
 pub struct BrokerReady {
     config: AgentwireConfig,
-    broker: BrokerKind,
+    broker: Arc<dyn Broker>,
+}
+
+impl std::fmt::Debug for BrokerReady {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerReady")
+            .field("broker", &self.broker.name())
+            .finish_non_exhaustive()
+    }
 }
 
 /// State after `Bridge`.
@@ -175,15 +175,19 @@ impl Startup<ConfigLoaded> {
     /// An unknown or unreachable broker.
     pub async fn connect_broker(self) -> Result<Startup<BrokerReady>, StartupError> {
         let config = self.state.config;
-        let broker = match config.broker.as_str() {
-            "memory" => BrokerKind::Memory,
-            other if other.starts_with("redis://") || other.starts_with("rediss://") => {
-                return Err(StartupError::new(
-                    Phase::Broker,
-                    "broker",
-                    "this build has no Redis broker yet",
-                    "use broker = \"memory\" (one node) until the Redis broker lands",
-                ));
+        let broker: Arc<dyn Broker> = match config.broker.as_str() {
+            "memory" => Arc::new(MemoryBroker::new(config.history.clone(), config.limits.max_users)),
+            url if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") => {
+                RedisBroker::connect(url, config.history.clone())
+                    .await
+                    .map_err(|e| {
+                        StartupError::new(
+                            Phase::Broker,
+                            "redis",
+                            e.to_string(),
+                            "start Redis or fix the broker URL (check with `redis-cli -u <url> ping`)",
+                        )
+                    })?
             }
             other => {
                 return Err(StartupError::new(
@@ -194,6 +198,15 @@ impl Startup<ConfigLoaded> {
                 ));
             }
         };
+        // A real round trip, so a broken broker stops startup here rather than at the first run.
+        broker.ping().await.map_err(|e| {
+            StartupError::new(
+                Phase::Broker,
+                broker.name(),
+                e.to_string(),
+                "check that the broker is reachable",
+            )
+        })?;
         Ok(Startup {
             state: (),
             report: self.report,
@@ -206,7 +219,7 @@ impl Startup<ConfigLoaded> {
 
 impl Startup<BrokerReady> {
     /// The broker connected in phase `Broker`.
-    pub fn broker(&self) -> &BrokerKind {
+    pub fn broker(&self) -> &Arc<dyn Broker> {
         &self.state.broker
     }
 
@@ -215,8 +228,9 @@ impl Startup<BrokerReady> {
     /// # Errors
     /// A bridge setting out of range.
     pub fn build_bridge(self) -> Result<Startup<BridgeConfigured>, StartupError> {
-        let BrokerReady { config, broker: _ } = self.state;
+        let BrokerReady { config, broker } = self.state;
         let bridge = AgentWebSocketBridge::builder()
+            .broker(broker)
             .configure(BridgeConfig {
                 history: config.history.clone(),
                 max_connections_per_user: config.limits.max_connections_per_user,
@@ -319,6 +333,7 @@ impl Startup<AgentsWired> {
             config.health.check_timeout,
         ));
         monitor.register(critical_path.clone());
+        monitor.register(Arc::new(BrokerCheck::new(bridge.broker().clone())));
         for check in extra {
             monitor.register(check);
         }

@@ -50,6 +50,7 @@ pub(crate) async fn run(
         Err(e) => {
             let code = match e {
                 agentwire_bridge::BridgeError::ShuttingDown => CloseCode::GOING_AWAY,
+                agentwire_bridge::BridgeError::BrokerUnavailable { .. } => CloseCode::INTERNAL,
                 _ => CloseCode::POLICY,
             };
             tracing::info!(user_id = %user, error = %e, "connection refused");

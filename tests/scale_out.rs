@@ -1,0 +1,443 @@
+//! Scale-out on Redis (issue 4): several real `agentwire` processes sharing the Redis at
+//! `REDIS_URL` (default `redis://127.0.0.1:6379`). Without Redis these tests print a SKIP line —
+//! unless `AGENTWIRE_REQUIRE_REDIS=1` (CI), which makes them fail.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use agentwire_test::WsClient;
+use serde_json::{Value, json};
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Whether Redis answers at `url` (a raw PING over TCP, no client library needed).
+fn redis_answers(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let hostport = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+    let Ok(mut s) = std::net::TcpStream::connect(hostport) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// Returns false (after printing SKIP) when Redis is not there and not required.
+fn redis_or_skip(test: &str) -> bool {
+    if redis_answers(&redis_url()) {
+        return true;
+    }
+    assert!(
+        std::env::var("AGENTWIRE_REQUIRE_REDIS").as_deref() != Ok("1"),
+        "{test}: Redis at {} does not answer and AGENTWIRE_REQUIRE_REDIS=1",
+        redis_url()
+    );
+    println!(
+        "SKIP: {test}: no Redis at {} (set REDIS_URL, or start redis-server)",
+        redis_url()
+    );
+    false
+}
+
+fn binary() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("agentwire");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "agentwire-server", "--bin", "agentwire"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building the agentwire binary");
+    }
+    bin
+}
+
+/// One `agentwire serve` process on an ephemeral port.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(broker: &str, env: &[(&str, &str)]) -> Node {
+        let mut cmd = Command::new(binary());
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-format",
+            "json",
+            "--broker",
+            broker,
+        ])
+        .env("RUST_LOG", "info")
+        .env("AGENTWIRE_AGENTS__DEMO__STEP_DELAY", "0s")
+        .env("AGENTWIRE_AGENTS__DEMO__TOKEN_DELAY", "0s")
+        .env("AGENTWIRE_HEALTH__CACHE", "0s")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("agentwire starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let started = Instant::now();
+        let addr = loop {
+            let line = lines.next().expect("the node logs until ready").unwrap();
+            if line.contains("agentwire ready") {
+                let log: Value = serde_json::from_str(&line).unwrap();
+                break log["fields"]["listen"].as_str().unwrap().parse().unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "node not ready: {line}"
+            );
+        };
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Node { child, addr }
+    }
+
+    fn ws(&self, query: &str) -> String {
+        format!("ws://{}/ws?{query}", self.addr)
+    }
+
+    fn http(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn kill9(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A user name no other test run uses, so tests share one Redis safely.
+fn unique(name: &str) -> String {
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        agentwire_core::RunId::generate().as_str()[2..10].to_owned()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_on_node_a_receives_a_run_started_on_node_b_with_identical_seqs() {
+    if !redis_or_skip("two nodes") {
+        return;
+    }
+    let (a, b) = (
+        Node::start(&redis_url(), &[]),
+        Node::start(&redis_url(), &[]),
+    );
+    let user = unique("pat");
+    let mut on_a = WsClient::connect(&a.ws(&format!("user={user}")))
+        .await
+        .unwrap();
+    let mut on_b = WsClient::connect(&b.ws(&format!("user={user}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        on_a.hello["data"]["epoch"], on_b.hello["data"]["epoch"],
+        "one stream, one epoch"
+    );
+
+    let (ack, from_b) = on_b.run("q1", "demo", "what is 6*7").await;
+    let mut from_a = Vec::new();
+    while from_a.len() < from_b.len() {
+        let f = on_a.next_json().await.expect("node A stays connected");
+        if f.get("seq").is_some() {
+            from_a.push(f);
+        }
+    }
+    assert_eq!(
+        from_a, from_b,
+        "identical frames, seqs included, on both nodes"
+    );
+    assert_eq!(from_a[0]["run_id"], ack["run_id"]);
+    assert_eq!(from_a.last().unwrap()["type"], "agent_completed");
+    let seqs: Vec<u64> = from_a.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+
+    // And the other way round: a run on A continues the same stream on B.
+    let (_, more) = on_a.run("q2", "echo", "again").await;
+    assert_eq!(more[0]["seq"].as_u64(), Some(seqs.len() as u64 + 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_node() {
+    if !redis_or_skip("kill -9") {
+        return;
+    }
+    let env = [
+        ("AGENTWIRE_LIMITS__MESSAGES_PER_SECOND", "100000"),
+        ("AGENTWIRE_LIMITS__BURST", "100000"),
+        ("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000"),
+        ("AGENTWIRE_HISTORY__MAX_EVENTS", "50000"),
+    ];
+    let mut a = Node::start(&redis_url(), &env);
+    let b = Node::start(&redis_url(), &env);
+    let user = unique("streamer");
+    let mut reader = WsClient::connect(&a.ws(&format!("user={user}")))
+        .await
+        .unwrap();
+    let epoch = reader.hello["data"]["epoch"].as_str().unwrap().to_owned();
+
+    // A second connection of the same user fires 3,000 echo runs (15,000 events) at node A.
+    let mut driver = WsClient::connect(&a.ws(&format!("user={user}")))
+        .await
+        .unwrap();
+    for i in 0..3000 {
+        driver
+            .send_json(json!({"type": "user_message", "id": format!("d{i}"), "agent": "echo", "content": format!("n{i}")}))
+            .await;
+    }
+    // Wait until A accepted ≥ 10,000 events (the driver sees them too), then read some on the
+    // reader and kill A while it is still streaming.
+    let mut accepted = 0;
+    while accepted < 10_000 {
+        let f = driver.next_json().await.expect("driver connected");
+        if let Some(seq) = f["seq"].as_u64() {
+            accepted = seq;
+        }
+    }
+    let mut last = 0u64;
+    while last < 2_000 {
+        let f = reader.next_json().await.expect("reader connected");
+        if let Some(seq) = f["seq"].as_u64() {
+            assert_eq!(seq, last + 1);
+            last = seq;
+        }
+    }
+    a.kill9();
+    let resumed_from = last;
+    // The client lost its node at `last`; what A had not delivered yet is only in Redis now.
+    drop(reader);
+    assert!(
+        last < accepted,
+        "the kill happened mid-stream ({last} of {accepted})"
+    );
+
+    // Resume on B: every event after `last`, exactly once, in order, up to the head.
+    let mut resumed =
+        WsClient::connect(&b.ws(&format!("user={user}&last_seq={last}&epoch={epoch}")))
+            .await
+            .unwrap();
+    assert_eq!(
+        resumed.hello["data"]["resumed"]["from_seq"].as_u64(),
+        Some(last + 1)
+    );
+    let head = resumed.hello["data"]["last_seq"].as_u64().unwrap();
+    assert!(head >= 10_000, "head {head}");
+    while last < head {
+        let f = resumed.next_json().await.expect("node B streams the rest");
+        assert_ne!(f["type"], "replay_gap", "history holds everything");
+        if let Some(seq) = f["seq"].as_u64() {
+            assert_eq!(seq, last + 1, "exactly once, in order");
+            last = seq;
+        }
+    }
+    println!(
+        "kill -9: node A died after accepting {accepted}+ events; the client resumed on B from {resumed_from} to {head}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn isolation_holds_across_nodes() {
+    if !redis_or_skip("isolation across nodes") {
+        return;
+    }
+    let env = [("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "50")];
+    let nodes = [
+        Node::start(&redis_url(), &env),
+        Node::start(&redis_url(), &env),
+    ];
+    let tag = unique("iso");
+    let mut tasks = Vec::new();
+    for u in 0..20 {
+        let user = format!("{tag}-{u}");
+        let (url_a, url_b) = (
+            nodes[0].ws(&format!("user={user}")),
+            nodes[1].ws(&format!("user={user}")),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut a = WsClient::connect(&url_a).await.unwrap();
+            let mut b = WsClient::connect(&url_b).await.unwrap();
+            for r in 0..5 {
+                let c = if (u + r) % 2 == 0 { &mut a } else { &mut b };
+                c.send_json(json!({"type": "user_message", "id": format!("r{r}"), "agent": "echo", "content": user.clone()})).await;
+            }
+            for c in [&mut a, &mut b] {
+                let mut seen = 0;
+                while seen < 25 {
+                    let f = c.next_json().await.unwrap();
+                    if let Some(seq) = f["seq"].as_u64() {
+                        seen += 1;
+                        assert_eq!(seq, seen, "{user}: one stream across nodes");
+                        if f["type"] == "agent_started" {
+                            assert_eq!(f["data"]["input"], user.as_str(), "{user} got another user's run");
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+/// A private Redis with an append-only file, so a restart keeps what was acknowledged.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    fn start(port: u16, dir: tempfile::TempDir) -> PrivateRedis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+            ])
+            .args([
+                "--appendfsync",
+                "always",
+                "--dir",
+                dir.path().to_str().unwrap(),
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server runs");
+        let url = format!("redis://127.0.0.1:{port}");
+        let started = Instant::now();
+        while !redis_answers(&url) {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "private redis did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        PrivateRedis { child, port, dir }
+    }
+
+    fn stop(mut self) -> (u16, tempfile::TempDir) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        (
+            self.port,
+            std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap()),
+        )
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn ready_status(node: &Node) -> u16 {
+    match reqwest::get(node.http("/health/ready")).await {
+        Ok(r) => r.status().as_u16(),
+        Err(_) => 0,
+    }
+}
+
+async fn wait_for_status(node: &Node, want: u16, within: Duration) {
+    let started = Instant::now();
+    loop {
+        let got = ready_status(node).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            started.elapsed() < within,
+            "/health/ready stayed {got}, wanted {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_makes_nodes_unready_then_they_recover_without_losing_acknowledged_events() {
+    if !redis_or_skip("redis restart")
+        || Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+    {
+        return;
+    }
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let redis = PrivateRedis::start(port, tempfile::tempdir().unwrap());
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let node = Node::start(&url, &[]);
+    wait_for_status(&node, 200, Duration::from_secs(10)).await;
+    let mut c = WsClient::connect(&node.ws("user=durable")).await.unwrap();
+    let epoch = c.hello["data"]["epoch"].as_str().unwrap().to_owned();
+    let (_, first) = c.run("before", "echo", "kept").await;
+    assert_eq!(first.len(), 5);
+
+    let (port, dir) = redis.stop();
+    wait_for_status(&node, 503, Duration::from_secs(10)).await;
+    let redis = PrivateRedis::start(port, dir);
+    wait_for_status(&node, 200, Duration::from_secs(20)).await;
+
+    // The connection may have been dropped while Redis was away: resume on a fresh one.
+    let mut c = WsClient::connect(&node.ws(&format!("user=durable&last_seq=0&epoch={epoch}")))
+        .await
+        .unwrap();
+    for seq in 1..=5 {
+        let f = c.next_json().await.unwrap();
+        assert_eq!(
+            f["seq"].as_u64(),
+            Some(seq),
+            "acknowledged events survived: {f}"
+        );
+    }
+    let (_, after) = c.run("after", "echo", "new").await;
+    assert_eq!(
+        after[0]["seq"].as_u64(),
+        Some(6),
+        "the stream goes on where it was"
+    );
+    drop(redis);
+}
