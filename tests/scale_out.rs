@@ -100,8 +100,15 @@ impl Node {
         let mut child = cmd.spawn().expect("agentwire starts");
         let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
         let started = Instant::now();
+        let mut seen = Vec::new();
         let addr = loop {
-            let line = lines.next().expect("the node logs until ready").unwrap();
+            let Some(Ok(line)) = lines.next() else {
+                panic!(
+                    "the node exited before it was ready; its log:\n{}",
+                    seen.join("\n")
+                );
+            };
+            seen.push(line.clone());
             if line.contains("agentwire ready") {
                 let log: Value = serde_json::from_str(&line).unwrap();
                 break log["fields"]["listen"].as_str().unwrap().parse().unwrap();

@@ -1,11 +1,10 @@
 //! The critical-path check: a synthetic run through executor → bridge → a loopback connection.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use agentwire_bridge::{AgentWebSocketBridge, ConnectionQueue};
-use agentwire_core::{RunLauncher, StreamEvent, UserContext, UserId};
+use agentwire_core::{RunId, RunLauncher, StreamEvent, UserContext, UserId};
 use async_trait::async_trait;
 
 use crate::HealthCheck;
@@ -19,8 +18,8 @@ pub const EXPECTED_EVENTS: [&str; 5] = [
     "agent_completed",
 ];
 
-/// Proves chat works end to end: starts a real `echo` run for a synthetic user (`__health_N`)
-/// through the [`RunLauncher`] (registry → executor → emitter), receives it through the bridge
+/// Proves chat works end to end: starts a real `echo` run for a synthetic user (`__health_<random>`)
+/// (random per probe, so nodes sharing a broker never collide) through the [`RunLauncher`] (registry → executor → emitter), receives it through the bridge
 /// on a loopback connection, and checks that the five lifecycle events arrive in order with
 /// consecutive seqs. The synthetic stream is removed afterwards.
 pub struct CriticalPathCheck {
@@ -56,8 +55,8 @@ impl CriticalPathCheck {
     /// # Errors
     /// Which step failed: attach, launch, a missing or misordered event, or the timeout.
     pub async fn round_trip(&self) -> Result<String, String> {
-        static NEXT: AtomicU64 = AtomicU64::new(1);
-        let user = UserId::new(format!("__health_{}", NEXT.fetch_add(1, Ordering::Relaxed)))
+        // Random, not a counter: nodes sharing a broker must never probe the same stream.
+        let user = UserId::new(format!("__health_{}", &RunId::generate().as_str()[2..]))
             .map_err(|e| e.to_string())?;
         let result = self.probe(&user).await;
         // A probe cut short by a timeout leaves its stream to the idle sweeper.

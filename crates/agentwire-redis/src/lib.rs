@@ -186,18 +186,17 @@ impl RedisBroker {
     ) -> Result<Option<(String, Frame)>, BridgeError> {
         let [_, stream, epoch_key] = self.keys(user);
         let mut conn = self.conn.clone();
-        let (epoch, entries): (Option<String>, Vec<(String, Vec<(String, Vec<u8>)>)>) =
-            redis::pipe()
-                .get(&epoch_key)
-                .cmd("XREVRANGE")
-                .arg(&stream)
-                .arg("+")
-                .arg("-")
-                .arg("COUNT")
-                .arg(1)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+        let (epoch, entries): (Option<String>, StreamEntries) = redis::pipe()
+            .get(&epoch_key)
+            .cmd("XREVRANGE")
+            .arg(&stream)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         let (Some(epoch), Some((id, fields))) = (epoch, entries.into_iter().next()) else {
             return Ok(None);
         };
@@ -206,6 +205,9 @@ impl RedisBroker {
         Ok(frame.map(|f| (epoch, Frame::event(seq, f))))
     }
 }
+
+/// `XREVRANGE` entries: (id, [(field, value)]).
+type StreamEntries = Vec<(String, Vec<(String, Vec<u8>)>)>;
 
 fn parse_seq(id: &str) -> Option<u64> {
     id.split('-').next()?.parse().ok()
