@@ -1,0 +1,204 @@
+//! A client that stops reading, against the real `agentwire` process: it is closed with 4008,
+//! the server's memory stays bounded while ~40 MB are published to it, another user keeps
+//! receiving, and the slow client then resumes from history.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+const BIN: &str = env!("CARGO_BIN_EXE_agentwire");
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start() -> Server {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .env("RUST_LOG", "info")
+        .env("AGENTWIRE_LIMITS__QUEUE_BYTES", "262144")
+        .env("AGENTWIRE_LIMITS__MESSAGES_PER_SECOND", "100000")
+        .env("AGENTWIRE_LIMITS__BURST", "100000")
+        .env("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000")
+        .env("AGENTWIRE_HISTORY__MAX_EVENTS", "200")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("server logs until ready").unwrap();
+        if line.contains("agentwire ready") {
+            let v: Value = serde_json::from_str(&line).unwrap();
+            break v["fields"]["listen"].as_str().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+    Server { child, addr }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+async fn health(addr: &str) -> Value {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+}
+
+/// Completes the WebSocket handshake with a tiny receive buffer, then never reads again.
+async fn stalled(addr: &str, user: &str) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut tcp = sock.connect(addr.parse().unwrap()).await.unwrap();
+    let req = format!(
+        "GET /ws?user={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = tcp.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
+    tcp
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn next_json(ws: &mut Ws) -> Option<Value> {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("frame in time")
+        {
+            Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_client_costs_bounded_memory_and_resumes_afterwards() {
+    let server = start();
+    let pid = server.child.id();
+    let addr = server.addr.clone();
+    let _stalled = stalled(&addr, "slow").await;
+    let (mut driver, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?user=slow"))
+        .await
+        .unwrap();
+    let (mut other, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?user=other"))
+        .await
+        .unwrap();
+    next_json(&mut driver).await.unwrap();
+    next_json(&mut other).await.unwrap();
+    let baseline = rss_kib(pid);
+
+    // 320 echo runs (one at a time: the reading connection has the same 256 KiB queue) of
+    // 32 KiB input: each run's four events carry it, ~40 MB in all for user
+    // `slow` — far beyond its 256 KiB queue and the stalled socket's buffers.
+    const RUNS: usize = 320;
+    let big = "z".repeat(32 * 1024);
+    let mut done = 0;
+    let mut sent = 0;
+    let mut peak = baseline;
+    let started = Instant::now();
+    while done < RUNS {
+        while sent < RUNS && sent - done < 1 {
+            let frame = json!({"type": "user_message", "id": format!("r{sent}"), "agent": "echo", "content": big});
+            driver.send(Message::text(frame.to_string())).await.unwrap();
+            sent += 1;
+        }
+        let f = next_json(&mut driver)
+            .await
+            .expect("the reading connection stays open");
+        if f["type"] == "agent_completed" {
+            done += 1;
+            if done % 100 == 0 {
+                peak = peak.max(rss_kib(pid));
+                // The other user is served meanwhile.
+                other
+                    .send(Message::text(json!({"type": "user_message", "id": format!("o{done}"), "agent": "echo", "content": "hi"}).to_string()))
+                    .await
+                    .unwrap();
+            }
+        }
+    }
+    peak = peak.max(rss_kib(pid));
+    let published_mb = (RUNS * 4 * 32) / 1024;
+    println!(
+        "slow consumer: {published_mb} MB published to a stalled client in {:?}; server RSS {} MiB -> peak {} MiB",
+        started.elapsed(),
+        baseline / 1024,
+        peak / 1024
+    );
+    // History keeps 200 events (~6.5 MB), the stalled queue at most 256 KiB; allocator slack
+    // aside, the server must not have kept what it could not deliver.
+    assert!(
+        peak - baseline < 24 * 1024,
+        "RSS grew by {} MiB",
+        (peak - baseline) / 1024
+    );
+
+    let mut other_done = 0;
+    while other_done < RUNS / 100 {
+        let f = next_json(&mut other)
+            .await
+            .expect("the other user stays connected");
+        if f["type"] == "agent_completed" {
+            other_done += 1;
+        }
+    }
+    // The stalled connection was closed as a slow consumer: only driver and other remain.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if health(&addr).await["connections"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stalled connection was not dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Resuming from 0: a gap for what history no longer holds, then the held events in order.
+    let (mut resumed, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?user=slow&last_seq=0"))
+            .await
+            .unwrap();
+    let hello = next_json(&mut resumed).await.unwrap();
+    let head = hello["data"]["last_seq"].as_u64().unwrap();
+    assert_eq!(head, (RUNS * 5) as u64);
+    let gap = next_json(&mut resumed).await.unwrap();
+    assert_eq!(gap["type"], "replay_gap");
+    let mut expected = gap["data"]["to_seq"].as_u64().unwrap() + 1;
+    assert_eq!(expected, head - 200 + 1);
+    while expected <= head {
+        let f = next_json(&mut resumed).await.unwrap();
+        assert_eq!(f["seq"].as_u64(), Some(expected));
+        expected += 1;
+    }
+}
