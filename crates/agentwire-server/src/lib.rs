@@ -172,13 +172,13 @@ impl RouterBuilder {
     pub fn build<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let state = self.state;
         let body_limit = state.ready().config().limits.max_body_bytes;
-        let dev = state.ready().config().auth.mode == agentwire_startup::AuthMode::Dev;
+        let dev = state.debug_routes_enabled();
         let mut router = Router::new()
             .route("/ws", get(ws::upgrade))
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready))
             .route("/health", get(health::full));
-        // Debug routes exist only with dev auth, which is refused off loopback.
+        // Debug routes exist only with agentwire's own dev auth, which is refused off loopback.
         if dev {
             router = router.route("/debug/disconnect", axum::routing::post(debug::disconnect));
         }

@@ -19,6 +19,8 @@ pub struct AppState {
 struct Inner {
     ready: Ready,
     auth: Arc<dyn Authenticate>,
+    /// Whether `auth` is agentwire's own (config-driven) authenticator.
+    builtin_auth: bool,
     started: Instant,
     draining: AtomicBool,
     sessions: TaskTracker,
@@ -36,7 +38,11 @@ impl AppState {
     /// State over a finished startup, authenticating as its config says.
     pub fn new(ready: Ready) -> Self {
         let auth = Authenticator::from_config(ready.config());
-        Self::with_authenticator(ready, auth)
+        let mut state = Self::with_authenticator(ready, auth);
+        Arc::get_mut(&mut state.inner)
+            .expect("just built")
+            .builtin_auth = true;
+        state
     }
 
     /// State whose requests are authenticated by `auth` (your own [`Authenticate`]).
@@ -45,11 +51,19 @@ impl AppState {
             inner: Arc::new(Inner {
                 ready,
                 auth: Arc::new(auth),
+                builtin_auth: false,
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
                 sessions: TaskTracker::new(),
             }),
         }
+    }
+
+    /// Whether the dev-only debug routes may be served: only with agentwire's own dev auth
+    /// (which refuses to run off loopback), never behind an embedding app's authenticator.
+    pub fn debug_routes_enabled(&self) -> bool {
+        self.inner.builtin_auth
+            && self.ready().config().auth.mode == agentwire_startup::AuthMode::Dev
     }
 
     /// The started components.

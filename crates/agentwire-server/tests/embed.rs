@@ -162,3 +162,22 @@ async fn nested_under_a_prefix() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_embedding_app_with_its_own_auth_gets_no_debug_routes() {
+    let state = state(HeaderAuth).await;
+    assert!(
+        !state.debug_routes_enabled(),
+        "dev mode, but not agentwire's own authenticator"
+    );
+    let app = agentwire_server::router(state.clone());
+    let (addr, stop, task) = spawn(app, state).await;
+    let r = reqwest::Client::new()
+        .post(format!("http://{addr}/debug/disconnect?user=anyone"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
