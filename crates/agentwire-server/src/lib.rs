@@ -23,6 +23,7 @@ mod debug;
 mod demo;
 mod error;
 mod health;
+mod http;
 mod shutdown;
 mod state;
 mod ws;
@@ -78,7 +79,8 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
         .await
 }
 
-/// The HTTP routes: `/ws`, `/health/live`, `/health/ready`, `/health`, `/` and `/agentwire.js`.
+/// The HTTP routes: `/ws`, the HTTP API (`/v1/runs`, `/v1/events`, `/v1/stream`, `/v1/publish`,
+/// `/agui/{agent}`), `/health/live`, `/health/ready`, `/health`, `/` and `/agentwire.js`.
 /// Nest it in your own router to add agentwire to an existing service.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.ready().config().limits.max_body_bytes;
@@ -92,6 +94,7 @@ pub fn router(state: AppState) -> Router {
     };
     router
         .route("/ws", get(ws::upgrade))
+        .merge(http::routes())
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health", get(health::full))
