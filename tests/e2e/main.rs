@@ -5,4 +5,5 @@ mod auth;
 mod frames;
 mod golden_path;
 mod health;
+mod http_api;
 mod isolation;
