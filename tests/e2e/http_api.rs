@@ -767,3 +767,83 @@ async fn agui_ends_with_run_error_when_the_run_fails() {
     assert_eq!(last.data["code"], "cancelled");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn agui_resumes_a_run_after_a_reconnect_with_last_event_id() {
+    let mut config = agentwire_test::test_config();
+    config.agents.demo = agentwire_agent_registry::DemoSettings {
+        step_delay: Duration::from_millis(100),
+        token_delay: Duration::from_millis(5),
+    };
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let input = json!({
+        "threadId": "thread-3", "runId": "run-3",
+        "messages": [{"id": "u1", "role": "user", "content": "What is 6 * 7?"}]
+    });
+    let post = |last_id: Option<String>| {
+        let mut r = client()
+            .post(server.http_url("/agui/demo?user=rex"))
+            .json(&input);
+        if let Some(id) = last_id {
+            r = r.header("Last-Event-ID", id);
+        }
+        r.send()
+    };
+    // Read until the first tool call's group ended, then drop the connection.
+    let mut sse = SseReader::new(post(None).await.unwrap());
+    let mut first = Vec::new();
+    let mut last_id = None;
+    loop {
+        let e = sse.next().await.unwrap();
+        let done = e.data["type"] == "TOOL_CALL_END";
+        first.push(e.data["type"].as_str().unwrap().to_owned());
+        if e.id.is_some() {
+            last_id = e.id;
+        }
+        if done {
+            break;
+        }
+    }
+    drop(sse);
+    // The group of tool_executing ends with TOOL_CALL_END, which carries its seq.
+    let last_id = last_id.expect("an id was seen");
+    let mut resumed = SseReader::new(post(Some(last_id)).await.unwrap());
+    let mut rest = Vec::new();
+    while let Some(e) = resumed.next().await {
+        rest.push(e.data["type"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        rest.first().map(String::as_str),
+        Some("TOOL_CALL_RESULT"),
+        "{rest:?}"
+    );
+    assert_eq!(rest.last().map(String::as_str), Some("RUN_FINISHED"));
+    let all: Vec<String> = first.into_iter().chain(rest).collect();
+    let count = |t: &str| all.iter().filter(|x| *x == t).count();
+    assert_eq!(count("RUN_STARTED"), 1);
+    assert_eq!(count("STEP_STARTED"), 3);
+    assert_eq!(count("STEP_FINISHED"), 3);
+    assert_eq!(count("TOOL_CALL_START"), 2);
+    assert_eq!(count("TOOL_CALL_RESULT"), 2);
+    assert_eq!(count("TEXT_MESSAGE_START"), 1);
+    assert_eq!(count("TEXT_MESSAGE_END"), 1);
+    // Only one run ran: a resume starts nothing.
+    let events = run_events(&server, "rex", "run-3").await;
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["type"] == "agent_started")
+            .count(),
+        1
+    );
+    // Resuming a run the user does not have is 404.
+    let r = client()
+        .post(server.http_url("/agui/demo?user=sam"))
+        .header("Last-Event-ID", "1")
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    assert_error(&json_of(r).await, StatusCode::NOT_FOUND, "run_not_found");
+    server.stop().await;
+}

@@ -5,8 +5,10 @@
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 
-use agentwire_bridge::Batch;
-use agentwire_core::{ErrorCode, EventKind, Frame, RunId, StreamEvent, ThreadId, UserContext};
+use agentwire_bridge::{Batch, ResumeFrom};
+use agentwire_core::{
+    ErrorCode, EventKind, Frame, RunId, StreamEvent, ThreadId, UserContext, UserId,
+};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -15,7 +17,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::stream::{Attached, KEEPALIVE, attach};
+use super::stream::{Attached, KEEPALIVE, attach, resume_point};
 use super::{Credentials, JsonBody, authenticate, error, refuse_if_draining};
 use crate::{ApiError, AppState};
 
@@ -71,8 +73,12 @@ pub(crate) async fn run(
             "the user message is too long",
         ));
     }
+    let resume = resume_point(&headers, None, None)?;
+    if let Some(from) = resume {
+        return resume_run(&state, &user, input, from.last_seq).await;
+    }
     // The AG-UI ids are kept for the AG-UI events; agentwire uses them too when they are valid
-    // agentwire ids, so `/ws` and `/v1/events` show the same run.
+    // agentwire ids, so `/ws` and `/v1/events` show the same run (and a resume can find it).
     let thread_id =
         ThreadId::new(input.thread_id.as_str()).unwrap_or_else(|_| ThreadId::generate());
     let factory = state.ready().executor().factory();
@@ -95,10 +101,64 @@ pub(crate) async fn run(
     let (guard, _, _) = attach(&state, &user, None).await?;
     prepared.spawn(content);
     let mapper = AguiMapper::new(input.thread_id, input.run_id);
-    let events = agui_events(guard, run_id, mapper);
-    Ok(Sse::new(events)
+    Ok(sse(agui_events(guard, run_id, mapper)))
+}
+
+fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -> Response {
+    Sse::new(events)
         .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive"))
-        .into_response())
+        .into_response()
+}
+
+/// A reconnect (`Last-Event-ID: <seq>` with the same `RunAgentInput`): no new run starts; the
+/// AG-UI events of the run after that seq follow, then live ones. The mapper's state is rebuilt
+/// from the run's events up to the seq, so open steps and messages continue correctly.
+async fn resume_run(
+    state: &AppState,
+    user: &UserId,
+    input: RunAgentInput,
+    last_seq: u64,
+) -> Result<Response, ApiError> {
+    let not_found = || {
+        error(
+            ErrorCode::RunNotFound,
+            format!(
+                "no run {} of yours is in the stream's history to resume",
+                input.run_id
+            ),
+        )
+    };
+    let run_id = RunId::new(input.run_id.as_str()).map_err(|_| not_found())?;
+    let limit = usize::try_from(last_seq).unwrap_or(usize::MAX);
+    let page = state
+        .ready()
+        .bridge()
+        .history_after(user, 0, None, limit)
+        .await;
+    let mut mapper = AguiMapper::new(input.thread_id.clone(), input.run_id.clone());
+    let mut started = false;
+    for frame in page.frames.iter().filter(|f| f.seq() <= last_seq) {
+        let Ok(event) = serde_json::from_slice::<StreamEvent>(frame.bytes()) else {
+            continue;
+        };
+        if event.event.run_id == run_id {
+            started |= matches!(event.event.kind, EventKind::AgentStarted(_));
+            mapper.map(&event);
+        }
+    }
+    if !started {
+        return Err(not_found());
+    }
+    if mapper.finished {
+        // The client saw the whole run: an empty stream that ends at once.
+        return Ok(sse(futures_util::stream::empty()));
+    }
+    let from = ResumeFrom {
+        last_seq,
+        epoch: None,
+    };
+    let (guard, _, _) = attach(state, user, Some(from)).await?;
+    Ok(sse(agui_events(guard, run_id, mapper)))
 }
 
 struct Pump {
