@@ -127,7 +127,7 @@ impl SseReader {
 }
 
 #[tokio::test]
-async fn runs_start_and_deliver_events_and_only_the_owner_can_cancel() {
+async fn runs_start_and_their_events_page_through_v1_events() {
     let server = TestServer::start().await;
     let http = client();
     let r = http
@@ -174,7 +174,7 @@ async fn runs_start_and_deliver_events_and_only_the_owner_can_cancel() {
     .await;
     assert_eq!(other["events"], json!([]));
 
-    // Another user cannot cancel hana's run: 404, exactly as for no run.
+    // Unknown or malformed run ids are 404 run_not_found.
     let cancel = |user: &str, id: &str| {
         http.post(server.http_url(&format!("/v1/runs/{id}/cancel?user={user}")))
             .send()
@@ -187,7 +187,7 @@ async fn runs_start_and_deliver_events_and_only_the_owner_can_cancel() {
 }
 
 #[tokio::test]
-async fn cancel_of_a_running_run_ends_it_with_cancelled() {
+async fn only_the_owner_can_cancel_a_run_and_it_ends_with_cancelled() {
     let mut config = agentwire_test::test_config();
     config.agents.demo = agentwire_agent_registry::DemoSettings::default();
     let server = TestServer::start_with(config, Vec::new()).await;
@@ -846,4 +846,25 @@ async fn agui_resumes_a_run_after_a_reconnect_with_last_event_id() {
         .unwrap();
     assert_error(&json_of(r).await, StatusCode::NOT_FOUND, "run_not_found");
     server.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_open_sse_streams_with_a_close_event() {
+    let mut server = TestServer::start().await;
+    let mut sse = SseReader::new(
+        client()
+            .get(server.http_url("/v1/stream?user=tia"))
+            .send()
+            .await
+            .unwrap(),
+    );
+    sse.next().await.unwrap();
+    server.begin_stop();
+    let close = sse.next().await.expect("a close event");
+    assert_eq!(close.event.as_deref(), Some("close"));
+    assert_eq!(close.data["code"], 1001);
+    assert!(sse.next().await.is_none(), "the stream ends");
+    tokio::time::timeout(WAIT, server.join())
+        .await
+        .expect("shutdown does not wait for the SSE client");
 }
