@@ -30,10 +30,12 @@
 
 mod emitter;
 mod error;
+mod external;
 mod factory;
 
 pub use emitter::RunEmitter;
 pub use error::FactoryError;
+pub use external::{ExternalError, ExternalLimits, ExternalRuns};
 pub use factory::{BridgeFactory, RunLimits};
 
 #[cfg(test)]

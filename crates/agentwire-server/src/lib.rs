@@ -27,6 +27,7 @@ mod debug;
 mod demo;
 mod error;
 mod health;
+mod http;
 mod shutdown;
 mod state;
 mod ws;
@@ -82,11 +83,12 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
         .await
 }
 
-/// The HTTP routes: `/ws`, `/health/live`, `/health/ready`, `/health`, the demo page (`/`,
-/// `/agentwire.js` — the browser client — and `/demo.js`), with a JSON 404 fallback. Merge or
-/// nest it in your own router to add agentwire to an existing service; use [`RouterBuilder`] to
-/// leave out the demo page or the fallback, or to attach the routes to a router that has its own
-/// state.
+/// The HTTP routes: `/ws`, the HTTP API (`/v1/runs`, `/v1/runs/{run_id}/cancel`, `/v1/events`,
+/// `/v1/stream`, `/v1/publish`, `/agui/{agent}`), `/health/live`, `/health/ready`, `/health`,
+/// the demo page (`/`, `/agentwire.js` — the browser client — and `/demo.js`), with a JSON 404
+/// fallback. Merge or nest it in your own router to add agentwire to an existing service; use
+/// [`RouterBuilder`] to leave out the demo page or the fallback, or to attach the routes to a
+/// router that has its own state.
 ///
 /// ```no_run
 /// use agentwire_server::{AppState, router, start};
@@ -95,7 +97,7 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
 ///
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 /// let ready = start(AgentwireConfig::default(), Vec::new()).await?;
-/// // `/ws` and `/health*` under `/realtime`, next to your own routes.
+/// // agentwire's routes under `/realtime`, next to your own routes.
 /// let app: Router = Router::new()
 ///     .route("/hello", get(|| async { "hello" }))
 ///     .nest("/realtime", router(AppState::new(ready)));
@@ -175,6 +177,7 @@ impl RouterBuilder {
         let dev = state.debug_routes_enabled();
         let mut router = Router::new()
             .route("/ws", get(ws::upgrade))
+            .merge(http::routes())
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready))
             .route("/health", get(health::full));

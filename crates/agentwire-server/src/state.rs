@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
+use agentwire_bridge_factory::{ExternalLimits, ExternalRuns};
 use agentwire_startup::Ready;
 use tokio_util::task::TaskTracker;
 
@@ -24,6 +25,7 @@ struct Inner {
     started: Instant,
     draining: AtomicBool,
     sessions: TaskTracker,
+    external: ExternalRuns,
 }
 
 impl std::fmt::Debug for Inner {
@@ -47,6 +49,13 @@ impl AppState {
 
     /// State whose requests are authenticated by `auth` (your own [`Authenticate`]).
     pub fn with_authenticator(ready: Ready, auth: impl Authenticate) -> Self {
+        let external = ExternalRuns::new(
+            Arc::new(ready.bridge().clone()),
+            ExternalLimits {
+                idle_ttl: ready.config().history.ttl,
+                ..ExternalLimits::default()
+            },
+        );
         Self {
             inner: Arc::new(Inner {
                 ready,
@@ -55,6 +64,7 @@ impl AppState {
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
                 sessions: TaskTracker::new(),
+                external,
             }),
         }
     }
@@ -88,6 +98,11 @@ impl AppState {
 
     pub(crate) fn set_draining(&self) {
         self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The grammar bookkeeping of runs published over `/v1/publish`.
+    pub fn external_runs(&self) -> &ExternalRuns {
+        &self.inner.external
     }
 
     /// The WebSocket session tasks, so shutdown can wait for them.

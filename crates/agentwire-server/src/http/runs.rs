@@ -1,0 +1,79 @@
+//! `POST /v1/runs` and `POST /v1/runs/{run_id}/cancel`.
+
+use agentwire_core::{ErrorCode, MAX_CONTENT_LEN, RunId, ThreadId, UserContext};
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::{Credentials, JsonBody, authenticate, error, refuse_if_draining};
+use crate::{ApiError, AppState};
+
+/// The body of `POST /v1/runs`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StartRun {
+    agent: String,
+    content: String,
+    #[serde(default)]
+    thread_id: Option<ThreadId>,
+}
+
+/// Starts a run for the authenticated user: 202 `{run_id, thread_id}`; its events follow on the
+/// user's stream (`/ws`, `/v1/stream`, `/v1/events`).
+pub(crate) async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(credentials): Query<Credentials>,
+    body: Result<JsonBody<StartRun>, ApiError>,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&state, &headers, &credentials)?;
+    let JsonBody(body) = body?;
+    refuse_if_draining(&state)?;
+    if body.content.trim().is_empty() || body.content.len() > MAX_CONTENT_LEN {
+        return Err(error(
+            ErrorCode::InvalidField,
+            format!("content must be 1 to {MAX_CONTENT_LEN} bytes of text"),
+        ));
+    }
+    let ctx = UserContext::new_run(user, body.thread_id, None);
+    let prepared = state
+        .ready()
+        .executor()
+        .prepare(ctx, &body.agent)
+        .map_err(|e| error(e.code(), e.to_string()))?;
+    let handle = prepared.handle().clone();
+    prepared.spawn(body.content);
+    let reply = json!({ "run_id": handle.run_id, "thread_id": handle.thread_id });
+    Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
+}
+
+/// Cancels one of the user's runs: 202 `{run_id}`; the run ends with
+/// `agent_error {code:"cancelled"}`. Another user's run is 404 `run_not_found`, like no run.
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(credentials): Query<Credentials>,
+    Path(run_id): Path<String>,
+) -> Result<Response, ApiError> {
+    let user = authenticate(&state, &headers, &credentials)?;
+    let not_found = || {
+        error(
+            ErrorCode::RunNotFound,
+            format!("no run {run_id} of yours is in progress"),
+        )
+    };
+    let run = RunId::new(run_id.as_str()).map_err(|_| not_found())?;
+    state
+        .ready()
+        .executor()
+        .factory()
+        .cancel(&user, &run)
+        .map_err(|e| match e.code() {
+            ErrorCode::RunNotFound => not_found(),
+            code => error(code, e.to_string()),
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run }))).into_response())
+}

@@ -1,0 +1,198 @@
+//! `GET /v1/stream`: the user's stream as server-sent events, resumable with `Last-Event-ID`.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agentwire_bridge::{AgentWebSocketBridge, Batch, BridgeError, ConnectionQueue, ResumeFrom};
+use agentwire_core::{
+    ConnectionEstablished, ConnectionId, ControlFrame, ErrorCode, Frame, FrameError, UserId,
+};
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::Stream;
+use serde::Deserialize;
+
+use super::{Credentials, authenticate, error, refuse_if_draining};
+use crate::{ApiError, AppState};
+
+/// How often an idle SSE stream gets a keepalive comment.
+pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
+
+/// Frames taken from the queue at once.
+const BATCH: usize = 256;
+
+/// Query of `/v1/stream`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct StreamQuery {
+    last_seq: Option<u64>,
+    epoch: Option<String>,
+}
+
+/// Detaches the connection and drops its queue when the response stream is dropped (the client
+/// went away, or the stream ended).
+pub(crate) struct Attached {
+    pub(crate) bridge: AgentWebSocketBridge,
+    pub(crate) user: UserId,
+    pub(crate) connection_id: ConnectionId,
+    pub(crate) queue: Arc<ConnectionQueue>,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        self.queue.mark_gone();
+        // Detaching ends the broker subscription, which is async; the guard may be dropped
+        // outside a task, so it is done on the runtime.
+        let (bridge, user, id) = (self.bridge.clone(), self.user.clone(), self.connection_id);
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move { bridge.detach(&user, id).await });
+        }
+    }
+}
+
+/// The resume point of a request: `Last-Event-ID` (as an SSE client sends it on reconnect) or
+/// `?last_seq=`, with `?epoch=`.
+pub(crate) fn resume_point(
+    headers: &HeaderMap,
+    last_seq: Option<u64>,
+    epoch: Option<String>,
+) -> Result<Option<ResumeFrom>, ApiError> {
+    let header = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+                .ok_or_else(|| {
+                    error(
+                        ErrorCode::InvalidField,
+                        "Last-Event-ID must be a seq (an unsigned integer)",
+                    )
+                })
+        })
+        .transpose()?;
+    Ok(header
+        .or(last_seq)
+        .map(|last_seq| ResumeFrom { last_seq, epoch }))
+}
+
+/// Attaches a queue for `user`, resuming from `resume`; a resume point ahead of the stream head
+/// starts live and returns the error to tell the client.
+pub(crate) async fn attach(
+    state: &AppState,
+    user: &UserId,
+    resume: Option<ResumeFrom>,
+) -> Result<(Attached, agentwire_bridge::Attachment, Option<FrameError>), ApiError> {
+    let queue = Arc::new(ConnectionQueue::new(
+        state.ready().config().limits.queue_bytes,
+    ));
+    let bridge = state.ready().bridge().clone();
+    let mut warning = None;
+    let attached = match bridge.attach(user, queue.clone(), resume.clone()).await {
+        Err(BridgeError::ResumeAhead { .. }) if resume.is_some() => {
+            warning = Some(FrameError::new(
+                ErrorCode::InvalidField,
+                "last_seq is ahead of the stream head; starting live without replay",
+                None,
+            ));
+            bridge.attach(user, queue.clone(), None).await
+        }
+        other => other,
+    };
+    let attachment = attached.map_err(|e| error(e.code(), e.to_string()))?;
+    let guard = Attached {
+        bridge,
+        user: user.clone(),
+        connection_id: attachment.connection_id,
+        queue,
+    };
+    Ok((guard, attachment, warning))
+}
+
+/// The SSE stream: first `connection_established` (as on `/ws`), then the user's events with
+/// `id:` = seq (`replay_gap` and other control frames have no id), a keepalive comment every
+/// 15 s. When the server closes the stream (slow consumer, shutdown) a last event named `close`
+/// says why; reconnect with `Last-Event-ID` to resume.
+pub(crate) async fn stream(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(credentials): Query<Credentials>,
+    query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| error(ErrorCode::InvalidField, e.body_text()))?;
+    let user = authenticate(&state, &headers, &credentials)?;
+    refuse_if_draining(&state)?;
+    let resume = resume_point(&headers, query.last_seq, query.epoch)?;
+    let (guard, attachment, warning) = attach(&state, &user, resume).await?;
+    let heartbeat = state.ready().config().heartbeat.interval;
+    let mut hello = ConnectionEstablished::new(
+        attachment.connection_id,
+        user.clone(),
+        attachment.epoch.clone(),
+        attachment.last_seq,
+        heartbeat.as_millis() as u64,
+    );
+    hello.resumed = attachment.resumed;
+    let mut first = VecDeque::new();
+    first.push_back(frame_event(
+        &ControlFrame::ConnectionEstablished { data: &hello }.to_frame(),
+    ));
+    if let Some(w) = warning {
+        first.push_back(frame_event(&w.to_frame()));
+    }
+    let events = sse_frames(guard, first);
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::new().interval(KEEPALIVE).text("keepalive"))
+        .into_response())
+}
+
+/// One frame as an SSE event: `id:` = seq for events, none for control frames.
+fn frame_event(frame: &Frame) -> Event {
+    let event = Event::default().data(frame.as_str());
+    if frame.seq() > 0 {
+        event.id(frame.seq().to_string())
+    } else {
+        event
+    }
+}
+
+struct Pump {
+    guard: Attached,
+    pending: VecDeque<Event>,
+    batch: Vec<Frame>,
+    done: bool,
+}
+
+fn sse_frames(
+    guard: Attached,
+    first: VecDeque<Event>,
+) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
+    let pump = Pump {
+        guard,
+        pending: first,
+        batch: Vec::with_capacity(BATCH),
+        done: false,
+    };
+    futures_util::stream::unfold(pump, |mut p| async move {
+        loop {
+            if let Some(event) = p.pending.pop_front() {
+                return Some((Ok(event), p));
+            }
+            if p.done {
+                return None;
+            }
+            match p.guard.queue.next_batch(&mut p.batch, BATCH).await {
+                Batch::Frames => p.pending.extend(p.batch.drain(..).map(|f| frame_event(&f))),
+                Batch::Close(code, reason) => {
+                    let data = serde_json::json!({ "code": code.0, "reason": reason });
+                    p.pending
+                        .push_back(Event::default().event("close").data(data.to_string()));
+                    p.done = true;
+                }
+            }
+        }
+    })
+}
