@@ -114,7 +114,17 @@ impl RunEmitter {
     /// [`FactoryError::Publish`] with [`agentwire_core::CoreError::Grammar`] when the event does
     /// not fit the run, or the bridge's error when it cannot accept events.
     pub async fn emit(&self, kind: EventKind) -> Result<u64, FactoryError> {
+        // Held across the publish so that the grammar order is the seq order.
         let mut grammar = self.grammar.lock().await;
+        self.check_and_publish(&mut grammar, kind).await
+    }
+
+    /// Checks `kind` against the run's grammar (held by the caller) and publishes it.
+    async fn check_and_publish(
+        &self,
+        grammar: &mut RunGrammar,
+        kind: EventKind,
+    ) -> Result<u64, FactoryError> {
         grammar
             .check(&kind)
             .map_err(agentwire_core::CoreError::from)?;
@@ -124,10 +134,7 @@ impl RunEmitter {
             self.agent.clone(),
             kind,
         );
-        // Held across the publish so that the grammar order is the seq order.
-        let seq = self.sink.publish(&self.ctx.user_id, event).await?;
-        drop(grammar);
-        Ok(seq)
+        Ok(self.sink.publish(&self.ctx.user_id, event).await?)
     }
 
     /// `agent_started`.
@@ -241,16 +248,7 @@ impl RunEmitter {
         let events = closing_events(&mut grammar, code, message.into(), self.elapsed_ms());
         let mut last = 0;
         for kind in events {
-            grammar
-                .check(&kind)
-                .map_err(agentwire_core::CoreError::from)?;
-            let event = RunEvent::now(
-                self.ctx.run_id.clone(),
-                self.ctx.thread_id.clone(),
-                self.agent.clone(),
-                kind,
-            );
-            last = self.sink.publish(&self.ctx.user_id, event).await?;
+            last = self.check_and_publish(&mut grammar, kind).await?;
         }
         Ok(last)
     }

@@ -2,22 +2,18 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentwire_core::{
-    CloseCode, Configurable, ConnectionId, ControlFrame, CoreError, EventSink, Frame, ReplayGap,
-    Resumed, RunEvent, UserId, WebSocketSink, async_trait,
+    CloseCode, Configurable, ConnectionId, CoreError, EventSink, Frame, ReplayGap, Resumed,
+    RunEvent, UserId, WebSocketSink, async_trait,
 };
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use crate::replay::replay;
 use crate::stream::{LocalUser, Routed, Slot, SlotState, finish_replay, route};
 use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker, ResumeFrom};
-
-/// History frames read per page during a replay.
-const REPLAY_PAGE: usize = 256;
-/// How long a replay waits for a client to drain its queue before closing it as slow (4008).
-const REPLAY_STALL: Duration = Duration::from_secs(30);
 
 /// The bridge before [`Configurable::configure`]: it has no methods that deliver anything, so it
 /// cannot be used — or handed to startup's `Agents` phase — by mistake.
@@ -127,11 +123,11 @@ pub struct AgentWebSocketBridge {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     config: BridgeConfig,
-    broker: Arc<dyn Broker>,
-    users: DashMap<UserId, Arc<Mutex<LocalUser>>>,
-    connections: AtomicUsize,
+    pub(crate) broker: Arc<dyn Broker>,
+    pub(crate) users: DashMap<UserId, Arc<Mutex<LocalUser>>>,
+    pub(crate) connections: AtomicUsize,
     published: AtomicU64,
     shutting_down: AtomicBool,
 }
@@ -596,110 +592,6 @@ impl AgentWebSocketBridge {
             connections: self.inner.connections.load(Ordering::Relaxed),
             streams: self.inner.broker.stream_count(),
             events_published: self.inner.published.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// Replays history into one connection page by page, paced by its queue, then switches it to
-/// live delivery (see [`AgentWebSocketBridge`]).
-async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
-    loop {
-        let Some(handle) = inner.users.get(&user).map(|h| h.clone()) else {
-            return;
-        };
-        let snapshot = {
-            let local = handle.lock();
-            local
-                .slots
-                .iter()
-                .find(|s| s.id == id && !s.closing)
-                .map(|s| (s.cursor, s.epoch.clone(), s.sink.clone()))
-        };
-        let Some((cursor, epoch, sink)) = snapshot else {
-            return;
-        };
-        let slice = match inner
-            .broker
-            .read_after(&user, cursor, Some(&epoch), REPLAY_PAGE)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(user_id = %user, error = %e, "replay failed: broker unavailable");
-                sink.close(
-                    CloseCode::INTERNAL,
-                    "history unavailable; reconnect with your last seq",
-                );
-                return;
-            }
-        };
-        if slice.epoch != epoch {
-            sink.close(
-                CloseCode(1012),
-                "stream reset; reconnect with your last seq and epoch",
-            );
-            return;
-        }
-        let mut last = cursor;
-        if let Some(gap) = slice.gap {
-            let frame = ControlFrame::ReplayGap { data: gap }.to_frame();
-            if !send_paced(&*sink, frame).await {
-                return;
-            }
-            last = last.max(gap.to_seq);
-        }
-        for frame in slice.frames {
-            if frame.seq() <= last {
-                continue;
-            }
-            let seq = frame.seq();
-            if !send_paced(&*sink, frame).await {
-                return;
-            }
-            last = seq;
-        }
-        let mut local = handle.lock();
-        let Some(idx) = local.slots.iter().position(|s| s.id == id) else {
-            return;
-        };
-        let slot = &mut local.slots[idx];
-        if last > slot.cursor {
-            slot.cursor = last;
-            slot.delivered_any = true;
-        }
-        if last < slice.head {
-            continue; // more pages
-        }
-        match finish_replay(slot) {
-            Some(true) => return,
-            Some(false) => continue,
-            None => {
-                local.slots.remove(idx);
-                inner.connections.fetch_sub(1, Ordering::Relaxed);
-                return;
-            }
-        }
-    }
-}
-
-/// Queues a replay frame, waiting while the connection's queue is full. Returns false (after
-/// closing the connection as a slow consumer when it never drains) when the frame cannot go.
-async fn send_paced(sink: &dyn WebSocketSink, frame: Frame) -> bool {
-    let started = Instant::now();
-    loop {
-        match sink.send(frame.clone()) {
-            Ok(()) => return true,
-            Err(CoreError::SinkFull { .. }) => {
-                if started.elapsed() > REPLAY_STALL {
-                    sink.close(
-                        CloseCode::SLOW_CONSUMER,
-                        "slow consumer: reconnect with your last seq to resume",
-                    );
-                    return false;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-            Err(_) => return false,
         }
     }
 }

@@ -39,6 +39,7 @@ mod error;
 mod history;
 mod memory;
 mod queue;
+mod replay;
 mod stream;
 
 pub use bridge::{AgentWebSocketBridge, Attachment, BridgeStats, HistoryPage, UnconfiguredBridge};
