@@ -11,8 +11,18 @@ use agentwire_core::{
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
-use crate::stream::{LocalUser, Routed, Slot, SlotState, finish_replay, route};
+use crate::metered::Metered;
+use crate::stream::{LocalUser, Routed, Slot, SlotState, close_slow, finish_replay, route};
 use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker, ResumeFrom};
+
+/// Events accepted into a stream, by type.
+const EVENTS_ACCEPTED: &str = "agentwire_events_accepted_total";
+/// Replays started (resume on connect, `resume` frame, or a hole found in live delivery).
+const REPLAYS: &str = "agentwire_replays_total";
+/// Events sent to a connection from history by a replay.
+const REPLAYED_EVENTS: &str = "agentwire_replayed_events_total";
+/// `replay_gap` frames sent.
+const REPLAY_GAPS: &str = "agentwire_replay_gaps_total";
 
 /// History frames read per page during a replay.
 const REPLAY_PAGE: usize = 256;
@@ -72,6 +82,8 @@ impl Configurable for UnconfiguredBridge {
         let broker = self.broker.unwrap_or_else(|| {
             Arc::new(MemoryBroker::new(config.history.clone(), config.max_users))
         });
+        // Every broker gets the same operation, error and latency metrics.
+        let broker: Arc<dyn Broker> = Arc::new(Metered(broker));
         let inner = Arc::new(Inner {
             config,
             broker,
@@ -248,6 +260,7 @@ impl AgentWebSocketBridge {
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let seq = self.inner.broker.append(user, event).await?;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(EVENTS_ACCEPTED, "type" => event.kind.type_name()).increment(1);
         Ok(seq)
     }
 
@@ -603,6 +616,7 @@ impl AgentWebSocketBridge {
 /// Replays history into one connection page by page, paced by its queue, then switches it to
 /// live delivery (see [`AgentWebSocketBridge`]).
 async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
+    metrics::counter!(REPLAYS).increment(1);
     loop {
         let Some(handle) = inner.users.get(&user).map(|h| h.clone()) else {
             return;
@@ -646,6 +660,8 @@ async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
             if !send_paced(&*sink, frame).await {
                 return;
             }
+            metrics::counter!(REPLAY_GAPS).increment(1);
+            tracing::debug!(user_id = %user, from_seq = gap.from_seq, to_seq = gap.to_seq, "replay gap");
             last = last.max(gap.to_seq);
         }
         for frame in slice.frames {
@@ -656,6 +672,7 @@ async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
             if !send_paced(&*sink, frame).await {
                 return;
             }
+            metrics::counter!(REPLAYED_EVENTS).increment(1);
             last = seq;
         }
         let mut local = handle.lock();
@@ -691,10 +708,7 @@ async fn send_paced(sink: &dyn WebSocketSink, frame: Frame) -> bool {
             Ok(()) => return true,
             Err(CoreError::SinkFull { .. }) => {
                 if started.elapsed() > REPLAY_STALL {
-                    sink.close(
-                        CloseCode::SLOW_CONSUMER,
-                        "slow consumer: reconnect with your last seq to resume",
-                    );
+                    close_slow(sink);
                     return false;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

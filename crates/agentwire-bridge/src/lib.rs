@@ -38,6 +38,7 @@ mod config;
 mod error;
 mod history;
 mod memory;
+mod metered;
 mod queue;
 mod stream;
 
