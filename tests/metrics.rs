@@ -32,9 +32,12 @@ impl Agent for Sleepy {
     }
 }
 
+/// A sample line's labels.
+type Labels = Vec<(String, String)>;
+
 /// One parsed exposition: (name, labels, value) per sample line, and the `# TYPE` names.
 struct Scrape {
-    samples: Vec<(String, Vec<(String, String)>, f64)>,
+    samples: Vec<(String, Labels, f64)>,
     families: BTreeSet<String>,
 }
 
