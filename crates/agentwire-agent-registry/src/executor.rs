@@ -23,6 +23,11 @@ pub struct RunHandle {
 /// run's user, and drives the agent on its own task — `agent_started` first, then the agent's
 /// events, then exactly one of `agent_completed`, `agent_error {agent_failed | cancelled |
 /// timeout}`.
+///
+/// Each run's task is instrumented with a `run{user_id, run_id, agent}` span, and records
+/// `agentwire_runs_started_total{agent}`, `agentwire_runs_finished_total{agent, outcome}` and
+/// `agentwire_run_duration_seconds{agent, outcome}` through the `metrics` facade; tool calls
+/// record `agentwire_tool_call_duration_seconds{tool, ok}`.
 #[derive(Clone)]
 pub struct RunExecutor {
     registry: Arc<dyn AgentRegistry>,
@@ -169,7 +174,7 @@ impl PreparedRun {
                 return;
             }
             metrics::counter!(RUNS_STARTED, "agent" => agent_label.clone()).increment(1);
-            tracing::debug!("run started");
+            tracing::debug!("agent running");
             let rc = RunContext::new(emitter.clone(), registry, input);
             let cancel = emitter.cancellation().clone();
             let outcome: Result<Value, (&str, String)> = tokio::select! {
