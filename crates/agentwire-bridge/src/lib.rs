@@ -10,7 +10,7 @@
 //! It records its `agentwire_*` metrics (events accepted, replays, `replay_gap`s, slow-consumer
 //! closes, queued bytes, and every [`Broker`] operation with its errors and duration) through the
 //! `metrics` facade: install any `metrics` recorder to collect them (`agentwire-server` installs a
-//! Prometheus one). Without a recorder they cost nothing.
+//! Prometheus one). Without a recorder they cost next to nothing.
 //!
 //! ```
 //! use std::sync::Arc;
