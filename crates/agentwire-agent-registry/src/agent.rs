@@ -211,7 +211,14 @@ impl RunContext {
             .await?;
         let started = Instant::now();
         let outcome = tool.call(args).await;
-        let duration_ms = started.elapsed().as_millis() as u64;
+        let elapsed = started.elapsed();
+        let duration_ms = elapsed.as_millis() as u64;
+        metrics::histogram!(
+            "agentwire_tool_call_duration_seconds",
+            "tool" => tool.name().to_owned(),
+            "ok" => if outcome.is_ok() { "true" } else { "false" },
+        )
+        .record(elapsed.as_secs_f64());
         self.emitter
             .tool_completed(&call_id, name, outcome.clone(), duration_ms)
             .await?;

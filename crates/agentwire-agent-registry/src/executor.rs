@@ -1,11 +1,12 @@
 //! `RunExecutor`: runs agents on tokio tasks and frames their runs.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
 use agentwire_core::{CoreError, RunId, RunLauncher, ThreadId, UserContext};
 use serde_json::Value;
+use tracing::Instrument;
 
 use crate::{Agent, AgentError, AgentRegistry, RunContext};
 
@@ -22,6 +23,11 @@ pub struct RunHandle {
 /// run's user, and drives the agent on its own task — `agent_started` first, then the agent's
 /// events, then exactly one of `agent_completed`, `agent_error {agent_failed | cancelled |
 /// timeout}`.
+///
+/// Each run's task is instrumented with a `run{user_id, run_id, agent}` span, and records
+/// `agentwire_runs_started_total{agent}`, `agentwire_runs_finished_total{agent, outcome}` and
+/// `agentwire_run_duration_seconds{agent, outcome}` through the `metrics` facade; tool calls
+/// record `agentwire_tool_call_duration_seconds{tool, ok}`.
 #[derive(Clone)]
 pub struct RunExecutor {
     registry: Arc<dyn AgentRegistry>,
@@ -153,11 +159,22 @@ impl PreparedRun {
             timeout,
             ..
         } = self;
-        tokio::spawn(async move {
+        let ctx = emitter.context();
+        let span = tracing::info_span!(
+            "run",
+            user_id = %ctx.user_id,
+            run_id = %ctx.run_id,
+            agent = %agent.name(),
+        );
+        let agent_label: Arc<str> = Arc::from(agent.name());
+        let run = async move {
+            let began = Instant::now();
             if let Err(e) = emitter.started(Some(input.clone())).await {
-                tracing::warn!(run_id = %emitter.context().run_id, error = %e, "run could not start");
+                tracing::warn!(error = %e, "run could not start");
                 return;
             }
+            metrics::counter!(RUNS_STARTED, "agent" => agent_label.clone()).increment(1);
+            tracing::debug!("agent running");
             let rc = RunContext::new(emitter.clone(), registry, input);
             let cancel = emitter.cancellation().clone();
             let outcome: Result<Value, (&str, String)> = tokio::select! {
@@ -169,23 +186,54 @@ impl PreparedRun {
                 () = cancel.cancelled() => Err(("cancelled", "the run was cancelled".to_owned())),
             };
             drop(rc);
-            finish(&emitter, outcome).await;
-        });
+            let outcome = finish(&emitter, outcome).await;
+            let elapsed = began.elapsed();
+            metrics::counter!(RUNS_FINISHED, "agent" => agent_label.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!(RUN_DURATION, "agent" => agent_label, "outcome" => outcome)
+                .record(elapsed.as_secs_f64());
+            tracing::debug!(
+                outcome,
+                duration_ms = elapsed.as_millis() as u64,
+                "run finished"
+            );
+        };
+        tokio::spawn(run.instrument(span));
     }
 }
 
-async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) {
-    let result = match outcome {
+/// Runs started (after `agent_started` was accepted), by agent.
+const RUNS_STARTED: &str = "agentwire_runs_started_total";
+/// Runs ended, by agent and outcome.
+const RUNS_FINISHED: &str = "agentwire_runs_finished_total";
+/// Run durations from start to terminal event, by agent and outcome.
+const RUN_DURATION: &str = "agentwire_run_duration_seconds";
+
+/// Publishes the terminal event; returns the outcome label: `completed`, `failed`, `cancelled`
+/// or `timeout`.
+async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) -> &'static str {
+    let (label, result) = match outcome {
         Ok(v) => match emitter.completed(v).await {
-            Ok(_) => Ok(0),
+            Ok(_) => ("completed", Ok(0)),
             // e.g. the agent returned while its own spawned tool call was open
-            Err(e) => emitter.failed("agent_failed", e.to_string()).await,
+            Err(e) => (
+                "failed",
+                emitter.failed("agent_failed", e.to_string()).await,
+            ),
         },
-        Err((code, message)) => emitter.failed(code, message).await,
+        Err((code, message)) => {
+            let label = match code {
+                "cancelled" => "cancelled",
+                "timeout" => "timeout",
+                _ => "failed",
+            };
+            (label, emitter.failed(code, message).await)
+        }
     };
     if let Err(e) = result {
-        tracing::warn!(run_id = %emitter.context().run_id, error = %e, "run end could not be published");
+        tracing::warn!(error = %e, "run end could not be published");
     }
+    label
 }
 
 impl RunLauncher for RunExecutor {

@@ -11,9 +11,13 @@ use agentwire_core::{
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use crate::metered::Metered;
 use crate::replay::replay;
 use crate::stream::{LocalUser, Routed, Slot, SlotState, finish_replay, route};
 use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker, ResumeFrom};
+
+/// Events accepted into a stream, by type.
+const EVENTS_ACCEPTED: &str = "agentwire_events_accepted_total";
 
 /// The bridge before [`Configurable::configure`]: it has no methods that deliver anything, so it
 /// cannot be used — or handed to startup's `Agents` phase — by mistake.
@@ -68,6 +72,8 @@ impl Configurable for UnconfiguredBridge {
         let broker = self.broker.unwrap_or_else(|| {
             Arc::new(MemoryBroker::new(config.history.clone(), config.max_users))
         });
+        // Every broker gets the same operation, error and latency metrics.
+        let broker: Arc<dyn Broker> = Arc::new(Metered(broker));
         let inner = Arc::new(Inner {
             config,
             broker,
@@ -244,6 +250,7 @@ impl AgentWebSocketBridge {
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let seq = self.inner.broker.append(user, event).await?;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(EVENTS_ACCEPTED, "type" => event.kind.type_name()).increment(1);
         Ok(seq)
     }
 

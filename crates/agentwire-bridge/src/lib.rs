@@ -7,6 +7,11 @@
 //! and [`publish`](AgentWebSocketBridge::publish_event) events. The bridge assigns per-user `seq`s,
 //! keeps a bounded history for resume, and closes slow consumers instead of growing memory.
 //!
+//! It records its `agentwire_*` metrics (events accepted, replays, `replay_gap`s, slow-consumer
+//! closes, queued bytes, and every [`Broker`] operation with its errors and duration) through the
+//! `metrics` facade: install any `metrics` recorder to collect them (`agentwire-server` installs a
+//! Prometheus one). Without a recorder they cost next to nothing.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue, ResumeFrom};
@@ -38,6 +43,7 @@ mod config;
 mod error;
 mod history;
 mod memory;
+mod metered;
 mod queue;
 mod replay;
 mod stream;

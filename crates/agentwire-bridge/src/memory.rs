@@ -135,7 +135,7 @@ impl Broker for MemoryBroker {
                 && let Some(live) = live
             {
                 // Still under the stream lock: delivery order is seq order.
-                live.deliver(user, &s.epoch, frame);
+                live.deliver(user, &s.epoch, frame.accepted_at(now));
             }
             seq
         })?;

@@ -13,13 +13,19 @@ use tokio::sync::Notify;
 /// takes everything queued at once with [`ConnectionQueue::next_batch`], writes it and flushes
 /// once. Over the cap, `send` refuses and the bridge closes the connection with 4008: a slow
 /// client can never make the server hold more than `cap_bytes` for it, nor slow a publisher.
+///
+/// Every queue adds the bytes it holds to the process-wide gauge `agentwire_queued_bytes`.
 #[derive(Debug)]
 pub struct ConnectionQueue {
     state: Mutex<QueueState>,
     wake: Notify,
     closed: Notify,
     cap_bytes: usize,
+    queued: metrics::Gauge,
 }
+
+/// Bytes queued for all connections of the process.
+const QUEUED_BYTES: &str = "agentwire_queued_bytes";
 
 #[derive(Debug, Default)]
 struct QueueState {
@@ -47,6 +53,7 @@ impl ConnectionQueue {
             wake: Notify::new(),
             closed: Notify::new(),
             cap_bytes,
+            queued: metrics::gauge!(QUEUED_BYTES),
         }
     }
 
@@ -64,10 +71,13 @@ impl ConnectionQueue {
                 if !st.frames.is_empty() {
                     let st = &mut *st;
                     let n = st.frames.len().min(max.max(1));
+                    let mut taken = 0;
                     for f in st.frames.drain(..n) {
-                        st.bytes -= f.len();
+                        taken += f.len();
                         out.push(f);
                     }
+                    st.bytes -= taken;
+                    self.queued.decrement(taken as f64);
                     return Batch::Frames;
                 }
                 if let Some((code, reason)) = &st.close {
@@ -94,6 +104,7 @@ impl ConnectionQueue {
     pub fn prepend(&self, frame: Frame) {
         let mut st = self.state.lock();
         st.bytes += frame.len();
+        self.queued.increment(frame.len() as f64);
         st.frames.push_front(frame);
         drop(st);
         self.wake.notify_one();
@@ -105,6 +116,7 @@ impl ConnectionQueue {
         let mut st = self.state.lock();
         st.gone = true;
         st.frames.clear();
+        self.queued.decrement(st.bytes as f64);
         st.bytes = 0;
         if st.close.is_none() {
             st.close = Some((CloseCode::NORMAL, String::new()));
@@ -140,10 +152,17 @@ impl ConnectionQueue {
             return Err(CoreError::SinkClosed);
         }
         st.bytes += frame.len();
+        self.queued.increment(frame.len() as f64);
         st.frames.push_back(frame);
         drop(st);
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+impl Drop for ConnectionQueue {
+    fn drop(&mut self) {
+        self.queued.decrement(self.state.get_mut().bytes as f64);
     }
 }
 
@@ -159,6 +178,7 @@ impl WebSocketSink for ConnectionQueue {
             });
         }
         st.bytes += frame.len();
+        self.queued.increment(frame.len() as f64);
         st.frames.push_back(frame);
         drop(st);
         self.wake.notify_one();
@@ -175,7 +195,9 @@ impl WebSocketSink for ConnectionQueue {
             // the events stay in history for its resume. Control frames (the greeting, acks,
             // errors) are few and small, and the client needs them to resume correctly.
             st.frames.retain(|f| f.seq() == 0);
-            st.bytes = st.frames.iter().map(Frame::len).sum();
+            let kept: usize = st.frames.iter().map(Frame::len).sum();
+            self.queued.decrement((st.bytes - kept) as f64);
+            st.bytes = kept;
         }
         st.close = Some((code, reason.to_owned()));
         drop(st);

@@ -10,7 +10,14 @@ use agentwire_core::{
 };
 
 use crate::bridge::Inner;
-use crate::stream::finish_replay;
+use crate::stream::{close_slow, finish_replay};
+
+/// Replays started (resume on connect, `resume` frame, or a hole found in live delivery).
+const REPLAYS: &str = "agentwire_replays_total";
+/// Events sent to a connection from history by a replay.
+const REPLAYED_EVENTS: &str = "agentwire_replayed_events_total";
+/// `replay_gap` frames sent.
+const REPLAY_GAPS: &str = "agentwire_replay_gaps_total";
 
 /// History frames read per page during a replay.
 const REPLAY_PAGE: usize = 256;
@@ -20,6 +27,7 @@ const REPLAY_STALL: Duration = Duration::from_secs(30);
 /// Replays history into one connection page by page, paced by its queue, then switches it to
 /// live delivery (see [`AgentWebSocketBridge`]).
 pub(crate) async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
+    metrics::counter!(REPLAYS).increment(1);
     loop {
         let Some(handle) = inner.users.get(&user).map(|h| h.clone()) else {
             return;
@@ -63,6 +71,8 @@ pub(crate) async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
             if !send_paced(&*sink, frame).await {
                 return;
             }
+            metrics::counter!(REPLAY_GAPS).increment(1);
+            tracing::debug!(user_id = %user, from_seq = gap.from_seq, to_seq = gap.to_seq, "replay gap");
             last = last.max(gap.to_seq);
         }
         for frame in slice.frames {
@@ -73,6 +83,7 @@ pub(crate) async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
             if !send_paced(&*sink, frame).await {
                 return;
             }
+            metrics::counter!(REPLAYED_EVENTS).increment(1);
             last = seq;
         }
         let mut local = handle.lock();
@@ -108,10 +119,7 @@ async fn send_paced(sink: &dyn WebSocketSink, frame: Frame) -> bool {
             Ok(()) => return true,
             Err(CoreError::SinkFull { .. }) => {
                 if started.elapsed() > REPLAY_STALL {
-                    sink.close(
-                        CloseCode::SLOW_CONSUMER,
-                        "slow consumer: reconnect with your last seq to resume",
-                    );
+                    close_slow(sink);
                     return false;
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;

@@ -63,15 +63,24 @@ pub(crate) fn offer(slot: &mut Slot, frame: Frame) -> Offer {
             Offer::Delivered
         }
         Err(CoreError::SinkFull { queued_bytes }) => {
-            tracing::debug!(connection = %slot.id, queued_bytes, "slow consumer closed");
-            slot.sink.close(
-                CloseCode::SLOW_CONSUMER,
-                "slow consumer: reconnect with your last seq to resume",
-            );
+            tracing::debug!(connection_id = %slot.id, queued_bytes, "slow consumer closed");
+            close_slow(&*slot.sink);
             Offer::Drop
         }
         Err(_) => Offer::Drop,
     }
+}
+
+/// Connections closed by agentwire, by reason.
+pub(crate) const CONNECTION_CLOSES: &str = "agentwire_connection_closes_total";
+
+/// Closes a connection whose queue is full (4008) and counts it.
+pub(crate) fn close_slow(sink: &dyn WebSocketSink) {
+    metrics::counter!(CONNECTION_CLOSES, "reason" => "slow_consumer").increment(1);
+    sink.close(
+        CloseCode::SLOW_CONSUMER,
+        "slow consumer: reconnect with your last seq to resume",
+    );
 }
 
 /// What a live frame does to one slot.

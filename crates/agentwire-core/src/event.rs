@@ -62,6 +62,27 @@ impl RunEvent {
     }
 }
 
+/// Every event `type` name, as [`EventKind::type_name`] returns them.
+pub const EVENT_TYPES: [&str; 7] = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_message_delta",
+    "agent_completed",
+    "agent_error",
+];
+
+/// The event type of a serialized envelope (which starts with `{"type":"<name>"`), without
+/// parsing the JSON; `None` when it does not start like an event envelope.
+pub(crate) fn envelope_type(json: &[u8]) -> Option<&'static str> {
+    let rest = json.strip_prefix(br#"{"type":""#)?;
+    EVENT_TYPES.into_iter().find(|name| {
+        rest.strip_prefix(name.as_bytes())
+            .is_some_and(|r| r.first() == Some(&b'"'))
+    })
+}
+
 /// Milliseconds since the Unix epoch.
 pub fn unix_millis() -> u64 {
     SystemTime::now()

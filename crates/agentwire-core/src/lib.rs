@@ -43,8 +43,8 @@ pub use context::UserContext;
 pub use contracts::{Configurable, EventSink, RunLauncher, WebSocketSink, WebSocketSinkExt};
 pub use error::CoreError;
 pub use event::{
-    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EventKind,
-    RunEvent, StreamEvent, ToolCompleted, ToolExecuting, unix_millis,
+    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EVENT_TYPES,
+    EventKind, RunEvent, StreamEvent, ToolCompleted, ToolExecuting, unix_millis,
 };
 pub use grammar::{GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};

@@ -1,5 +1,7 @@
 //! The native WebSocket protocol v1 (SPEC §4): client frames, control frames, codes.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,18 +18,35 @@ pub const MAX_CONTENT_LEN: usize = 64 * 1024;
 ///
 /// `seq` is the stream position for event frames and 0 for control frames (which have none),
 /// so a connection can drop an event it already delivered without parsing the JSON.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A frame also carries two pieces of metadata for metrics, neither of which is sent: the event
+/// type (read from the envelope, see [`Frame::event_type`]) and, for a frame on its way to live
+/// connections, the instant the broker accepted it ([`Frame::accepted_at`]). Equality compares
+/// only `seq` and the bytes.
+#[derive(Debug, Clone)]
 pub struct Frame {
     seq: u64,
     text: Bytes,
+    event_type: Option<&'static str>,
+    accepted_at: Option<Instant>,
 }
+
+impl PartialEq for Frame {
+    fn eq(&self, other: &Self) -> bool {
+        self.seq == other.seq && self.text == other.text
+    }
+}
+
+impl Eq for Frame {}
 
 impl Frame {
     /// An event frame at `seq`. `json` must be the UTF-8 JSON of that event.
     pub fn event(seq: u64, json: Vec<u8>) -> Self {
         Self {
             seq,
+            event_type: crate::event::envelope_type(&json),
             text: Bytes::from(json),
+            accepted_at: None,
         }
     }
 
@@ -38,7 +57,28 @@ impl Frame {
             text: Bytes::from(
                 serde_json::to_vec(value).expect("serializing a control frame cannot fail"),
             ),
+            event_type: None,
+            accepted_at: None,
         }
+    }
+
+    /// This frame marked as accepted at `at`: a broker sets it on the frame it hands to live
+    /// connections, and the transport measures delivery latency (accepted → written to the
+    /// socket) from it. Frames read back from history have none.
+    pub fn accepted_at(mut self, at: Instant) -> Self {
+        self.accepted_at = Some(at);
+        self
+    }
+
+    /// When the broker accepted this frame, for a live frame; `None` for control frames and
+    /// frames replayed from history.
+    pub fn accepted(&self) -> Option<Instant> {
+        self.accepted_at
+    }
+
+    /// The event `type` of an event frame (`"agent_started"`, …), `None` for control frames.
+    pub fn event_type(&self) -> Option<&'static str> {
+        self.event_type
     }
 
     /// The stream position, or 0 for control frames.
@@ -463,6 +503,34 @@ impl ControlFrame<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_event_frame_knows_its_type_and_a_control_frame_has_none() {
+        use crate::{AgentThinking, EventKind, RunEvent};
+        let event = RunEvent::now(
+            RunId::generate(),
+            ThreadId::generate(),
+            "demo".into(),
+            EventKind::AgentThinking(AgentThinking {
+                thought: "agent_started".into(),
+                step: None,
+            }),
+        );
+        let frame = Frame::event(3, event.to_envelope_json(3));
+        assert_eq!(frame.event_type(), Some("agent_thinking"));
+        assert_eq!(frame.accepted(), None);
+        let live = frame.clone().accepted_at(Instant::now());
+        assert!(live.accepted().is_some());
+        assert_eq!(live, frame, "metadata is not part of equality");
+        assert_eq!(
+            Frame::control(&serde_json::json!({"type": "pong"})).event_type(),
+            None
+        );
+        assert_eq!(
+            Frame::event(1, br#"{"type":"agent_started_x"}"#.to_vec()).event_type(),
+            None
+        );
+    }
 
     fn code(text: &str) -> ErrorCode {
         ClientFrame::decode(text).unwrap_err().code

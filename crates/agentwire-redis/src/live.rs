@@ -64,7 +64,12 @@ impl LiveFeed {
             tracing::warn!(channel, "malformed live message ignored");
             return;
         };
-        live.deliver(&user, epoch, Frame::event(seq, json.to_vec()));
+        // Latency on Redis is measured from when this node received the live message.
+        live.deliver(
+            &user,
+            epoch,
+            Frame::event(seq, json.to_vec()).accepted_at(std::time::Instant::now()),
+        );
     }
 }
 
@@ -98,10 +103,16 @@ pub(crate) async fn run(broker: Arc<RedisBroker>) {
                     while let Some(msg) = stream.next().await {
                         feed.dispatch(msg.get_channel_name(), msg.get_payload_bytes());
                     }
+                    metrics::counter!("agentwire_broker_errors_total", "broker" => "redis", "op" => "live")
+                        .increment(1);
                     tracing::warn!("live feed connection lost; reconnecting");
                 }
             }
-            Err(e) => tracing::debug!(error = %e, "live feed cannot connect"),
+            Err(e) => {
+                metrics::counter!("agentwire_broker_errors_total", "broker" => "redis", "op" => "live")
+                    .increment(1);
+                tracing::debug!(error = %e, "live feed cannot connect");
+            }
         }
         feed.connected.store(false, Ordering::Relaxed);
         *feed.pubsub.lock().await = None;

@@ -1,4 +1,4 @@
-//! The agentwire server: an axum [`router`] with `/ws`, `/health*` and the demo page, the
+//! The agentwire server: an axum [`router`] with `/ws`, `/health*`, `/metrics` and the demo page, the
 //! [`serve`] entry point with graceful shutdown, and the `agentwire` binary built on them.
 //!
 //! Embed it in your own axum service: merge or nest [`router`] (or a [`RouterBuilder`] without
@@ -30,6 +30,7 @@ mod health;
 mod http;
 mod shutdown;
 mod state;
+mod telemetry;
 mod ws;
 
 use std::future::Future;
@@ -50,6 +51,7 @@ pub use auth::{AuthError, AuthRequest, Authenticate, Authenticator, user_id};
 pub use error::ApiError;
 pub use shutdown::shutdown_signal;
 pub use state::AppState;
+pub use telemetry::install_metrics_recorder;
 
 /// Runs every startup phase with the built-in agents and `extra_checks`.
 ///
@@ -73,6 +75,8 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
     registry: R,
     extra_checks: Vec<Arc<dyn HealthCheck>>,
 ) -> Result<Ready, StartupError> {
+    // Before the first phase, so the phase durations are recorded.
+    install_metrics_recorder();
     Startup::new(config)?
         .connect_broker()
         .await?
@@ -85,10 +89,10 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
 
 /// The HTTP routes: `/ws`, the HTTP API (`/v1/runs`, `/v1/runs/{run_id}/cancel`, `/v1/events`,
 /// `/v1/stream`, `/v1/publish`, `/agui/{agent}`), `/health/live`, `/health/ready`, `/health`,
-/// the demo page (`/`, `/agentwire.js` — the browser client — and `/demo.js`), with a JSON 404
-/// fallback. Merge or nest it in your own router to add agentwire to an existing service; use
-/// [`RouterBuilder`] to leave out the demo page or the fallback, or to attach the routes to a
-/// router that has its own state.
+/// `/metrics`, the demo page (`/`, `/agentwire.js` — the browser client — and `/demo.js`), with
+/// a JSON 404 fallback. Merge or nest it in your own router to add agentwire to an existing
+/// service; use [`RouterBuilder`] to leave out the demo page or the fallback, or to attach the
+/// routes to a router that has its own state.
 ///
 /// ```no_run
 /// use agentwire_server::{AppState, router, start};
@@ -173,6 +177,7 @@ impl RouterBuilder {
     /// The routes, ready to merge into or nest in a `Router<S>`.
     pub fn build<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let state = self.state;
+        install_metrics_recorder();
         let body_limit = state.ready().config().limits.max_body_bytes;
         let dev = state.debug_routes_enabled();
         let mut router = Router::new()
@@ -180,7 +185,8 @@ impl RouterBuilder {
             .merge(http::routes())
             .route("/health/live", get(health::live))
             .route("/health/ready", get(health::ready))
-            .route("/health", get(health::full));
+            .route("/health", get(health::full))
+            .route("/metrics", get(telemetry::metrics));
         // Debug routes exist only with agentwire's own dev auth, which is refused off loopback.
         if dev {
             router = router.route("/debug/disconnect", axum::routing::post(debug::disconnect));
@@ -291,6 +297,7 @@ pub fn spawn_background(state: &AppState) -> BackgroundTasks {
                     .clone()
                     .run_periodic(ready.config().health.interval),
             ),
+            tokio::spawn(telemetry::run_upkeep()),
         ],
     }
 }

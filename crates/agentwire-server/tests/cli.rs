@@ -180,3 +180,23 @@ fn serve_becomes_ready_and_exits_zero_on_sigterm() {
         "{rest:?}"
     );
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_and_a_short_metrics_token_is_refused() {
+    let (code, _, stderr) = run(&["check", "--log-format", "json"], &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let phases: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: not JSON: {l}")))
+        .filter(|v: &serde_json::Value| v["fields"]["message"] == "startup phase done")
+        .collect();
+    assert_eq!(phases.len(), 6, "{stderr}");
+    assert_eq!(phases[0]["fields"]["phase"], "Config");
+
+    let (code, _, stderr) = run(&["check"], &[("AGENTWIRE_METRICS__TOKEN", "short")]);
+    assert_ne!(code, 0);
+    assert!(
+        error_line(&stderr).contains("phase Config: metrics.token"),
+        "{stderr}"
+    );
+}

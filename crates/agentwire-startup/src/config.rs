@@ -142,6 +142,14 @@ impl Default for HealthConfig {
     }
 }
 
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Bearer token `GET /metrics` requires; open when unset.
+    pub token: Option<String>,
+}
+
 /// `[agents]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -175,6 +183,8 @@ pub struct AgentwireConfig {
     pub shutdown: ShutdownConfig,
     /// Health checks.
     pub health: HealthConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// Built-in agents.
     pub agents: AgentsConfig,
 }
@@ -192,6 +202,7 @@ impl Default for AgentwireConfig {
             heartbeat: HeartbeatConfig::default(),
             shutdown: ShutdownConfig::default(),
             health: HealthConfig::default(),
+            metrics: MetricsConfig::default(),
             agents: AgentsConfig::default(),
         }
     }
@@ -210,6 +221,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "heartbeat",
     "shutdown",
     "health",
+    "metrics",
     "agents",
 ];
 
@@ -367,6 +379,15 @@ impl AgentwireConfig {
                 "api_key",
                 "the API key is shorter than 16 bytes".into(),
                 "use a long random key",
+            );
+        }
+        if let Some(token) = &self.metrics.token
+            && token.len() < 16
+        {
+            return bad(
+                "metrics.token",
+                "the metrics token is shorter than 16 bytes".into(),
+                "use a long random token, or leave metrics.token unset for an open /metrics",
             );
         }
         Ok(())

@@ -62,6 +62,8 @@ impl StartupError {
         cause: impl Into<String>,
         hint: impl Into<String>,
     ) -> Self {
+        metrics::counter!("agentwire_startup_failures_total", "phase" => phase.as_str())
+            .increment(1);
         Self {
             phase,
             component: component.into(),

@@ -136,6 +136,8 @@ impl<S> Startup<S> {
             ms = format!("{ms:.2}"),
             "startup phase done"
         );
+        metrics::gauge!("agentwire_startup_phase_duration_seconds", "phase" => phase.as_str())
+            .set(ms / 1000.0);
         self.report.phases.push(PhaseTiming { phase, ms });
         Startup {
             state,

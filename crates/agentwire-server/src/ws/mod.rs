@@ -56,6 +56,7 @@ pub(crate) async fn upgrade(
     let user = match state.auth().authenticate(&credentials) {
         Ok(user) => user,
         Err(e) => {
+            metrics::counter!("agentwire_auth_failures_total", "route" => "ws").increment(1);
             tracing::info!(error = %e, "websocket authentication failed");
             return ApiError::new(
                 StatusCode::UNAUTHORIZED,

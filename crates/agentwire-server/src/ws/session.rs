@@ -54,6 +54,11 @@ pub(crate) async fn run(
                 _ => CloseCode::POLICY,
             };
             tracing::info!(user_id = %user, error = %e, "connection refused");
+            count_close(match code {
+                CloseCode::GOING_AWAY => "shutting_down",
+                CloseCode::INTERNAL => "broker_unavailable",
+                _ => "limit",
+            });
             queue.close(code, &e.to_string());
             write_loop(tx, queue, heartbeat).await;
             return;
@@ -122,6 +127,7 @@ impl Session<'_> {
                 msg = rx.next() => msg,
                 () = tokio::time::sleep_until(deadline) => {
                     tracing::debug!("heartbeat timeout");
+                    count_close("heartbeat_timeout");
                     self.queue.close(CloseCode::GOING_AWAY, "heartbeat timeout: no pong received");
                     return;
                 }
@@ -132,6 +138,7 @@ impl Session<'_> {
                 None => return,
                 Some(Err(e)) => {
                     if is_too_big(&e) {
+                        count_close("frame_too_big");
                         self.queue.close(CloseCode::TOO_BIG, "frame too large");
                     }
                     tracing::debug!(error = %e, "read error");
@@ -141,6 +148,8 @@ impl Session<'_> {
                     if !self.bucket.take(std::time::Instant::now()) {
                         let limits = &self.state.ready().config().limits;
                         if self.bucket.strikes > limits.burst {
+                            count_close("rate_limited");
+                            tracing::info!("closed: rate limit exceeded repeatedly");
                             self.queue
                                 .close(CloseCode::RATE_LIMITED, "rate limit exceeded repeatedly");
                             return;
@@ -169,6 +178,8 @@ impl Session<'_> {
     }
 
     fn reply_error(&self, e: FrameError) {
+        metrics::counter!("agentwire_frame_errors_total", "code" => e.code.as_str()).increment(1);
+        tracing::debug!(code = e.code.as_str(), message = %e.message, "error frame");
         let _ = self.queue.send_control(e.to_frame());
     }
 
@@ -229,6 +240,11 @@ impl Session<'_> {
             )),
         }
     }
+}
+
+/// Counts a close decided by the session (`agentwire_connection_closes_total`).
+fn count_close(reason: &'static str) {
+    metrics::counter!("agentwire_connection_closes_total", "reason" => reason).increment(1);
 }
 
 fn is_too_big(e: &axum::Error) -> bool {

@@ -1,15 +1,32 @@
 //! The writer task of one connection: drains its queue, writes many frames, flushes once.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use agentwire_bridge::{Batch, ConnectionQueue};
+use agentwire_core::Frame;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
 
 /// Frames taken from the queue per write; one flush each.
 const BATCH: usize = 256;
+
+/// Counts the event frames of a flushed batch and, for live ones, the latency from acceptance
+/// to now; empties the batch.
+fn record_delivered(batch: &mut Vec<Frame>) {
+    let now = Instant::now();
+    for frame in batch.drain(..) {
+        let Some(kind) = frame.event_type() else {
+            continue; // control frame
+        };
+        metrics::counter!("agentwire_events_delivered_total", "type" => kind).increment(1);
+        if let Some(accepted) = frame.accepted() {
+            metrics::histogram!("agentwire_delivery_latency_seconds")
+                .record(now.saturating_duration_since(accepted).as_secs_f64());
+        }
+    }
+}
 
 pub(crate) async fn write_loop(
     mut tx: SplitSink<WebSocket, Message>,
@@ -30,7 +47,7 @@ pub(crate) async fn write_loop(
         };
         match next {
             Batch::Frames => {
-                for frame in batch.drain(..) {
+                for frame in &batch {
                     // Frames are serde_json output: always UTF-8.
                     let Ok(text) = Utf8Bytes::try_from(frame.bytes().clone()) else {
                         continue;
@@ -44,6 +61,7 @@ pub(crate) async fn write_loop(
                     queue.mark_gone();
                     return;
                 }
+                record_delivered(&mut batch);
             }
             Batch::Close(code, reason) => {
                 let _ = tx
