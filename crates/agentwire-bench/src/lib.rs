@@ -44,6 +44,9 @@ pub struct BenchArgs {
     /// Print the report as one JSON object instead of a table.
     #[arg(long, global = true)]
     pub json: bool,
+    /// The server's PID: adds its CPU time (runs, fanout) and RSS (idle) from /proc.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
 }
 
 /// One benchmark scenario.
@@ -84,9 +87,6 @@ pub enum Scenario {
         /// Connections to open and hold.
         #[arg(short = 'n', long, default_value_t = 10_000)]
         connections: usize,
-        /// The server's PID, to read VmRSS from /proc/<pid>/status.
-        #[arg(long)]
-        server_pid: Option<u32>,
         /// Connections opened at once.
         #[arg(long, default_value_t = 256)]
         parallel: usize,
@@ -163,10 +163,9 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
         }
         Scenario::Idle {
             connections,
-            server_pid,
             parallel,
             hold,
-        } => scenario::idle(args, *connections, *server_pid, *parallel, *hold).await,
+        } => scenario::idle(args, *connections, args.server_pid, *parallel, *hold).await,
         Scenario::Startup { repeat, cmd } => scenario::startup(args, *repeat, cmd).await,
     }
 }

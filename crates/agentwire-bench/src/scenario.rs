@@ -86,6 +86,7 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
         ),
     );
     tokio::time::sleep_until(measure_from.into()).await;
+    let cpu0 = args.server_pid.and_then(cpu_ticks);
     let (ev0, runs0) = (counters.events.load(Relaxed), counters.runs.load(Relaxed));
     let mut last = (Instant::now(), ev0);
     while Instant::now() < end {
@@ -99,6 +100,7 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
     }
     let measured = Instant::now().duration_since(measure_from).as_secs_f64();
     let (ev1, runs1) = (counters.events.load(Relaxed), counters.runs.load(Relaxed));
+    let cpu1 = args.server_pid.and_then(cpu_ticks);
     pb.finish_and_clear();
 
     let mut latency = histogram();
@@ -125,6 +127,16 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
         .latency("latency", &latency)
         .metric("error_frames", counters.errors.load(Relaxed))
         .metric("failed_connections", failures as u64);
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        // Linux reports CPU time in clock ticks of 10 ms (USER_HZ = 100).
+        let cpu_s = b.saturating_sub(a) as f64 / 100.0;
+        report
+            .metric("server_cpu_pct", 100.0 * cpu_s / measured)
+            .metric(
+                "events_per_server_cpu_s",
+                (ev1 - ev0) as f64 / cpu_s.max(0.01),
+            );
+    }
     Ok(report)
 }
 
@@ -207,6 +219,15 @@ impl Job {
         let _ = ws.close(None).await;
         Ok(h)
     }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
 }
 
 /// Kibibytes of VmRSS of a process.
