@@ -80,6 +80,8 @@ fn now_ms() -> u128 {
 
 async fn connection(stream: TcpStream, shared: Arc<Shared>) {
     let mut user = String::new();
+    // The handshake callback's error type is tungstenite's (an HTTP response), not ours.
+    #[allow(clippy::result_large_err)]
     let cb = |req: &Request, resp: Response| {
         user = user_of(&req.uri().to_string());
         Ok(resp)
