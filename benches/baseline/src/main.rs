@@ -88,7 +88,7 @@ async fn connection(stream: TcpStream, shared: Arc<Shared>) {
     };
     let config = WebSocketConfig::default()
         .read_buffer_size(4096)
-        .write_buffer_size(0);
+        .write_buffer_size(16 * 1024);
     let Ok(ws) = tokio_tungstenite::accept_hdr_async_with_config(stream, cb, Some(config)).await
     else {
         return;
