@@ -29,7 +29,8 @@ impl HistoryBuffer {
     /// An empty buffer.
     pub fn new(max_events: usize, ttl: Duration) -> Self {
         Self {
-            frames: VecDeque::with_capacity(max_events.min(64)),
+            // Grows on demand: most streams are short or idle, and every user has one.
+            frames: VecDeque::new(),
             max_events,
             ttl,
         }

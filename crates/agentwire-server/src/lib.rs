@@ -256,6 +256,11 @@ pub async fn serve_router(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = spawn_background(&state);
+    // Event frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm holds a
+    // flush back until the client's delayed ACK (tens of ms; docs/benchmarks.md).
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -36,6 +36,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Load-generate against a running server (runs, fanout, idle, startup); see docs/benchmarks.md.
+    Bench(agentwire_bench::BenchArgs),
 }
 
 #[derive(Args, Clone)]
@@ -132,6 +134,7 @@ async fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
+        Command::Bench(args) => agentwire_bench::main(args).await,
         Command::Token { user, ttl, config } => match config.load() {
             Ok(c) => match Authenticator::from_config(&c).mint(&user, ttl) {
                 Ok(token) => {

@@ -1,0 +1,189 @@
+//! `agentwire-bench`: the load generator of `agentwire bench`.
+//!
+//! Use it to measure an agentwire server — or the bare baseline in `benches/baseline`, which
+//! speaks the same frames — over real WebSocket connections on 127.0.0.1. Scenarios:
+//!
+//! - `runs`: C connections (one user each), W `echo` runs in flight on each; runs/s, events/s,
+//!   and the latency from sending `user_message` to receiving its `agent_completed`;
+//! - `fanout`: U users × K connections; connection 0 of each user keeps W runs in flight, all K
+//!   count the event frames they receive; delivery latency = `user_message` sent → its
+//!   `agent_completed` received on each of the K connections;
+//! - `idle`: N idle connections from rotating 127.0.0.x source addresses, and the server's RSS
+//!   per connection when given its PID;
+//! - `startup`: spawns a server command and times until it accepts a WebSocket and greets.
+//!
+//! Latency needs no bookkeeping: the message `content` is the send time (µs since the generator
+//! started) and the `echo` agent returns it as the `agent_completed` result.
+//!
+//! `docs/benchmarks.md` has the method and the figures; `benches/run.sh` reproduces them.
+
+mod conn;
+mod report;
+mod scenario;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Subcommand};
+
+pub use report::Report;
+
+/// `agentwire bench …` / `agentwire-bench …`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The scenario to run.
+    #[command(subcommand)]
+    pub scenario: Scenario,
+    /// The server's address (its `/ws` endpoint is used).
+    #[arg(long, global = true, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// A label for the report, e.g. `agentwire` or `baseline`.
+    #[arg(long, global = true, default_value = "server")]
+    pub label: String,
+    /// Print the report as one JSON object instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The server's PID: adds its CPU time (runs, fanout) and RSS (idle) from /proc.
+    #[arg(long, global = true)]
+    pub server_pid: Option<u32>,
+}
+
+/// One benchmark scenario.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Scenario {
+    /// C connections, W echo runs in flight each: runs/s, events/s, run latency.
+    Runs {
+        /// Connections (one user each).
+        #[arg(short = 'c', long, default_value_t = 100)]
+        connections: usize,
+        /// Runs in flight per connection (closed loop); ignored with --rate.
+        #[arg(short = 'w', long, default_value_t = 4)]
+        inflight: usize,
+        /// Open loop: this many user_messages per second in total, spread over the connections.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Warm-up and measured time.
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// U users × K connections; one connection per user keeps W runs in flight.
+    Fanout {
+        /// Users.
+        #[arg(short = 'u', long, default_value_t = 50)]
+        users: usize,
+        /// Connections per user.
+        #[arg(short = 'k', long, default_value_t = 4)]
+        per_user: usize,
+        /// Runs in flight per user.
+        #[arg(short = 'w', long, default_value_t = 4)]
+        inflight: usize,
+        /// Warm-up and measured time.
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// N idle connections; server RSS per connection with --server-pid.
+    Idle {
+        /// Connections to open and hold.
+        #[arg(short = 'n', long, default_value_t = 10_000)]
+        connections: usize,
+        /// Connections opened at once.
+        #[arg(long, default_value_t = 256)]
+        parallel: usize,
+        /// How long to hold the connections after the last one is open.
+        #[arg(long, default_value = "1", value_parser = secs)]
+        hold: Duration,
+    },
+    /// Spawn `CMD…`, time until it greets a WebSocket client at --addr, kill it; repeat.
+    Startup {
+        /// Times to start the server.
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// The server command and its arguments.
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+}
+
+/// How long a throughput scenario warms up and measures.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct Timing {
+    /// Seconds measured (after the warm-up).
+    #[arg(short = 'd', long, default_value = "3", value_parser = secs)]
+    pub duration: Duration,
+    /// Seconds of warm-up, not measured.
+    #[arg(long, default_value = "0.5", value_parser = secs)]
+    pub warmup: Duration,
+}
+
+fn secs(s: &str) -> Result<Duration, String> {
+    s.trim_end_matches('s')
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite() && *v >= 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| format!("{s:?} is not a number of seconds"))
+}
+
+/// Runs one scenario and returns its report.
+///
+/// # Errors
+/// A message when the server cannot be reached or the scenario cannot run.
+pub async fn run(args: &BenchArgs) -> Result<Report, String> {
+    match &args.scenario {
+        Scenario::Runs {
+            connections,
+            inflight,
+            rate,
+            timing,
+        } => {
+            let load = scenario::Load {
+                users: *connections,
+                per_user: 1,
+                inflight: *inflight,
+                rate: *rate,
+                timing: *timing,
+            };
+            scenario::drive(args, "runs", load).await
+        }
+        Scenario::Fanout {
+            users,
+            per_user,
+            inflight,
+            timing,
+        } => {
+            let load = scenario::Load {
+                users: *users,
+                per_user: *per_user,
+                inflight: *inflight,
+                rate: None,
+                timing: *timing,
+            };
+            scenario::drive(args, "fanout", load).await
+        }
+        Scenario::Idle {
+            connections,
+            parallel,
+            hold,
+        } => scenario::idle(args, *connections, args.server_pid, *parallel, *hold).await,
+        Scenario::Startup { repeat, cmd } => scenario::startup(args, *repeat, cmd).await,
+    }
+}
+
+/// Runs one scenario and prints its report (table or `--json`); the `bench` command's body.
+pub async fn main(args: BenchArgs) -> ExitCode {
+    match run(&args).await {
+        Ok(report) => {
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                println!("{}", report.to_table());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("agentwire bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The scenario runners: `runs`/`fanout` (one loop, different shapes), `idle`, `startup`.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::conn::{Seen, Ws, classify, connect, now_us, user_message};
+use crate::{BenchArgs, Report, Timing};
+
+/// Source addresses rotate past this many connections (the ephemeral port range of one address).
+const PER_SOURCE_IP: usize = 20_000;
+
+/// The shape of a `runs` or `fanout` load.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Load {
+    pub(crate) users: usize,
+    pub(crate) per_user: usize,
+    pub(crate) inflight: usize,
+    pub(crate) rate: Option<f64>,
+    pub(crate) timing: Timing,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    events: AtomicU64,
+    runs: AtomicU64,
+    errors: AtomicU64,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
+}
+
+fn bar(len: u64, template: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        pb.set_style(style);
+    }
+    pb
+}
+
+/// `runs` (per_user = 1) and `fanout`.
+pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Report, String> {
+    let tag = std::process::id();
+    let mut conns = Vec::with_capacity(load.users * load.per_user);
+    for u in 0..load.users {
+        for k in 0..load.per_user {
+            let ws = connect(args.addr, &format!("{name}{tag}x{u}"), None).await?;
+            conns.push((k == 0, ws));
+        }
+    }
+    let counters = Arc::new(Counters::default());
+    let begin = Instant::now();
+    let measure_from = begin + load.timing.warmup;
+    let end = measure_from + load.timing.duration;
+    let measure_from_us = now_us() + load.timing.warmup.as_micros() as u64;
+    let interval = load
+        .rate
+        .map(|r| Duration::from_secs_f64(load.users as f64 / r.max(0.001)));
+    let mut tasks = Vec::with_capacity(conns.len());
+    for (i, (driver, ws)) in conns.into_iter().enumerate() {
+        let counters = counters.clone();
+        let first_tick = interval.map(|d| begin + d.mul_f64(i as f64 / load.users.max(1) as f64));
+        let job = Job {
+            driver,
+            inflight: load.inflight,
+            interval: interval.zip(first_tick),
+            measure_from_us,
+            end,
+        };
+        tasks.push(tokio::spawn(job.run(ws, counters)));
+    }
+
+    let total_ms = (load.timing.warmup + load.timing.duration).as_millis() as u64;
+    let pb = bar(
+        total_ms,
+        &format!(
+            "{} {name} [{{bar:30}}] {{pos}}/{{len}} ms {{msg}}",
+            args.label
+        ),
+    );
+    tokio::time::sleep_until(measure_from.into()).await;
+    let cpu0 = args.server_pid.and_then(cpu_ticks);
+    let (ev0, runs0) = (counters.events.load(Relaxed), counters.runs.load(Relaxed));
+    let mut last = (Instant::now(), ev0);
+    while Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = Instant::now();
+        let ev = counters.events.load(Relaxed);
+        let rate = (ev - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
+        last = (now, ev);
+        pb.set_position(now.duration_since(begin).as_millis() as u64);
+        pb.set_message(format!("{rate:.0} events/s"));
+    }
+    let measured = Instant::now().duration_since(measure_from).as_secs_f64();
+    let (ev1, runs1) = (counters.events.load(Relaxed), counters.runs.load(Relaxed));
+    let cpu1 = args.server_pid.and_then(cpu_ticks);
+    pb.finish_and_clear();
+
+    let mut latency = histogram();
+    let mut failures = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(h)) => latency.add(&h).map_err(|e| e.to_string())?,
+            _ => failures += 1,
+        }
+    }
+    let mut report = Report::new(&args.label, name);
+    report
+        .param("users", load.users as u64)
+        .param("connections_per_user", load.per_user as u64)
+        .param("inflight_per_user", load.inflight as u64)
+        .param(
+            "rate_per_s",
+            load.rate.map_or("max".into(), |r| format!("{r:.0}")),
+        )
+        .param("seconds", load.timing.duration.as_secs_f64());
+    report
+        .metric("runs_per_s", (runs1 - runs0) as f64 / measured)
+        .metric("events_per_s", (ev1 - ev0) as f64 / measured)
+        .latency("latency", &latency)
+        .metric("error_frames", counters.errors.load(Relaxed))
+        .metric("failed_connections", failures as u64);
+    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        // Linux reports CPU time in clock ticks of 10 ms (USER_HZ = 100).
+        let cpu_s = b.saturating_sub(a) as f64 / 100.0;
+        report
+            .metric("server_cpu_pct", 100.0 * cpu_s / measured)
+            .metric(
+                "events_per_server_cpu_s",
+                (ev1 - ev0) as f64 / cpu_s.max(0.01),
+            );
+    }
+    Ok(report)
+}
+
+/// One connection's part of a `runs`/`fanout` load.
+struct Job {
+    /// This connection sends the user's `user_message`s.
+    driver: bool,
+    inflight: usize,
+    /// Open loop: send every `.0`, starting at `.1`.
+    interval: Option<(Duration, Instant)>,
+    measure_from_us: u64,
+    end: Instant,
+}
+
+impl Job {
+    async fn run(self, mut ws: Ws, counters: Arc<Counters>) -> Result<Histogram<u64>, String> {
+        let mut h = histogram();
+        let mut n = 0u64;
+        let closed_loop = self.driver && self.interval.is_none();
+        if closed_loop {
+            for _ in 0..self.inflight {
+                n += 1;
+                ws.feed(user_message(n)).await.map_err(|e| e.to_string())?;
+            }
+            ws.flush().await.map_err(|e| e.to_string())?;
+        }
+        let mut tick = match (self.driver, self.interval) {
+            (true, Some((every, first))) => {
+                let mut t = tokio::time::interval_at(first.into(), every);
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                Some(t)
+            }
+            _ => None,
+        };
+        let end = self.end.into();
+        loop {
+            let ticked = async {
+                match tick.as_mut() {
+                    Some(t) => t.tick().await,
+                    None => std::future::pending().await,
+                }
+            };
+            let msg = tokio::select! {
+                () = tokio::time::sleep_until(end) => break,
+                _ = ticked => {
+                    n += 1;
+                    ws.send(user_message(n)).await.map_err(|e| e.to_string())?;
+                    continue;
+                }
+                msg = ws.next() => msg,
+            };
+            let text = match msg {
+                Some(Ok(Message::Text(t))) => t,
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Err(e.to_string()),
+                None => return Err("server closed the connection".into()),
+            };
+            match classify(&text) {
+                Seen::Event(done) => {
+                    counters.events.fetch_add(1, Relaxed);
+                    if let Some(sent) = done {
+                        if sent >= self.measure_from_us {
+                            let _ = h.record(now_us().saturating_sub(sent).max(1));
+                        }
+                        if self.driver {
+                            counters.runs.fetch_add(1, Relaxed);
+                            if closed_loop {
+                                n += 1;
+                                ws.send(user_message(n)).await.map_err(|e| e.to_string())?;
+                            }
+                        }
+                    }
+                }
+                Seen::Error => {
+                    counters.errors.fetch_add(1, Relaxed);
+                }
+                Seen::Other => {}
+            }
+        }
+        let _ = ws.close(None).await;
+        Ok(h)
+    }
+}
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the `(comm)`, which may contain spaces: state is field 3, utime 14, stime 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split_whitespace().skip(11);
+    Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+}
+
+/// Kibibytes of VmRSS of a process.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `idle`: open N connections from rotating 127.0.0.x addresses and hold them.
+pub(crate) async fn idle(
+    args: &BenchArgs,
+    n: usize,
+    server_pid: Option<u32>,
+    parallel: usize,
+    hold: Duration,
+) -> Result<Report, String> {
+    let before = server_pid.and_then(rss_kib);
+    let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let opened = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
+    let tag = std::process::id();
+    let began = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (gate, opened, first_error) = (gate.clone(), opened.clone(), first_error.clone());
+        let mut stop = stop_rx.clone();
+        let addr = args.addr;
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + (i / PER_SOURCE_IP) as u8));
+        tasks.push(tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let ws = connect(addr, &format!("idle{tag}x{i}"), Some(source)).await;
+            drop(permit);
+            opened.fetch_add(1, Relaxed);
+            let mut ws = match ws {
+                Ok(ws) => ws,
+                Err(e) => {
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                    return false;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return true,
+                    msg = ws.next() => if !matches!(msg, Some(Ok(_))) { return false },
+                }
+            }
+        }));
+    }
+    let pb = bar(
+        n as u64,
+        &format!(
+            "{} idle [{{bar:30}}] {{pos}}/{{len}} connections",
+            args.label
+        ),
+    );
+    while (opened.load(Relaxed) as usize) < n {
+        pb.set_position(opened.load(Relaxed));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let connect_secs = began.elapsed().as_secs_f64();
+    pb.finish_and_clear();
+    tokio::time::sleep(hold).await;
+    let after = server_pid.and_then(rss_kib);
+    let _ = stop_tx.send(true);
+    let mut held = 0u64;
+    for t in tasks {
+        if matches!(t.await, Ok(true)) {
+            held += 1;
+        }
+    }
+    let mut report = Report::new(&args.label, "idle");
+    report
+        .param("connections", n as u64)
+        .param("source_addresses", n.div_ceil(PER_SOURCE_IP) as u64)
+        .param("hold_seconds", hold.as_secs_f64());
+    report
+        .metric("held", held)
+        .metric("connect_per_s", n as f64 / connect_secs);
+    if let (Some(b), Some(a)) = (before, after) {
+        report
+            .metric("rss_before_kib", b)
+            .metric("rss_after_kib", a)
+            .metric(
+                "rss_per_conn_bytes",
+                a.saturating_sub(b) as f64 * 1024.0 / held.max(1) as f64,
+            );
+    }
+    if let Some(e) = first_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        report.metric("first_error", e);
+    }
+    Ok(report)
+}
+
+/// `startup`: spawn the server command, time until it greets a WebSocket client, kill it.
+pub(crate) async fn startup(
+    args: &BenchArgs,
+    repeat: usize,
+    cmd: &[String],
+) -> Result<Report, String> {
+    let (program, rest) = cmd.split_first().ok_or("no server command given")?;
+    let mut samples = Vec::with_capacity(repeat);
+    for _ in 0..repeat.max(1) {
+        let t0 = Instant::now();
+        let mut child = std::process::Command::new(program)
+            .args(rest)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
+        let ready = loop {
+            if connect(args.addr, "startup", None).await.is_ok() {
+                break Some(t0.elapsed());
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_micros(250)).await;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        let ready = ready.ok_or_else(|| format!("{program} did not greet within 10 s"))?;
+        samples.push(ready.as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    samples.sort_by(f64::total_cmp);
+    let mut report = Report::new(&args.label, "startup");
+    report
+        .param("repeat", samples.len() as u64)
+        .param("command", cmd.join(" "));
+    report
+        .metric("ready_min_ms", samples[0])
+        .metric("ready_median_ms", samples[samples.len() / 2])
+        .metric("ready_max_ms", samples[samples.len() - 1]);
+    Ok(report)
+}
