@@ -57,3 +57,27 @@ for scenario, nth, keys in rows:
         if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and vb:
             ratio = f"{va / vb:.2f}×"
         print(f"| {name} | {k} | {fmt(va if va is not None else '')} | {fmt(vb if vb is not None else '')} | {ratio} |")
+
+redis_rows = [r for r in reports if r["label"] == "agentwire-redis"]
+if redis_rows:
+    print()
+    print("Through Redis (`--broker redis://127.0.0.1:6379`), same invocation, same generator:")
+    print()
+    print("| scenario | metric | agentwire (memory) | agentwire (Redis) | Redis / memory |")
+    print("|---|---|---:|---:|---:|")
+    for scenario, nth in [("runs", 0), ("runs", 1), ("fanout", 0)]:
+        a, b = find("agentwire", scenario, nth), find("agentwire-redis", scenario, nth)
+        if not a or not b:
+            continue
+        name = scenario
+        if scenario == "runs":
+            name = "runs (max, 100×4 in flight)" if nth == 0 else f"runs (open loop, {b['params']['rate_per_s']}/s, 100 conns)"
+        elif scenario == "fanout":
+            p = b["params"]
+            name = f"fanout ({p['users']} users × {p['connections_per_user']} conns, {p['inflight_per_user']} in flight)"
+        for k in ["runs_per_s", "events_per_s", "latency_p50_us", "latency_p99_us", "latency_max_us", "server_cpu_pct", "error_frames"]:
+            va, vb = a["metrics"].get(k), b["metrics"].get(k)
+            if va is None and vb is None:
+                continue
+            ratio = f"{vb / va:.2f}×" if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and va else ""
+            print(f"| {name} | {k} | {fmt(va if va is not None else '')} | {fmt(vb if vb is not None else '')} | {ratio} |")

@@ -30,7 +30,10 @@ fi
 # runs-per-user cap are raised so the generator measures delivery, not the limiter.
 export RUST_LOG=warn AGENTWIRE_LIMITS__MESSAGES_PER_SECOND=1000000 AGENTWIRE_LIMITS__BURST=1000000 \
   AGENTWIRE_LIMITS__MAX_RUNS_PER_USER=1000 AGENTWIRE_LIMITS__MAX_USERS=1000000
-AW_PORT=18081 BL_PORT=18082 START_PORT=18083
+AW_PORT=18081 BL_PORT=18082 START_PORT=18083 AWR_PORT=18084
+# agentwire on the Redis broker as well, when Redis answers (issue 4: through Redis beside memory).
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
+if redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then WITH_REDIS=1; else WITH_REDIS=0; echo "no Redis at $REDIS_URL: skipping agentwire-redis" >&2; fi
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -41,9 +44,21 @@ start_servers() {
   taskset -c "$SERVER_CPU" "$BIN/agentwire-baseline" 127.0.0.1:$BL_PORT >"$OUT/baseline.log" 2>&1 &
   BL_PID=$!
   PIDS+=("$AW_PID" "$BL_PID")
+  AWR_PID=""
+  if [ "$WITH_REDIS" = 1 ] && [ "${1:-}" != no-redis ]; then
+    taskset -c "$SERVER_CPU" "$BIN/agentwire" serve --broker "$REDIS_URL" --listen 127.0.0.1:$AWR_PORT >"$OUT/agentwire-redis.log" 2>&1 &
+    AWR_PID=$!
+    PIDS+=("$AWR_PID")
+  fi
   sleep 0.5
 }
-stop_servers() { kill "$AW_PID" "$BL_PID" 2>/dev/null || true; wait "$AW_PID" "$BL_PID" 2>/dev/null || true; }
+stop_servers() {
+  kill "$AW_PID" "$BL_PID" $AWR_PID 2>/dev/null || true
+  wait "$AW_PID" "$BL_PID" $AWR_PID 2>/dev/null || true
+}
+# Redis itself runs unpinned (it is the machine's service); with one core per side, the Redis
+# figures show the extra round trip and the Redis CPU sharing the machine.
+bench_redis() { if [ -n "$AWR_PID" ]; then bench agentwire-redis $AWR_PORT "$AWR_PID" "$@"; fi; }
 
 # bench LABEL PORT PID SCENARIO ARGS… — one report as a JSON line.
 bench() {
@@ -68,17 +83,20 @@ start_servers
 echo "== runs, max rate: 100 connections x 4 in flight" >&2
 bench agentwire $AW_PORT $AW_PID runs -c 100 -w 4 -d "$DURATION"
 bench baseline $BL_PORT $BL_PID runs -c 100 -w 4 -d "$DURATION"
+bench_redis runs -c 100 -w 4 -d "$DURATION"
 HALF=$(python3 -c "print(round(float('$(metric agentwire runs runs_per_s)') / 2))")
 echo "== runs at half of agentwire's max rate: $HALF runs/s over 100 connections" >&2
 bench agentwire $AW_PORT $AW_PID runs -c 100 --rate "$HALF" -d "$DURATION"
 bench baseline $BL_PORT $BL_PID runs -c 100 --rate "$HALF" -d "$DURATION"
+bench_redis runs -c 100 --rate "$HALF" -d "$DURATION"
 echo "== fanout: 25 users x 4 connections, 4 runs in flight per user" >&2
 bench agentwire $AW_PORT $AW_PID fanout -u 25 -k 4 -w 4 -d "$DURATION"
 bench baseline $BL_PORT $BL_PID fanout -u 25 -k 4 -w 4 -d "$DURATION"
+bench_redis fanout -u 25 -k 4 -w 4 -d "$DURATION"
 stop_servers
 
 echo "== idle: $IDLE_N connections (fresh servers)" >&2
-start_servers
+start_servers no-redis
 bench agentwire $AW_PORT $AW_PID idle -n "$IDLE_N"
 bench baseline $BL_PORT $BL_PID idle -n "$IDLE_N"
 stop_servers

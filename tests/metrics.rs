@@ -252,10 +252,12 @@ async fn metrics_after_a_known_workload() {
         ),
         5.0 + 1.0 // seq 11, the third echo run's start, is replayed
     );
-    // Latency is measured for live frames only.
-    assert_eq!(
-        delta("agentwire_delivery_latency_seconds_count", &[]),
-        accepted
+    // Latency: one sample per flushed batch that held live frames — at least one, at most one
+    // per live frame.
+    let samples = delta("agentwire_delivery_latency_seconds_count", &[]);
+    assert!(
+        samples >= 1.0 && samples <= accepted,
+        "{samples} latency samples for {accepted} live events"
     );
     assert!(after.get("agentwire_delivery_latency_seconds_sum", &[]) > 0.0);
 

@@ -73,7 +73,7 @@ impl Configurable for UnconfiguredBridge {
             Arc::new(MemoryBroker::new(config.history.clone(), config.max_users))
         });
         // Every broker gets the same operation, error and latency metrics.
-        let broker: Arc<dyn Broker> = Arc::new(Metered(broker));
+        let broker: Arc<dyn Broker> = Arc::new(Metered::new(broker));
         let inner = Arc::new(Inner {
             config,
             broker,

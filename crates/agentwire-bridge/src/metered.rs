@@ -4,6 +4,7 @@
 //! gets the same `agentwire_broker_*` metrics without implementing them.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use agentwire_core::{RunEvent, UserId, async_trait};
@@ -17,14 +18,31 @@ pub(crate) const ERRORS: &str = "agentwire_broker_errors_total";
 /// Duration of broker operations per broker and op.
 pub(crate) const DURATION: &str = "agentwire_broker_operation_duration_seconds";
 
-pub(crate) struct Metered(pub(crate) Arc<dyn Broker>);
+/// One operation in this many has its duration recorded: a histogram sample per event on the
+/// publish path cost more than the in-memory append itself (docs/benchmarks.md).
+const DURATION_SAMPLE_EVERY: u64 = 16;
+
+pub(crate) struct Metered {
+    inner: Arc<dyn Broker>,
+    ops: AtomicU64,
+}
 
 impl Metered {
+    pub(crate) fn new(inner: Arc<dyn Broker>) -> Self {
+        Self {
+            inner,
+            ops: AtomicU64::new(0),
+        }
+    }
+
     fn record<T>(&self, op: &'static str, started: Instant, result: &Result<T, BridgeError>) {
-        let broker = self.0.name();
+        let broker = self.inner.name();
         metrics::counter!(OPERATIONS, "broker" => broker, "op" => op).increment(1);
-        metrics::histogram!(DURATION, "broker" => broker, "op" => op)
-            .record(started.elapsed().as_secs_f64());
+        if self.ops.fetch_add(1, Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0 || result.is_err()
+        {
+            metrics::histogram!(DURATION, "broker" => broker, "op" => op)
+                .record(started.elapsed().as_secs_f64());
+        }
         if let Err(e) = result {
             metrics::counter!(ERRORS, "broker" => broker, "op" => op).increment(1);
             tracing::debug!(broker, op, error = %e, "broker operation failed");
@@ -35,16 +53,16 @@ impl Metered {
 #[async_trait]
 impl Broker for Metered {
     fn name(&self) -> &'static str {
-        self.0.name()
+        self.inner.name()
     }
 
     fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
-        self.0.set_live_sink(sink);
+        self.inner.set_live_sink(sink);
     }
 
     async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let started = Instant::now();
-        let r = self.0.append(user, event).await;
+        let r = self.inner.append(user, event).await;
         // Too many users is a limit, not a broker failure.
         if !matches!(r, Err(BridgeError::TooManyUsers { .. })) {
             self.record("append", started, &r);
@@ -60,14 +78,14 @@ impl Broker for Metered {
         limit: usize,
     ) -> Result<StreamSlice, BridgeError> {
         let started = Instant::now();
-        let r = self.0.read_after(user, after, epoch, limit).await;
+        let r = self.inner.read_after(user, after, epoch, limit).await;
         self.record("read_after", started, &r);
         r
     }
 
     async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
         let started = Instant::now();
-        let r = self.0.subscribe(user).await;
+        let r = self.inner.subscribe(user).await;
         if !matches!(r, Err(BridgeError::TooManyUsers { .. })) {
             self.record("subscribe", started, &r);
         }
@@ -76,33 +94,33 @@ impl Broker for Metered {
 
     async fn unsubscribe(&self, user: &UserId) {
         let started = Instant::now();
-        self.0.unsubscribe(user).await;
+        self.inner.unsubscribe(user).await;
         self.record::<()>("unsubscribe", started, &Ok(()));
     }
 
     async fn remove(&self, user: &UserId) -> Result<(), BridgeError> {
         let started = Instant::now();
-        let r = self.0.remove(user).await;
+        let r = self.inner.remove(user).await;
         self.record("remove", started, &r);
         r
     }
 
     async fn touch(&self, users: &[UserId]) {
-        self.0.touch(users).await;
+        self.inner.touch(users).await;
     }
 
     async fn ping(&self) -> Result<(), BridgeError> {
         let started = Instant::now();
-        let r = self.0.ping().await;
+        let r = self.inner.ping().await;
         self.record("ping", started, &r);
         r
     }
 
     async fn sweep(&self) -> usize {
-        self.0.sweep().await
+        self.inner.sweep().await
     }
 
     fn stream_count(&self) -> Option<usize> {
-        self.0.stream_count()
+        self.inner.stream_count()
     }
 }

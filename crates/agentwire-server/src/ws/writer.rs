@@ -12,19 +12,34 @@ use futures_util::stream::SplitSink;
 /// Frames taken from the queue per write; one flush each.
 const BATCH: usize = 256;
 
-/// Counts the event frames of a flushed batch and, for live ones, the latency from acceptance
-/// to now; empties the batch.
+/// Counts the event frames of a flushed batch — one counter increment per event type, not per
+/// frame — and records one latency sample: the age of the batch's oldest live frame, i.e. the
+/// worst delivery latency of the batch. Per-frame metric calls on every connection cost more than
+/// the write itself under fan-out (docs/benchmarks.md). Empties the batch.
 fn record_delivered(batch: &mut Vec<Frame>) {
-    let now = Instant::now();
+    let mut counts: [(&'static str, u64); 8] = [("", 0); 8];
+    let mut oldest: Option<Instant> = None;
     for frame in batch.drain(..) {
         let Some(kind) = frame.event_type() else {
             continue; // control frame
         };
-        metrics::counter!("agentwire_events_delivered_total", "type" => kind).increment(1);
-        if let Some(accepted) = frame.accepted() {
-            metrics::histogram!("agentwire_delivery_latency_seconds")
-                .record(now.saturating_duration_since(accepted).as_secs_f64());
+        if let Some(slot) = counts.iter_mut().find(|(k, _)| *k == kind || k.is_empty()) {
+            slot.0 = kind;
+            slot.1 += 1;
         }
+        if let Some(accepted) = frame.accepted() {
+            oldest = Some(oldest.map_or(accepted, |o| o.min(accepted)));
+        }
+    }
+    for (kind, n) in counts.iter().take_while(|(k, _)| !k.is_empty()) {
+        metrics::counter!("agentwire_events_delivered_total", "type" => *kind).increment(*n);
+    }
+    if let Some(accepted) = oldest {
+        metrics::histogram!("agentwire_delivery_latency_seconds").record(
+            Instant::now()
+                .saturating_duration_since(accepted)
+                .as_secs_f64(),
+        );
     }
 }
 
