@@ -5,6 +5,6 @@ mod auth;
 mod frames;
 mod golden_path;
 mod health;
-mod http_api;
+mod http;
 mod isolation;
 mod reliability;

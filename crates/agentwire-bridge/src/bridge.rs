@@ -14,10 +14,8 @@ use parking_lot::Mutex;
 use crate::metered::Metered;
 use crate::replay::replay;
 use crate::stream::{LocalUser, Routed, Slot, SlotState, finish_replay, route};
+use crate::telemetry::{EVENTS_ACCEPTED, event_counter};
 use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker, ResumeFrom};
-
-/// Events accepted into a stream, by type.
-const EVENTS_ACCEPTED: &str = "agentwire_events_accepted_total";
 
 /// The bridge before [`Configurable::configure`]: it has no methods that deliver anything, so it
 /// cannot be used — or handed to startup's `Agents` phase — by mistake.
@@ -250,7 +248,7 @@ impl AgentWebSocketBridge {
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let seq = self.inner.broker.append(user, event).await?;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(EVENTS_ACCEPTED, "type" => event.kind.type_name()).increment(1);
+        event_counter(EVENTS_ACCEPTED, event.kind.type_name()).increment(1);
         Ok(seq)
     }
 
@@ -395,6 +393,26 @@ impl AgentWebSocketBridge {
             last_seq: slice.head,
             resumed: resumed.map(|(_, r)| r),
         })
+    }
+
+    /// As [`Self::attach`], but a resume point ahead of the stream head (a client holding seqs
+    /// of a stream this broker no longer has) starts the connection live instead of failing; the
+    /// refusal is returned next to the attachment so the transport can tell the client.
+    ///
+    /// # Errors
+    /// As [`Self::attach`], except [`BridgeError::ResumeAhead`].
+    pub async fn attach_or_live(
+        &self,
+        user: &UserId,
+        sink: Arc<dyn WebSocketSink>,
+        resume: Option<ResumeFrom>,
+    ) -> Result<(Attachment, Option<BridgeError>), BridgeError> {
+        match self.attach(user, sink.clone(), resume).await {
+            Err(ahead @ BridgeError::ResumeAhead { .. }) => {
+                Ok((self.attach(user, sink, None).await?, Some(ahead)))
+            }
+            other => other.map(|a| (a, None)),
+        }
     }
 
     /// Removes a slot without touching the broker subscription; returns whether it was there.

@@ -47,6 +47,7 @@ mod metered;
 mod queue;
 mod replay;
 mod stream;
+mod telemetry;
 
 pub use bridge::{AgentWebSocketBridge, Attachment, BridgeStats, HistoryPage, UnconfiguredBridge};
 pub use broker::{Broker, LiveSink, StreamSlice};
@@ -56,3 +57,4 @@ pub use history::{HistoryBuffer, Replay};
 pub use memory::MemoryBroker;
 pub use queue::{Batch, ConnectionQueue};
 pub use stream::ResumeFrom;
+pub use telemetry::{EVENTS_ACCEPTED, EVENTS_DELIVERED, event_counter};

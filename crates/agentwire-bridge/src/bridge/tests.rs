@@ -226,6 +226,30 @@ async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
     );
     assert_eq!(b.stats().connections, 0);
     assert_eq!(b.stats().users, 0);
+
+    // attach_or_live: the same request starts live at the head and reports the refusal.
+    let q = queue();
+    let (att, ahead) = b
+        .attach_or_live(
+            &user("a"),
+            q.clone(),
+            Some(ResumeFrom {
+                last_seq: 9,
+                epoch: None,
+            }),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        ahead,
+        Some(BridgeError::ResumeAhead {
+            last_seq: 9,
+            head: 1
+        })
+    );
+    assert_eq!((att.last_seq, att.resumed), (1, None));
+    b.publish_event(&user("a"), &event(1)).await.unwrap();
+    assert_eq!(seqs(&recv(&q, 1).await), vec![2]);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agentwire_bridge::{AgentWebSocketBridge, Batch, BridgeError, ConnectionQueue, ResumeFrom};
+use agentwire_bridge::{AgentWebSocketBridge, Batch, ConnectionQueue, ResumeFrom};
 use agentwire_core::{
     ConnectionEstablished, ConnectionId, ControlFrame, ErrorCode, Frame, FrameError, UserId,
 };
@@ -90,19 +90,11 @@ pub(crate) async fn attach(
         state.ready().config().limits.queue_bytes,
     ));
     let bridge = state.ready().bridge().clone();
-    let mut warning = None;
-    let attached = match bridge.attach(user, queue.clone(), resume.clone()).await {
-        Err(BridgeError::ResumeAhead { .. }) if resume.is_some() => {
-            warning = Some(FrameError::new(
-                ErrorCode::InvalidField,
-                "last_seq is ahead of the stream head; starting live without replay",
-                None,
-            ));
-            bridge.attach(user, queue.clone(), None).await
-        }
-        other => other,
-    };
-    let attachment = attached.map_err(|e| error(e.code(), e.to_string()))?;
+    let (attachment, ahead) = bridge
+        .attach_or_live(user, queue.clone(), resume)
+        .await
+        .map_err(|e| error(e.code(), e.to_string()))?;
+    let warning = ahead.map(crate::ws::resume_ahead_warning);
     let guard = Attached {
         bridge,
         user: user.clone(),

@@ -14,6 +14,16 @@ use serde::Deserialize;
 
 use crate::{ApiError, AppState, AuthRequest};
 
+/// The error frame a client gets when its resume point is ahead of the stream head (it holds
+/// seqs of a stream the broker no longer has): the connection starts live instead.
+pub(crate) fn resume_ahead_warning(e: agentwire_bridge::BridgeError) -> agentwire_core::FrameError {
+    agentwire_core::FrameError::new(
+        ErrorCode::InvalidField,
+        format!("{e}; starting live without replay"),
+        None,
+    )
+}
+
 /// Query parameters of `/ws`.
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct WsQuery {

@@ -32,21 +32,9 @@ pub(crate) async fn run(
     let (tx, rx) = socket.split();
 
     let heartbeat = config.heartbeat.interval;
-    let mut resume_error = None;
-    let attached = match bridge.attach(&user, queue.clone(), resume.clone()).await {
-        Err(agentwire_bridge::BridgeError::ResumeAhead { .. }) if resume.is_some() => {
-            // The client's position is from the future: say so, and start it live.
-            resume_error = Some(FrameError::new(
-                ErrorCode::InvalidField,
-                "last_seq is ahead of the stream head; starting live without replay",
-                None,
-            ));
-            bridge.attach(&user, queue.clone(), None).await
-        }
-        other => other,
-    };
-    let attachment = match attached {
-        Ok(a) => a,
+    let attached = bridge.attach_or_live(&user, queue.clone(), resume).await;
+    let (attachment, resume_error) = match attached {
+        Ok((a, ahead)) => (a, ahead.map(super::resume_ahead_warning)),
         Err(e) => {
             let code = match e {
                 agentwire_bridge::BridgeError::ShuttingDown => CloseCode::GOING_AWAY,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentwire_bridge::{Batch, ConnectionQueue};
+use agentwire_bridge::{Batch, ConnectionQueue, EVENTS_DELIVERED, event_counter};
 use agentwire_core::Frame;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
@@ -32,7 +32,7 @@ fn record_delivered(batch: &mut Vec<Frame>) {
         }
     }
     for (kind, n) in counts.iter().take_while(|(k, _)| !k.is_empty()) {
-        metrics::counter!("agentwire_events_delivered_total", "type" => *kind).increment(*n);
+        event_counter(EVENTS_DELIVERED, kind).increment(*n);
     }
     if let Some(accepted) = oldest {
         metrics::histogram!("agentwire_delivery_latency_seconds").record(
