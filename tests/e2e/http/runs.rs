@@ -56,6 +56,19 @@ async fn runs_start_and_their_events_page_through_v1_events() {
     )
     .await;
     assert_eq!(other["events"], json!([]));
+    // Events come back exactly as they went over the WebSocket: the wire envelope, `type` first.
+    let raw = http
+        .get(server.http_url("/v1/events?user=hana&after=0&limit=1"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.contains(r#""events":[{"type":"agent_started","seq":1,"run_id":"#),
+        "{raw}"
+    );
 
     // Unknown or malformed run ids are 404 run_not_found.
     let cancel = |user: &str, id: &str| {

@@ -1,10 +1,11 @@
 //! `GET /v1/events?after=<seq>`: a page of the user's history as JSON.
 
-use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{Credentials, authenticate};
 use crate::{ApiError, AppState};
@@ -29,7 +30,7 @@ pub(crate) async fn list(
     headers: HeaderMap,
     Query(credentials): Query<Credentials>,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let Query(query) =
         query.map_err(|e| super::error(agentwire_core::ErrorCode::InvalidField, e.body_text()))?;
     let user = authenticate(&state, &headers, &credentials)?;
@@ -44,16 +45,26 @@ pub(crate) async fn list(
         .frames
         .last()
         .map_or(query.after.min(page.head), |f| f.seq());
-    let events: Vec<Value> = page
-        .frames
-        .iter()
-        .filter_map(|f| serde_json::from_slice(f.bytes()).ok())
-        .collect();
-    Ok(Json(json!({
+    // The stored frames are already the wire JSON: splice them into the body as they are
+    // (no parse and re-serialize, and the same key order as on `/ws`).
+    let head = json!({
         "epoch": page.epoch,
         "head": page.head,
         "gap": page.gap,
-        "events": events,
         "next_after": next_after,
-    })))
+    })
+    .to_string();
+    let mut body = Vec::with_capacity(
+        head.len() + 16 + page.frames.iter().map(|f| f.len() + 1).sum::<usize>(),
+    );
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"events\":[");
+    for (i, frame) in page.frames.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(frame.bytes());
+    }
+    body.extend_from_slice(b"]}");
+    Ok(([(CONTENT_TYPE, "application/json")], body).into_response())
 }
