@@ -9,6 +9,7 @@ use agentwire_core::UserContext;
 use async_trait::async_trait;
 use serde_json::Value;
 
+use crate::run_metrics::RunMetrics;
 use crate::{AgentError, AgentRegistry};
 
 /// An agent: given a run's input, it reports its work through the [`RunContext`] and returns
@@ -128,6 +129,7 @@ pub struct RunContext {
     registry: Arc<dyn AgentRegistry>,
     input: String,
     next_call: AtomicU32,
+    metrics: Arc<RunMetrics>,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -143,12 +145,14 @@ impl RunContext {
         emitter: Arc<RunEmitter>,
         registry: Arc<dyn AgentRegistry>,
         input: String,
+        metrics: Arc<RunMetrics>,
     ) -> Self {
         Self {
             emitter,
             registry,
             input,
             next_call: AtomicU32::new(1),
+            metrics,
         }
     }
 
@@ -213,12 +217,9 @@ impl RunContext {
         let outcome = tool.call(args).await;
         let elapsed = started.elapsed();
         let duration_ms = elapsed.as_millis() as u64;
-        metrics::histogram!(
-            "agentwire_tool_call_duration_seconds",
-            "tool" => tool.name().to_owned(),
-            "ok" => if outcome.is_ok() { "true" } else { "false" },
-        )
-        .record(elapsed.as_secs_f64());
+        self.metrics
+            .tool_duration(tool.name(), outcome.is_ok())
+            .record(elapsed.as_secs_f64());
         self.emitter
             .tool_completed(&call_id, name, outcome.clone(), duration_ms)
             .await?;

@@ -8,6 +8,7 @@ use agentwire_core::{CoreError, RunId, RunLauncher, ThreadId, UserContext};
 use serde_json::Value;
 use tracing::Instrument;
 
+use crate::run_metrics::RunMetrics;
 use crate::{Agent, AgentError, AgentRegistry, RunContext};
 
 /// What [`RunExecutor::start`] returns: the ids the client is acknowledged with.
@@ -33,6 +34,7 @@ pub struct RunExecutor {
     registry: Arc<dyn AgentRegistry>,
     factory: BridgeFactory,
     run_timeout: Duration,
+    metrics: Arc<RunMetrics>,
 }
 
 impl std::fmt::Debug for RunExecutor {
@@ -61,6 +63,7 @@ impl RunExecutor {
             registry,
             factory,
             run_timeout,
+            metrics: Arc::default(),
         })
     }
 
@@ -122,6 +125,7 @@ impl RunExecutor {
             agent,
             registry: self.registry.clone(),
             timeout: self.run_timeout,
+            metrics: self.metrics.clone(),
         })
     }
 }
@@ -134,6 +138,7 @@ pub struct PreparedRun {
     agent: Arc<dyn Agent>,
     registry: Arc<dyn AgentRegistry>,
     timeout: Duration,
+    metrics: Arc<RunMetrics>,
 }
 
 impl std::fmt::Debug for PreparedRun {
@@ -157,6 +162,7 @@ impl PreparedRun {
             agent,
             registry,
             timeout,
+            metrics,
             ..
         } = self;
         let ctx = emitter.context();
@@ -166,16 +172,16 @@ impl PreparedRun {
             run_id = %ctx.run_id,
             agent = %agent.name(),
         );
-        let agent_label: Arc<str> = Arc::from(agent.name());
+        let agent_metrics = metrics.agent(agent.name());
         let run = async move {
             let began = Instant::now();
             if let Err(e) = emitter.started(Some(input.clone())).await {
                 tracing::warn!(error = %e, "run could not start");
                 return;
             }
-            metrics::counter!(RUNS_STARTED, "agent" => agent_label.clone()).increment(1);
+            agent_metrics.started.increment(1);
             tracing::debug!("agent running");
-            let rc = RunContext::new(emitter.clone(), registry, input);
+            let rc = RunContext::new(emitter.clone(), registry, input, metrics);
             let cancel = emitter.cancellation().clone();
             let outcome: Result<Value, (&str, String)> = tokio::select! {
                 r = tokio::time::timeout(timeout, agent.run(&rc)) => match r {
@@ -188,10 +194,9 @@ impl PreparedRun {
             drop(rc);
             let outcome = finish(&emitter, outcome).await;
             let elapsed = began.elapsed();
-            metrics::counter!(RUNS_FINISHED, "agent" => agent_label.clone(), "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!(RUN_DURATION, "agent" => agent_label, "outcome" => outcome)
-                .record(elapsed.as_secs_f64());
+            let (finished, duration) = agent_metrics.finished(outcome);
+            finished.increment(1);
+            duration.record(elapsed.as_secs_f64());
             tracing::debug!(
                 outcome,
                 duration_ms = elapsed.as_millis() as u64,
@@ -201,13 +206,6 @@ impl PreparedRun {
         tokio::spawn(run.instrument(span));
     }
 }
-
-/// Runs started (after `agent_started` was accepted), by agent.
-const RUNS_STARTED: &str = "agentwire_runs_started_total";
-/// Runs ended, by agent and outcome.
-const RUNS_FINISHED: &str = "agentwire_runs_finished_total";
-/// Run durations from start to terminal event, by agent and outcome.
-const RUN_DURATION: &str = "agentwire_run_duration_seconds";
 
 /// Publishes the terminal event; returns the outcome label: `completed`, `failed`, `cancelled`
 /// or `timeout`.

@@ -39,6 +39,7 @@ mod builtin;
 mod error;
 mod executor;
 mod registry;
+mod run_metrics;
 
 pub use agent::{Agent, RunContext, Tool};
 pub use async_trait::async_trait;

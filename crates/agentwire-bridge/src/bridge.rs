@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use crate::metered::Metered;
 use crate::replay::replay;
 use crate::stream::{LocalUser, Routed, Slot, SlotState, finish_replay, route};
-use crate::telemetry::{EVENTS_ACCEPTED, event_counter};
+use crate::telemetry::{EVENTS_ACCEPTED, EventCounters};
 use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker, ResumeFrom};
 
 /// The bridge before [`Configurable::configure`]: it has no methods that deliver anything, so it
@@ -78,6 +78,7 @@ impl Configurable for UnconfiguredBridge {
             users: DashMap::new(),
             connections: AtomicUsize::new(0),
             published: AtomicU64::new(0),
+            accepted: EventCounters::new(EVENTS_ACCEPTED),
             shutting_down: AtomicBool::new(false),
         });
         inner
@@ -133,6 +134,7 @@ pub(crate) struct Inner {
     pub(crate) users: DashMap<UserId, Arc<Mutex<LocalUser>>>,
     pub(crate) connections: AtomicUsize,
     published: AtomicU64,
+    accepted: EventCounters,
     shutting_down: AtomicBool,
 }
 
@@ -248,7 +250,10 @@ impl AgentWebSocketBridge {
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let seq = self.inner.broker.append(user, event).await?;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
-        event_counter(EVENTS_ACCEPTED, event.kind.type_name()).increment(1);
+        self.inner
+            .accepted
+            .get(event.kind.type_name())
+            .increment(1);
         Ok(seq)
     }
 

@@ -57,4 +57,4 @@ pub use history::{HistoryBuffer, Replay};
 pub use memory::MemoryBroker;
 pub use queue::{Batch, ConnectionQueue};
 pub use stream::ResumeFrom;
-pub use telemetry::{EVENTS_ACCEPTED, EVENTS_DELIVERED, event_counter};
+pub use telemetry::{EVENTS_ACCEPTED, EVENTS_DELIVERED, EventCounters};

@@ -22,30 +22,86 @@ pub(crate) const DURATION: &str = "agentwire_broker_operation_duration_seconds";
 /// publish path cost more than the in-memory append itself (docs/benchmarks.md).
 const DURATION_SAMPLE_EVERY: u64 = 16;
 
+/// The operations [`Metered`] measures, in the order it holds their handles.
+#[derive(Clone, Copy)]
+enum Op {
+    Append,
+    ReadAfter,
+    Subscribe,
+    Unsubscribe,
+    Remove,
+    Ping,
+}
+
+impl Op {
+    const ALL: [Op; 6] = [
+        Op::Append,
+        Op::ReadAfter,
+        Op::Subscribe,
+        Op::Unsubscribe,
+        Op::Remove,
+        Op::Ping,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Op::Append => "append",
+            Op::ReadAfter => "read_after",
+            Op::Subscribe => "subscribe",
+            Op::Unsubscribe => "unsubscribe",
+            Op::Remove => "remove",
+            Op::Ping => "ping",
+        }
+    }
+}
+
+/// One operation's handles, registered once (a label value that is not a literal makes
+/// `metrics::counter!` build its labels on every call).
+struct OpMetrics {
+    count: metrics::Counter,
+    errors: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
 pub(crate) struct Metered {
     inner: Arc<dyn Broker>,
     ops: AtomicU64,
+    metrics: [OpMetrics; 6],
 }
 
 impl Metered {
     pub(crate) fn new(inner: Arc<dyn Broker>) -> Self {
+        let broker = inner.name();
+        let metrics = Op::ALL.map(|op| {
+            let op = op.as_str();
+            OpMetrics {
+                count: metrics::counter!(OPERATIONS, "broker" => broker, "op" => op),
+                errors: metrics::counter!(ERRORS, "broker" => broker, "op" => op),
+                duration: metrics::histogram!(DURATION, "broker" => broker, "op" => op),
+            }
+        });
         Self {
             inner,
             ops: AtomicU64::new(0),
+            metrics,
         }
     }
 
-    fn record<T>(&self, op: &'static str, started: Instant, result: &Result<T, BridgeError>) {
-        let broker = self.inner.name();
-        metrics::counter!(OPERATIONS, "broker" => broker, "op" => op).increment(1);
-        if self.ops.fetch_add(1, Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0 || result.is_err()
-        {
-            metrics::histogram!(DURATION, "broker" => broker, "op" => op)
-                .record(started.elapsed().as_secs_f64());
+    /// Whether this operation's duration is sampled; the clock is only read for those.
+    fn sampled(&self) -> Option<Instant> {
+        (self.ops.fetch_add(1, Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0)
+            .then(Instant::now)
+    }
+
+    fn record<T>(&self, op: Op, started: Option<Instant>, result: &Result<T, BridgeError>) {
+        let m = &self.metrics[op as usize];
+        m.count.increment(1);
+        if let Some(started) = started {
+            m.duration.record(started.elapsed().as_secs_f64());
         }
         if let Err(e) = result {
-            metrics::counter!(ERRORS, "broker" => broker, "op" => op).increment(1);
-            tracing::debug!(broker, op, error = %e, "broker operation failed");
+            m.errors.increment(1);
+            tracing::debug!(broker = self.inner.name(), op = op.as_str(), error = %e, "broker operation failed");
         }
     }
 }
@@ -61,11 +117,11 @@ impl Broker for Metered {
     }
 
     async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        let started = Instant::now();
+        let started = self.sampled();
         let r = self.inner.append(user, event).await;
         // Too many users is a limit, not a broker failure.
         if !matches!(r, Err(BridgeError::TooManyUsers { .. })) {
-            self.record("append", started, &r);
+            self.record(Op::Append, started, &r);
         }
         r
     }
@@ -77,31 +133,31 @@ impl Broker for Metered {
         epoch: Option<&str>,
         limit: usize,
     ) -> Result<StreamSlice, BridgeError> {
-        let started = Instant::now();
+        let started = self.sampled();
         let r = self.inner.read_after(user, after, epoch, limit).await;
-        self.record("read_after", started, &r);
+        self.record(Op::ReadAfter, started, &r);
         r
     }
 
     async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
-        let started = Instant::now();
+        let started = self.sampled();
         let r = self.inner.subscribe(user).await;
         if !matches!(r, Err(BridgeError::TooManyUsers { .. })) {
-            self.record("subscribe", started, &r);
+            self.record(Op::Subscribe, started, &r);
         }
         r
     }
 
     async fn unsubscribe(&self, user: &UserId) {
-        let started = Instant::now();
+        let started = self.sampled();
         self.inner.unsubscribe(user).await;
-        self.record::<()>("unsubscribe", started, &Ok(()));
+        self.record::<()>(Op::Unsubscribe, started, &Ok(()));
     }
 
     async fn remove(&self, user: &UserId) -> Result<(), BridgeError> {
-        let started = Instant::now();
+        let started = self.sampled();
         let r = self.inner.remove(user).await;
-        self.record("remove", started, &r);
+        self.record(Op::Remove, started, &r);
         r
     }
 
@@ -110,9 +166,9 @@ impl Broker for Metered {
     }
 
     async fn ping(&self) -> Result<(), BridgeError> {
-        let started = Instant::now();
+        let started = self.sampled();
         let r = self.inner.ping().await;
-        self.record("ping", started, &r);
+        self.record(Op::Ping, started, &r);
         r
     }
 

@@ -88,6 +88,25 @@ impl ConnectionQueue {
         }
     }
 
+    /// Moves frames queued since the last [`Self::next_batch`] into `out`, up to `max` in
+    /// `out` in all, without waiting. A writer calls it after yielding once, so the frames
+    /// published meanwhile go out in the same write.
+    pub fn take_more(&self, out: &mut Vec<Frame>, max: usize) {
+        if out.len() >= max {
+            return;
+        }
+        let mut st = self.state.lock();
+        let st = &mut *st;
+        let n = st.frames.len().min(max - out.len());
+        let mut taken = 0;
+        for f in st.frames.drain(..n) {
+            taken += f.len();
+            out.push(f);
+        }
+        st.bytes -= taken;
+        self.queued.decrement(taken as f64);
+    }
+
     /// Waits until a close is requested (by the bridge, a limit, or shutdown).
     pub async fn closed(&self) {
         loop {

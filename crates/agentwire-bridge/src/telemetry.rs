@@ -1,24 +1,50 @@
-//! Metric handles keyed by event type without building labels per call.
+//! Metric handles resolved once, so the per-event path only adds to an atomic.
+
+use metrics::Counter;
 
 /// Events accepted into a stream, by type.
 pub const EVENTS_ACCEPTED: &str = "agentwire_events_accepted_total";
 /// Events written to a connection's socket, by type.
 pub const EVENTS_DELIVERED: &str = "agentwire_events_delivered_total";
 
-/// The counter `metric{type="<event type>"}`.
+/// The event types of SPEC §3, in the order [`EventCounters`] holds them; anything else is
+/// counted as `other`.
+const EVENT_TYPES: [&str; 8] = [
+    "agent_started",
+    "agent_thinking",
+    "tool_executing",
+    "tool_completed",
+    "agent_message_delta",
+    "agent_completed",
+    "agent_error",
+    "other",
+];
+
+/// The counters `metric{type="<event type>"}` for every event type, registered once.
 ///
-/// `metrics::counter!(name, "type" => value)` with a non-literal value allocates its labels on
-/// every call; this runs per event, so each of the fixed event types gets a static key instead.
-/// An unknown type is counted as `other`.
-pub fn event_counter(metric: &'static str, event_type: &str) -> metrics::Counter {
-    match event_type {
-        "agent_started" => metrics::counter!(metric, "type" => "agent_started"),
-        "agent_thinking" => metrics::counter!(metric, "type" => "agent_thinking"),
-        "tool_executing" => metrics::counter!(metric, "type" => "tool_executing"),
-        "tool_completed" => metrics::counter!(metric, "type" => "tool_completed"),
-        "agent_message_delta" => metrics::counter!(metric, "type" => "agent_message_delta"),
-        "agent_completed" => metrics::counter!(metric, "type" => "agent_completed"),
-        "agent_error" => metrics::counter!(metric, "type" => "agent_error"),
-        _ => metrics::counter!(metric, "type" => "other"),
+/// `metrics::counter!` looks its key up in the recorder's registry on every call (and builds a
+/// label vector when a label value is not a literal); on the per-event path that cost more than
+/// the delivery itself (docs/benchmarks.md). Resolve the handles when the component is built —
+/// under the recorder it should report to — and keep them.
+#[derive(Debug, Clone)]
+pub struct EventCounters {
+    counters: [Counter; 8],
+}
+
+impl EventCounters {
+    /// Registers `metric{type=…}` for each event type with the current recorder.
+    pub fn new(metric: &'static str) -> Self {
+        Self {
+            counters: EVENT_TYPES.map(|t| metrics::counter!(metric, "type" => t)),
+        }
+    }
+
+    /// The counter of `event_type` (`other` for a type agentwire does not define).
+    pub fn get(&self, event_type: &str) -> &Counter {
+        let i = EVENT_TYPES
+            .iter()
+            .position(|t| *t == event_type)
+            .unwrap_or(EVENT_TYPES.len() - 1);
+        &self.counters[i]
     }
 }

@@ -26,6 +26,7 @@ struct Inner {
     draining: AtomicBool,
     sessions: TaskTracker,
     external: ExternalRuns,
+    delivery: Arc<crate::ws::DeliveryMetrics>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -49,6 +50,8 @@ impl AppState {
 
     /// State whose requests are authenticated by `auth` (your own [`Authenticate`]).
     pub fn with_authenticator(ready: Ready, auth: impl Authenticate) -> Self {
+        // The writers' metric handles bind to the recorder installed now.
+        crate::install_metrics_recorder();
         let external = ExternalRuns::new(
             Arc::new(ready.bridge().clone()),
             ExternalLimits {
@@ -65,6 +68,7 @@ impl AppState {
                 draining: AtomicBool::new(false),
                 sessions: TaskTracker::new(),
                 external,
+                delivery: Arc::new(crate::ws::DeliveryMetrics::new()),
             }),
         }
     }
@@ -103,6 +107,11 @@ impl AppState {
     /// The grammar bookkeeping of runs published over `/v1/publish`.
     pub fn external_runs(&self) -> &ExternalRuns {
         &self.inner.external
+    }
+
+    /// The WebSocket writers' metric handles.
+    pub(crate) fn delivery_metrics(&self) -> &Arc<crate::ws::DeliveryMetrics> {
+        &self.inner.delivery
     }
 
     /// The WebSocket session tasks, so shutdown can wait for them.

@@ -4,6 +4,8 @@ mod rate;
 mod session;
 mod writer;
 
+pub(crate) use writer::DeliveryMetrics;
+
 use agentwire_bridge::ResumeFrom;
 use agentwire_core::ErrorCode;
 use axum::extract::ws::WebSocketUpgrade;

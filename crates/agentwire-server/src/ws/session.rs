@@ -48,7 +48,7 @@ pub(crate) async fn run(
                 _ => "limit",
             });
             queue.close(code, &e.to_string());
-            write_loop(tx, queue, heartbeat).await;
+            write_loop(tx, queue, heartbeat, state.delivery_metrics().clone()).await;
             return;
         }
     };
@@ -69,7 +69,12 @@ pub(crate) async fn run(
         queue.prepend(ControlFrame::ConnectionEstablished { data: &hello }.to_frame());
         tracing::debug!(resumed = ?attachment.resumed, "connected");
 
-        let writer = tokio::spawn(write_loop(tx, queue.clone(), heartbeat));
+        let writer = tokio::spawn(write_loop(
+            tx,
+            queue.clone(),
+            heartbeat,
+            state.delivery_metrics().clone(),
+        ));
         let session = Session {
             state: &state,
             user: &user,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentwire_bridge::{Batch, ConnectionQueue, EVENTS_DELIVERED, event_counter};
+use agentwire_bridge::{Batch, ConnectionQueue, EVENTS_DELIVERED, EventCounters};
 use agentwire_core::Frame;
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
@@ -12,34 +12,50 @@ use futures_util::stream::SplitSink;
 /// Frames taken from the queue per write; one flush each.
 const BATCH: usize = 256;
 
-/// Counts the event frames of a flushed batch — one counter increment per event type, not per
-/// frame — and records one latency sample: the age of the batch's oldest live frame, i.e. the
-/// worst delivery latency of the batch. Per-frame metric calls on every connection cost more than
-/// the write itself under fan-out (docs/benchmarks.md). Empties the batch.
-fn record_delivered(batch: &mut Vec<Frame>) {
-    let mut counts: [(&'static str, u64); 8] = [("", 0); 8];
-    let mut oldest: Option<Instant> = None;
-    for frame in batch.drain(..) {
-        let Some(kind) = frame.event_type() else {
-            continue; // control frame
-        };
-        if let Some(slot) = counts.iter_mut().find(|(k, _)| *k == kind || k.is_empty()) {
-            slot.0 = kind;
-            slot.1 += 1;
-        }
-        if let Some(accepted) = frame.accepted() {
-            oldest = Some(oldest.map_or(accepted, |o| o.min(accepted)));
+/// The writers' metric handles, registered once per server (see [`EventCounters`]).
+#[derive(Debug, Clone)]
+pub(crate) struct DeliveryMetrics {
+    delivered: EventCounters,
+    latency: metrics::Histogram,
+}
+
+impl DeliveryMetrics {
+    pub(crate) fn new() -> Self {
+        Self {
+            delivered: EventCounters::new(EVENTS_DELIVERED),
+            latency: metrics::histogram!("agentwire_delivery_latency_seconds"),
         }
     }
-    for (kind, n) in counts.iter().take_while(|(k, _)| !k.is_empty()) {
-        event_counter(EVENTS_DELIVERED, kind).increment(*n);
-    }
-    if let Some(accepted) = oldest {
-        metrics::histogram!("agentwire_delivery_latency_seconds").record(
-            Instant::now()
-                .saturating_duration_since(accepted)
-                .as_secs_f64(),
-        );
+
+    /// Counts the event frames of a flushed batch — one counter increment per event type, not
+    /// per frame — and records one latency sample: the age of the batch's oldest live frame,
+    /// i.e. the worst delivery latency of the batch. Per-frame metric calls on every connection
+    /// cost more than the write itself under fan-out (docs/benchmarks.md). Empties the batch.
+    fn record(&self, batch: &mut Vec<Frame>) {
+        let mut counts: [(&'static str, u64); 8] = [("", 0); 8];
+        let mut oldest: Option<Instant> = None;
+        for frame in batch.drain(..) {
+            let Some(kind) = frame.event_type() else {
+                continue; // control frame
+            };
+            if let Some(slot) = counts.iter_mut().find(|(k, _)| *k == kind || k.is_empty()) {
+                slot.0 = kind;
+                slot.1 += 1;
+            }
+            if let Some(accepted) = frame.accepted() {
+                oldest = Some(oldest.map_or(accepted, |o| o.min(accepted)));
+            }
+        }
+        for (kind, n) in counts.iter().take_while(|(k, _)| !k.is_empty()) {
+            self.delivered.get(kind).increment(*n);
+        }
+        if let Some(accepted) = oldest {
+            self.latency.record(
+                Instant::now()
+                    .saturating_duration_since(accepted)
+                    .as_secs_f64(),
+            );
+        }
     }
 }
 
@@ -47,6 +63,7 @@ pub(crate) async fn write_loop(
     mut tx: SplitSink<WebSocket, Message>,
     queue: Arc<ConnectionQueue>,
     heartbeat: Duration,
+    metrics: Arc<DeliveryMetrics>,
 ) {
     // Grows with the first batches instead of up front: 256 frames × 40 bytes reserved per idle
     // connection was half of its memory (docs/benchmarks.md).
@@ -64,6 +81,12 @@ pub(crate) async fn write_loop(
         };
         match next {
             Batch::Frames => {
+                // Coalesce: let the tasks that are runnable now (the run that just published,
+                // the other runs of this user) queue their frames too, then write them all in
+                // one write(2). Costs one trip through the scheduler; saves a syscall and a
+                // client wakeup per frame under load.
+                tokio::task::yield_now().await;
+                queue.take_more(&mut batch, BATCH);
                 for frame in &batch {
                     // Frames are serde_json output: always UTF-8.
                     let Ok(text) = Utf8Bytes::try_from(frame.bytes().clone()) else {
@@ -78,7 +101,7 @@ pub(crate) async fn write_loop(
                     queue.mark_gone();
                     return;
                 }
-                record_delivered(&mut batch);
+                metrics.record(&mut batch);
             }
             Batch::Close(code, reason) => {
                 let _ = tx
