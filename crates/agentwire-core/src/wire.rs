@@ -91,6 +91,11 @@ impl Frame {
         &self.text
     }
 
+    /// The JSON text as bytes, without copying; for a transport that hands it to the socket.
+    pub fn into_bytes(self) -> Bytes {
+        self.text
+    }
+
     /// The JSON text.
     pub fn as_str(&self) -> &str {
         // Built only from serde_json output, which is UTF-8.

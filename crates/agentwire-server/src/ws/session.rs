@@ -114,19 +114,30 @@ impl Session<'_> {
         mut rx: futures_util::stream::SplitStream<WebSocket>,
         timeout: Duration,
     ) {
-        let mut deadline = Instant::now() + timeout;
+        // One timer for the connection's life, moved on only when it fires: re-arming it for
+        // every frame put a timer-wheel insert and removal on the per-message path.
+        let mut last_seen = Instant::now();
+        let silence = tokio::time::sleep_until(last_seen + timeout);
+        let queue = self.queue;
+        let closed = queue.closed();
+        tokio::pin!(silence, closed);
         loop {
             let msg = tokio::select! {
                 msg = rx.next() => msg,
-                () = tokio::time::sleep_until(deadline) => {
+                () = &mut silence => {
+                    let deadline = last_seen + timeout;
+                    if Instant::now() < deadline {
+                        silence.as_mut().reset(deadline);
+                        continue;
+                    }
                     tracing::debug!("heartbeat timeout");
                     count_close("heartbeat_timeout");
                     self.queue.close(CloseCode::GOING_AWAY, "heartbeat timeout: no pong received");
                     return;
                 }
-                () = self.queue.closed() => return,
+                () = &mut closed => return,
             };
-            deadline = Instant::now() + timeout;
+            last_seen = Instant::now();
             match msg {
                 None => return,
                 Some(Err(e)) => {

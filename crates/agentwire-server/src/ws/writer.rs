@@ -27,34 +27,46 @@ impl DeliveryMetrics {
         }
     }
 
-    /// Counts the event frames of a flushed batch — one counter increment per event type, not
-    /// per frame — and records one latency sample: the age of the batch's oldest live frame,
-    /// i.e. the worst delivery latency of the batch. Per-frame metric calls on every connection
-    /// cost more than the write itself under fan-out (docs/benchmarks.md). Empties the batch.
-    fn record(&self, batch: &mut Vec<Frame>) {
-        let mut counts: [(&'static str, u64); 8] = [("", 0); 8];
-        let mut oldest: Option<Instant> = None;
-        for frame in batch.drain(..) {
-            let Some(kind) = frame.event_type() else {
-                continue; // control frame
-            };
-            if let Some(slot) = counts.iter_mut().find(|(k, _)| *k == kind || k.is_empty()) {
-                slot.0 = kind;
-                slot.1 += 1;
-            }
-            if let Some(accepted) = frame.accepted() {
-                oldest = Some(oldest.map_or(accepted, |o| o.min(accepted)));
-            }
-        }
-        for (kind, n) in counts.iter().take_while(|(k, _)| !k.is_empty()) {
+    /// Adds a flushed batch to the metrics: one counter increment per event type, not per
+    /// frame, and one latency sample, the age of the batch's oldest live frame (the worst
+    /// delivery latency of the batch). Per-frame metric calls on every connection cost more than
+    /// the write itself under fan-out (docs/benchmarks.md).
+    fn record(&self, tally: &Tally) {
+        for (kind, n) in tally.counts.iter().take_while(|(k, _)| !k.is_empty()) {
             self.delivered.get(kind).increment(*n);
         }
-        if let Some(accepted) = oldest {
+        if let Some(accepted) = tally.oldest {
             self.latency.record(
                 Instant::now()
                     .saturating_duration_since(accepted)
                     .as_secs_f64(),
             );
+        }
+    }
+}
+
+/// What one batch delivered, gathered while its frames are written.
+#[derive(Default)]
+struct Tally {
+    counts: [(&'static str, u64); 8],
+    oldest: Option<Instant>,
+}
+
+impl Tally {
+    fn add(&mut self, frame: &Frame) {
+        let Some(kind) = frame.event_type() else {
+            return; // control frame
+        };
+        if let Some(slot) = self
+            .counts
+            .iter_mut()
+            .find(|(k, _)| *k == kind || k.is_empty())
+        {
+            slot.0 = kind;
+            slot.1 += 1;
+        }
+        if let Some(accepted) = frame.accepted() {
+            self.oldest = Some(self.oldest.map_or(accepted, |o| o.min(accepted)));
         }
     }
 }
@@ -87,9 +99,12 @@ pub(crate) async fn write_loop(
                 // client wakeup per frame under load.
                 tokio::task::yield_now().await;
                 queue.take_more(&mut batch, BATCH);
-                for frame in &batch {
-                    // Frames are serde_json output: always UTF-8.
-                    let Ok(text) = Utf8Bytes::try_from(frame.bytes().clone()) else {
+                let mut tally = Tally::default();
+                for frame in batch.drain(..) {
+                    tally.add(&frame);
+                    // Frames are serde_json output: always UTF-8. Moved, not cloned: the
+                    // socket's buffer copies it anyway.
+                    let Ok(text) = Utf8Bytes::try_from(frame.into_bytes()) else {
                         continue;
                     };
                     if tx.feed(Message::Text(text)).await.is_err() {
@@ -101,7 +116,7 @@ pub(crate) async fn write_loop(
                     queue.mark_gone();
                     return;
                 }
-                metrics.record(&mut batch);
+                metrics.record(&tally);
             }
             Batch::Close(code, reason) => {
                 let _ = tx
