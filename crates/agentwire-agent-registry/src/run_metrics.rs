@@ -66,9 +66,10 @@ impl RunMetrics {
             return h[usize::from(ok)].clone();
         }
         let name: Arc<str> = Arc::from(tool);
-        let made = Arc::new(["false", "true"].map(
-            |ok| metrics::histogram!(TOOL_DURATION, "tool" => name.clone(), "ok" => ok),
-        ));
+        let made = Arc::new(
+            ["false", "true"]
+                .map(|ok| metrics::histogram!(TOOL_DURATION, "tool" => name.clone(), "ok" => ok)),
+        );
         write(&self.tools).entry(name).or_insert(made)[usize::from(ok)].clone()
     }
 }

@@ -250,10 +250,7 @@ impl AgentWebSocketBridge {
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let seq = self.inner.broker.append(user, event).await?;
         self.inner.published.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .accepted
-            .get(event.kind.type_name())
-            .increment(1);
+        self.inner.accepted.get(event.kind.type_name()).increment(1);
         Ok(seq)
     }
 

@@ -89,8 +89,7 @@ impl Metered {
 
     /// Whether this operation's duration is sampled; the clock is only read for those.
     fn sampled(&self) -> Option<Instant> {
-        (self.ops.fetch_add(1, Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0)
-            .then(Instant::now)
+        (self.ops.fetch_add(1, Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0).then(Instant::now)
     }
 
     fn record<T>(&self, op: Op, started: Option<Instant>, result: &Result<T, BridgeError>) {

@@ -1,5 +1,6 @@
 //! `GET /ws`: the native WebSocket protocol v1 (SPEC §4).
 
+mod handshake;
 mod rate;
 mod session;
 mod writer;
@@ -8,11 +9,11 @@ pub(crate) use writer::DeliveryMetrics;
 
 use agentwire_bridge::ResumeFrom;
 use agentwire_core::ErrorCode;
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::{ApiError, AppState, AuthRequest};
 
@@ -39,8 +40,12 @@ pub(crate) async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
-    ws: WebSocketUpgrade,
+    ws: Result<handshake::WsHandshake, ApiError>,
 ) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return e.into_response(),
+    };
     let Query(query) = match query {
         Ok(q) => q,
         Err(e) => {
@@ -83,9 +88,9 @@ pub(crate) async fn upgrade(
         epoch: query.epoch.clone(),
     });
     let limits = &state.ready().config().limits;
-    let mut ws = ws
-        .max_message_size(limits.max_frame_bytes)
-        .max_frame_size(limits.max_frame_bytes)
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(limits.max_frame_bytes))
+        .max_frame_size(Some(limits.max_frame_bytes))
         // Client frames are small JSON; a larger frame still arrives, in more reads. 4096 here
         // cost ~3 KB of RSS per idle connection (docs/benchmarks.md).
         .read_buffer_size(1024)
@@ -94,9 +99,13 @@ pub(crate) async fn upgrade(
         // send path). The buffer only grows while a batch is written.
         .write_buffer_size(16 * 1024)
         .max_write_buffer_size(limits.queue_bytes.max(1 << 16));
-    if crate::auth::offers_v1(&headers) {
-        ws = ws.protocols([agentwire_core::SUBPROTOCOL]);
-    }
+    let ws = if crate::auth::offers_v1(&headers) {
+        ws.protocol(agentwire_core::SUBPROTOCOL)
+    } else {
+        ws
+    };
     let sessions = state.sessions().clone();
-    ws.on_upgrade(move |socket| sessions.track_future(session::run(socket, state, user, resume)))
+    ws.on_upgrade(config, move |socket| {
+        sessions.track_future(session::run(socket, state, user, resume))
+    })
 }

@@ -8,11 +8,12 @@ use agentwire_core::{
     ClientFrame, CloseCode, ConnectionEstablished, ConnectionId, ControlFrame, ErrorCode,
     FrameError, UserContext, UserId, WebSocketSink,
 };
-use axum::extract::ws::{Message, WebSocket};
 use futures_util::StreamExt;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
+use super::handshake::Socket;
 use super::rate::TokenBucket;
 use super::writer::write_loop;
 use crate::AppState;
@@ -20,12 +21,7 @@ use crate::AppState;
 /// How long the writer may take to flush and send its close frame once the session ends.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 
-pub(crate) async fn run(
-    socket: WebSocket,
-    state: AppState,
-    user: UserId,
-    resume: Option<ResumeFrom>,
-) {
+pub(crate) async fn run(socket: Socket, state: AppState, user: UserId, resume: Option<ResumeFrom>) {
     let config = state.ready().config().clone();
     let queue = Arc::new(ConnectionQueue::new(config.limits.queue_bytes));
     let bridge = state.ready().bridge().clone();
@@ -111,7 +107,7 @@ struct Session<'a> {
 impl Session<'_> {
     async fn read_loop(
         mut self,
-        mut rx: futures_util::stream::SplitStream<WebSocket>,
+        mut rx: futures_util::stream::SplitStream<Socket>,
         timeout: Duration,
     ) {
         // One timer for the connection's life, moved on only when it fires: re-arming it for
@@ -176,7 +172,7 @@ impl Session<'_> {
                     None,
                 )),
                 Some(Ok(Message::Close(_))) => return,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
             }
         }
     }
@@ -251,15 +247,6 @@ fn count_close(reason: &'static str) {
     metrics::counter!("agentwire_connection_closes_total", "reason" => reason).increment(1);
 }
 
-fn is_too_big(e: &axum::Error) -> bool {
-    use tokio_tungstenite::tungstenite::Error as WsError;
-    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
-    while let Some(err) = source {
-        if let Some(WsError::Capacity(_)) = err.downcast_ref::<WsError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    // Fall back on the message when the error chain hides the type.
-    e.to_string().contains("too long") || e.to_string().contains("Space limit exceeded")
+fn is_too_big(e: &WsError) -> bool {
+    matches!(e, WsError::Capacity(_))
 }

@@ -5,9 +5,15 @@ use std::time::{Duration, Instant};
 
 use agentwire_bridge::{Batch, ConnectionQueue, EVENTS_DELIVERED, EventCounters};
 use agentwire_core::Frame;
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::SinkExt;
 use futures_util::stream::SplitSink;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::{
+    CloseCode as WsCloseCode, Data, OpCode,
+};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame};
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+
+use super::handshake::Socket;
 
 /// Frames taken from the queue per write; one flush each.
 const BATCH: usize = 256;
@@ -72,7 +78,7 @@ impl Tally {
 }
 
 pub(crate) async fn write_loop(
-    mut tx: SplitSink<WebSocket, Message>,
+    mut tx: SplitSink<Socket, Message>,
     queue: Arc<ConnectionQueue>,
     heartbeat: Duration,
     metrics: Arc<DeliveryMetrics>,
@@ -102,12 +108,10 @@ pub(crate) async fn write_loop(
                 let mut tally = Tally::default();
                 for frame in batch.drain(..) {
                     tally.add(&frame);
-                    // Frames are serde_json output: always UTF-8. Moved, not cloned: the
-                    // socket's buffer copies it anyway.
-                    let Ok(text) = Utf8Bytes::try_from(frame.into_bytes()) else {
-                        continue;
-                    };
-                    if tx.feed(Message::Text(text)).await.is_err() {
+                    // Frames are serde_json output, UTF-8 by construction: sent as raw text
+                    // frames over the shared bytes, with no per-connection re-validation.
+                    let text = WsFrame::message(frame.into_bytes(), OpCode::Data(Data::Text), true);
+                    if tx.feed(Message::Frame(text)).await.is_err() {
                         queue.mark_gone();
                         return;
                     }
@@ -121,7 +125,7 @@ pub(crate) async fn write_loop(
             Batch::Close(code, reason) => {
                 let _ = tx
                     .send(Message::Close(Some(CloseFrame {
-                        code: code.0,
+                        code: WsCloseCode::from(code.0),
                         reason: Utf8Bytes::from(reason),
                     })))
                     .await;

@@ -1,0 +1,146 @@
+//! The WebSocket upgrade on tokio-tungstenite itself (RFC 6455 §4.2), instead of axum's
+//! `WebSocketUpgrade`.
+//!
+//! Why not axum's: its socket only sends `Message::Text(Utf8Bytes)`, which re-validates every
+//! frame's UTF-8 on every connection. agentwire's frames are serde_json output, valid by
+//! construction, and under fan-out the check cost more than the bridge (docs/benchmarks.md).
+//! With the tungstenite stream the writer sends each frame as a raw text frame over the same
+//! shared bytes.
+
+use agentwire_core::ErrorCode;
+use axum::extract::FromRequestParts;
+use axum::http::header::{
+    CONNECTION, SEC_WEBSOCKET_ACCEPT, SEC_WEBSOCKET_KEY, SEC_WEBSOCKET_PROTOCOL,
+    SEC_WEBSOCKET_VERSION, UPGRADE,
+};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+
+use crate::ApiError;
+
+/// The server end of an upgraded connection.
+pub(crate) type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// A checked upgrade request: `GET` with `Connection: upgrade`, `Upgrade: websocket`,
+/// `Sec-WebSocket-Version: 13` and a key.
+#[derive(Debug)]
+pub(crate) struct WsHandshake {
+    accept: HeaderValue,
+    on_upgrade: OnUpgrade,
+    protocol: Option<&'static str>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WsHandshake {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let bad = |message: &str| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::InvalidField,
+                format!("{message}; /ws expects a WebSocket upgrade (RFC 6455)"),
+            )
+        };
+        let h = &parts.headers;
+        if !header_has_token(h, CONNECTION, "upgrade") {
+            return Err(bad("`Connection: upgrade` is missing"));
+        }
+        if !header_has_token(h, UPGRADE, "websocket") {
+            return Err(bad("`Upgrade: websocket` is missing"));
+        }
+        if h.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
+            return Err(bad("`Sec-WebSocket-Version: 13` is missing"));
+        }
+        let key = h
+            .get(SEC_WEBSOCKET_KEY)
+            .ok_or_else(|| bad("`Sec-WebSocket-Key` is missing"))?;
+        let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes()))
+            .map_err(|_| bad("`Sec-WebSocket-Key` is not a header value"))?;
+        let on_upgrade = parts
+            .extensions
+            .remove::<OnUpgrade>()
+            .ok_or_else(|| bad("this connection cannot be upgraded"))?;
+        Ok(Self {
+            accept,
+            on_upgrade,
+            protocol: None,
+        })
+    }
+}
+
+impl WsHandshake {
+    /// Selects `protocol` in the response (the client offered it).
+    pub(crate) fn protocol(mut self, protocol: &'static str) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Answers 101 and runs `session` on the socket once the upgrade completes.
+    pub(crate) fn on_upgrade<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
+    where
+        F: FnOnce(Socket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let on_upgrade = self.on_upgrade;
+        tokio::spawn(async move {
+            let upgraded = match on_upgrade.await {
+                Ok(u) => u,
+                Err(e) => {
+                    tracing::debug!(error = %e, "websocket upgrade failed");
+                    return;
+                }
+            };
+            let socket = WebSocketStream::from_raw_socket(
+                TokioIo::new(upgraded),
+                Role::Server,
+                Some(config),
+            )
+            .await;
+            session(socket).await;
+        });
+        let mut response = (
+            StatusCode::SWITCHING_PROTOCOLS,
+            [
+                (CONNECTION, HeaderValue::from_static("upgrade")),
+                (UPGRADE, HeaderValue::from_static("websocket")),
+                (SEC_WEBSOCKET_ACCEPT, self.accept),
+            ],
+        )
+            .into_response();
+        if let Some(p) = self.protocol {
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(p));
+        }
+        response
+    }
+}
+
+/// Whether a comma-separated header (any of its lines) holds `token`, case-insensitively.
+fn header_has_token(headers: &HeaderMap, name: axum::http::HeaderName, token: &str) -> bool {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_tokens_are_matched_case_insensitively_in_lists() {
+        let mut h = HeaderMap::new();
+        h.insert(CONNECTION, HeaderValue::from_static("keep-alive, Upgrade"));
+        assert!(header_has_token(&h, CONNECTION, "upgrade"));
+        assert!(!header_has_token(&h, CONNECTION, "close"));
+    }
+}
