@@ -62,8 +62,9 @@ pub struct BridgeFactory {
 struct Inner {
     sink: Arc<dyn EventSink>,
     limits: RunLimits,
-    runs: DashMap<RunId, RunEntry>,
-    per_user: DashMap<UserId, usize>,
+    // foldhash: looked up on every run start and end; seeded per process like SipHash.
+    runs: DashMap<RunId, RunEntry, foldhash::quality::RandomState>,
+    per_user: DashMap<UserId, usize, foldhash::quality::RandomState>,
     accepting: AtomicBool,
     idle: Notify,
 }
@@ -89,8 +90,8 @@ impl BridgeFactory {
             inner: Arc::new(Inner {
                 sink,
                 limits,
-                runs: DashMap::new(),
-                per_user: DashMap::new(),
+                runs: DashMap::default(),
+                per_user: DashMap::default(),
                 accepting: AtomicBool::new(true),
                 idle: Notify::new(),
             }),

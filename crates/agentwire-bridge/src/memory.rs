@@ -25,7 +25,7 @@ struct MemStream {
 pub struct MemoryBroker {
     history: HistoryConfig,
     max_streams: usize,
-    streams: DashMap<UserId, Arc<Mutex<MemStream>>>,
+    streams: DashMap<UserId, Arc<Mutex<MemStream>>, foldhash::quality::RandomState>,
     live: OnceLock<Arc<dyn LiveSink>>,
 }
 
@@ -44,7 +44,7 @@ impl MemoryBroker {
         Self {
             history,
             max_streams,
-            streams: DashMap::new(),
+            streams: DashMap::default(),
             live: OnceLock::new(),
         }
     }

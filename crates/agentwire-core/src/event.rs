@@ -3,8 +3,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::{RunId, ThreadId};
@@ -40,10 +39,8 @@ impl RunEvent {
     /// Serializes the event as the wire envelope with `seq` (SPEC §4): one JSON object with
     /// `type`, `seq`, `run_id`, `thread_id`, `agent`, `ts` and `data`.
     pub fn to_envelope_json(&self, seq: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(192);
-        // Serializing plain structs, strings and `Value`s into a Vec cannot fail.
-        serde_json::to_writer(&mut out, &Envelope { seq, event: self })
-            .expect("serializing an event into memory cannot fail");
+        let mut out = Vec::with_capacity(256);
+        crate::envelope::write_envelope(&mut out, seq, self);
         out
     }
 }
@@ -222,35 +219,6 @@ pub struct AgentErrorData {
     /// How long the run took.
     #[serde(default)]
     pub duration_ms: u64,
-}
-
-/// Borrowed view used to write the wire envelope in one pass, `type` first.
-struct Envelope<'a> {
-    seq: u64,
-    event: &'a RunEvent,
-}
-
-impl Serialize for Envelope<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let e = self.event;
-        let mut map = serializer.serialize_map(Some(7))?;
-        map.serialize_entry("type", e.kind.type_name())?;
-        map.serialize_entry("seq", &self.seq)?;
-        map.serialize_entry("run_id", &e.run_id)?;
-        map.serialize_entry("thread_id", &e.thread_id)?;
-        map.serialize_entry("agent", &*e.agent)?;
-        map.serialize_entry("ts", &e.ts)?;
-        match &e.kind {
-            EventKind::AgentStarted(d) => map.serialize_entry("data", d)?,
-            EventKind::AgentThinking(d) => map.serialize_entry("data", d)?,
-            EventKind::ToolExecuting(d) => map.serialize_entry("data", d)?,
-            EventKind::ToolCompleted(d) => map.serialize_entry("data", d)?,
-            EventKind::AgentMessageDelta(d) => map.serialize_entry("data", d)?,
-            EventKind::AgentCompleted(d) => map.serialize_entry("data", d)?,
-            EventKind::AgentError(d) => map.serialize_entry("data", d)?,
-        }
-        map.end()
-    }
 }
 
 /// An event frame as a client reads it back: the envelope with its `seq`.

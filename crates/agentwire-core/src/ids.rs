@@ -3,10 +3,9 @@
 
 use std::collections::hash_map::RandomState;
 use std::fmt;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::Arc;
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -43,7 +42,7 @@ macro_rules! string_id {
 
             /// A fresh random id with this kind's prefix (e.g. `r_` for runs).
             pub fn generate() -> Self {
-                Self(random_id($prefix).into())
+                Self(random_id($prefix))
             }
 
             /// The id as a string slice.
@@ -154,32 +153,41 @@ fn validate_id(what: &'static str, value: &str) -> Result<(), CoreError> {
     Ok(())
 }
 
-/// 128 random bits as 26 base-32 characters behind `prefix`. `RandomState` draws its keys from
-/// the OS once per thread and varies them per instance, which is enough for unguessable ids
-/// without another dependency.
-pub(crate) fn random_id(prefix: &str) -> String {
+/// 128 bits as 26 base-32 characters behind `prefix`: a per-process counter mixed with a
+/// per-process random seed (drawn once from the OS through `RandomState`) by splitmix64, a
+/// bijection — so ids never repeat within a process and differ across processes. Ids name runs
+/// and threads; they are not secrets (every use checks ownership), so a hash per id (two SipHash
+/// rounds and a clock read, as before) bought nothing on the per-run path.
+pub(crate) fn random_id(prefix: &str) -> Arc<str> {
+    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (a, b) = *SEED.get_or_init(|| {
+        let state = RandomState::new();
+        (
+            state.hash_one(0x9e37_79b9_u64),
+            state.hash_one(0x85eb_ca6b_u64),
+        )
+    });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or_default();
-    let mut bits: u128 = 0;
-    for salt in [0x9e37_79b9_u64, 0x85eb_ca6b_u64] {
-        let mut h = RandomState::new().build_hasher();
-        h.write_u64(n);
-        h.write_u64(nanos);
-        h.write_u64(salt);
-        bits = (bits << 64) | u128::from(h.finish());
-    }
+    let mut bits = (u128::from(splitmix64(n ^ a)) << 64) | u128::from(splitmix64(n ^ b));
     const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-    let mut out = String::with_capacity(prefix.len() + 26);
-    out.push_str(prefix);
-    for _ in 0..26 {
-        out.push(ALPHABET[(bits & 31) as usize] as char);
+    // Built on the stack: one allocation, the Arc's own.
+    let mut buf = [0u8; 8 + 26];
+    let prefix = &prefix.as_bytes()[..prefix.len().min(8)];
+    buf[..prefix.len()].copy_from_slice(prefix);
+    for c in &mut buf[prefix.len()..prefix.len() + 26] {
+        *c = ALPHABET[(bits & 31) as usize];
         bits >>= 5;
     }
-    out
+    let id = std::str::from_utf8(&buf[..prefix.len() + 26]).expect("ASCII prefix and alphabet");
+    Arc::from(id)
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 #[cfg(test)]

@@ -30,8 +30,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod client;
 mod context;
 mod contracts;
+mod envelope;
 mod error;
 mod event;
 mod grammar;
@@ -39,6 +41,7 @@ mod ids;
 mod wire;
 
 pub use async_trait::async_trait;
+pub use client::{ClientFrame, UserMessage};
 pub use context::UserContext;
 pub use contracts::{Configurable, EventSink, RunLauncher, WebSocketSink, WebSocketSinkExt};
 pub use error::CoreError;
@@ -49,6 +52,6 @@ pub use event::{
 pub use grammar::{GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};
 pub use wire::{
-    ClientFrame, CloseCode, ConnectionEstablished, ControlFrame, ErrorCode, Frame, FrameError,
-    MAX_CONTENT_LEN, ReplayGap, Resumed, SUBPROTOCOL, UserMessage,
+    CloseCode, ConnectionEstablished, ControlFrame, ErrorCode, Frame, FrameError, MAX_CONTENT_LEN,
+    ReplayGap, Resumed, SUBPROTOCOL,
 };

@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::{ConnectionId, RunId, ThreadId, UserId};
 
@@ -197,53 +196,6 @@ impl std::fmt::Display for ErrorCode {
     }
 }
 
-/// `user_message`: start a run.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UserMessage {
-    /// The client's request id, echoed in the `ack`.
-    pub id: String,
-    /// The user's text.
-    pub content: String,
-    /// The agent to run.
-    #[serde(default = "default_agent")]
-    pub agent: String,
-    /// The thread to continue; a new one when absent.
-    #[serde(default)]
-    pub thread_id: Option<ThreadId>,
-}
-
-fn default_agent() -> String {
-    "demo".to_owned()
-}
-
-/// A frame a client sends (SPEC §4, client → server).
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub enum ClientFrame {
-    /// Start a run.
-    UserMessage(UserMessage),
-    /// Cancel one of the user's runs.
-    Cancel {
-        /// The client's request id.
-        id: String,
-        /// The run to cancel.
-        run_id: RunId,
-    },
-    /// Replay what was missed after `last_seq`, then go on live.
-    Resume {
-        /// The last seq the client saw.
-        last_seq: u64,
-        /// The epoch that seq belongs to.
-        epoch: Option<String>,
-    },
-    /// Liveness probe, answered with `pong`.
-    Ping {
-        /// The client's request id.
-        id: String,
-    },
-}
-
 /// Why a client frame was refused; sent back as an `error` frame.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -273,129 +225,6 @@ impl FrameError {
             message: &self.message,
             id: self.id.as_deref(),
         })
-    }
-}
-
-impl ClientFrame {
-    /// Parses one text frame.
-    ///
-    /// # Errors
-    /// `bad_json` when the text is not a JSON object, `unknown_type` for a missing or unknown
-    /// `type`, `invalid_field` when a field is missing, mistyped or out of range. The error carries
-    /// the request `id` whenever the frame had one, so the client can match it.
-    pub fn decode(text: &str) -> Result<Self, FrameError> {
-        let value: Value = serde_json::from_str(text).map_err(|e| {
-            FrameError::new(ErrorCode::BadJson, format!("not valid JSON: {e}"), None)
-        })?;
-        let Value::Object(mut map) = value else {
-            return Err(FrameError::new(
-                ErrorCode::BadJson,
-                "a frame must be a JSON object",
-                None,
-            ));
-        };
-        let id = map.get("id").and_then(Value::as_str).map(str::to_owned);
-        let ty = match map.remove("type") {
-            Some(Value::String(t)) => t,
-            Some(_) => {
-                return Err(FrameError::new(
-                    ErrorCode::InvalidField,
-                    "`type` must be a string",
-                    id,
-                ));
-            }
-            None => {
-                return Err(FrameError::new(
-                    ErrorCode::UnknownType,
-                    "the frame has no `type`",
-                    id,
-                ));
-            }
-        };
-        let invalid = |e: serde_json::Error| {
-            FrameError::new(ErrorCode::InvalidField, format!("{ty}: {e}"), id.clone())
-        };
-        let rest = Value::Object(map);
-        match ty.as_str() {
-            "user_message" => {
-                let m: UserMessage = serde_json::from_value(rest).map_err(invalid)?;
-                if m.id.is_empty() || m.id.len() > crate::ids::MAX_ID_LEN {
-                    return Err(FrameError::new(
-                        ErrorCode::InvalidField,
-                        "`id` must be 1 to 128 bytes",
-                        id,
-                    ));
-                }
-                if m.content.trim().is_empty() {
-                    return Err(FrameError::new(
-                        ErrorCode::InvalidField,
-                        "`content` must not be empty",
-                        id,
-                    ));
-                }
-                if m.content.len() > MAX_CONTENT_LEN {
-                    return Err(FrameError::new(
-                        ErrorCode::InvalidField,
-                        format!("`content` is over {MAX_CONTENT_LEN} bytes"),
-                        id,
-                    ));
-                }
-                Ok(ClientFrame::UserMessage(m))
-            }
-            "cancel" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Cancel {
-                    id: String,
-                    run_id: RunId,
-                }
-                let c: Cancel = serde_json::from_value(rest).map_err(invalid)?;
-                Ok(ClientFrame::Cancel {
-                    id: c.id,
-                    run_id: c.run_id,
-                })
-            }
-            "resume" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Resume {
-                    #[serde(default, rename = "id")]
-                    _id: Option<String>,
-                    last_seq: u64,
-                    #[serde(default)]
-                    epoch: Option<String>,
-                }
-                let r: Resume = serde_json::from_value(rest).map_err(invalid)?;
-                Ok(ClientFrame::Resume {
-                    last_seq: r.last_seq,
-                    epoch: r.epoch,
-                })
-            }
-            "ping" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Ping {
-                    id: String,
-                }
-                let p: Ping = serde_json::from_value(rest).map_err(invalid)?;
-                Ok(ClientFrame::Ping { id: p.id })
-            }
-            other => Err(FrameError::new(
-                ErrorCode::UnknownType,
-                format!(
-                    "unknown frame type {:?}; expected user_message, cancel, resume or ping",
-                    truncate(other, 40)
-                ),
-                id,
-            )),
-        }
-    }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => &s[..i],
-        None => s,
     }
 }
 
@@ -535,64 +364,6 @@ mod tests {
             Frame::event(1, br#"{"type":"agent_started_x"}"#.to_vec()).event_type(),
             None
         );
-    }
-
-    fn code(text: &str) -> ErrorCode {
-        ClientFrame::decode(text).unwrap_err().code
-    }
-
-    #[test]
-    fn decodes_each_client_frame() {
-        let m = ClientFrame::decode(r#"{"type":"user_message","id":"c1","content":"hi"}"#).unwrap();
-        let ClientFrame::UserMessage(m) = m else {
-            panic!("not a user_message")
-        };
-        assert_eq!(
-            (m.id.as_str(), m.agent.as_str(), m.thread_id),
-            ("c1", "demo", None)
-        );
-        assert!(matches!(
-            ClientFrame::decode(r#"{"type":"ping","id":"p"}"#),
-            Ok(ClientFrame::Ping { .. })
-        ));
-        assert!(matches!(
-            ClientFrame::decode(r#"{"type":"resume","last_seq":3}"#),
-            Ok(ClientFrame::Resume {
-                last_seq: 3,
-                epoch: None
-            })
-        ));
-        assert!(matches!(
-            ClientFrame::decode(r#"{"type":"cancel","id":"x","run_id":"r_1"}"#),
-            Ok(ClientFrame::Cancel { .. })
-        ));
-    }
-
-    #[test]
-    fn names_what_is_wrong() {
-        assert_eq!(code("{not json"), ErrorCode::BadJson);
-        assert_eq!(code("[1,2]"), ErrorCode::BadJson);
-        assert_eq!(code(r#"{"id":"x"}"#), ErrorCode::UnknownType);
-        assert_eq!(code(r#"{"type":"dance","id":"x"}"#), ErrorCode::UnknownType);
-        assert_eq!(
-            code(r#"{"type":"user_message","id":"x"}"#),
-            ErrorCode::InvalidField
-        );
-        assert_eq!(
-            code(r#"{"type":"user_message","id":"x","content":"  "}"#),
-            ErrorCode::InvalidField
-        );
-        assert_eq!(
-            code(r#"{"type":"user_message","id":"x","content":"a","thread_id":"bad id"}"#),
-            ErrorCode::InvalidField
-        );
-        assert_eq!(
-            code(r#"{"type":"resume","last_seq":-1}"#),
-            ErrorCode::InvalidField
-        );
-        assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidField);
-        let e = ClientFrame::decode(r#"{"type":"nope","id":"req-9"}"#).unwrap_err();
-        assert_eq!(e.id.as_deref(), Some("req-9"));
     }
 
     #[test]

@@ -1,0 +1,276 @@
+//! Writing the wire envelope of an event (SPEC §4) straight into bytes.
+//!
+//! Every accepted event is serialized once, so this is the publish path's largest cost. Through
+//! serde every key and every id went through JSON string escaping (one call per string, ~18 per
+//! event; it was an eighth of the server's instructions under fan-out, docs/benchmarks.md). Here
+//! the keys are literals, ids are written as they are (they are validated to
+//! `[A-Za-z0-9_.:@-]`), and other strings take the escaper only when they hold a byte that needs
+//! it. The bytes are exactly serde_json's: the tests compare both on every event kind.
+
+use serde_json::Value;
+
+use crate::event::{EventKind, RunEvent};
+
+/// Appends the envelope of `event` at `seq` to `out`.
+pub(crate) fn write_envelope(out: &mut Vec<u8>, seq: u64, event: &RunEvent) {
+    out.extend_from_slice(b"{\"type\":\"");
+    out.extend_from_slice(event.kind.type_name().as_bytes());
+    out.extend_from_slice(b"\",\"seq\":");
+    write_u64(out, seq);
+    out.extend_from_slice(b",\"run_id\":\"");
+    out.extend_from_slice(event.run_id.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"thread_id\":\"");
+    out.extend_from_slice(event.thread_id.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"agent\":");
+    write_str(out, &event.agent);
+    out.extend_from_slice(b",\"ts\":");
+    write_u64(out, event.ts);
+    out.extend_from_slice(b",\"data\":");
+    write_data(out, &event.kind);
+    out.push(b'}');
+}
+
+fn write_data(out: &mut Vec<u8>, kind: &EventKind) {
+    match kind {
+        EventKind::AgentStarted(d) => {
+            out.extend_from_slice(b"{\"input\":");
+            match &d.input {
+                Some(input) => write_str(out, input),
+                None => out.extend_from_slice(b"null"),
+            }
+        }
+        EventKind::AgentThinking(d) => {
+            out.extend_from_slice(b"{\"thought\":");
+            write_str(out, &d.thought);
+            if let Some(step) = d.step {
+                out.extend_from_slice(b",\"step\":");
+                write_u64(out, u64::from(step));
+            }
+        }
+        EventKind::ToolExecuting(d) => {
+            out.extend_from_slice(b"{\"call_id\":");
+            write_str(out, &d.call_id);
+            out.extend_from_slice(b",\"tool\":");
+            write_str(out, &d.tool);
+            out.extend_from_slice(b",\"args\":");
+            write_value(out, &d.args);
+        }
+        EventKind::ToolCompleted(d) => {
+            out.extend_from_slice(b"{\"call_id\":");
+            write_str(out, &d.call_id);
+            out.extend_from_slice(b",\"tool\":");
+            write_str(out, &d.tool);
+            out.extend_from_slice(if d.ok {
+                b",\"ok\":true"
+            } else {
+                b",\"ok\":false"
+            });
+            if let Some(result) = &d.result {
+                out.extend_from_slice(b",\"result\":");
+                write_value(out, result);
+            }
+            if let Some(error) = &d.error {
+                out.extend_from_slice(b",\"error\":");
+                write_str(out, error);
+            }
+            out.extend_from_slice(b",\"duration_ms\":");
+            write_u64(out, d.duration_ms);
+        }
+        EventKind::AgentMessageDelta(d) => {
+            out.extend_from_slice(b"{\"message_id\":");
+            write_str(out, &d.message_id);
+            out.extend_from_slice(b",\"delta\":");
+            write_str(out, &d.delta);
+        }
+        EventKind::AgentCompleted(d) => {
+            out.extend_from_slice(b"{\"result\":");
+            write_value(out, &d.result);
+            out.extend_from_slice(b",\"duration_ms\":");
+            write_u64(out, d.duration_ms);
+        }
+        EventKind::AgentError(d) => {
+            out.extend_from_slice(b"{\"code\":");
+            write_str(out, &d.code);
+            out.extend_from_slice(b",\"message\":");
+            write_str(out, &d.message);
+            out.extend_from_slice(b",\"duration_ms\":");
+            write_u64(out, d.duration_ms);
+        }
+    }
+    out.push(b'}');
+}
+
+fn write_u64(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// A JSON string: copied as it is when nothing in it needs escaping (serde_json escapes exactly
+/// the control characters, `"` and `\`), through serde_json otherwise.
+fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.reserve(s.len() + 2);
+        out.push(b'"');
+        out.extend_from_slice(s.as_bytes());
+        out.push(b'"');
+    } else {
+        write_value_of(out, s);
+    }
+}
+
+fn write_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::String(s) => write_str(out, s),
+        Value::Null => out.extend_from_slice(b"null"),
+        other => write_value_of(out, other),
+    }
+}
+
+fn write_value_of<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+    // Serializing strings and `Value`s into a Vec cannot fail.
+    serde_json::to_writer(out, v).expect("serializing into memory cannot fail");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+
+    use super::*;
+    use crate::event::*;
+    use crate::{RunId, ThreadId};
+
+    /// The envelope as serde writes it: the reference the fast writer must match byte for byte.
+    fn through_serde(seq: u64, e: &RunEvent) -> Vec<u8> {
+        let mut map = serde_json::Map::new();
+        map.insert("type".into(), json!(e.kind.type_name()));
+        map.insert("seq".into(), json!(seq));
+        map.insert("run_id".into(), json!(e.run_id));
+        map.insert("thread_id".into(), json!(e.thread_id));
+        map.insert("agent".into(), json!(&*e.agent));
+        map.insert("ts".into(), json!(e.ts));
+        let tagged = serde_json::to_value(&e.kind).unwrap();
+        map.insert("data".into(), tagged["data"].clone());
+        // serde_json's Map keeps keys sorted unless preserve_order; write in wire order instead.
+        let mut out = b"{".to_vec();
+        for (i, key) in ["type", "seq", "run_id", "thread_id", "agent", "ts", "data"]
+            .iter()
+            .enumerate()
+        {
+            if i > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, key).unwrap();
+            out.push(b':');
+            if *key == "data" {
+                // The data struct's own field order, as its derive writes it.
+                out.extend(data_through_serde(&e.kind));
+            } else {
+                serde_json::to_writer(&mut out, &map[*key]).unwrap();
+            }
+        }
+        out.push(b'}');
+        out
+    }
+
+    fn data_through_serde(kind: &EventKind) -> Vec<u8> {
+        match kind {
+            EventKind::AgentStarted(d) => serde_json::to_vec(d),
+            EventKind::AgentThinking(d) => serde_json::to_vec(d),
+            EventKind::ToolExecuting(d) => serde_json::to_vec(d),
+            EventKind::ToolCompleted(d) => serde_json::to_vec(d),
+            EventKind::AgentMessageDelta(d) => serde_json::to_vec(d),
+            EventKind::AgentCompleted(d) => serde_json::to_vec(d),
+            EventKind::AgentError(d) => serde_json::to_vec(d),
+        }
+        .unwrap()
+    }
+
+    fn kinds(text: &str) -> Vec<EventKind> {
+        vec![
+            EventKind::AgentStarted(AgentStarted {
+                input: Some(text.into()),
+            }),
+            EventKind::AgentStarted(AgentStarted { input: None }),
+            EventKind::AgentThinking(AgentThinking {
+                thought: text.into(),
+                step: Some(3),
+            }),
+            EventKind::AgentThinking(AgentThinking {
+                thought: text.into(),
+                step: None,
+            }),
+            EventKind::ToolExecuting(ToolExecuting {
+                call_id: "c_1".into(),
+                tool: text.into(),
+                args: json!({"text": text, "n": [1, 2.5, null, true]}),
+            }),
+            EventKind::ToolCompleted(ToolCompleted {
+                call_id: text.into(),
+                tool: "calculator".into(),
+                ok: true,
+                result: Some(json!(text)),
+                error: None,
+                duration_ms: 3,
+            }),
+            EventKind::ToolCompleted(ToolCompleted {
+                call_id: "c_2".into(),
+                tool: "calculator".into(),
+                ok: false,
+                result: None,
+                error: Some(text.into()),
+                duration_ms: u64::MAX,
+            }),
+            EventKind::AgentMessageDelta(AgentMessageDelta {
+                message_id: "m_1".into(),
+                delta: text.into(),
+            }),
+            EventKind::AgentCompleted(AgentCompleted {
+                result: json!({"answer": text}),
+                duration_ms: 0,
+            }),
+            EventKind::AgentCompleted(AgentCompleted {
+                result: Value::Null,
+                duration_ms: 7,
+            }),
+            EventKind::AgentError(AgentErrorData {
+                code: "agent_failed".into(),
+                message: text.into(),
+                duration_ms: 12,
+            }),
+        ]
+    }
+
+    #[test]
+    fn writes_exactly_what_serde_writes_for_every_kind_and_awkward_strings() {
+        let texts = [
+            "plain",
+            "",
+            "quote \" and backslash \\",
+            "control \u{1} \n \t \u{1f}",
+            "unicode é ✓ 😀 and DEL \u{7f}",
+            "</script>",
+        ];
+        for text in texts {
+            for agent in ["demo", "an \"odd\" agent"] {
+                for kind in kinds(text) {
+                    let e = RunEvent {
+                        run_id: RunId::new("r_1").unwrap(),
+                        thread_id: ThreadId::new("t_x.y:z@w-1").unwrap(),
+                        agent: Arc::from(agent),
+                        ts: 1_763_900_000_123,
+                        kind,
+                    };
+                    for seq in [0, 1, 42, u64::MAX] {
+                        let mut fast = Vec::new();
+                        write_envelope(&mut fast, seq, &e);
+                        assert_eq!(
+                            String::from_utf8(fast).unwrap(),
+                            String::from_utf8(through_serde(seq, &e)).unwrap()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
