@@ -3,15 +3,21 @@
 # bare baseline (benches/baseline) in the same invocation — servers pinned to core 0, the load
 # generator to core 1 — and prints a markdown report (also written to target/bench/report.md).
 #
-#   bash benches/run.sh            # IDLE_N=10000 DURATION=3 by default
-#   IDLE_N=50000 bash benches/run.sh
+#   bash benches/run.sh                 # ROUNDS=3 DURATION=3 IDLE_N=19000 by default
+#   IDLE_N=50000 bash benches/run.sh    # needs a hard fd limit above 50000 (ulimit -Hn)
+#   CALLGRIND=0 bash benches/run.sh     # skip the instruction count (valgrind)
+#
+# Every throughput and latency scenario runs ROUNDS times, agentwire and the baseline
+# alternating within each round on fresh servers, and the report gives the median with the
+# range: on a shared VM one run alone can be off by 20%.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-3}
-IDLE_N=${IDLE_N:-10000}
+ROUNDS=${ROUNDS:-3}
 SERVER_CPU=${SERVER_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
+CALLGRIND=${CALLGRIND:-1}
 OUT=target/bench
 mkdir -p "$OUT"
 : >"$OUT/results.jsonl"
@@ -20,85 +26,125 @@ cargo build --release -q -p agentwire-server -p agentwire-bench -p agentwire-bas
 BIN=target/release
 
 # Each idle connection is one fd in the server and one in the generator: raise the soft limit to
-# the hard one (a container may cap the hard limit, e.g. at 20000, which caps IDLE_N below it).
+# the hard one. A container may cap the hard limit (this one: 20000), which caps IDLE_N below it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_N + 1024)) ]; then
-  echo "warning: ulimit -n is $(ulimit -n); IDLE_N=$IDLE_N connections will not all open" >&2
+FD_LIMIT=$(ulimit -n)
+if [ "$FD_LIMIT" = unlimited ]; then FD_LIMIT=1048576; fi
+IDLE_N=${IDLE_N:-$((FD_LIMIT - 1000 < 50000 ? FD_LIMIT - 1000 : 50000))}
+if [ "$FD_LIMIT" -lt $((IDLE_N + 1000)) ]; then
+  echo "warning: ulimit -n is $FD_LIMIT; IDLE_N=$IDLE_N connections will not all open" >&2
 fi
 
 # agentwire with dev auth and the in-memory broker; the per-connection inbound rate limit and the
 # runs-per-user cap are raised so the generator measures delivery, not the limiter.
 export RUST_LOG=warn AGENTWIRE_LIMITS__MESSAGES_PER_SECOND=1000000 AGENTWIRE_LIMITS__BURST=1000000 \
   AGENTWIRE_LIMITS__MAX_RUNS_PER_USER=1000 AGENTWIRE_LIMITS__MAX_USERS=1000000
-AW_PORT=18081 BL_PORT=18082 START_PORT=18083 AWR_PORT=18084
+PORT=18081 START_PORT=18083
 # agentwire on the Redis broker as well, when Redis answers (issue 4: through Redis beside memory).
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}
-if redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then WITH_REDIS=1; else WITH_REDIS=0; echo "no Redis at $REDIS_URL: skipping agentwire-redis" >&2; fi
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+LABELS="agentwire baseline"
+if redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
+  LABELS="$LABELS agentwire-redis"
+else
+  echo "no Redis at $REDIS_URL: skipping agentwire-redis" >&2
+fi
+
+SERVER_PID=""
+cleanup() { if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi; }
 trap cleanup EXIT
 
-start_servers() {
-  taskset -c "$SERVER_CPU" "$BIN/agentwire" serve --listen 127.0.0.1:$AW_PORT >"$OUT/agentwire.log" 2>&1 &
-  AW_PID=$!
-  taskset -c "$SERVER_CPU" "$BIN/agentwire-baseline" 127.0.0.1:$BL_PORT >"$OUT/baseline.log" 2>&1 &
-  BL_PID=$!
-  PIDS+=("$AW_PID" "$BL_PID")
-  AWR_PID=""
-  if [ "$WITH_REDIS" = 1 ] && [ "${1:-}" != no-redis ]; then
-    taskset -c "$SERVER_CPU" "$BIN/agentwire" serve --broker "$REDIS_URL" --listen 127.0.0.1:$AWR_PORT >"$OUT/agentwire-redis.log" 2>&1 &
-    AWR_PID=$!
-    PIDS+=("$AWR_PID")
-  fi
-  sleep 0.5
+server_cmd() { # server_cmd LABEL PORT — the command line of one server
+  case $1 in
+    agentwire) echo "$BIN/agentwire serve --listen 127.0.0.1:$2" ;;
+    agentwire-redis) echo "$BIN/agentwire serve --broker $REDIS_URL --listen 127.0.0.1:$2" ;;
+    baseline) echo "$BIN/agentwire-baseline 127.0.0.1:$2" ;;
+  esac
 }
-stop_servers() {
-  kill "$AW_PID" "$BL_PID" $AWR_PID 2>/dev/null || true
-  wait "$AW_PID" "$BL_PID" $AWR_PID 2>/dev/null || true
+start_server() { # start_server LABEL [WRAPPER…] — a fresh server on $PORT, pinned to SERVER_CPU
+  local label=$1; shift
+  # shellcheck disable=SC2046
+  taskset -c "$SERVER_CPU" "$@" $(server_cmd "$label" $PORT) >"$OUT/$label.log" 2>&1 &
+  SERVER_PID=$!
+  for _ in $(seq 1 600); do
+    if curl -s -o /dev/null "127.0.0.1:$PORT/health/live" 2>/dev/null || \
+      (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null; then return; fi
+    sleep 0.1
+  done
+  echo "$label did not start" >&2
+  exit 1
 }
-# Redis itself runs unpinned (it is the machine's service); with one core per side, the Redis
-# figures show the extra round trip and the Redis CPU sharing the machine.
-bench_redis() { if [ -n "$AWR_PID" ]; then bench agentwire-redis $AWR_PORT "$AWR_PID" "$@"; fi; }
-
-# bench LABEL PORT PID SCENARIO ARGS… — one report as a JSON line.
+stop_server() {
+  kill "$SERVER_PID" 2>/dev/null || true
+  wait "$SERVER_PID" 2>/dev/null || true
+  SERVER_PID=""
+}
+# bench CASE LABEL SCENARIO ARGS… — one report as a JSON line, tagged with its case.
 bench() {
-  local label=$1 port=$2 pid=$3; shift 3
-  taskset -c "$LOAD_CPU" "$BIN/agentwire-bench" --json --label "$label" --addr 127.0.0.1:$port \
-    --server-pid "$pid" "$@" | tee -a "$OUT/results.jsonl" >/dev/null
+  local case=$1 label=$2; shift 2
+  taskset -c "$LOAD_CPU" "$BIN/agentwire-bench" --json --label "$label" --addr 127.0.0.1:$PORT \
+    --server-pid "$SERVER_PID" "$@" |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); r["case"]=sys.argv[1]; print(json.dumps(r))' "$case" \
+      >>"$OUT/results.jsonl"
 }
-metric() { # metric LABEL SCENARIO KEY — from the last matching report
-  python3 -c "import json,sys
+# rounds CASE SCENARIO ARGS… — ROUNDS times, each label on a fresh server.
+rounds() {
+  local case=$1; shift
+  for round in $(seq 1 "$ROUNDS"); do
+    for label in $LABELS; do
+      echo "   $case round $round: $label" >&2
+      start_server "$label"
+      bench "$case" "$label" "$@"
+      stop_server
+    done
+  done
+}
+median() { # median LABEL CASE KEY
+  python3 -c "import json,statistics
 r=[json.loads(l) for l in open('$OUT/results.jsonl') if l.strip()]
-r=[x for x in r if x['label']=='$1' and x['scenario']=='$2']
-print(r[-1]['metrics']['$3'])"
+print(statistics.median(x['metrics']['$3'] for x in r if x['label']=='$1' and x['case']=='$2'))"
 }
 
 echo "== startup to ready (5 starts each)" >&2
-taskset -c "$LOAD_CPU" "$BIN/agentwire-bench" --json --label agentwire --addr 127.0.0.1:$START_PORT startup --repeat 5 -- \
-  taskset -c "$SERVER_CPU" "$BIN/agentwire" serve --listen 127.0.0.1:$START_PORT >>"$OUT/results.jsonl"
-taskset -c "$LOAD_CPU" "$BIN/agentwire-bench" --json --label baseline --addr 127.0.0.1:$START_PORT startup --repeat 5 -- \
-  taskset -c "$SERVER_CPU" "$BIN/agentwire-baseline" 127.0.0.1:$START_PORT >>"$OUT/results.jsonl"
+for label in agentwire baseline; do
+  # shellcheck disable=SC2046
+  taskset -c "$LOAD_CPU" "$BIN/agentwire-bench" --json --label "$label" --addr 127.0.0.1:$START_PORT \
+    startup --repeat 5 -- taskset -c "$SERVER_CPU" $(server_cmd "$label" $START_PORT) |
+    python3 -c 'import json,sys; r=json.load(sys.stdin); r["case"]="startup"; print(json.dumps(r))' \
+      >>"$OUT/results.jsonl"
+done
 
-start_servers
-echo "== runs, max rate: 100 connections x 4 in flight" >&2
-bench agentwire $AW_PORT $AW_PID runs -c 100 -w 4 -d "$DURATION"
-bench baseline $BL_PORT $BL_PID runs -c 100 -w 4 -d "$DURATION"
-bench_redis runs -c 100 -w 4 -d "$DURATION"
-HALF=$(python3 -c "print(round(float('$(metric agentwire runs runs_per_s)') / 2))")
-echo "== runs at half of agentwire's max rate: $HALF runs/s over 100 connections" >&2
-bench agentwire $AW_PORT $AW_PID runs -c 100 --rate "$HALF" -d "$DURATION"
-bench baseline $BL_PORT $BL_PID runs -c 100 --rate "$HALF" -d "$DURATION"
-bench_redis runs -c 100 --rate "$HALF" -d "$DURATION"
+echo "== runs, max rate: 100 connections x 4 in flight, $ROUNDS rounds" >&2
+rounds runs_max runs -c 100 -w 4 -d "$DURATION"
+HALF=$(python3 -c "print(round(float('$(median agentwire runs_max runs_per_s)') / 2))")
+echo "== runs at half of agentwire's median max rate: $HALF runs/s over 100 connections" >&2
+rounds runs_half runs -c 100 --rate "$HALF" -d "$DURATION"
 echo "== fanout: 25 users x 4 connections, 4 runs in flight per user" >&2
-bench agentwire $AW_PORT $AW_PID fanout -u 25 -k 4 -w 4 -d "$DURATION"
-bench baseline $BL_PORT $BL_PID fanout -u 25 -k 4 -w 4 -d "$DURATION"
-bench_redis fanout -u 25 -k 4 -w 4 -d "$DURATION"
-stop_servers
+rounds fanout fanout -u 25 -k 4 -w 4 -d "$DURATION"
 
 echo "== idle: $IDLE_N connections (fresh servers)" >&2
-start_servers no-redis
-bench agentwire $AW_PORT $AW_PID idle -n "$IDLE_N"
-bench baseline $BL_PORT $BL_PID idle -n "$IDLE_N"
-stop_servers
+for label in agentwire baseline; do
+  start_server "$label"
+  bench idle "$label" idle -n "$IDLE_N"
+  stop_server
+done
 
-python3 benches/report.py "$OUT/results.jsonl" "$DURATION" "$IDLE_N" | tee "$OUT/report.md"
+# Instructions per delivered event under the fanout load, counted by callgrind: user space only,
+# but the same count for the same binaries whatever else the machine is doing. The server runs
+# ~50x slower under valgrind, so the generator's load saturates it; the denominator is every
+# event frame the generator received (events_total).
+if [ "$CALLGRIND" = 1 ] && command -v valgrind >/dev/null; then
+  echo "== callgrind: instructions per delivered event (fanout)" >&2
+  for label in agentwire baseline; do
+    start_server "$label" valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$label.out"
+    callgrind_control -z "$SERVER_PID" >/dev/null # count from here: not the server's startup
+    bench callgrind "$label" fanout -u 25 -k 4 -w 4 -d 5
+    kill -TERM "$SERVER_PID" 2>/dev/null || true # not INT: background jobs of a script ignore it
+    wait "$SERVER_PID" 2>/dev/null || true
+    SERVER_PID=""
+    ir=$(grep -E '^(summary|totals):' "$OUT/callgrind.$label.out" | head -1 | awk '{print $2}')
+    python3 -c "import json; print(json.dumps({'label':'$label','case':'callgrind_ir','scenario':'callgrind','params':{},'metrics':{'instructions':$ir}}))" \
+      >>"$OUT/results.jsonl"
+  done
+fi
+
+python3 benches/report.py "$OUT/results.jsonl" "$DURATION" "$IDLE_N" "$ROUNDS" | tee "$OUT/report.md"

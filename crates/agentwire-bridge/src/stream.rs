@@ -92,6 +92,12 @@ pub(crate) enum Routed {
     NeedsReplay,
 }
 
+/// Whether `epoch` is the slot's: usually the very same `Arc` text, so the pointer decides
+/// before the bytes are compared (this runs per frame per connection).
+fn same_epoch(slot: &str, epoch: &str) -> bool {
+    std::ptr::eq(slot, epoch) || slot == epoch
+}
+
 pub(crate) fn route(slot: &mut Slot, epoch: &str, frame: &Frame) -> Routed {
     if slot.closing {
         return Routed::Kept;
@@ -108,7 +114,7 @@ pub(crate) fn route(slot: &mut Slot, epoch: &str, frame: &Frame) -> Routed {
         }
         // A replaying slot may not know its epoch yet (attach in progress); its replay task
         // checks the epoch when it reads history.
-        SlotState::Live if *slot.epoch != *epoch => {
+        SlotState::Live if !same_epoch(&slot.epoch, epoch) => {
             // The stream was reset under a live connection: its seqs start over.
             slot.sink.close(
                 CloseCode(1012),

@@ -17,11 +17,11 @@ pub(crate) fn write_envelope(out: &mut Vec<u8>, seq: u64, event: &RunEvent) {
     out.extend_from_slice(event.kind.type_name().as_bytes());
     out.extend_from_slice(b"\",\"seq\":");
     write_u64(out, seq);
-    out.extend_from_slice(b",\"run_id\":\"");
-    out.extend_from_slice(event.run_id.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"thread_id\":\"");
-    out.extend_from_slice(event.thread_id.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"agent\":");
+    out.extend_from_slice(b",\"run_id\":");
+    write_id(out, event.run_id.as_str());
+    out.extend_from_slice(b",\"thread_id\":");
+    write_id(out, event.thread_id.as_str());
+    out.extend_from_slice(b",\"agent\":");
     write_str(out, &event.agent);
     out.extend_from_slice(b",\"ts\":");
     write_u64(out, event.ts);
@@ -104,9 +104,17 @@ fn write_u64(out: &mut Vec<u8>, n: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
+/// An id as a JSON string: ids are validated to `[A-Za-z0-9_.:@-]`, nothing to escape.
+pub(crate) fn write_id(out: &mut Vec<u8>, id: &str) {
+    out.reserve(id.len() + 2);
+    out.push(b'"');
+    out.extend_from_slice(id.as_bytes());
+    out.push(b'"');
+}
+
 /// A JSON string: copied as it is when nothing in it needs escaping (serde_json escapes exactly
 /// the control characters, `"` and `\`), through serde_json otherwise.
-fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.reserve(s.len() + 2);
         out.push(b'"');

@@ -330,7 +330,44 @@ pub enum ControlFrame<'a> {
 impl ControlFrame<'_> {
     /// Serializes the frame once.
     pub fn to_frame(&self) -> Frame {
-        Frame::control(self)
+        use crate::envelope::{write_id, write_str};
+        // `ack` and `pong` answer every request: written directly, like event envelopes
+        // (byte-identical to serde's output; tested below).
+        let json = match self {
+            ControlFrame::Ack {
+                id,
+                run_id,
+                thread_id,
+            } => {
+                let mut out = Vec::with_capacity(96);
+                out.extend_from_slice(b"{\"type\":\"ack\",\"id\":");
+                write_str(&mut out, id);
+                if let Some(run_id) = run_id {
+                    out.extend_from_slice(b",\"run_id\":");
+                    write_id(&mut out, run_id.as_str());
+                }
+                if let Some(thread_id) = thread_id {
+                    out.extend_from_slice(b",\"thread_id\":");
+                    write_id(&mut out, thread_id.as_str());
+                }
+                out.push(b'}');
+                out
+            }
+            ControlFrame::Pong { id } => {
+                let mut out = Vec::with_capacity(32);
+                out.extend_from_slice(b"{\"type\":\"pong\",\"id\":");
+                write_str(&mut out, id);
+                out.push(b'}');
+                out
+            }
+            _ => return Frame::control(self),
+        };
+        Frame {
+            seq: 0,
+            text: Bytes::from(json),
+            event_type: None,
+            accepted_at: None,
+        }
     }
 }
 
@@ -364,6 +401,29 @@ mod tests {
             Frame::event(1, br#"{"type":"agent_started_x"}"#.to_vec()).event_type(),
             None
         );
+    }
+
+    #[test]
+    fn ack_and_pong_are_written_as_serde_would() {
+        let run = RunId::new("r_1").unwrap();
+        let thread = ThreadId::new("t_2").unwrap();
+        for id in ["c1", "", "a \"quoted\" \\ id\n", "é✓"] {
+            for (run_id, thread_id) in [
+                (None, None),
+                (Some(&run), None),
+                (None, Some(&thread)),
+                (Some(&run), Some(&thread)),
+            ] {
+                let ack = ControlFrame::Ack {
+                    id,
+                    run_id,
+                    thread_id,
+                };
+                assert_eq!(ack.to_frame().as_str(), Frame::control(&ack).as_str());
+            }
+            let pong = ControlFrame::Pong { id };
+            assert_eq!(pong.to_frame().as_str(), Frame::control(&pong).as_str());
+        }
     }
 
     #[test]
