@@ -106,5 +106,10 @@ if runs_of("agentwire-redis", "fanout"):
     print("Through Redis (`--broker redis://127.0.0.1:6379`, Redis itself unpinned), same rounds, "
           "same generator:")
     print()
+    redis_half = runs_of("agentwire-redis", "runs_half")
+    redis_rate = redis_half[0]["params"]["rate_per_s"] if redis_half else "?"
+    print(f"The open-loop row runs each at half of its own maximum: Redis at {redis_rate}/s, "
+          f"memory at {rate}/s.")
+    print()
     table(CASES[1:4], "agentwire-redis", "agentwire",
           "| scenario | metric | agentwire (Redis) | agentwire (memory) | Redis / memory |")

@@ -115,9 +115,21 @@ done
 
 echo "== runs, max rate: 100 connections x 4 in flight, $ROUNDS rounds" >&2
 rounds runs_max runs -c 100 -w 4 -d "$DURATION"
-HALF=$(python3 -c "print(round(float('$(median agentwire runs_max runs_per_s)') / 2))")
+# Half of each server's own median maximum; the baseline runs at agentwire's half, so the two
+# are compared at the same offered load (agentwire-redis at its own, lower, half).
+half() { python3 -c "print(round(float('$(median "$1" runs_max runs_per_s)') / 2))"; }
+HALF=$(half agentwire)
 echo "== runs at half of agentwire's median max rate: $HALF runs/s over 100 connections" >&2
-rounds runs_half runs -c 100 --rate "$HALF" -d "$DURATION"
+for round in $(seq 1 "$ROUNDS"); do
+  for label in $LABELS; do
+    rate=$HALF
+    if [ "$label" = agentwire-redis ]; then rate=$(half agentwire-redis); fi
+    echo "   runs_half round $round: $label at $rate/s" >&2
+    start_server "$label"
+    bench runs_half "$label" runs -c 100 --rate "$rate" -d "$DURATION"
+    stop_server
+  done
+done
 echo "== fanout: 25 users x 4 connections, 4 runs in flight per user" >&2
 rounds fanout fanout -u 25 -k 4 -w 4 -d "$DURATION"
 
