@@ -177,24 +177,34 @@ pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -
                 .set(if check.ok { 1.0 } else { 0.0 });
         }
     }
+    // Rendering drains every histogram's pending samples: off the runtime's workers (see
+    // `run_upkeep`).
+    let body = tokio::task::spawn_blocking(move || handle.render())
+        .await
+        .unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
         )],
-        handle.render(),
+        body,
     )
         .into_response()
 }
 
 /// Drains histogram samples into their buckets every few seconds, so memory stays bounded even
 /// when nothing scrapes. Runs forever; [`spawn_background`](crate::spawn_background) starts it.
+///
+/// The drain runs on the blocking pool: under load five seconds of samples (one per run and one
+/// per written batch) take milliseconds to bucket, and on a worker thread that was a pause for
+/// every connection of the node — it showed as the open-loop p99 (docs/benchmarks.md).
 pub(crate) async fn run_upkeep() {
     let handle = install_metrics_recorder();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tick.tick().await;
-        handle.run_upkeep();
+        let handle = handle.clone();
+        let _ = tokio::task::spawn_blocking(move || handle.run_upkeep()).await;
     }
 }
 
