@@ -73,3 +73,55 @@ async fn an_oversized_frame_closes_with_1009() {
     assert_eq!(d.run("after", "echo", "ok").await.1.len(), 5);
     server.stop().await;
 }
+
+/// `/ws` without a proper WebSocket upgrade gets a JSON 400 that says what is missing — and a
+/// real client still connects, with the `agentwire.v1` subprotocol selected when offered.
+#[tokio::test]
+async fn a_request_that_is_not_a_websocket_upgrade_gets_a_json_400() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let url = server.http_url("/ws?user=ada");
+    let cases: [(&[(&str, &str)], &str); 3] = [
+        (&[], "Connection: upgrade"),
+        (
+            &[("connection", "Upgrade"), ("upgrade", "websocket")],
+            "Sec-WebSocket-Version: 13",
+        ),
+        (
+            &[
+                ("connection", "keep-alive, Upgrade"),
+                ("upgrade", "websocket"),
+                ("sec-websocket-version", "13"),
+            ],
+            "Sec-WebSocket-Key",
+        ),
+    ];
+    for (headers, missing) in cases {
+        let mut req = http.get(&url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{missing}");
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_field");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(missing), "{message}");
+    }
+
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+            server.ws_url("user=ada"),
+        )
+        .unwrap();
+    request.headers_mut().insert(
+        "sec-websocket-protocol",
+        agentwire_core::SUBPROTOCOL.parse().unwrap(),
+    );
+    let (_ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.status().as_u16(), 101);
+    assert_eq!(
+        response.headers()["sec-websocket-protocol"],
+        agentwire_core::SUBPROTOCOL
+    );
+}
