@@ -355,4 +355,28 @@ mod tests {
         );
         assert!(fast::decode(frames[12]).is_some(), "ping is fast");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+        /// Frames assembled from the keys the decoders know (and one they do not) with values of
+        /// every JSON kind: whenever the fast path answers, the exact decoder agrees.
+        #[test]
+        fn the_fast_path_never_disagrees(
+            ty in 0usize..3,
+            fields in proptest::collection::vec((1usize..8, 0usize..9), 0..6)
+        ) {
+            const KEYS: [&str; 8] =
+                ["type", "id", "content", "agent", "thread_id", "last_seq", "extra", "type"];
+            const VALUES: [&str; 9] = [
+                r#""user_message""#, r#""ping""#, r#""c1""#, r#""t_1""#, r#""a \"b\" \u00e9""#,
+                "null", "7", "true", r#"["x"]"#,
+            ];
+            let mut body = vec![format!("\"type\":{}", VALUES[ty])];
+            body.extend(fields.iter().map(|(k, v)| format!("\"{}\":{}", KEYS[*k], VALUES[*v])));
+            let text = format!("{{{}}}", body.join(","));
+            if let Some(fast) = fast::decode(&text) {
+                proptest::prop_assert_eq!(Ok(fast), ClientFrame::decode_exact(&text), "{}", text);
+            }
+        }
+    }
 }
