@@ -74,18 +74,20 @@ async fn an_oversized_frame_closes_with_1009() {
     server.stop().await;
 }
 
-/// `/ws` without a proper WebSocket upgrade gets a JSON 400 that says what is missing — and a
+/// `/ws` without a proper WebSocket upgrade gets a JSON 400 (426 for the version) that says what is missing — and a
 /// real client still connects, with the `agentwire.v1` subprotocol selected when offered.
 #[tokio::test]
-async fn a_request_that_is_not_a_websocket_upgrade_gets_a_json_400() {
+async fn a_request_that_is_not_a_websocket_upgrade_gets_a_json_error() {
     let server = TestServer::start().await;
     let http = reqwest::Client::new();
     let url = server.http_url("/ws?user=ada");
-    let cases: [(&[(&str, &str)], &str); 3] = [
-        (&[], "Connection: upgrade"),
+    type Case = (&'static [(&'static str, &'static str)], &'static str, u16);
+    let cases: [Case; 3] = [
+        (&[], "Connection: upgrade", 400),
         (
             &[("connection", "Upgrade"), ("upgrade", "websocket")],
             "Sec-WebSocket-Version: 13",
+            426,
         ),
         (
             &[
@@ -94,15 +96,19 @@ async fn a_request_that_is_not_a_websocket_upgrade_gets_a_json_400() {
                 ("sec-websocket-version", "13"),
             ],
             "Sec-WebSocket-Key",
+            400,
         ),
     ];
-    for (headers, missing) in cases {
+    for (headers, missing, status) in cases {
         let mut req = http.get(&url);
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let resp = req.send().await.unwrap();
-        assert_eq!(resp.status().as_u16(), 400, "{missing}");
+        assert_eq!(resp.status().as_u16(), status, "{missing}");
+        if status == 426 {
+            assert_eq!(resp.headers()["sec-websocket-version"], "13");
+        }
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"]["code"], "invalid_field");
         let message = body["error"]["message"].as_str().unwrap();

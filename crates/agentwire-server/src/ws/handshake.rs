@@ -36,15 +36,35 @@ pub(crate) struct WsHandshake {
     protocol: Option<&'static str>,
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for WsHandshake {
-    type Rejection = ApiError;
+/// Why an upgrade request was refused: the JSON error, and whether to name the supported
+/// version (`Sec-WebSocket-Version: 13`) in the response.
+#[derive(Debug)]
+pub(crate) struct HandshakeError(ApiError, bool);
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+impl IntoResponse for HandshakeError {
+    fn into_response(self) -> Response {
+        let mut response = self.0.into_response();
+        if self.1 {
+            response
+                .headers_mut()
+                .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
+        }
+        response
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WsHandshake {
+    type Rejection = HandshakeError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HandshakeError> {
         let bad = |message: &str| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidField,
-                format!("{message}; /ws expects a WebSocket upgrade (RFC 6455)"),
+            HandshakeError(
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::InvalidField,
+                    format!("{message}; /ws expects a WebSocket upgrade (RFC 6455)"),
+                ),
+                false,
             )
         };
         let h = &parts.headers;
@@ -55,7 +75,15 @@ impl<S: Send + Sync> FromRequestParts<S> for WsHandshake {
             return Err(bad("`Upgrade: websocket` is missing"));
         }
         if h.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
-            return Err(bad("`Sec-WebSocket-Version: 13` is missing"));
+            // RFC 6455 §4.2.2: 426 with the versions the server speaks.
+            return Err(HandshakeError(
+                ApiError::new(
+                    StatusCode::UPGRADE_REQUIRED,
+                    ErrorCode::InvalidField,
+                    "`Sec-WebSocket-Version: 13` is missing; /ws speaks WebSocket version 13",
+                ),
+                true,
+            ));
         }
         let key = h
             .get(SEC_WEBSOCKET_KEY)

@@ -40,7 +40,7 @@ pub(crate) async fn upgrade(
     State(state): State<AppState>,
     headers: HeaderMap,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
-    ws: Result<handshake::WsHandshake, ApiError>,
+    ws: Result<handshake::WsHandshake, handshake::HandshakeError>,
 ) -> Response {
     let ws = match ws {
         Ok(ws) => ws,
