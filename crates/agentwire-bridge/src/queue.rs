@@ -69,15 +69,7 @@ impl ConnectionQueue {
             {
                 let mut st = self.state.lock();
                 if !st.frames.is_empty() {
-                    let st = &mut *st;
-                    let n = st.frames.len().min(max.max(1));
-                    let mut taken = 0;
-                    for f in st.frames.drain(..n) {
-                        taken += f.len();
-                        out.push(f);
-                    }
-                    st.bytes -= taken;
-                    self.queued.decrement(taken as f64);
+                    self.move_into(&mut st, out, max.max(1));
                     return Batch::Frames;
                 }
                 if let Some((code, reason)) = &st.close {
@@ -92,12 +84,14 @@ impl ConnectionQueue {
     /// `out` in all, without waiting. A writer calls it after yielding once, so the frames
     /// published meanwhile go out in the same write.
     pub fn take_more(&self, out: &mut Vec<Frame>, max: usize) {
-        if out.len() >= max {
-            return;
+        if out.len() < max {
+            self.move_into(&mut self.state.lock(), out, max - out.len());
         }
-        let mut st = self.state.lock();
-        let st = &mut *st;
-        let n = st.frames.len().min(max - out.len());
+    }
+
+    /// Moves up to `n` of the oldest frames into `out`, releasing their bytes.
+    fn move_into(&self, st: &mut QueueState, out: &mut Vec<Frame>, n: usize) {
+        let n = st.frames.len().min(n);
         let mut taken = 0;
         for f in st.frames.drain(..n) {
             taken += f.len();

@@ -1,5 +1,6 @@
 //! Metric handles resolved once, so the per-event path only adds to an atomic.
 
+use agentwire_core::EVENT_TYPES;
 use metrics::Counter;
 
 /// Events accepted into a stream, by type.
@@ -7,20 +8,8 @@ pub const EVENTS_ACCEPTED: &str = "agentwire_events_accepted_total";
 /// Events written to a connection's socket, by type.
 pub const EVENTS_DELIVERED: &str = "agentwire_events_delivered_total";
 
-/// The event types of SPEC §3, in the order [`EventCounters`] holds them; anything else is
-/// counted as `other`.
-const EVENT_TYPES: [&str; 8] = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_message_delta",
-    "agent_completed",
-    "agent_error",
-    "other",
-];
-
-/// The counters `metric{type="<event type>"}` for every event type, registered once.
+/// The counters `metric{type="<event type>"}` for each of core's [`EVENT_TYPES`] and `other`,
+/// registered once.
 ///
 /// `metrics::counter!` looks its key up in the recorder's registry on every call (and builds a
 /// label vector when a label value is not a literal); on the per-event path that cost more than
@@ -28,7 +17,8 @@ const EVENT_TYPES: [&str; 8] = [
 /// under the recorder it should report to — and keep them.
 #[derive(Debug, Clone)]
 pub struct EventCounters {
-    counters: [Counter; 8],
+    counters: [Counter; EVENT_TYPES.len()],
+    other: Counter,
 }
 
 impl EventCounters {
@@ -36,15 +26,15 @@ impl EventCounters {
     pub fn new(metric: &'static str) -> Self {
         Self {
             counters: EVENT_TYPES.map(|t| metrics::counter!(metric, "type" => t)),
+            other: metrics::counter!(metric, "type" => "other"),
         }
     }
 
     /// The counter of `event_type` (`other` for a type agentwire does not define).
     pub fn get(&self, event_type: &str) -> &Counter {
-        let i = EVENT_TYPES
-            .iter()
-            .position(|t| *t == event_type)
-            .unwrap_or(EVENT_TYPES.len() - 1);
-        &self.counters[i]
+        match EVENT_TYPES.iter().position(|t| *t == event_type) {
+            Some(i) => &self.counters[i],
+            None => &self.other,
+        }
     }
 }

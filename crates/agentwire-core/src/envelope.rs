@@ -48,18 +48,12 @@ fn write_data(out: &mut Vec<u8>, kind: &EventKind) {
             }
         }
         EventKind::ToolExecuting(d) => {
-            out.extend_from_slice(b"{\"call_id\":");
-            write_str(out, &d.call_id);
-            out.extend_from_slice(b",\"tool\":");
-            write_str(out, &d.tool);
+            write_call(out, &d.call_id, &d.tool);
             out.extend_from_slice(b",\"args\":");
             write_value(out, &d.args);
         }
         EventKind::ToolCompleted(d) => {
-            out.extend_from_slice(b"{\"call_id\":");
-            write_str(out, &d.call_id);
-            out.extend_from_slice(b",\"tool\":");
-            write_str(out, &d.tool);
+            write_call(out, &d.call_id, &d.tool);
             out.extend_from_slice(if d.ok {
                 b",\"ok\":true"
             } else {
@@ -98,6 +92,14 @@ fn write_data(out: &mut Vec<u8>, kind: &EventKind) {
         }
     }
     out.push(b'}');
+}
+
+/// `{"call_id":…,"tool":…`, the start of both tool events' data.
+fn write_call(out: &mut Vec<u8>, call_id: &str, tool: &str) {
+    out.extend_from_slice(b"{\"call_id\":");
+    write_str(out, call_id);
+    out.extend_from_slice(b",\"tool\":");
+    write_str(out, tool);
 }
 
 fn write_u64(out: &mut Vec<u8>, n: u64) {

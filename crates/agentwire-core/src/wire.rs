@@ -51,11 +51,16 @@ impl Frame {
 
     /// A control frame (no `seq`) from any serializable value.
     pub fn control(value: &impl Serialize) -> Self {
+        Self::control_json(
+            serde_json::to_vec(value).expect("serializing a control frame cannot fail"),
+        )
+    }
+
+    /// A control frame from JSON agentwire wrote itself.
+    fn control_json(json: Vec<u8>) -> Self {
         Self {
             seq: 0,
-            text: Bytes::from(
-                serde_json::to_vec(value).expect("serializing a control frame cannot fail"),
-            ),
+            text: Bytes::from(json),
             event_type: None,
             accepted_at: None,
         }
@@ -362,12 +367,7 @@ impl ControlFrame<'_> {
             }
             _ => return Frame::control(self),
         };
-        Frame {
-            seq: 0,
-            text: Bytes::from(json),
-            event_type: None,
-            accepted_at: None,
-        }
+        Frame::control_json(json)
     }
 }
 

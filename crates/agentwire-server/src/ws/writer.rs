@@ -41,16 +41,13 @@ impl DeliveryMetrics {
     /// frame, and one latency sample, the age of the batch's oldest live frame (the worst
     /// delivery latency of the batch). Per-frame metric calls on every connection cost more than
     /// the write itself under fan-out (docs/benchmarks.md).
-    fn record(&self, tally: &Tally) {
+    fn record(&self, tally: &Tally, flushed: Instant) {
         for (kind, n) in tally.counts.iter().take_while(|(k, _)| !k.is_empty()) {
             self.delivered.get(kind).increment(*n);
         }
         if let Some(accepted) = tally.oldest {
-            self.latency.record(
-                Instant::now()
-                    .saturating_duration_since(accepted)
-                    .as_secs_f64(),
-            );
+            self.latency
+                .record(flushed.saturating_duration_since(accepted).as_secs_f64());
         }
     }
 }
@@ -115,7 +112,7 @@ pub(crate) async fn write_loop(
     // Grows with the first batches instead of up front: 256 frames × 40 bytes reserved per idle
     // connection was half of its memory (docs/benchmarks.md).
     let mut batch = Vec::new();
-    let mut last_flush = Instant::now() - COALESCE_WINDOW;
+    let mut last_flush: Option<Instant> = None;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
         let next = tokio::select! {
@@ -135,7 +132,7 @@ pub(crate) async fn write_loop(
                 // and a client wakeup saved per run under fan-out. An idle connection writes at
                 // once: the extra trip through the run queue cost ~0.1 ms of median latency at
                 // moderate load (docs/benchmarks.md).
-                if last_flush.elapsed() < COALESCE_WINDOW {
+                if last_flush.is_some_and(|t| t.elapsed() < COALESCE_WINDOW) {
                     BackOfQueue::default().await;
                     queue.take_more(&mut batch, BATCH);
                 }
@@ -154,8 +151,9 @@ pub(crate) async fn write_loop(
                     queue.mark_gone();
                     return;
                 }
-                last_flush = Instant::now();
-                metrics.record(&tally);
+                let flushed = Instant::now();
+                last_flush = Some(flushed);
+                metrics.record(&tally, flushed);
             }
             Batch::Close(code, reason) => {
                 let _ = tx
