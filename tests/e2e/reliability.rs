@@ -505,6 +505,48 @@ async fn a_silent_peer_is_dropped_after_the_heartbeat_timeout_and_a_live_one_sta
     server.stop().await;
 }
 
+#[tokio::test]
+async fn websocket_pings_get_their_pongs_between_event_frames_and_a_client_close_gets_1000() {
+    let server = TestServer::start().await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("user=pinger"))
+        .await
+        .unwrap();
+    // Pongs are written by the writer task between its own frames: interleave both and check
+    // that every frame parses and every pong carries its ping's payload, in order.
+    for i in 0..20u8 {
+        futures_util::SinkExt::send(&mut ws, Message::Ping(vec![i; 100].into()))
+            .await
+            .unwrap();
+        let ping = json!({"type": "ping", "id": format!("p{i}")}).to_string();
+        futures_util::SinkExt::send(&mut ws, Message::text(ping))
+            .await
+            .unwrap();
+    }
+    let (mut pongs, mut replies) = (Vec::new(), 0);
+    while pongs.len() < 20 || replies < 20 {
+        match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            Ok(Some(Ok(Message::Pong(p)))) => pongs.push(p),
+            Ok(Some(Ok(Message::Text(t)))) => {
+                let f: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if f["type"] == "pong" {
+                    assert_eq!(f["id"], format!("p{replies}"));
+                    replies += 1;
+                }
+            }
+            other => panic!("expected pongs and frames, got {other:?}"),
+        }
+    }
+    for (i, p) in pongs.iter().enumerate() {
+        assert_eq!(p.as_ref(), vec![i as u8; 100].as_slice(), "pong {i}");
+    }
+    ws.close(None).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(Some(Ok(Message::Close(Some(frame))))) => assert_eq!(u16::from(frame.code), 1000),
+        other => panic!("expected the server's close frame, got {other:?}"),
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_finishes_runs_then_closes_with_1001() {
     let mut config = test_config();

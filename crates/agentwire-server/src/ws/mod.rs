@@ -94,18 +94,21 @@ pub(crate) async fn upgrade(
         // Client frames are small JSON; a larger frame still arrives, in more reads. 4096 here
         // cost ~3 KB of RSS per idle connection (docs/benchmarks.md).
         .read_buffer_size(1024)
-        // The writer feeds a whole batch, then flushes: buffer it into one write(2) instead of
-        // one per frame (profiled: ~80% of server time under fan-out was in the kernel's TCP
-        // send path). The buffer only grows while a batch is written.
-        .write_buffer_size(16 * 1024)
-        .max_write_buffer_size(limits.queue_bytes.max(1 << 16));
+        // tungstenite writes only its pongs, into the writer's control bytes (handshake.rs): at
+        // once, unbuffered.
+        .write_buffer_size(0);
     let ws = if crate::auth::offers_v1(&headers) {
         ws.protocol(agentwire_core::SUBPROTOCOL)
     } else {
         ws
     };
     let sessions = state.sessions().clone();
-    ws.on_upgrade(config, move |socket| {
+    ws.on_upgrade(config, move |socket, write, control| {
+        let socket = session::Halves {
+            read: socket,
+            write,
+            control,
+        };
         sessions.track_future(session::run(socket, state, user, resume))
     })
 }

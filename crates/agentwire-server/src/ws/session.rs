@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
-use super::handshake::Socket;
+use super::handshake::{ControlBytes, Socket, WriteSide};
 use super::rate::TokenBucket;
 use super::writer::write_loop;
 use crate::AppState;
@@ -21,11 +21,22 @@ use crate::AppState;
 /// How long the writer may take to flush and send its close frame once the session ends.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 
-pub(crate) async fn run(socket: Socket, state: AppState, user: UserId, resume: Option<ResumeFrom>) {
+/// An upgraded connection: tungstenite's read side, and what the writer task writes to.
+pub(crate) struct Halves {
+    pub(crate) read: Socket,
+    pub(crate) write: WriteSide,
+    pub(crate) control: Arc<ControlBytes>,
+}
+
+pub(crate) async fn run(socket: Halves, state: AppState, user: UserId, resume: Option<ResumeFrom>) {
     let config = state.ready().config().clone();
     let queue = Arc::new(ConnectionQueue::new(config.limits.queue_bytes));
     let bridge = state.ready().bridge().clone();
-    let (tx, rx) = socket.split();
+    let Halves {
+        read: rx,
+        write: tx,
+        control,
+    } = socket;
 
     let heartbeat = config.heartbeat.interval;
     let attached = bridge.attach_or_live(&user, queue.clone(), resume).await;
@@ -44,7 +55,14 @@ pub(crate) async fn run(socket: Socket, state: AppState, user: UserId, resume: O
                 _ => "limit",
             });
             queue.close(code, &e.to_string());
-            write_loop(tx, queue, heartbeat, state.delivery_metrics().clone()).await;
+            write_loop(
+                tx,
+                control,
+                queue,
+                heartbeat,
+                state.delivery_metrics().clone(),
+            )
+            .await;
             return;
         }
     };
@@ -67,6 +85,7 @@ pub(crate) async fn run(socket: Socket, state: AppState, user: UserId, resume: O
 
         let writer = tokio::spawn(write_loop(
             tx,
+            control,
             queue.clone(),
             heartbeat,
             state.delivery_metrics().clone(),
@@ -105,11 +124,7 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn read_loop(
-        mut self,
-        mut rx: futures_util::stream::SplitStream<Socket>,
-        timeout: Duration,
-    ) {
+    async fn read_loop(mut self, mut rx: Socket, timeout: Duration) {
         // One timer for the connection's life, moved on only when it fires: re-arming it for
         // every frame put a timer-wheel insert and removal on the per-message path.
         let mut last_seen = Instant::now();

@@ -1,19 +1,29 @@
-//! The writer task of one connection: drains its queue, writes many frames, flushes once.
+//! The writer task of one connection: drains its queue, encodes many frames, writes once.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentwire_bridge::{Batch, ConnectionQueue, EVENTS_DELIVERED, EventCounters};
 use agentwire_core::Frame;
-use futures_util::SinkExt;
-use futures_util::stream::SplitSink;
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Bytes;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{
     CloseCode as WsCloseCode, Data, OpCode,
 };
-use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame, FrameHeader};
 
-use super::handshake::Socket;
+use super::handshake::{ControlBytes, WriteSide};
+
+/// The header of an unfragmented, unmasked server text frame.
+const TEXT: FrameHeader = FrameHeader {
+    is_final: true,
+    rsv1: false,
+    rsv2: false,
+    rsv3: false,
+    opcode: OpCode::Data(Data::Text),
+    mask: None,
+};
 
 /// A connection that flushed less than this long ago is busy: its writer coalesces (see
 /// `write_loop`).
@@ -103,8 +113,55 @@ impl Future for BackOfQueue {
     }
 }
 
+/// Bytes of small frames gathered into one write. A larger frame's payload is written from its
+/// shared bytes instead of copied: a connection's buffer stays within this size.
+const WRITE_BUFFER: usize = 16 * 1024;
+
+/// Server frames encoded into one buffer and written with one `write_all`: the frame header by
+/// tungstenite, the payload copied from the shared bytes.
+struct FrameWriter {
+    tx: WriteSide,
+    out: Vec<u8>,
+}
+
+impl FrameWriter {
+    /// Buffers a text frame, or writes it if it does not fit. Frames are serde_json output,
+    /// UTF-8 by construction: no per-connection re-validation.
+    async fn text(&mut self, text: &[u8]) -> std::io::Result<()> {
+        let _ = TEXT.format(text.len() as u64, &mut self.out); // a Vec's writes cannot fail
+        if self.out.len() + text.len() <= WRITE_BUFFER {
+            self.out.extend_from_slice(text);
+            return Ok(());
+        }
+        self.flush().await?;
+        self.tx.write_all(text).await
+    }
+
+    /// Buffers a control frame (ping, close).
+    fn control(&mut self, frame: WsFrame) {
+        let _ = frame.format(&mut self.out);
+    }
+
+    /// Writes what is buffered.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        let written = self.tx.write_all(&self.out).await;
+        self.out.clear();
+        written
+    }
+
+    /// Writes a batch of frames, then what is left buffered.
+    async fn frames(&mut self, batch: &mut Vec<Frame>, tally: &mut Tally) -> std::io::Result<()> {
+        for frame in batch.drain(..) {
+            tally.add(&frame);
+            self.text(frame.bytes()).await?;
+        }
+        self.flush().await
+    }
+}
+
 pub(crate) async fn write_loop(
-    mut tx: SplitSink<Socket, Message>,
+    tx: WriteSide,
+    control: Arc<ControlBytes>,
     queue: Arc<ConnectionQueue>,
     heartbeat: Duration,
     metrics: Arc<DeliveryMetrics>,
@@ -112,13 +169,25 @@ pub(crate) async fn write_loop(
     // Grows with the first batches instead of up front: 256 frames × 40 bytes reserved per idle
     // connection was half of its memory (docs/benchmarks.md).
     let mut batch = Vec::new();
+    let mut w = FrameWriter {
+        tx,
+        out: Vec::new(),
+    };
     let mut last_flush: Option<Instant> = None;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {
         let next = tokio::select! {
             next = queue.next_batch(&mut batch, BATCH) => next,
+            // The pongs tungstenite answered the client's pings with.
+            () = std::future::poll_fn(|cx| control.poll_take(cx, &mut w.out)) => {
+                if w.flush().await.is_err() {
+                    break;
+                }
+                continue;
+            }
             _ = ping.tick() => {
-                if tx.send(Message::Ping(Default::default())).await.is_err() {
+                w.control(WsFrame::ping(Bytes::new()));
+                if w.flush().await.is_err() {
                     break;
                 }
                 continue;
@@ -137,31 +206,20 @@ pub(crate) async fn write_loop(
                     queue.take_more(&mut batch, BATCH);
                 }
                 let mut tally = Tally::default();
-                for frame in batch.drain(..) {
-                    tally.add(&frame);
-                    // Frames are serde_json output, UTF-8 by construction: sent as raw text
-                    // frames over the shared bytes, with no per-connection re-validation.
-                    let text = WsFrame::message(frame.into_bytes(), OpCode::Data(Data::Text), true);
-                    if tx.feed(Message::Frame(text)).await.is_err() {
-                        queue.mark_gone();
-                        return;
-                    }
-                }
-                if tx.flush().await.is_err() {
-                    queue.mark_gone();
-                    return;
+                if w.frames(&mut batch, &mut tally).await.is_err() {
+                    break;
                 }
                 let flushed = Instant::now();
                 last_flush = Some(flushed);
                 metrics.record(&tally, flushed);
             }
             Batch::Close(code, reason) => {
-                let _ = tx
-                    .send(Message::Close(Some(CloseFrame {
-                        code: WsCloseCode::from(code.0),
-                        reason: Utf8Bytes::from(reason),
-                    })))
-                    .await;
+                w.control(WsFrame::close(Some(CloseFrame {
+                    code: WsCloseCode::from(code.0),
+                    reason: Utf8Bytes::from(reason),
+                })));
+                let _ = w.flush().await;
+                let _ = w.tx.shutdown().await; // FIN after the close frame (RFC 6455 §7.1.1)
                 break;
             }
         }
