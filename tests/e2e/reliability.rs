@@ -506,7 +506,7 @@ async fn a_silent_peer_is_dropped_after_the_heartbeat_timeout_and_a_live_one_sta
 }
 
 #[tokio::test]
-async fn websocket_pings_get_their_pongs_between_event_frames_and_a_client_close_gets_1000() {
+async fn websocket_pings_get_their_pongs_between_server_frames_and_a_client_close_gets_1000() {
     let server = TestServer::start().await;
     let (mut ws, _) = tokio_tungstenite::connect_async(server.ws_url("user=pinger"))
         .await

@@ -4,15 +4,7 @@
 //! Why not axum's: its socket only sends `Message::Text(Utf8Bytes)`, which re-validates every
 //! frame's UTF-8 on every connection. agentwire's frames are serde_json output, valid by
 //! construction, and under fan-out the check cost more than the bridge (docs/benchmarks.md).
-//! tungstenite reads the client's frames; the writer task encodes the server's frames into the
-//! socket's write half itself (tungstenite's `FrameHeader::format` plus the shared bytes), one
-//! buffer and one `write` per batch: under fan-out tungstenite's per-frame buffering and the
-//! split stream's lock cost ~17% of the server's instructions (docs/benchmarks.md).
-
-use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
+//! The upgraded socket is split for the reader and the writer task (`ws/io.rs`).
 
 use agentwire_core::ErrorCode;
 use axum::extract::FromRequestParts;
@@ -23,98 +15,13 @@ use axum::http::header::{
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use futures_util::task::AtomicWaker;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::io::Halves;
 use crate::ApiError;
-
-type Io = TokioIo<hyper::upgrade::Upgraded>;
-
-/// The read side of an upgraded connection, as tungstenite reads it.
-pub(crate) type Socket = WebSocketStream<ReadSide>;
-
-/// The write side: the writer task encodes server frames into it itself, one buffer and one
-/// write per batch, with no tungstenite buffering or stream lock per frame (docs/benchmarks.md).
-pub(crate) type WriteSide = tokio::io::WriteHalf<Io>;
-
-/// The most control bytes (pongs) a connection may owe its client; a client that keeps pinging
-/// while it does not read gets its connection closed instead of growing this.
-const MAX_CONTROL_BYTES: usize = 16 * 1024;
-
-/// Bytes tungstenite writes while it reads (the pongs it answers pings with), handed to the
-/// writer task, which sends them between its frames.
-#[derive(Default)]
-pub(crate) struct ControlBytes {
-    bytes: std::sync::Mutex<Vec<u8>>,
-    pending: AtomicBool,
-    writer: AtomicWaker,
-}
-
-impl ControlBytes {
-    fn push(&self, buf: &[u8]) -> std::io::Result<()> {
-        let mut bytes = self.bytes.lock().unwrap_or_else(|e| e.into_inner());
-        if bytes.len() + buf.len() > MAX_CONTROL_BYTES {
-            return Err(std::io::Error::other(
-                "the client sends pings faster than it reads the pongs",
-            ));
-        }
-        bytes.extend_from_slice(buf);
-        self.pending.store(true, Ordering::Release);
-        self.writer.wake();
-        Ok(())
-    }
-
-    /// Moves the pending control bytes to the end of `out`; `Pending` (the writer is woken
-    /// later) when there are none.
-    pub(crate) fn poll_take(&self, cx: &mut Context<'_>, out: &mut Vec<u8>) -> Poll<()> {
-        self.writer.register(cx.waker());
-        if !self.pending.swap(false, Ordering::Acquire) {
-            return Poll::Pending;
-        }
-        out.append(&mut self.bytes.lock().unwrap_or_else(|e| e.into_inner()));
-        Poll::Ready(())
-    }
-}
-
-/// What tungstenite reads from and writes to: the socket's read half, and the writer's
-/// control-byte queue instead of its write half.
-pub(crate) struct ReadSide {
-    read: tokio::io::ReadHalf<Io>,
-    control: Arc<ControlBytes>,
-}
-
-impl AsyncRead for ReadSide {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.read).poll_read(cx, buf)
-    }
-}
-
-impl AsyncWrite for ReadSide {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Poll::Ready(self.control.push(buf).map(|()| buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
 
 /// A checked upgrade request: `GET` with `Connection: upgrade`, `Upgrade: websocket`,
 /// `Sec-WebSocket-Version: 13` and a key.
@@ -201,7 +108,7 @@ impl WsHandshake {
     /// Answers 101 and runs `session` on the socket once the upgrade completes.
     pub(crate) fn on_upgrade<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
     where
-        F: FnOnce(Socket, WriteSide, Arc<ControlBytes>) -> Fut + Send + 'static,
+        F: FnOnce(Halves) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
@@ -213,14 +120,7 @@ impl WsHandshake {
                     return;
                 }
             };
-            let (read, write) = tokio::io::split(TokioIo::new(upgraded));
-            let control = Arc::new(ControlBytes::default());
-            let read = ReadSide {
-                read,
-                control: control.clone(),
-            };
-            let socket = WebSocketStream::from_raw_socket(read, Role::Server, Some(config)).await;
-            session(socket, write, control).await;
+            session(Halves::new(TokioIo::new(upgraded), config).await).await;
         });
         let mut response = (
             StatusCode::SWITCHING_PROTOCOLS,

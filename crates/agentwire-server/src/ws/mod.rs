@@ -1,6 +1,7 @@
 //! `GET /ws`: the native WebSocket protocol v1 (SPEC §4).
 
 mod handshake;
+mod io;
 mod rate;
 mod session;
 mod writer;
@@ -94,7 +95,7 @@ pub(crate) async fn upgrade(
         // Client frames are small JSON; a larger frame still arrives, in more reads. 4096 here
         // cost ~3 KB of RSS per idle connection (docs/benchmarks.md).
         .read_buffer_size(1024)
-        // tungstenite writes only its pongs, into the writer's control bytes (handshake.rs): at
+        // tungstenite writes only its pongs, into the writer's control bytes (io.rs): at
         // once, unbuffered.
         .write_buffer_size(0);
     let ws = if crate::auth::offers_v1(&headers) {
@@ -103,12 +104,7 @@ pub(crate) async fn upgrade(
         ws
     };
     let sessions = state.sessions().clone();
-    ws.on_upgrade(config, move |socket, write, control| {
-        let socket = session::Halves {
-            read: socket,
-            write,
-            control,
-        };
+    ws.on_upgrade(config, move |socket| {
         sessions.track_future(session::run(socket, state, user, resume))
     })
 }

@@ -13,20 +13,13 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
-use super::handshake::{ControlBytes, Socket, WriteSide};
+use super::io::{Halves, Socket};
 use super::rate::TokenBucket;
 use super::writer::write_loop;
 use crate::AppState;
 
 /// How long the writer may take to flush and send its close frame once the session ends.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
-
-/// An upgraded connection: tungstenite's read side, and what the writer task writes to.
-pub(crate) struct Halves {
-    pub(crate) read: Socket,
-    pub(crate) write: WriteSide,
-    pub(crate) control: Arc<ControlBytes>,
-}
 
 pub(crate) async fn run(socket: Halves, state: AppState, user: UserId, resume: Option<ResumeFrom>) {
     let config = state.ready().config().clone();

@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{
 };
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame, FrameHeader};
 
-use super::handshake::{ControlBytes, WriteSide};
+use super::io::{ControlBytes, WriteSide};
 
 /// The header of an unfragmented, unmasked server text frame.
 const TEXT: FrameHeader = FrameHeader {
