@@ -18,9 +18,8 @@ use axum::response::{IntoResponse, Response};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::io::Halves;
+use super::io::Io;
 use crate::ApiError;
 
 /// A checked upgrade request: `GET` with `Connection: upgrade`, `Upgrade: websocket`,
@@ -105,10 +104,10 @@ impl WsHandshake {
         self
     }
 
-    /// Answers 101 and runs `session` on the socket once the upgrade completes.
-    pub(crate) fn on_upgrade<F, Fut>(self, config: WebSocketConfig, session: F) -> Response
+    /// Answers 101 and runs `session` on the connection once the upgrade completes.
+    pub(crate) fn on_upgrade<F, Fut>(self, session: F) -> Response
     where
-        F: FnOnce(Halves) -> Fut + Send + 'static,
+        F: FnOnce(Io) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
         let on_upgrade = self.on_upgrade;
@@ -120,7 +119,7 @@ impl WsHandshake {
                     return;
                 }
             };
-            session(Halves::new(TokioIo::new(upgraded), config).await).await;
+            session(TokioIo::new(upgraded)).await;
         });
         let mut response = (
             StatusCode::SWITCHING_PROTOCOLS,

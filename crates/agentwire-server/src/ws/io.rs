@@ -16,7 +16,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 
-type Io = TokioIo<hyper::upgrade::Upgraded>;
+/// An upgraded connection, before it is split.
+pub(crate) type Io = TokioIo<hyper::upgrade::Upgraded>;
 
 /// The read side of an upgraded connection, as tungstenite reads it.
 pub(crate) type Socket = WebSocketStream<ReadSide>;

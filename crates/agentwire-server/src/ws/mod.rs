@@ -104,7 +104,5 @@ pub(crate) async fn upgrade(
         ws
     };
     let sessions = state.sessions().clone();
-    ws.on_upgrade(config, move |socket| {
-        sessions.track_future(session::run(socket, state, user, resume))
-    })
+    ws.on_upgrade(move |io| sessions.track_future(session::run(io, config, state, user, resume)))
 }

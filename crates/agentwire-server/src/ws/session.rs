@@ -10,10 +10,11 @@ use agentwire_core::{
 };
 use futures_util::StreamExt;
 use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
-use super::io::{Halves, Socket};
+use super::io::{Halves, Io, Socket};
 use super::rate::TokenBucket;
 use super::writer::write_loop;
 use crate::AppState;
@@ -21,18 +22,73 @@ use crate::AppState;
 /// How long the writer may take to flush and send its close frame once the session ends.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
 
-pub(crate) async fn run(socket: Halves, state: AppState, user: UserId, resume: Option<ResumeFrom>) {
-    let config = state.ready().config().clone();
-    let queue = Arc::new(ConnectionQueue::new(config.limits.queue_bytes));
-    let bridge = state.ready().bridge().clone();
+/// A session's future lives as long as its connection, so what it holds while it waits for the
+/// client is kept small: attaching, greeting and the teardown run in boxed futures that are
+/// freed when they finish, and the read loop holds only the socket and its timers. Held inline,
+/// they made an idle connection's task ~3.5 KB (docs/benchmarks.md).
+pub(crate) async fn run(
+    io: Io,
+    config: WebSocketConfig,
+    state: AppState,
+    user: UserId,
+    resume: Option<ResumeFrom>,
+) {
+    let Some(open) = Box::pin(open(io, config, &state, &user, resume)).await else {
+        return;
+    };
+    let Open {
+        rx,
+        queue,
+        writer,
+        connection_id,
+        span,
+    } = open;
+    let limits = &state.ready().config().limits;
+    let mut session = Session {
+        rx,
+        state: &state,
+        user: &user,
+        connection_id,
+        queue: &queue,
+        bucket: TokenBucket::new(limits.messages_per_second, limits.burst),
+    };
+    let timeout = state.ready().config().heartbeat.timeout;
+    session.read_loop(timeout).instrument(span.clone()).await;
+    Box::pin(close(&state, &user, connection_id, &queue, writer).instrument(span)).await;
+}
+
+/// An attached connection whose writer runs.
+struct Open {
+    rx: Socket,
+    queue: Arc<ConnectionQueue>,
+    writer: tokio::task::JoinHandle<()>,
+    connection_id: ConnectionId,
+    span: tracing::Span,
+}
+
+/// Attaches the connection to its user's stream, queues the greeting and starts the writer;
+/// `None` when the bridge refused it (the writer has sent the close frame).
+async fn open(
+    io: Io,
+    config: WebSocketConfig,
+    state: &AppState,
+    user: &UserId,
+    resume: Option<ResumeFrom>,
+) -> Option<Open> {
     let Halves {
         read: rx,
         write: tx,
         control,
-    } = socket;
-
+    } = Halves::new(io, config).await;
+    let config = state.ready().config();
+    let queue = Arc::new(ConnectionQueue::new(config.limits.queue_bytes));
     let heartbeat = config.heartbeat.interval;
-    let attached = bridge.attach_or_live(&user, queue.clone(), resume).await;
+    let metrics = state.delivery_metrics().clone();
+    let attached = state
+        .ready()
+        .bridge()
+        .attach_or_live(user, queue.clone(), resume)
+        .await;
     let (attachment, resume_error) = match attached {
         Ok((a, ahead)) => (a, ahead.map(super::resume_ahead_warning)),
         Err(e) => {
@@ -48,67 +104,57 @@ pub(crate) async fn run(socket: Halves, state: AppState, user: UserId, resume: O
                 _ => "limit",
             });
             queue.close(code, &e.to_string());
-            write_loop(
-                tx,
-                control,
-                queue,
-                heartbeat,
-                state.delivery_metrics().clone(),
-            )
-            .await;
-            return;
+            write_loop(tx, control, queue, heartbeat, metrics).await;
+            return None;
         }
     };
     let connection_id = attachment.connection_id;
     let span = tracing::info_span!("ws", user_id = %user, connection_id = %connection_id);
-    async {
-        let mut hello = ConnectionEstablished::new(
-            connection_id,
-            user.clone(),
-            attachment.epoch.clone(),
-            attachment.last_seq,
-            heartbeat.as_millis() as u64,
-        );
-        hello.resumed = attachment.resumed;
-        if let Some(e) = resume_error {
-            queue.prepend(e.to_frame());
-        }
-        queue.prepend(ControlFrame::ConnectionEstablished { data: &hello }.to_frame());
-        tracing::debug!(resumed = ?attachment.resumed, "connected");
-
-        let writer = tokio::spawn(write_loop(
-            tx,
-            control,
-            queue.clone(),
-            heartbeat,
-            state.delivery_metrics().clone(),
-        ));
-        let session = Session {
-            state: &state,
-            user: &user,
-            connection_id,
-            queue: &queue,
-            bucket: TokenBucket::new(config.limits.messages_per_second, config.limits.burst),
-        };
-        session.read_loop(rx, config.heartbeat.timeout).await;
-
-        bridge.detach(&user, connection_id).await;
-        queue.close(CloseCode::NORMAL, "");
-        let mut writer = writer;
-        if tokio::time::timeout(WRITER_GRACE, &mut writer)
-            .await
-            .is_err()
-        {
-            writer.abort();
-        }
-        queue.mark_gone();
-        tracing::debug!("disconnected");
+    let mut hello = ConnectionEstablished::new(
+        connection_id,
+        user.clone(),
+        attachment.epoch.clone(),
+        attachment.last_seq,
+        heartbeat.as_millis() as u64,
+    );
+    hello.resumed = attachment.resumed;
+    if let Some(e) = resume_error {
+        queue.prepend(e.to_frame());
     }
-    .instrument(span)
-    .await;
+    queue.prepend(ControlFrame::ConnectionEstablished { data: &hello }.to_frame());
+    span.in_scope(|| tracing::debug!(resumed = ?attachment.resumed, "connected"));
+    let writer = tokio::spawn(write_loop(tx, control, queue.clone(), heartbeat, metrics));
+    Some(Open {
+        rx,
+        queue,
+        writer,
+        connection_id,
+        span,
+    })
+}
+
+/// Detaches the connection and lets the writer send what is queued and the close frame.
+async fn close(
+    state: &AppState,
+    user: &UserId,
+    connection_id: ConnectionId,
+    queue: &ConnectionQueue,
+    mut writer: tokio::task::JoinHandle<()>,
+) {
+    state.ready().bridge().detach(user, connection_id).await;
+    queue.close(CloseCode::NORMAL, "");
+    if tokio::time::timeout(WRITER_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    queue.mark_gone();
+    tracing::debug!("disconnected");
 }
 
 struct Session<'a> {
+    rx: Socket,
     state: &'a AppState,
     user: &'a UserId,
     connection_id: ConnectionId,
@@ -117,7 +163,7 @@ struct Session<'a> {
 }
 
 impl Session<'_> {
-    async fn read_loop(mut self, mut rx: Socket, timeout: Duration) {
+    async fn read_loop(&mut self, timeout: Duration) {
         // One timer for the connection's life, moved on only when it fires: re-arming it for
         // every frame put a timer-wheel insert and removal on the per-message path.
         let mut last_seen = Instant::now();
@@ -127,7 +173,7 @@ impl Session<'_> {
         tokio::pin!(silence, closed);
         loop {
             let msg = tokio::select! {
-                msg = rx.next() => msg,
+                msg = self.rx.next() => msg,
                 () = &mut silence => {
                     let deadline = last_seen + timeout;
                     if Instant::now() < deadline {
@@ -172,7 +218,9 @@ impl Session<'_> {
                         ));
                         continue;
                     }
-                    self.handle(&text).await;
+                    if let Some(from) = self.handle(&text) {
+                        self.resume(from).await;
+                    }
                 }
                 Some(Ok(Message::Binary(_))) => self.reply_error(FrameError::new(
                     ErrorCode::BadJson,
@@ -195,10 +243,14 @@ impl Session<'_> {
         let _ = self.queue.send_control(frame.to_frame());
     }
 
-    async fn handle(&mut self, text: &str) {
+    /// Answers one client frame; a `resume` is returned for the caller to await.
+    fn handle(&mut self, text: &str) -> Option<ResumeFrom> {
         let frame = match ClientFrame::decode(text) {
             Ok(f) => f,
-            Err(e) => return self.reply_error(e),
+            Err(e) => {
+                self.reply_error(e);
+                return None;
+            }
         };
         let ready = self.state.ready();
         match frame {
@@ -230,22 +282,23 @@ impl Session<'_> {
                     Err(e) => self.reply_error(FrameError::new(e.code(), e.to_string(), Some(id))),
                 }
             }
-            ClientFrame::Resume { last_seq, epoch } => {
-                let from = ResumeFrom { last_seq, epoch };
-                if let Err(e) = ready
-                    .bridge()
-                    .resume(self.user, self.connection_id, &from)
-                    .await
-                {
-                    self.reply_error(FrameError::new(e.code(), e.to_string(), None));
-                }
-            }
+            ClientFrame::Resume { last_seq, epoch } => return Some(ResumeFrom { last_seq, epoch }),
             ClientFrame::Ping { id } => self.reply(ControlFrame::Pong { id: &id }),
             _ => self.reply_error(FrameError::new(
                 ErrorCode::UnknownType,
                 "unsupported frame",
                 None,
             )),
+        }
+        None
+    }
+
+    /// Replays from `from` (a `resume` frame). Boxed: the bridge's replay future is large and
+    /// rare, and the read loop's future is held for the connection's whole life.
+    async fn resume(&mut self, from: ResumeFrom) {
+        let bridge = self.state.ready().bridge();
+        if let Err(e) = Box::pin(bridge.resume(self.user, self.connection_id, &from)).await {
+            self.reply_error(FrameError::new(e.code(), e.to_string(), None));
         }
     }
 }
