@@ -68,6 +68,10 @@ struct ConfigArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "pretty")]
     log_format: LogFormat,
+    /// Let the kernel back the heap with transparent huge pages (off by default: see
+    /// `keep_huge_pages_off`).
+    #[arg(long)]
+    huge_pages: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -123,6 +127,9 @@ async fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => {
             args.init_logging();
+            if !args.huge_pages {
+                keep_huge_pages_off();
+            }
             run_serve(&args, began).await
         }
         Command::Check(args) => {
@@ -159,6 +166,17 @@ async fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+    }
+}
+
+/// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas, and
+/// the kernel zeroes a whole 2 MiB page inside the fault that first touches it: while history
+/// grows, the worker stalled for milliseconds at a time, which was most of the runs p99 at
+/// moderate load (docs/benchmarks.md). `--huge-pages` keeps them.
+fn keep_huge_pages_off() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::warn!(error = %e, "could not turn transparent huge pages off");
     }
 }
 

@@ -200,3 +200,39 @@ fn json_logs_are_one_object_per_line_and_a_short_metrics_token_is_refused() {
         "{stderr}"
     );
 }
+
+/// `serve` turns transparent huge pages off for itself unless `--huge-pages` is given.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_keeps_transparent_huge_pages_off_unless_asked() {
+    for (extra, expected) in [(None, "0"), (Some("--huge-pages"), "1")] {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        args.extend(extra);
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = Instant::now();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        loop {
+            let line = lines.next().expect("the server logs until ready").unwrap();
+            if line.contains("agentwire ready") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "not ready in time"
+            );
+        }
+        let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
+        let Some(thp) = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")) else {
+            eprintln!("SKIP: this kernel's /proc/<pid>/status has no THP_enabled line");
+            return;
+        };
+        assert_eq!(thp.trim(), expected, "serve {args:?}");
+    }
+}
