@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server (defaults: 127.0.0.1:8080, dev auth, in-memory broker).
-    Serve(ConfigArgs),
+    Serve(ServeArgs),
     /// Run every startup phase, print the report, and exit without serving.
     Check(ConfigArgs),
     /// Print an HS256 JWT for a user, signed with auth.jwt_secret.
@@ -68,8 +68,14 @@ struct ConfigArgs {
     /// Log format.
     #[arg(long, value_enum, default_value = "pretty")]
     log_format: LogFormat,
-    /// Let the kernel back the heap with transparent huge pages (off by default: see
-    /// `keep_huge_pages_off`).
+}
+
+#[derive(Args, Clone)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Let the kernel back the heap with transparent huge pages (off by default: their faults
+    /// stall delivery; see docs/configuration.md).
     #[arg(long)]
     huge_pages: bool,
 }
@@ -125,12 +131,12 @@ async fn main() -> ExitCode {
     let began = std::time::Instant::now();
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => {
-            args.init_logging();
-            if !args.huge_pages {
+        Command::Serve(ServeArgs { config, huge_pages }) => {
+            config.init_logging();
+            if !huge_pages {
                 keep_huge_pages_off();
             }
-            run_serve(&args, began).await
+            run_serve(&config, began).await
         }
         Command::Check(args) => {
             args.init_logging();
@@ -171,8 +177,8 @@ async fn main() -> ExitCode {
 
 /// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas, and
 /// the kernel zeroes a whole 2 MiB page inside the fault that first touches it: while history
-/// grows, the worker stalled for milliseconds at a time, which was most of the runs p99 at
-/// moderate load (docs/benchmarks.md). `--huge-pages` keeps them.
+/// grew, the worker stalled for milliseconds at a time, most of the runs p99 at 5k runs/s
+/// (docs/benchmarks.md). `--huge-pages` keeps them.
 fn keep_huge_pages_off() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

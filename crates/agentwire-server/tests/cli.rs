@@ -1,7 +1,7 @@
 //! The `agentwire` binary as a process: startup failures, `check`, `token`, `serve` + SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Lines};
+use std::process::{Child, ChildStderr, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_agentwire");
@@ -127,10 +127,12 @@ fn token_mints_a_jwt_with_the_configured_secret() {
     assert!(stderr.contains("jwt_secret"), "{stderr}");
 }
 
-#[test]
-fn serve_becomes_ready_and_exits_zero_on_sigterm() {
+/// Starts `agentwire serve ARGS` at `RUST_LOG=info` and reads its stderr up to the
+/// `agentwire ready` line; returns the child, that line and the rest of the log.
+fn serve_until_ready(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStderr>>) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .arg("serve")
+        .args(args)
         .env("RUST_LOG", "info")
         .stderr(Stdio::piped())
         .spawn()
@@ -138,15 +140,27 @@ fn serve_becomes_ready_and_exits_zero_on_sigterm() {
     let started = Instant::now();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let ready = loop {
-        let line = lines.next().expect("the server logs until ready").unwrap();
-        if line.contains("agentwire ready") {
-            break line;
+        match lines.next() {
+            Some(Ok(line)) if line.contains("agentwire ready") => break Some(line),
+            Some(Ok(_)) if started.elapsed() < Duration::from_secs(20) => {}
+            _ => break None,
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "not ready in time"
-        );
     };
+    match ready {
+        Some(line) => (child, line, lines),
+        None => {
+            // Not left running when the test fails.
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve {args:?} did not log `agentwire ready` within 20 s");
+        }
+    }
+}
+
+#[test]
+fn serve_becomes_ready_and_exits_zero_on_sigterm() {
+    let (mut child, ready, lines) =
+        serve_until_ready(&["--listen", "127.0.0.1:0", "--log-format", "json"]);
     let log: serde_json::Value = serde_json::from_str(&ready).unwrap();
     let addr = log["fields"]["listen"].as_str().unwrap().to_owned();
     assert!(log["fields"]["startup_ms"].as_str().is_some());
@@ -206,26 +220,9 @@ fn json_logs_are_one_object_per_line_and_a_short_metrics_token_is_refused() {
 #[test]
 fn serve_keeps_transparent_huge_pages_off_unless_asked() {
     for (extra, expected) in [(None, "0"), (Some("--huge-pages"), "1")] {
-        let mut args = vec!["serve", "--listen", "127.0.0.1:0"];
+        let mut args = vec!["--listen", "127.0.0.1:0"];
         args.extend(extra);
-        let mut child = Command::new(BIN)
-            .args(&args)
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let started = Instant::now();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        loop {
-            let line = lines.next().expect("the server logs until ready").unwrap();
-            if line.contains("agentwire ready") {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "not ready in time"
-            );
-        }
+        let (mut child, _, _) = serve_until_ready(&args);
         let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
         let _ = child.kill();
         let _ = child.wait();
@@ -235,4 +232,6 @@ fn serve_keeps_transparent_huge_pages_off_unless_asked() {
         };
         assert_eq!(thp.trim(), expected, "serve {args:?}");
     }
+    let (code, _, stderr) = run(&["check", "--huge-pages"], &[]);
+    assert_eq!(code, 2, "only serve takes --huge-pages: {stderr}");
 }

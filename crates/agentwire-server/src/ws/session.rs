@@ -43,17 +43,19 @@ pub(crate) async fn run(
         connection_id,
         span,
     } = open;
-    let limits = &state.ready().config().limits;
+    let config = state.ready().config();
     let mut session = Session {
         rx,
         state: &state,
         user: &user,
         connection_id,
         queue: &queue,
-        bucket: TokenBucket::new(limits.messages_per_second, limits.burst),
+        bucket: TokenBucket::new(config.limits.messages_per_second, config.limits.burst),
     };
-    let timeout = state.ready().config().heartbeat.timeout;
-    session.read_loop(timeout).instrument(span.clone()).await;
+    session
+        .read_loop(config.heartbeat.timeout)
+        .instrument(span.clone())
+        .await;
     Box::pin(close(&state, &user, connection_id, &queue, writer).instrument(span)).await;
 }
 
