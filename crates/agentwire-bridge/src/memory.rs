@@ -3,16 +3,19 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use agentwire_core::{Frame, RunEvent, UserId, async_trait};
+use agentwire_core::{RunEvent, UserId, async_trait};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
+use crate::arena::FrameArena;
 use crate::{BridgeError, Broker, HistoryBuffer, HistoryConfig, LiveSink, StreamSlice};
 
 struct MemStream {
     epoch: Arc<str>,
     head: u64,
     history: HistoryBuffer,
+    /// Where this stream's frames are serialized (see `arena.rs`).
+    arena: FrameArena,
     last_activity: Instant,
     subscribers: usize,
     retired: bool,
@@ -54,6 +57,7 @@ impl MemoryBroker {
             epoch: agentwire_core::ThreadId::generate().as_str()[2..14].into(),
             head: 0,
             history: HistoryBuffer::new(self.history.max_events, self.history.ttl),
+            arena: FrameArena::default(),
             last_activity: Instant::now(),
             subscribers: 0,
             retired: false,
@@ -102,6 +106,9 @@ impl MemoryBroker {
         self.streams.retain(|_, handle| {
             let mut s = handle.lock();
             s.history.expire(now);
+            if s.history.is_empty() {
+                s.arena.release();
+            }
             let idle = s.subscribers == 0 && now.saturating_duration_since(s.last_activity) > ttl;
             if idle {
                 s.retired = true;
@@ -127,7 +134,7 @@ impl Broker for MemoryBroker {
         let seq = self.with_stream(user, true, |s| {
             let seq = s.head + 1;
             s.head = seq;
-            let frame = Frame::event(seq, event.to_envelope_json(seq));
+            let frame = s.arena.frame(seq, event);
             let now = Instant::now();
             s.last_activity = now;
             s.history.push(now, frame.clone());

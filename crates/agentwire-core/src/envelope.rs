@@ -7,137 +7,137 @@
 //! `[A-Za-z0-9_.:@-]`), and other strings take the escaper only when they hold a byte that needs
 //! it. The bytes are exactly serde_json's: the tests compare both on every event kind.
 
+use bytes::BufMut;
 use serde_json::Value;
 
 use crate::event::{EventKind, RunEvent};
 
-/// Appends the envelope of `event` at `seq` to `out`.
-pub(crate) fn write_envelope(out: &mut Vec<u8>, seq: u64, event: &RunEvent) {
-    out.extend_from_slice(b"{\"type\":\"");
-    out.extend_from_slice(event.kind.type_name().as_bytes());
-    out.extend_from_slice(b"\",\"seq\":");
+/// Appends the envelope of `event` at `seq` to `out`: a `Vec<u8>`, or the `BytesMut` chunk a
+/// broker writes many frames into.
+pub(crate) fn write_envelope<B: BufMut>(out: &mut B, seq: u64, event: &RunEvent) {
+    out.put_slice(b"{\"type\":\"");
+    out.put_slice(event.kind.type_name().as_bytes());
+    out.put_slice(b"\",\"seq\":");
     write_u64(out, seq);
-    out.extend_from_slice(b",\"run_id\":");
+    out.put_slice(b",\"run_id\":");
     write_id(out, event.run_id.as_str());
-    out.extend_from_slice(b",\"thread_id\":");
+    out.put_slice(b",\"thread_id\":");
     write_id(out, event.thread_id.as_str());
-    out.extend_from_slice(b",\"agent\":");
+    out.put_slice(b",\"agent\":");
     write_str(out, &event.agent);
-    out.extend_from_slice(b",\"ts\":");
+    out.put_slice(b",\"ts\":");
     write_u64(out, event.ts);
-    out.extend_from_slice(b",\"data\":");
+    out.put_slice(b",\"data\":");
     write_data(out, &event.kind);
-    out.push(b'}');
+    out.put_u8(b'}');
 }
 
-fn write_data(out: &mut Vec<u8>, kind: &EventKind) {
+fn write_data<B: BufMut>(out: &mut B, kind: &EventKind) {
     match kind {
         EventKind::AgentStarted(d) => {
-            out.extend_from_slice(b"{\"input\":");
+            out.put_slice(b"{\"input\":");
             match &d.input {
                 Some(input) => write_str(out, input),
-                None => out.extend_from_slice(b"null"),
+                None => out.put_slice(b"null"),
             }
         }
         EventKind::AgentThinking(d) => {
-            out.extend_from_slice(b"{\"thought\":");
+            out.put_slice(b"{\"thought\":");
             write_str(out, &d.thought);
             if let Some(step) = d.step {
-                out.extend_from_slice(b",\"step\":");
+                out.put_slice(b",\"step\":");
                 write_u64(out, u64::from(step));
             }
         }
         EventKind::ToolExecuting(d) => {
             write_call(out, &d.call_id, &d.tool);
-            out.extend_from_slice(b",\"args\":");
+            out.put_slice(b",\"args\":");
             write_value(out, &d.args);
         }
         EventKind::ToolCompleted(d) => {
             write_call(out, &d.call_id, &d.tool);
-            out.extend_from_slice(if d.ok {
+            out.put_slice(if d.ok {
                 b",\"ok\":true"
             } else {
                 b",\"ok\":false"
             });
             if let Some(result) = &d.result {
-                out.extend_from_slice(b",\"result\":");
+                out.put_slice(b",\"result\":");
                 write_value(out, result);
             }
             if let Some(error) = &d.error {
-                out.extend_from_slice(b",\"error\":");
+                out.put_slice(b",\"error\":");
                 write_str(out, error);
             }
-            out.extend_from_slice(b",\"duration_ms\":");
+            out.put_slice(b",\"duration_ms\":");
             write_u64(out, d.duration_ms);
         }
         EventKind::AgentMessageDelta(d) => {
-            out.extend_from_slice(b"{\"message_id\":");
+            out.put_slice(b"{\"message_id\":");
             write_str(out, &d.message_id);
-            out.extend_from_slice(b",\"delta\":");
+            out.put_slice(b",\"delta\":");
             write_str(out, &d.delta);
         }
         EventKind::AgentCompleted(d) => {
-            out.extend_from_slice(b"{\"result\":");
+            out.put_slice(b"{\"result\":");
             write_value(out, &d.result);
-            out.extend_from_slice(b",\"duration_ms\":");
+            out.put_slice(b",\"duration_ms\":");
             write_u64(out, d.duration_ms);
         }
         EventKind::AgentError(d) => {
-            out.extend_from_slice(b"{\"code\":");
+            out.put_slice(b"{\"code\":");
             write_str(out, &d.code);
-            out.extend_from_slice(b",\"message\":");
+            out.put_slice(b",\"message\":");
             write_str(out, &d.message);
-            out.extend_from_slice(b",\"duration_ms\":");
+            out.put_slice(b",\"duration_ms\":");
             write_u64(out, d.duration_ms);
         }
     }
-    out.push(b'}');
+    out.put_u8(b'}');
 }
 
 /// `{"call_id":…,"tool":…`, the start of both tool events' data.
-fn write_call(out: &mut Vec<u8>, call_id: &str, tool: &str) {
-    out.extend_from_slice(b"{\"call_id\":");
+fn write_call<B: BufMut>(out: &mut B, call_id: &str, tool: &str) {
+    out.put_slice(b"{\"call_id\":");
     write_str(out, call_id);
-    out.extend_from_slice(b",\"tool\":");
+    out.put_slice(b",\"tool\":");
     write_str(out, tool);
 }
 
-fn write_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
+fn write_u64<B: BufMut>(out: &mut B, n: u64) {
+    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// An id as a JSON string: ids are validated to `[A-Za-z0-9_.:@-]`, nothing to escape.
-pub(crate) fn write_id(out: &mut Vec<u8>, id: &str) {
-    out.reserve(id.len() + 2);
-    out.push(b'"');
-    out.extend_from_slice(id.as_bytes());
-    out.push(b'"');
+pub(crate) fn write_id<B: BufMut>(out: &mut B, id: &str) {
+    out.put_u8(b'"');
+    out.put_slice(id.as_bytes());
+    out.put_u8(b'"');
 }
 
 /// A JSON string: copied as it is when nothing in it needs escaping (serde_json escapes exactly
 /// the control characters, `"` and `\`), through serde_json otherwise.
-pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn write_str<B: BufMut>(out: &mut B, s: &str) {
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.reserve(s.len() + 2);
-        out.push(b'"');
-        out.extend_from_slice(s.as_bytes());
-        out.push(b'"');
+        out.put_u8(b'"');
+        out.put_slice(s.as_bytes());
+        out.put_u8(b'"');
     } else {
         write_value_of(out, s);
     }
 }
 
-fn write_value(out: &mut Vec<u8>, v: &Value) {
+fn write_value<B: BufMut>(out: &mut B, v: &Value) {
     match v {
         Value::String(s) => write_str(out, s),
-        Value::Null => out.extend_from_slice(b"null"),
+        Value::Null => out.put_slice(b"null"),
         other => write_value_of(out, other),
     }
 }
 
-fn write_value_of<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, v: &T) {
+fn write_value_of<B: BufMut, T: serde::Serialize + ?Sized>(out: &mut B, v: &T) {
     // Serializing strings and `Value`s into a Vec cannot fail.
-    serde_json::to_writer(out, v).expect("serializing into memory cannot fail");
+    serde_json::to_writer((&mut *out).writer(), v).expect("serializing into memory cannot fail");
 }
 
 #[cfg(test)]

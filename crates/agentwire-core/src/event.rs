@@ -40,8 +40,15 @@ impl RunEvent {
     /// `type`, `seq`, `run_id`, `thread_id`, `agent`, `ts` and `data`.
     pub fn to_envelope_json(&self, seq: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);
-        crate::envelope::write_envelope(&mut out, seq, self);
+        self.write_envelope(seq, &mut out);
         out
+    }
+
+    /// Appends [`Self::to_envelope_json`]`(seq)` to `out`: a broker that keeps many frames
+    /// writes them back to back into one `BytesMut` chunk and splits each off as shared bytes
+    /// (see `agentwire_bridge`'s memory broker).
+    pub fn write_envelope(&self, seq: u64, out: &mut impl bytes::BufMut) {
+        crate::envelope::write_envelope(out, seq, self);
     }
 }
 

@@ -39,12 +39,14 @@ impl PartialEq for Frame {
 impl Eq for Frame {}
 
 impl Frame {
-    /// An event frame at `seq`. `json` must be the UTF-8 JSON of that event.
-    pub fn event(seq: u64, json: Vec<u8>) -> Self {
+    /// An event frame at `seq`. `json` must be the UTF-8 JSON of that event: a `Vec<u8>`, or
+    /// `Bytes` split off a chunk many frames share.
+    pub fn event(seq: u64, json: impl Into<Bytes>) -> Self {
+        let text = json.into();
         Self {
             seq,
-            event_type: crate::event::envelope_type(&json),
-            text: Bytes::from(json),
+            event_type: crate::event::envelope_type(&text),
+            text,
             accepted_at: None,
         }
     }
