@@ -250,7 +250,10 @@ impl AgentWebSocketBridge {
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`], [`BridgeError::TooManyUsers`].
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        let seq = self.inner.broker.append(user, event).await?;
+        let seq = match self.inner.broker.append_now(user, event) {
+            Some(r) => r?,
+            None => self.inner.broker.append(user, event).await?,
+        };
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         self.inner.accepted.get(event.kind.type_name()).increment(1);
         Ok(seq)

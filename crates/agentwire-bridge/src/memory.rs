@@ -97,6 +97,27 @@ impl MemoryBroker {
         }
     }
 
+    /// Appends under the stream lock and hands the frame to live delivery; never waits.
+    fn append_sync(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
+        let live = self.live.get();
+        let seq = self.with_stream(user, true, |s| {
+            let seq = s.head + 1;
+            s.head = seq;
+            let frame = s.arena.frame(seq, event);
+            let now = Instant::now();
+            s.last_activity = now;
+            s.history.push(now, frame.clone());
+            if s.subscribers > 0
+                && let Some(live) = live
+            {
+                // Still under the stream lock: delivery order is seq order.
+                live.deliver(user, &s.epoch, frame.accepted_at(now));
+            }
+            seq
+        })?;
+        Ok(seq.unwrap_or_default())
+    }
+
     /// Drops streams with no subscriber and no event for `history.ttl`, and expires old
     /// history everywhere. Returns how many streams were dropped.
     pub fn sweep_idle(&self) -> usize {
@@ -130,23 +151,11 @@ impl Broker for MemoryBroker {
     }
 
     async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        let live = self.live.get();
-        let seq = self.with_stream(user, true, |s| {
-            let seq = s.head + 1;
-            s.head = seq;
-            let frame = s.arena.frame(seq, event);
-            let now = Instant::now();
-            s.last_activity = now;
-            s.history.push(now, frame.clone());
-            if s.subscribers > 0
-                && let Some(live) = live
-            {
-                // Still under the stream lock: delivery order is seq order.
-                live.deliver(user, &s.epoch, frame.accepted_at(now));
-            }
-            seq
-        })?;
-        Ok(seq.unwrap_or_default())
+        self.append_sync(user, event)
+    }
+
+    fn append_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, BridgeError>> {
+        Some(self.append_sync(user, event))
     }
 
     async fn read_after(

@@ -92,6 +92,13 @@ impl Metered {
         (self.ops.fetch_add(1, Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0).then(Instant::now)
     }
 
+    fn record_append(&self, started: Option<Instant>, r: &Result<u64, BridgeError>) {
+        // Too many users is a limit, not a broker failure.
+        if !matches!(r, Err(BridgeError::TooManyUsers { .. })) {
+            self.record(Op::Append, started, r);
+        }
+    }
+
     fn record<T>(&self, op: Op, started: Option<Instant>, result: &Result<T, BridgeError>) {
         let m = &self.metrics[op as usize];
         m.count.increment(1);
@@ -118,11 +125,19 @@ impl Broker for Metered {
     async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         let started = self.sampled();
         let r = self.inner.append(user, event).await;
-        // Too many users is a limit, not a broker failure.
-        if !matches!(r, Err(BridgeError::TooManyUsers { .. })) {
-            self.record(Op::Append, started, &r);
-        }
+        self.record_append(started, &r);
         r
+    }
+
+    fn append_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, BridgeError>> {
+        // Counted as an operation only when the inner broker took it: otherwise the caller's
+        // `append` counts it.
+        let started =
+            (self.ops.load(Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0).then(Instant::now);
+        let r = self.inner.append_now(user, event)?;
+        self.ops.fetch_add(1, Ordering::Relaxed);
+        self.record_append(started, &r);
+        Some(r)
     }
 
     async fn read_after(

@@ -77,14 +77,18 @@ pub const EVENT_TYPES: [&str; 7] = [
     "agent_error",
 ];
 
-/// The event type of a serialized envelope (which starts with `{"type":"<name>"`), without
-/// parsing the JSON; `None` when it does not start like an event envelope.
-pub(crate) fn envelope_type(json: &[u8]) -> Option<&'static str> {
+/// The event type of a serialized envelope (which starts with `{"type":"<name>"`), as its index
+/// in [`EVENT_TYPES`], without parsing the JSON; `None` when it does not start like an event
+/// envelope.
+pub(crate) fn envelope_type(json: &[u8]) -> Option<u8> {
     let rest = json.strip_prefix(br#"{"type":""#)?;
-    EVENT_TYPES.into_iter().find(|name| {
-        rest.strip_prefix(name.as_bytes())
-            .is_some_and(|r| r.first() == Some(&b'"'))
-    })
+    EVENT_TYPES
+        .iter()
+        .position(|name| {
+            rest.strip_prefix(name.as_bytes())
+                .is_some_and(|r| r.first() == Some(&b'"'))
+        })
+        .map(|i| i as u8)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -26,7 +26,8 @@ pub const MAX_CONTENT_LEN: usize = 64 * 1024;
 pub struct Frame {
     seq: u64,
     text: Bytes,
-    event_type: Option<&'static str>,
+    /// The index of the event type in [`EVENT_TYPES`](crate::EVENT_TYPES).
+    event_type: Option<u8>,
     accepted_at: Option<Instant>,
 }
 
@@ -85,6 +86,13 @@ impl Frame {
     /// The event `type` of an event frame (`"agent_started"`, …), `None` for control frames.
     pub fn event_type(&self) -> Option<&'static str> {
         self.event_type
+            .map(|i| crate::event::EVENT_TYPES[usize::from(i)])
+    }
+
+    /// The index of [`Self::event_type`] in [`EVENT_TYPES`](crate::EVENT_TYPES): for a transport
+    /// that counts frames by type without comparing strings.
+    pub fn event_type_index(&self) -> Option<usize> {
+        self.event_type.map(usize::from)
     }
 
     /// The stream position, or 0 for control frames.

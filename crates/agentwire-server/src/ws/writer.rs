@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentwire_bridge::{Batch, ConnectionQueue, EVENTS_DELIVERED, EventCounters};
-use agentwire_core::Frame;
+use agentwire_core::{EVENT_TYPES, Frame};
 use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Bytes;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
@@ -52,8 +52,8 @@ impl DeliveryMetrics {
     /// delivery latency of the batch). Per-frame metric calls on every connection cost more than
     /// the write itself under fan-out (docs/benchmarks.md).
     fn record(&self, tally: &Tally, flushed: Instant) {
-        for (kind, n) in tally.counts.iter().take_while(|(k, _)| !k.is_empty()) {
-            self.delivered.get(kind).increment(*n);
+        for (i, n) in tally.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
+            self.delivered.by_index(Some(i)).increment(*n);
         }
         if let Some(accepted) = tally.oldest {
             self.latency
@@ -65,22 +65,18 @@ impl DeliveryMetrics {
 /// What one batch delivered, gathered while its frames are written.
 #[derive(Default)]
 struct Tally {
-    counts: [(&'static str, u64); 8],
+    /// Frames per event type, by index in `EVENT_TYPES`.
+    counts: [u64; EVENT_TYPES.len()],
     oldest: Option<Instant>,
 }
 
 impl Tally {
     fn add(&mut self, frame: &Frame) {
-        let Some(kind) = frame.event_type() else {
+        let Some(kind) = frame.event_type_index() else {
             return; // control frame
         };
-        if let Some(slot) = self
-            .counts
-            .iter_mut()
-            .find(|(k, _)| *k == kind || k.is_empty())
-        {
-            slot.0 = kind;
-            slot.1 += 1;
+        if let Some(n) = self.counts.get_mut(kind) {
+            *n += 1;
         }
         if let Some(accepted) = frame.accepted() {
             self.oldest = Some(self.oldest.map_or(accepted, |o| o.min(accepted)));
