@@ -1,6 +1,8 @@
 //! `RunExecutor`: runs agents on tokio tasks and frames their runs.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
@@ -21,7 +23,8 @@ pub struct RunHandle {
 }
 
 /// Starts runs: looks the agent up, asks the registry's manager for an emitter bound to the
-/// run's user, and drives the agent on its own task — `agent_started` first, then the agent's
+/// run's user, and drives the agent — up to its first wait on the caller's thread, then on its own
+/// task — `agent_started` first, then the agent's
 /// events, then exactly one of `agent_completed`, `agent_error {agent_failed | cancelled |
 /// timeout}`.
 ///
@@ -155,7 +158,7 @@ impl PreparedRun {
         &self.handle
     }
 
-    /// Runs the agent on a new tokio task.
+    /// Runs the agent: its first step here, the rest (from its first wait) on a new tokio task.
     pub fn spawn(self, input: String) {
         let PreparedRun {
             emitter,
@@ -203,7 +206,28 @@ impl PreparedRun {
                 "run finished"
             );
         };
-        tokio::spawn(run.instrument(span));
+        start_eagerly(run.instrument(span));
+    }
+}
+
+/// Polls `run` once on the caller's thread and gives it a task of its own only if it has to
+/// wait. An agent that finishes without waiting (`echo`) then costs no task, and its events are
+/// queued before the caller's next frame is read: the connection's writer finds the whole run
+/// (and the next message's run) in its queue and writes it with one `write(2)`, instead of
+/// being woken between runs (docs/benchmarks.md).
+///
+/// The first poll uses a no-op waker: a future must re-register with the waker of its latest
+/// poll, and the task polls it as soon as it is spawned, so no wakeup is lost. A panic is caught
+/// and the run dropped, as tokio does for a panicking task.
+fn start_eagerly(run: impl Future<Output = ()> + Send + 'static) {
+    let mut run = Box::pin(run);
+    let mut cx = Context::from_waker(Waker::noop());
+    match std::panic::catch_unwind(AssertUnwindSafe(|| run.as_mut().poll(&mut cx))) {
+        Ok(Poll::Ready(())) => {}
+        Ok(Poll::Pending) => {
+            tokio::spawn(run);
+        }
+        Err(_) => tracing::error!("the agent panicked; its run is dropped"),
     }
 }
 

@@ -47,6 +47,21 @@ impl Agent for Caller {
     }
 }
 
+/// Panics in its first step (`now`) or after its first wait.
+struct Panicking;
+#[async_trait]
+impl Agent for Panicking {
+    fn name(&self) -> &str {
+        "panicking"
+    }
+    async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError> {
+        if ctx.input() != "now" {
+            tokio::task::yield_now().await;
+        }
+        panic!("the agent's bug");
+    }
+}
+
 fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
     let bridge = AgentWebSocketBridge::builder()
         .configure(BridgeConfig::default())
@@ -54,6 +69,7 @@ fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
     let mut registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
     registry
         .register_agent(Caller)
+        .register_agent(Panicking)
         .register_tool(Failing)
         .register_tool(Slow);
     registry.set_websocket_manager(BridgeFactory::new(
@@ -193,4 +209,42 @@ async fn unknown_agents_and_a_registry_without_manager_are_refused() {
         RunExecutor::new(Arc::new(bare), Duration::from_secs(1)),
         Err(AgentError::ManagerNotSet)
     ));
+}
+
+#[tokio::test]
+async fn an_agent_that_never_waits_has_its_whole_run_queued_when_start_returns() {
+    let (bridge, exec) = setup(Duration::from_secs(5));
+    let user = UserId::new("u_eager").unwrap();
+    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    bridge.attach(&user, q.clone(), None).await.unwrap();
+    exec.start(UserContext::new_run(user, None, None), "echo", "hi".into())
+        .unwrap();
+    // No await since `start`: the echo run ran in it, on this task.
+    let mut frames = Vec::new();
+    q.take_more(&mut frames, 64);
+    let t: Vec<_> = frames.iter().filter_map(|f| f.event_type()).collect();
+    assert_eq!(
+        t,
+        [
+            "agent_started",
+            "agent_thinking",
+            "tool_executing",
+            "tool_completed",
+            "agent_completed"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_agent_ends_with_agent_dropped_whether_or_not_it_waited_first() {
+    let (bridge, exec) = setup(Duration::from_secs(5));
+    for input in ["now", "later"] {
+        let events = run(&bridge, &exec, "panicking", input, None).await;
+        assert_eq!(types(&events), ["agent_started", "agent_error"], "{input}");
+        let err = serde_json::to_value(&events[1].event.kind).unwrap();
+        assert_eq!(err["data"]["code"], json!("agent_dropped"), "{input}");
+    }
+    // The executor (and the task that called it) go on.
+    let events = run(&bridge, &exec, "echo", "after", None).await;
+    assert_eq!(*types(&events).last().unwrap(), "agent_completed");
 }
