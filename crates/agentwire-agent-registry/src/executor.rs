@@ -1,4 +1,4 @@
-//! `RunExecutor`: runs agents on tokio tasks and frames their runs.
+//! `RunExecutor`: runs agents (on a tokio task once they wait) and frames their runs.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
