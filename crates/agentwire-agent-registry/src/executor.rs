@@ -3,7 +3,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
 use agentwire_core::{CoreError, RunId, RunLauncher, ThreadId, UserContext};
@@ -177,7 +177,9 @@ impl PreparedRun {
         );
         let agent_metrics = metrics.agent(agent.name());
         let run = async move {
-            let began = Instant::now();
+            // The emitter was made when the run was registered, a moment ago: its start serves
+            // as the run's, for the timeout and the duration (a clock read less per run).
+            let began = emitter.started_at();
             if let Err(e) = emitter.started(Some(input.clone())).await {
                 tracing::warn!(error = %e, "run could not start");
                 return;
@@ -187,7 +189,7 @@ impl PreparedRun {
             let rc = RunContext::new(emitter.clone(), registry, input, metrics);
             let cancel = emitter.cancellation().clone();
             let outcome: Result<Value, (&str, String)> = tokio::select! {
-                r = tokio::time::timeout(timeout, agent.run(&rc)) => match r {
+                r = tokio::time::timeout_at((began + timeout).into(), agent.run(&rc)) => match r {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(e)) => Err(("agent_failed", e.to_string())),
                     Err(_) => Err(("timeout", format!("the run took longer than {timeout:?}"))),
@@ -240,7 +242,7 @@ async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) ->
             // e.g. the agent returned while its own spawned tool call was open
             Err(e) => (
                 "failed",
-                emitter.failed("agent_failed", e.to_string()).await,
+                Box::pin(emitter.failed("agent_failed", e.to_string())).await,
             ),
         },
         Err((code, message)) => {
@@ -249,7 +251,9 @@ async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) ->
                 "timeout" => "timeout",
                 _ => "failed",
             };
-            (label, emitter.failed(code, message).await)
+            // Boxed, like the branch above: rare, and inline they tripled the size of every
+            // run's future.
+            (label, Box::pin(emitter.failed(code, message)).await)
         }
     };
     if let Err(e) = result {

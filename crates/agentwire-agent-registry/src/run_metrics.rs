@@ -1,6 +1,8 @@
 //! The executor's metric handles, registered once per agent and per tool.
 
 use std::collections::HashMap;
+
+use foldhash::quality::RandomState;
 use std::sync::{Arc, RwLock};
 
 use metrics::{Counter, Histogram};
@@ -38,9 +40,10 @@ impl AgentMetrics {
 /// the registry, so the maps stay as small as it is.
 #[derive(Debug, Default)]
 pub(crate) struct RunMetrics {
-    agents: RwLock<HashMap<Arc<str>, Arc<AgentMetrics>>>,
+    // foldhash: both maps are read on every run (SipHash was measurable there).
+    agents: RwLock<HashMap<Arc<str>, Arc<AgentMetrics>, RandomState>>,
     /// `[ok=false, ok=true]` per tool.
-    tools: RwLock<HashMap<Arc<str>, Arc<[Histogram; 2]>>>,
+    tools: RwLock<HashMap<Arc<str>, Arc<[Histogram; 2]>, RandomState>>,
 }
 
 impl RunMetrics {

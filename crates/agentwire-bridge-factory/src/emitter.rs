@@ -8,7 +8,7 @@ use agentwire_core::{
     EventSink, RunEvent, RunGrammar, ToolCompleted, ToolExecuting, UserContext,
 };
 use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, MutexGuard};
 use tokio_util::sync::CancellationToken;
 
 use crate::FactoryError;
@@ -60,6 +60,16 @@ pub struct RunEmitter {
     _guard: RunGuard,
 }
 
+/// How far [`RunEmitter::emit`] got without waiting.
+enum Emitted<'a> {
+    /// All the way: the event was published, or refused.
+    Done(Result<u64, FactoryError>),
+    /// Another step of the run holds the grammar.
+    Contended(EventKind),
+    /// The event fits the grammar (still locked) and the sink must wait to take it.
+    MustWait(MutexGuard<'a, RunGrammar>, RunEvent),
+}
+
 impl std::fmt::Debug for RunEmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunEmitter")
@@ -108,18 +118,67 @@ impl RunEmitter {
         self.started_at.elapsed().as_millis() as u64
     }
 
+    /// When the emitter was made: the run's start.
+    pub fn started_at(&self) -> Instant {
+        self.started_at
+    }
+
     /// Publishes `kind` as the run's next event and returns its seq.
     ///
     /// # Errors
     /// [`FactoryError::Publish`] with [`agentwire_core::CoreError::Grammar`] when the event does
     /// not fit the run, or the bridge's error when it cannot accept events.
     pub async fn emit(&self, kind: EventKind) -> Result<u64, FactoryError> {
-        // Held across the publish so that the grammar order is the seq order.
-        let mut grammar = self.grammar.lock().await;
-        self.check_and_publish(&mut grammar, kind).await
+        let slow = match self.emit_now(kind) {
+            Emitted::Done(published) => return published,
+            slow => slow,
+        };
+        // The rest in a boxed future: this future is nested in every step of every agent, and
+        // one that held the event and the sink's future across its `.await` made each step's
+        // future ~600 bytes, copied and touched on every event (docs/benchmarks.md).
+        Box::pin(self.emit_slow(slow)).await
     }
 
-    /// Checks `kind` against the run's grammar (held by the caller) and publishes it.
+    /// [`Self::emit`] without waiting: the grammar is uncontended (one step of the agent at a
+    /// time, the usual case) and the sink takes the event at once ([`EventSink::publish_now`]).
+    /// Otherwise returns what is left to do.
+    fn emit_now(&self, kind: EventKind) -> Emitted<'_> {
+        let Ok(mut grammar) = self.grammar.try_lock() else {
+            return Emitted::Contended(kind);
+        };
+        if let Err(e) = grammar.check(&kind) {
+            return Emitted::Done(Err(agentwire_core::CoreError::from(e).into()));
+        }
+        let event = self.event(kind);
+        match self.sink.publish_now(&self.ctx.user_id, &event) {
+            Some(published) => Emitted::Done(published.map_err(FactoryError::from)),
+            None => Emitted::MustWait(grammar, event),
+        }
+    }
+
+    /// The rest of an [`Self::emit`] that has to wait: for the grammar, or for the sink. The
+    /// grammar stays locked until the sink has the event, so the grammar order is the seq order.
+    async fn emit_slow(&self, slow: Emitted<'_>) -> Result<u64, FactoryError> {
+        let (_grammar, event) = match slow {
+            Emitted::Done(published) => return published,
+            Emitted::MustWait(grammar, event) => (grammar, event),
+            Emitted::Contended(kind) => {
+                let mut grammar = self.grammar.lock().await;
+                grammar
+                    .check(&kind)
+                    .map_err(agentwire_core::CoreError::from)?;
+                let event = self.event(kind);
+                if let Some(published) = self.sink.publish_now(&self.ctx.user_id, &event) {
+                    return Ok(published?);
+                }
+                (grammar, event)
+            }
+        };
+        Ok(self.sink.publish(&self.ctx.user_id, event).await?)
+    }
+
+    /// Checks `kind` against the run's grammar (held by the caller) and publishes it: through
+    /// [`EventSink::publish_now`] when the sink can take it without waiting, else `publish`.
     async fn check_and_publish(
         &self,
         grammar: &mut RunGrammar,
@@ -128,13 +187,21 @@ impl RunEmitter {
         grammar
             .check(&kind)
             .map_err(agentwire_core::CoreError::from)?;
-        let event = RunEvent::now(
+        let event = self.event(kind);
+        if let Some(published) = self.sink.publish_now(&self.ctx.user_id, &event) {
+            return Ok(published?);
+        }
+        Ok(self.sink.publish(&self.ctx.user_id, event).await?)
+    }
+
+    /// `kind` as this run's event, stamped now.
+    fn event(&self, kind: EventKind) -> RunEvent {
+        RunEvent::now(
             self.ctx.run_id.clone(),
             self.ctx.thread_id.clone(),
             self.agent.clone(),
             kind,
-        );
-        Ok(self.sink.publish(&self.ctx.user_id, event).await?)
+        )
     }
 
     /// `agent_started`.
@@ -286,11 +353,11 @@ fn closing_events(
 
 impl Drop for RunEmitter {
     fn drop(&mut self) {
-        let elapsed = self.elapsed_ms();
-        let grammar = self.grammar.get_mut();
-        if grammar.is_finished() {
+        if self.grammar.get_mut().is_finished() {
             return;
         }
+        let elapsed = self.elapsed_ms();
+        let grammar = self.grammar.get_mut();
         let events = closing_events(
             grammar,
             "agent_dropped",

@@ -1,7 +1,7 @@
 //! `BridgeFactory`: makes run emitters, tracks runs in progress, cancels them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::Duration;
 
 use agentwire_core::{EventSink, RunId, UserContext, UserId};
@@ -67,6 +67,9 @@ struct Inner {
     per_user: DashMap<UserId, usize, foldhash::quality::RandomState>,
     accepting: AtomicBool,
     idle: Notify,
+    /// Callers in [`BridgeFactory::wait_idle`]: a run's end wakes them only when there are any,
+    /// since `notify_waiters` takes a lock on every call and runs end at the event rate.
+    waiting: AtomicUsize,
 }
 
 struct RunEntry {
@@ -94,6 +97,7 @@ impl BridgeFactory {
                 per_user: DashMap::default(),
                 accepting: AtomicBool::new(true),
                 idle: Notify::new(),
+                waiting: AtomicUsize::new(0),
             }),
         }
     }
@@ -190,6 +194,7 @@ impl BridgeFactory {
     /// Waits until no run is in progress or `timeout` passes; returns whether all ended.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
+        let _waiting = Waiting::register(&self.inner.waiting);
         loop {
             let notified = self.inner.idle.notified();
             if self.inner.runs.is_empty() {
@@ -199,6 +204,25 @@ impl BridgeFactory {
                 return self.inner.runs.is_empty();
             }
         }
+    }
+}
+
+/// One caller of [`BridgeFactory::wait_idle`], counted while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn register(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        // Pairs with the fence in `RunGuard::drop`: either that drop sees this waiter, or this
+        // waiter's check of `runs` sees the run removed.
+        fence(Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -218,6 +242,9 @@ impl Drop for RunGuard {
                 e.remove();
             }
         }
-        self.factory.idle.notify_waiters();
+        fence(Ordering::SeqCst);
+        if self.factory.waiting.load(Ordering::Relaxed) > 0 {
+            self.factory.idle.notify_waiters();
+        }
     }
 }

@@ -124,3 +124,68 @@ async fn stop_accepting_refuses_new_runs() {
     );
     assert!(matches!(r, Err(FactoryError::ShuttingDown)));
 }
+
+/// An `EventSink` that has to wait before it takes an event (as the bridge on Redis does): no
+/// `publish_now`, and a yield before the bridge's publish.
+struct WaitingSink(AgentWebSocketBridge);
+
+#[agentwire_core::async_trait]
+impl agentwire_core::EventSink for WaitingSink {
+    async fn publish(
+        &self,
+        user: &UserId,
+        event: agentwire_core::RunEvent,
+    ) -> Result<u64, agentwire_core::CoreError> {
+        tokio::task::yield_now().await;
+        self.0.publish(user, event).await
+    }
+}
+
+#[tokio::test]
+async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
+    let (bridge, _) = setup(8);
+    let factory = BridgeFactory::new(
+        Arc::new(WaitingSink(bridge.clone())),
+        RunLimits::default(),
+    );
+    let user = UserId::new("u").unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+        .unwrap();
+    assert_eq!(run.started(None).await.unwrap(), 1);
+    // The first step holds the run's grammar while the sink waits; the second finds it taken
+    // and waits its turn: seqs follow the order the steps were made in.
+    let (one, two) = tokio::join!(run.thinking("one", None), run.thinking("two", None));
+    assert_eq!((one.unwrap(), two.unwrap()), (2, 3));
+    // A refused event is not forwarded on the waiting path either.
+    assert!(run.tool_completed("nope", "t", Ok(json!(1)), 0).await.is_err());
+    assert_eq!(run.completed(json!("done")).await.unwrap(), 4);
+    let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
+    let thoughts: Vec<_> = page.frames[1..3]
+        .iter()
+        .map(|f| f.as_str().contains(r#""thought":"one""#))
+        .collect();
+    assert_eq!(thoughts, [true, false]);
+    assert_eq!(page.frames.len(), 4);
+}
+
+#[tokio::test]
+async fn wait_idle_wakes_when_the_last_run_ends() {
+    let (_bridge, factory) = setup(8);
+    let run = factory
+        .begin_run(
+            UserContext::new_run(UserId::new("u").unwrap(), None, None),
+            "demo",
+        )
+        .unwrap();
+    let waiter = tokio::spawn({
+        let factory = factory.clone();
+        async move { factory.wait_idle(Duration::from_secs(30)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!waiter.is_finished(), "a run is still in progress");
+    drop(run);
+    // Woken by the run's end, not by the 30 s timeout.
+    let idle = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+    assert!(matches!(idle, Ok(Ok(true))));
+}

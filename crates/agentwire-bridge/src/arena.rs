@@ -37,7 +37,7 @@ impl FrameArena {
             self.next_chunk *= 2;
         }
         event.write_envelope(seq, &mut self.chunk);
-        Frame::event(seq, self.chunk.split().freeze())
+        Frame::event_of_kind(seq, self.chunk.split().freeze(), &event.kind)
     }
 
     /// Lets go of the current chunk's unwritten end and starts small again: for a stream whose

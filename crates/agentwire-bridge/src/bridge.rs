@@ -250,13 +250,37 @@ impl AgentWebSocketBridge {
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`], [`BridgeError::TooManyUsers`].
     pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        let seq = match self.inner.broker.append_now(user, event) {
-            Some(r) => r?,
-            None => self.inner.broker.append(user, event).await?,
-        };
-        self.inner.published.fetch_add(1, Ordering::Relaxed);
-        self.inner.accepted.get(event.kind.type_name()).increment(1);
+        if let Some(r) = self.publish_event_now(user, event) {
+            return r;
+        }
+        let seq = self.inner.broker.append(user, event).await?;
+        self.count_accepted(event);
         Ok(seq)
+    }
+
+    /// [`Self::publish_event`] when the broker can take the event without waiting (see
+    /// [`Broker::append_now`]); `None`, having done nothing, when it cannot.
+    ///
+    /// # Errors
+    /// As [`Self::publish_event`].
+    pub fn publish_event_now(
+        &self,
+        user: &UserId,
+        event: &RunEvent,
+    ) -> Option<Result<u64, BridgeError>> {
+        let r = self.inner.broker.append_now(user, event)?;
+        if r.is_ok() {
+            self.count_accepted(event);
+        }
+        Some(r)
+    }
+
+    fn count_accepted(&self, event: &RunEvent) {
+        self.inner.published.fetch_add(1, Ordering::Relaxed);
+        self.inner
+            .accepted
+            .by_index(Some(event.kind.type_index()))
+            .increment(1);
     }
 
     fn local_user(&self, user: &UserId) -> Result<Arc<Mutex<LocalUser>>, BridgeError> {
@@ -634,6 +658,11 @@ impl EventSink for AgentWebSocketBridge {
         self.publish_event(user, &event)
             .await
             .map_err(CoreError::from)
+    }
+
+    fn publish_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, CoreError>> {
+        self.publish_event_now(user, event)
+            .map(|r| r.map_err(CoreError::from))
     }
 }
 

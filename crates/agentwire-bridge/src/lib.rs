@@ -8,9 +8,11 @@
 //! keeps a bounded history for resume, and closes slow consumers instead of growing memory.
 //!
 //! It records its `agentwire_*` metrics (events accepted, replays, `replay_gap`s, slow-consumer
-//! closes, queued bytes, and every [`Broker`] operation with its errors and duration) through the
-//! `metrics` facade: install any `metrics` recorder to collect them (`agentwire-server` installs a
-//! Prometheus one). Without a recorder they cost next to nothing.
+//! closes, and every [`Broker`] operation with its errors and duration) through the `metrics`
+//! facade: install any `metrics` recorder to collect them (`agentwire-server` installs a
+//! Prometheus one). Without a recorder they cost next to nothing. The bytes queued for all
+//! connections are an integer, [`ConnectionQueue::total_queued_bytes`], which a server reports as
+//! a gauge when it is scraped.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -2,6 +2,7 @@
 //! a transport hands to the bridge.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use agentwire_core::{CloseCode, CoreError, Frame, WebSocketSink};
 use parking_lot::Mutex;
@@ -14,18 +15,29 @@ use tokio::sync::Notify;
 /// once. Over the cap, `send` refuses and the bridge closes the connection with 4008: a slow
 /// client can never make the server hold more than `cap_bytes` for it, nor slow a publisher.
 ///
-/// Every queue adds the bytes it holds to the process-wide gauge `agentwire_queued_bytes`.
+/// Every queue adds the bytes it holds to a process-wide total,
+/// [`ConnectionQueue::total_queued_bytes`], which agentwire's `/metrics` reports as the gauge
+/// `agentwire_queued_bytes` at scrape time.
 #[derive(Debug)]
 pub struct ConnectionQueue {
     state: Mutex<QueueState>,
     wake: Notify,
     closed: Notify,
     cap_bytes: usize,
-    queued: metrics::Gauge,
 }
 
-/// Bytes queued for all connections of the process.
-const QUEUED_BYTES: &str = "agentwire_queued_bytes";
+/// Bytes queued for all connections of the process. An integer read when metrics are scraped,
+/// not a `metrics` gauge: a gauge's `f64` compare-and-swap loop (and its generation counter) on
+/// every send and every batch was measurable on the per-frame path (docs/benchmarks.md).
+static QUEUED_TOTAL: AtomicI64 = AtomicI64::new(0);
+
+fn add_queued(bytes: usize) {
+    QUEUED_TOTAL.fetch_add(bytes as i64, Ordering::Relaxed);
+}
+
+fn sub_queued(bytes: usize) {
+    QUEUED_TOTAL.fetch_sub(bytes as i64, Ordering::Relaxed);
+}
 
 #[derive(Debug, Default)]
 struct QueueState {
@@ -53,8 +65,12 @@ impl ConnectionQueue {
             wake: Notify::new(),
             closed: Notify::new(),
             cap_bytes,
-            queued: metrics::gauge!(QUEUED_BYTES),
         }
+    }
+
+    /// Bytes waiting in the queues of all connections of this process.
+    pub fn total_queued_bytes() -> u64 {
+        QUEUED_TOTAL.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Waits until frames or a close are queued; moves up to `max` frames into `out`.
@@ -98,7 +114,7 @@ impl ConnectionQueue {
             out.push(f);
         }
         st.bytes -= taken;
-        self.queued.decrement(taken as f64);
+        sub_queued(taken);
     }
 
     /// Waits until a close is requested (by the bridge, a limit, or shutdown).
@@ -117,7 +133,7 @@ impl ConnectionQueue {
     pub fn prepend(&self, frame: Frame) {
         let mut st = self.state.lock();
         st.bytes += frame.len();
-        self.queued.increment(frame.len() as f64);
+        add_queued(frame.len());
         st.frames.push_front(frame);
         drop(st);
         self.wake.notify_one();
@@ -129,7 +145,7 @@ impl ConnectionQueue {
         let mut st = self.state.lock();
         st.gone = true;
         st.frames.clear();
-        self.queued.decrement(st.bytes as f64);
+        sub_queued(st.bytes);
         st.bytes = 0;
         if st.close.is_none() {
             st.close = Some((CloseCode::NORMAL, String::new()));
@@ -165,7 +181,7 @@ impl ConnectionQueue {
             return Err(CoreError::SinkClosed);
         }
         st.bytes += frame.len();
-        self.queued.increment(frame.len() as f64);
+        add_queued(frame.len());
         st.frames.push_back(frame);
         drop(st);
         self.wake.notify_one();
@@ -175,7 +191,7 @@ impl ConnectionQueue {
 
 impl Drop for ConnectionQueue {
     fn drop(&mut self) {
-        self.queued.decrement(self.state.get_mut().bytes as f64);
+        sub_queued(self.state.get_mut().bytes);
     }
 }
 
@@ -191,7 +207,7 @@ impl WebSocketSink for ConnectionQueue {
             });
         }
         st.bytes += frame.len();
-        self.queued.increment(frame.len() as f64);
+        add_queued(frame.len());
         st.frames.push_back(frame);
         drop(st);
         self.wake.notify_one();
@@ -209,7 +225,7 @@ impl WebSocketSink for ConnectionQueue {
             // errors) are few and small, and the client needs them to resume correctly.
             st.frames.retain(|f| f.seq() == 0);
             let kept: usize = st.frames.iter().map(Frame::len).sum();
-            self.queued.decrement((st.bytes - kept) as f64);
+            sub_queued(st.bytes - kept);
             st.bytes = kept;
         }
         st.close = Some((code, reason.to_owned()));

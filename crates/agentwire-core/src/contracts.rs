@@ -166,6 +166,17 @@ pub trait EventSink: Send + Sync + 'static {
     /// [`CoreError::Unavailable`] when the stream backend cannot take it now,
     /// [`CoreError::ShuttingDown`] during shutdown.
     async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError>;
+
+    /// [`Self::publish`] for a sink that can accept `event` without waiting: `Some` with exactly
+    /// what `publish` would return, having done exactly what it would do; `None` (the default)
+    /// and the caller awaits `publish` instead. A `RunEmitter` tries this first for every event:
+    /// the bridge on its in-memory broker never waits, and skipping the boxed future of an
+    /// `async` trait call (and the move of the event into it) is measurable per event
+    /// (docs/benchmarks.md). Must not block.
+    fn publish_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, CoreError>> {
+        let _ = (user, event);
+        None
+    }
 }
 
 /// Starts runs. The agent registry's executor implements it; the health monitor uses it for its

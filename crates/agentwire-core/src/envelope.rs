@@ -127,11 +127,37 @@ pub(crate) fn write_str<B: BufMut>(out: &mut B, s: &str) {
     }
 }
 
+/// A JSON value as serde_json writes it (compact; object keys in the map's order). Strings,
+/// objects and arrays are written here — tool arguments are usually a small object of strings —
+/// numbers go through serde_json, whose float formatting is the reference.
 fn write_value<B: BufMut>(out: &mut B, v: &Value) {
     match v {
         Value::String(s) => write_str(out, s),
         Value::Null => out.put_slice(b"null"),
-        other => write_value_of(out, other),
+        Value::Bool(b) => out.put_slice(if *b { b"true" } else { b"false" }),
+        Value::Object(map) => {
+            out.put_u8(b'{');
+            for (i, (key, value)) in map.iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b',');
+                }
+                write_str(out, key);
+                out.put_u8(b':');
+                write_value(out, value);
+            }
+            out.put_u8(b'}');
+        }
+        Value::Array(items) => {
+            out.put_u8(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b',');
+                }
+                write_value(out, item);
+            }
+            out.put_u8(b']');
+        }
+        Value::Number(n) => write_value_of(out, n),
     }
 }
 
@@ -213,7 +239,8 @@ mod tests {
             EventKind::ToolExecuting(ToolExecuting {
                 call_id: "c_1".into(),
                 tool: text.into(),
-                args: json!({"text": text, "n": [1, 2.5, null, true]}),
+                args: json!({"text": text, "n": [1, 2.5, null, true, -7, 1e300, [], {}],
+                    "nested": {"b": false, text: [{"k": text}], "a": 0.1}}),
             }),
             EventKind::ToolCompleted(ToolCompleted {
                 call_id: text.into(),
@@ -282,5 +309,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn every_kind_knows_its_index_in_event_types() {
+        let mut seen = [false; crate::EVENT_TYPES.len()];
+        for kind in kinds("x") {
+            let i = kind.type_index();
+            assert_eq!(crate::EVENT_TYPES[i], kind.type_name());
+            seen[i] = true;
+        }
+        assert!(seen.iter().all(|s| *s), "kinds() covers every event type");
     }
 }

@@ -134,6 +134,20 @@ impl EventKind {
         }
     }
 
+    /// The index of [`Self::type_name`] in [`EVENT_TYPES`]: for counting events by type without
+    /// comparing strings.
+    pub fn type_index(&self) -> usize {
+        match self {
+            EventKind::AgentStarted(_) => 0,
+            EventKind::AgentThinking(_) => 1,
+            EventKind::ToolExecuting(_) => 2,
+            EventKind::ToolCompleted(_) => 3,
+            EventKind::AgentMessageDelta(_) => 4,
+            EventKind::AgentCompleted(_) => 5,
+            EventKind::AgentError(_) => 6,
+        }
+    }
+
     /// Whether this event ends its run.
     pub fn is_terminal(&self) -> bool {
         matches!(

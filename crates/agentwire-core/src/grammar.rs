@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::quality::RandomState;
+
 use crate::EventKind;
 
 /// Why an event does not fit its run's grammar.
@@ -76,7 +78,9 @@ enum Phase {
 pub struct RunGrammar {
     phase: Phase,
     /// call_id → (tool, still open)
-    calls: HashMap<String, (String, bool)>,
+    // foldhash, seeded per process like the bridge's maps: SipHash here was most of the cost of
+    // a tool call's two grammar checks.
+    calls: HashMap<String, (String, bool), RandomState>,
 }
 
 impl Default for RunGrammar {
@@ -90,7 +94,7 @@ impl RunGrammar {
     pub fn new() -> Self {
         Self {
             phase: Phase::NotStarted,
-            calls: HashMap::new(),
+            calls: HashMap::default(),
         }
     }
 

@@ -52,6 +52,18 @@ impl Frame {
         }
     }
 
+    /// [`Self::event`] for a producer that knows the event's kind: the frame takes its type from
+    /// `kind` instead of reading it back from the JSON. `json` must be the envelope of an event
+    /// of that kind (metrics count the frame under `kind`'s type).
+    pub fn event_of_kind(seq: u64, json: impl Into<Bytes>, kind: &crate::EventKind) -> Self {
+        Self {
+            seq,
+            text: json.into(),
+            event_type: Some(kind.type_index() as u8),
+            accepted_at: None,
+        }
+    }
+
     /// A control frame (no `seq`) from any serializable value.
     pub fn control(value: &impl Serialize) -> Self {
         Self::control_json(
@@ -354,7 +366,11 @@ impl ControlFrame<'_> {
                 run_id,
                 thread_id,
             } => {
-                let mut out = Vec::with_capacity(96);
+                // Sized for the whole frame: keys and quotes are 50 bytes, and ids need no
+                // escaping (a request id that does grows the vector once).
+                let ids = run_id.map_or(0, |r| r.as_str().len())
+                    + thread_id.map_or(0, |t| t.as_str().len());
+                let mut out = Vec::with_capacity(56 + id.len() + ids);
                 out.extend_from_slice(b"{\"type\":\"ack\",\"id\":");
                 write_str(&mut out, id);
                 if let Some(run_id) = run_id {

@@ -494,7 +494,7 @@ fn metric(
 }
 
 #[tokio::test]
-async fn metrics_count_events_slow_consumers_queued_bytes_replays_gaps_and_broker_ops() {
+async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
     // Current-thread runtime: the replay tasks record on this thread too.
@@ -508,7 +508,6 @@ async fn metrics_count_events_slow_consumers_queued_bytes_replays_gaps_and_broke
     for i in 0..20 {
         b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
-    let queued = fast.queued_bytes() as f64;
     // Resuming from 0 with 4 events held: a replay_gap (1..=16), then 17..=20 replayed.
     let late = queue();
     b.attach(&user("a"), late.clone(), Some(ResumeFrom::default()))
@@ -540,8 +539,6 @@ async fn metrics_count_events_slow_consumers_queued_bytes_replays_gaps_and_broke
         ),
         1.0
     );
-    // The slow queue dropped its backlog when it was closed; `fast` still holds its 20 frames.
-    assert_eq!(metric(&s, "agentwire_queued_bytes", &[]), queued);
     assert_eq!(metric(&s, "agentwire_replays_total", &[]), 1.0);
     assert_eq!(metric(&s, "agentwire_replay_gaps_total", &[]), 1.0);
     assert_eq!(metric(&s, "agentwire_replayed_events_total", &[]), 4.0);
@@ -554,11 +551,4 @@ async fn metrics_count_events_slow_consumers_queued_bytes_replays_gaps_and_broke
         20.0
     );
     assert_eq!(metric(&s, "agentwire_broker_errors_total", &[]), 0.0);
-
-    // Draining `fast` and dropping the queues brings the gauge back to zero. (A snapshot of the
-    // debugging recorder resets what it read, so this one holds only the change since.)
-    recv(&fast, 20).await;
-    drop((slow, late));
-    let s = snapshotter.snapshot().into_vec();
-    assert_eq!(metric(&s, "agentwire_queued_bytes", &[]), -queued);
 }

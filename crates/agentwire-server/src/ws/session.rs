@@ -189,7 +189,9 @@ impl Session<'_> {
                 }
                 () = &mut closed => return,
             };
-            last_seen = Instant::now();
+            // One clock read per frame serves the heartbeat and the rate limit.
+            let now = Instant::now();
+            last_seen = now;
             match msg {
                 None => return,
                 Some(Err(e)) => {
@@ -201,7 +203,7 @@ impl Session<'_> {
                     return;
                 }
                 Some(Ok(Message::Text(text))) => {
-                    if !self.bucket.take(std::time::Instant::now()) {
+                    if !self.bucket.take(now.into_std()) {
                         let limits = &self.state.ready().config().limits;
                         if self.bucket.strikes > limits.burst {
                             count_close("rate_limited");
