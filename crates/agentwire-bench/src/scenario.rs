@@ -62,21 +62,30 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
     let measure_from = begin + load.timing.warmup;
     let end = measure_from + load.timing.duration;
     let measure_from_us = now_us() + load.timing.warmup.as_micros() as u64;
-    let interval = load
-        .rate
-        .map(|r| Duration::from_secs_f64(load.users as f64 / r.max(0.001)));
+    // Open loop: one pacer tells the drivers when to send (see `pace`).
+    let mut sends = Vec::new();
     let mut tasks = Vec::with_capacity(conns.len());
-    for (i, (driver, ws)) in conns.into_iter().enumerate() {
+    for (driver, ws) in conns {
         let counters = counters.clone();
-        let first_tick = interval.map(|d| begin + d.mul_f64(i as f64 / load.users.max(1) as f64));
+        let due = match (driver, load.rate) {
+            (true, Some(_)) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                sends.push(tx);
+                Some(rx)
+            }
+            _ => None,
+        };
         let job = Job {
             driver,
             inflight: load.inflight,
-            interval: interval.zip(first_tick),
+            due,
             measure_from_us,
             end,
         };
         tasks.push(tokio::spawn(job.run(ws, counters)));
+    }
+    if let Some(rate) = load.rate {
+        tokio::spawn(pace(sends, rate, begin, end));
     }
 
     let total_ms = (load.timing.warmup + load.timing.duration).as_millis() as u64;
@@ -145,13 +154,52 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
     Ok(report)
 }
 
+/// Open loop: the `k`th message of the run is due at `begin + k / rate`, sent by driver
+/// `k % drivers.len()`: evenly spaced in time and over the connections.
+///
+/// tokio's timers fire on a 1 ms wheel, so per-connection intervals (as before) sent each
+/// millisecond's messages in one burst: 65 of them at once at 65k runs/s, and the last of a burst
+/// waited for the server to finish all the others. The pacer sleeps on the wheel only while the
+/// next message is more than 2 ms away; closer than that it yields to the runtime between checks
+/// of the clock, so the generator's core (which runs nothing else) polls its sockets and sends on
+/// time, to within one pass of the scheduler.
+async fn pace(
+    drivers: Vec<tokio::sync::mpsc::UnboundedSender<()>>,
+    rate: f64,
+    begin: Instant,
+    end: Instant,
+) {
+    if drivers.is_empty() {
+        return;
+    }
+    let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
+    let mut k: u32 = 0;
+    let mut next = begin;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        while next <= now {
+            let _ = drivers[k as usize % drivers.len()].send(());
+            k = k.wrapping_add(1);
+            next = begin + every * k;
+        }
+        if next.saturating_duration_since(now) > Duration::from_millis(2) {
+            tokio::time::sleep_until((next - Duration::from_millis(1)).into()).await;
+        } else {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
 /// One connection's part of a `runs`/`fanout` load.
 struct Job {
     /// This connection sends the user's `user_message`s.
     driver: bool,
     inflight: usize,
-    /// Open loop: send every `.0`, starting at `.1`.
-    interval: Option<(Duration, Instant)>,
+    /// Open loop: a message is due for each `()` the pacer sends.
+    due: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
     measure_from_us: u64,
     end: Instant,
 }
@@ -160,7 +208,7 @@ impl Job {
     async fn run(self, mut ws: Ws, counters: Arc<Counters>) -> Result<Histogram<u64>, String> {
         let mut h = histogram();
         let mut n = 0u64;
-        let closed_loop = self.driver && self.interval.is_none();
+        let closed_loop = self.driver && self.due.is_none();
         if closed_loop {
             for _ in 0..self.inflight {
                 n += 1;
@@ -168,25 +216,18 @@ impl Job {
             }
             ws.flush().await.map_err(|e| e.to_string())?;
         }
-        let mut tick = match (self.driver, self.interval) {
-            (true, Some((every, first))) => {
-                let mut t = tokio::time::interval_at(first.into(), every);
-                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                Some(t)
-            }
-            _ => None,
-        };
+        let mut due = self.due;
         let end = self.end.into();
         loop {
             let ticked = async {
-                match tick.as_mut() {
-                    Some(t) => t.tick().await,
+                match due.as_mut() {
+                    Some(rx) => rx.recv().await,
                     None => std::future::pending().await,
                 }
             };
             let msg = tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
-                _ = ticked => {
+                Some(()) = ticked => {
                     n += 1;
                     ws.send(user_message(n)).await.map_err(|e| e.to_string())?;
                     continue;
