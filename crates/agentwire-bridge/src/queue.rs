@@ -176,16 +176,26 @@ impl ConnectionQueue {
     /// Control frames answer the client's own requests (ack, pong, error); they are small and
     /// bounded by the client's request rate, so refusing them would only confuse the client.
     pub fn send_control(&self, frame: Frame) -> Result<(), CoreError> {
-        let mut st = self.state.lock();
+        let st = self.state.lock();
         if st.gone || st.close.is_some() {
             return Err(CoreError::SinkClosed);
         }
+        self.push(st, frame);
+        Ok(())
+    }
+
+    /// Queues `frame` and wakes the writer if the queue was empty. A frame joining others wakes
+    /// no one: the push that made the queue non-empty woke the writer, and the writer looks at
+    /// the queue before it waits again (so per-frame wakeups under fan-out are one per batch).
+    fn push(&self, mut st: parking_lot::MutexGuard<'_, QueueState>, frame: Frame) {
+        let was_empty = st.frames.is_empty();
         st.bytes += frame.len();
         add_queued(frame.len());
         st.frames.push_back(frame);
         drop(st);
-        self.wake.notify_one();
-        Ok(())
+        if was_empty {
+            self.wake.notify_one();
+        }
     }
 }
 
@@ -197,7 +207,7 @@ impl Drop for ConnectionQueue {
 
 impl WebSocketSink for ConnectionQueue {
     fn send(&self, frame: Frame) -> Result<(), CoreError> {
-        let mut st = self.state.lock();
+        let st = self.state.lock();
         if st.gone || st.close.is_some() {
             return Err(CoreError::SinkClosed);
         }
@@ -206,11 +216,7 @@ impl WebSocketSink for ConnectionQueue {
                 queued_bytes: st.bytes,
             });
         }
-        st.bytes += frame.len();
-        add_queued(frame.len());
-        st.frames.push_back(frame);
-        drop(st);
-        self.wake.notify_one();
+        self.push(st, frame);
         Ok(())
     }
 
@@ -280,6 +286,31 @@ mod tests {
             q.queued_bytes() > 0,
             "the greeting survives a slow-consumer close"
         );
+    }
+
+    #[tokio::test]
+    async fn frames_left_behind_or_added_to_a_waiting_batch_are_not_lost() {
+        let q = ConnectionQueue::new(1000);
+        let mut out = Vec::new();
+        // Three sends, one wakeup: a partial take leaves two, which the next call finds at once.
+        for seq in 1..=3 {
+            q.send(f(seq, 5)).unwrap();
+        }
+        assert_eq!(q.next_batch(&mut out, 1).await, Batch::Frames);
+        assert_eq!(q.next_batch(&mut out, 8).await, Batch::Frames);
+        assert_eq!(
+            out.iter().map(Frame::seq).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        // Emptied, then refilled: the push onto the empty queue wakes the next wait.
+        q.send(f(4, 5)).unwrap();
+        q.send_control(Frame::control(&serde_json::json!({"type": "pong"})))
+            .unwrap();
+        out.clear();
+        let batch =
+            tokio::time::timeout(std::time::Duration::from_secs(1), q.next_batch(&mut out, 8));
+        assert_eq!(batch.await, Ok(Batch::Frames));
+        assert_eq!(out.len(), 2);
     }
 
     #[tokio::test]
