@@ -144,10 +144,7 @@ impl agentwire_core::EventSink for WaitingSink {
 #[tokio::test]
 async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
     let (bridge, _) = setup(8);
-    let factory = BridgeFactory::new(
-        Arc::new(WaitingSink(bridge.clone())),
-        RunLimits::default(),
-    );
+    let factory = BridgeFactory::new(Arc::new(WaitingSink(bridge.clone())), RunLimits::default());
     let user = UserId::new("u").unwrap();
     let run = factory
         .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
@@ -158,7 +155,11 @@ async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
     let (one, two) = tokio::join!(run.thinking("one", None), run.thinking("two", None));
     assert_eq!((one.unwrap(), two.unwrap()), (2, 3));
     // A refused event is not forwarded on the waiting path either.
-    assert!(run.tool_completed("nope", "t", Ok(json!(1)), 0).await.is_err());
+    assert!(
+        run.tool_completed("nope", "t", Ok(json!(1)), 0)
+            .await
+            .is_err()
+    );
     assert_eq!(run.completed(json!("done")).await.unwrap(), 4);
     let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
     let thoughts: Vec<_> = page.frames[1..3]
