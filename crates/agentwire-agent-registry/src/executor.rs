@@ -99,7 +99,8 @@ impl RunExecutor {
 
     /// Checks that the run can start (the agent exists, the user is under its run limit) and
     /// registers it, without publishing anything yet. A transport acknowledges the request
-    /// between `prepare` and [`PreparedRun::spawn`], so the ack precedes the run's events.
+    /// between `prepare` and [`PreparedRun::spawn`], so the ack precedes the run's events. The
+    /// run's timeout and its duration count from here.
     ///
     /// # Errors
     /// As [`Self::start`].
@@ -177,8 +178,8 @@ impl PreparedRun {
         );
         let agent_metrics = metrics.agent(agent.name());
         let run = async move {
-            // The emitter was made when the run was registered, a moment ago: its start serves
-            // as the run's, for the timeout and the duration (a clock read less per run).
+            // The run started when it was registered (`prepare`, where the emitter was made): the
+            // timeout and the duration count from there (a clock read less per run).
             let began = emitter.started_at();
             if let Err(e) = emitter.started(Some(input.clone())).await {
                 tracing::warn!(error = %e, "run could not start");
@@ -189,7 +190,7 @@ impl PreparedRun {
             let rc = RunContext::new(emitter.clone(), registry, input, metrics);
             let cancel = emitter.cancellation().clone();
             let outcome: Result<Value, (&str, String)> = tokio::select! {
-                r = tokio::time::timeout_at((began + timeout).into(), agent.run(&rc)) => match r {
+                r = run_within(began, timeout, agent.run(&rc)) => match r {
                     Ok(Ok(v)) => Ok(v),
                     Ok(Err(e)) => Err(("agent_failed", e.to_string())),
                     Err(_) => Err(("timeout", format!("the run took longer than {timeout:?}"))),
@@ -209,6 +210,19 @@ impl PreparedRun {
             );
         };
         start_eagerly(run.instrument(span));
+    }
+}
+
+/// `fut`, ended with `Elapsed` once `timeout` has passed since `began`. A timeout too long for
+/// a deadline (`Duration::MAX`, "no limit") never ends it.
+async fn run_within<F: Future>(
+    began: tokio::time::Instant,
+    timeout: Duration,
+    fut: F,
+) -> Result<F::Output, tokio::time::error::Elapsed> {
+    match began.checked_add(timeout) {
+        Some(deadline) => tokio::time::timeout_at(deadline, fut).await,
+        None => Ok(fut.await),
     }
 }
 

@@ -62,6 +62,22 @@ impl Agent for Panicking {
     }
 }
 
+/// Streams its input's number of deltas without waiting for anything else.
+struct Chatty;
+#[async_trait]
+impl Agent for Chatty {
+    fn name(&self) -> &str {
+        "chatty"
+    }
+    async fn run(&self, ctx: &RunContext) -> Result<Value, AgentError> {
+        let n: u64 = ctx.input().parse().unwrap_or(0);
+        for _ in 0..n {
+            ctx.say("m", "x").await?;
+        }
+        Ok(json!(n))
+    }
+}
+
 fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
     let bridge = AgentWebSocketBridge::builder()
         .configure(BridgeConfig::default())
@@ -70,6 +86,7 @@ fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
     registry
         .register_agent(Caller)
         .register_agent(Panicking)
+        .register_agent(Chatty)
         .register_tool(Failing)
         .register_tool(Slow);
     registry.set_websocket_manager(BridgeFactory::new(
@@ -246,5 +263,58 @@ async fn a_panicking_agent_ends_with_agent_dropped_whether_or_not_it_waited_firs
     }
     // The executor (and the task that called it) go on.
     let events = run(&bridge, &exec, "echo", "after", None).await;
+    assert_eq!(*types(&events).last().unwrap(), "agent_completed");
+}
+
+/// Events of `user` read from `q` until the run's terminal event (at most 10 s).
+async fn until_terminal(q: &ConnectionQueue) -> Vec<StreamEvent> {
+    let mut events = Vec::new();
+    let mut frames = Vec::new();
+    let read = async {
+        loop {
+            q.next_batch(&mut frames, 4096).await;
+            for f in frames.drain(..) {
+                events.push(serde_json::from_str::<StreamEvent>(f.as_str()).unwrap());
+            }
+            if events.last().is_some_and(|e| e.event.kind.is_terminal()) {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the run ended");
+    events
+}
+
+#[tokio::test]
+async fn an_agent_that_emits_in_a_loop_without_waiting_yields_and_times_out() {
+    let (bridge, exec) = setup(Duration::from_millis(20));
+    let user = UserId::new("u_chatty").unwrap();
+    let q = Arc::new(ConnectionQueue::new(1 << 30));
+    bridge.attach(&user, q.clone(), None).await.unwrap();
+    exec.start(
+        UserContext::new_run(user, None, None),
+        "chatty",
+        "200000".into(),
+    )
+    .unwrap();
+    // `start` ran the agent only until the task's cooperative budget was spent, not to its end.
+    let mut first = Vec::new();
+    q.take_more(&mut first, usize::MAX);
+    assert!(
+        first.len() < 1_000,
+        "{} events before start returned",
+        first.len()
+    );
+    let events = until_terminal(&q).await;
+    let err = serde_json::to_value(&events.last().unwrap().event.kind).unwrap();
+    assert_eq!(err["data"]["code"], json!("timeout"));
+}
+
+#[tokio::test]
+async fn a_run_without_a_time_limit_completes() {
+    let (bridge, exec) = setup(Duration::MAX);
+    let events = run(&bridge, &exec, "echo", "no limit", None).await;
     assert_eq!(*types(&events).last().unwrap(), "agent_completed");
 }

@@ -14,8 +14,14 @@ pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// Microseconds since the generator started: the clock the `content` of a run carries.
 pub(crate) fn now_us() -> u64 {
+    us_at(Instant::now())
+}
+
+/// `at` on the clock of [`now_us`].
+pub(crate) fn us_at(at: Instant) -> u64 {
     static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_micros() as u64
+    at.saturating_duration_since(*BASE.get_or_init(Instant::now))
+        .as_micros() as u64
 }
 
 /// Connects to `/ws?user=<user>` from `source` (any local address when `None`) and waits for the
@@ -53,9 +59,14 @@ pub(crate) async fn connect(
 
 /// The `user_message` whose `content` is the send time.
 pub(crate) fn user_message(n: u64) -> Message {
+    user_message_at(n, now_us())
+}
+
+/// The `user_message` whose `content` is `sent_us` (on the clock of [`now_us`]): for an open
+/// loop, the time the message was due, so a late send counts against the latency.
+pub(crate) fn user_message_at(n: u64, sent_us: u64) -> Message {
     Message::text(format!(
-        "{{\"type\":\"user_message\",\"id\":\"m{n}\",\"content\":\"{}\",\"agent\":\"echo\"}}",
-        now_us()
+        "{{\"type\":\"user_message\",\"id\":\"m{n}\",\"content\":\"{sent_us}\",\"agent\":\"echo\"}}"
     ))
 }
 

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::conn::{Seen, Ws, classify, connect, now_us, user_message};
+use crate::conn::{Seen, Ws, classify, connect, now_us, us_at, user_message, user_message_at};
 use crate::{BenchArgs, Report, Timing};
 
 /// Idle connections are spread round-robin over this many loopback source addresses
@@ -155,7 +155,9 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
 }
 
 /// Open loop: the `k`th message of the run is due at `begin + k / rate`, sent by driver
-/// `k % drivers.len()`: evenly spaced in time and over the connections.
+/// `k % drivers.len()`: evenly spaced in time and over the connections. Each driver is told the
+/// due time and sends it as the message's time, so a late send counts against the latency
+/// (no coordinated omission).
 ///
 /// tokio's timers fire on a 1 ms wheel, so per-connection intervals (as before) sent each
 /// millisecond's messages in one burst: 65 of them at once at 65k runs/s, and the last of a burst
@@ -164,7 +166,7 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
 /// of the clock, so the generator's core (which runs nothing else) polls its sockets and sends on
 /// time, to within one pass of the scheduler.
 async fn pace(
-    drivers: Vec<tokio::sync::mpsc::UnboundedSender<()>>,
+    drivers: Vec<tokio::sync::mpsc::UnboundedSender<u64>>,
     rate: f64,
     begin: Instant,
     end: Instant,
@@ -172,8 +174,9 @@ async fn pace(
     if drivers.is_empty() {
         return;
     }
-    let every = Duration::from_secs_f64(1.0 / rate.max(0.001));
-    let mut k: u32 = 0;
+    // At least a nanosecond apart: a zero interval would never let `next` pass `now`.
+    let every_ns = (1e9 / rate.max(0.001)).max(1.0);
+    let mut k: u64 = 0;
     let mut next = begin;
     loop {
         let now = Instant::now();
@@ -181,9 +184,9 @@ async fn pace(
             return;
         }
         while next <= now {
-            let _ = drivers[k as usize % drivers.len()].send(());
-            k = k.wrapping_add(1);
-            next = begin + every * k;
+            let _ = drivers[(k % drivers.len() as u64) as usize].send(us_at(next));
+            k += 1;
+            next = begin + Duration::from_nanos((k as f64 * every_ns) as u64);
         }
         if next.saturating_duration_since(now) > Duration::from_millis(2) {
             tokio::time::sleep_until((next - Duration::from_millis(1)).into()).await;
@@ -198,8 +201,8 @@ struct Job {
     /// This connection sends the user's `user_message`s.
     driver: bool,
     inflight: usize,
-    /// Open loop: a message is due for each `()` the pacer sends.
-    due: Option<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    /// Open loop: a message is due for each time (µs, on `now_us`'s clock) the pacer sends.
+    due: Option<tokio::sync::mpsc::UnboundedReceiver<u64>>,
     measure_from_us: u64,
     end: Instant,
 }
@@ -227,9 +230,9 @@ impl Job {
             };
             let msg = tokio::select! {
                 () = tokio::time::sleep_until(end) => break,
-                Some(()) = ticked => {
+                Some(due_us) = ticked => {
                     n += 1;
-                    ws.send(user_message(n)).await.map_err(|e| e.to_string())?;
+                    ws.send(user_message_at(n, due_us)).await.map_err(|e| e.to_string())?;
                     continue;
                 }
                 msg = ws.next() => msg,

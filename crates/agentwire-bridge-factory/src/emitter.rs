@@ -1,7 +1,6 @@
 //! `RunEmitter`: the only way to put events of one run into one user's stream.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use agentwire_core::{
     AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EventKind,
@@ -55,7 +54,9 @@ pub struct RunEmitter {
     agent: Arc<str>,
     sink: Arc<dyn EventSink>,
     grammar: Mutex<RunGrammar>,
-    started_at: Instant,
+    /// tokio's clock, so that a deadline made from it (the run's timeout) is on the same clock as
+    /// the timer that enforces it, paused time included.
+    started_at: tokio::time::Instant,
     cancel: CancellationToken,
     _guard: RunGuard,
 }
@@ -92,7 +93,7 @@ impl RunEmitter {
             agent,
             sink,
             grammar: Mutex::new(RunGrammar::new()),
-            started_at: Instant::now(),
+            started_at: tokio::time::Instant::now(),
             cancel,
             _guard: guard,
         }
@@ -118,8 +119,9 @@ impl RunEmitter {
         self.started_at.elapsed().as_millis() as u64
     }
 
-    /// When the emitter was made: the run's start.
-    pub fn started_at(&self) -> Instant {
+    /// When the emitter was made (by `BridgeFactory::begin_run`): the run's start, on tokio's
+    /// clock.
+    pub fn started_at(&self) -> tokio::time::Instant {
         self.started_at
     }
 
@@ -130,7 +132,14 @@ impl RunEmitter {
     /// not fit the run, or the bridge's error when it cannot accept events.
     pub async fn emit(&self, kind: EventKind) -> Result<u64, FactoryError> {
         let slow = match self.emit_now(kind) {
-            Emitted::Done(published) => return published,
+            Emitted::Done(published) => {
+                // A step that never has to wait still spends the task's cooperative budget, as
+                // the lock's `.await` did: an agent that emits in a loop without awaiting
+                // anything else hands the thread back every so often, so its timeout, its
+                // cancellation and the other tasks of the thread (its connection's writer) run.
+                tokio::task::coop::consume_budget().await;
+                return published;
+            }
             slow => slow,
         };
         // The rest in a boxed future: this future is nested in every step of every agent, and

@@ -154,20 +154,26 @@ async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
     // and waits its turn: seqs follow the order the steps were made in.
     let (one, two) = tokio::join!(run.thinking("one", None), run.thinking("two", None));
     assert_eq!((one.unwrap(), two.unwrap()), (2, 3));
-    // A refused event is not forwarded on the waiting path either.
-    assert!(
+    // A step that finds the grammar taken is checked once it has it: refused, not forwarded.
+    let (ok, refused) = tokio::join!(
+        run.thinking("three", None),
         run.tool_completed("nope", "t", Ok(json!(1)), 0)
-            .await
-            .is_err()
     );
-    assert_eq!(run.completed(json!("done")).await.unwrap(), 4);
+    assert_eq!(ok.unwrap(), 4);
+    assert!(refused.is_err());
+    assert_eq!(run.completed(json!("done")).await.unwrap(), 5);
     let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
     let thoughts: Vec<_> = page.frames[1..3]
         .iter()
         .map(|f| f.as_str().contains(r#""thought":"one""#))
         .collect();
     assert_eq!(thoughts, [true, false]);
-    assert_eq!(page.frames.len(), 4);
+    assert_eq!(page.frames.len(), 5);
+    assert!(
+        page.frames
+            .iter()
+            .all(|f| f.event_type() != Some("tool_completed"))
+    );
 }
 
 #[tokio::test]

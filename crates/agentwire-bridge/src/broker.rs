@@ -67,10 +67,12 @@ pub trait Broker: Send + Sync + 'static {
     async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError>;
 
     /// [`Self::append`] for a broker that can finish it without waiting: `Some` with exactly
-    /// what `append` would return, having done exactly what it would do; `None` (the default)
-    /// and the caller awaits `append` instead. The bridge tries this first for every event: the
-    /// memory broker's append never waits, and skipping the boxed future of an `async` trait
-    /// call saves an allocation per event and per layer (docs/benchmarks.md). Must not block.
+    /// what `append` would return, having done exactly what it would do; `None` (the default),
+    /// having done nothing (no seq taken, nothing stored), and the caller awaits `append`
+    /// instead. The bridge tries this first for every event: the memory broker's append never
+    /// waits, and skipping the boxed future of an `async` trait call saves an allocation per
+    /// event and per layer (docs/benchmarks.md). Must not wait for I/O or other tasks; a short
+    /// critical section (the stream's lock) is fine.
     fn append_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, BridgeError>> {
         let _ = (user, event);
         None

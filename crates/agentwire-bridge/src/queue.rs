@@ -289,28 +289,31 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn frames_left_behind_or_added_to_a_waiting_batch_are_not_lost() {
-        let q = ConnectionQueue::new(1000);
-        let mut out = Vec::new();
-        // Three sends, one wakeup: a partial take leaves two, which the next call finds at once.
+    async fn a_waiting_writer_gets_every_frame_though_only_the_first_push_wakes_it() {
+        let q = std::sync::Arc::new(ConnectionQueue::new(1000));
+        let writer = tokio::spawn({
+            let q = q.clone();
+            async move {
+                let mut out = Vec::new();
+                // A partial take leaves frames that the next call finds without a wakeup.
+                q.next_batch(&mut out, 1).await;
+                q.next_batch(&mut out, 8).await;
+                let first = out.len();
+                // Then the queue is empty: this call waits for the next push.
+                q.next_batch(&mut out, 8).await;
+                (first, out.iter().map(Frame::seq).collect::<Vec<_>>())
+            }
+        });
+        tokio::task::yield_now().await; // the writer is waiting now
         for seq in 1..=3 {
-            q.send(f(seq, 5)).unwrap();
+            q.send(f(seq, 5)).unwrap(); // only the first finds the queue empty
         }
-        assert_eq!(q.next_batch(&mut out, 1).await, Batch::Frames);
-        assert_eq!(q.next_batch(&mut out, 8).await, Batch::Frames);
-        assert_eq!(
-            out.iter().map(Frame::seq).collect::<Vec<_>>(),
-            vec![1, 2, 3]
-        );
-        // Emptied, then refilled: the push onto the empty queue wakes the next wait.
+        tokio::task::yield_now().await;
         q.send(f(4, 5)).unwrap();
-        q.send_control(Frame::control(&serde_json::json!({"type": "pong"})))
-            .unwrap();
-        out.clear();
-        let batch =
-            tokio::time::timeout(std::time::Duration::from_secs(1), q.next_batch(&mut out, 8));
-        assert_eq!(batch.await, Ok(Batch::Frames));
-        assert_eq!(out.len(), 2);
+        let done = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+        let (first, seqs) = done.expect("the writer was woken").unwrap();
+        assert_eq!(first, 3);
+        assert_eq!(seqs, vec![1, 2, 3, 4]);
     }
 
     #[tokio::test]
@@ -324,6 +327,7 @@ mod tests {
         });
         tokio::task::yield_now().await;
         q.send(f(1, 5)).unwrap();
-        assert_eq!(writer.await.unwrap(), 1);
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), writer).await;
+        assert_eq!(woken.expect("the writer was woken").unwrap(), 1);
     }
 }

@@ -167,12 +167,19 @@ pub trait EventSink: Send + Sync + 'static {
     /// [`CoreError::ShuttingDown`] during shutdown.
     async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError>;
 
-    /// [`Self::publish`] for a sink that can accept `event` without waiting: `Some` with exactly
-    /// what `publish` would return, having done exactly what it would do; `None` (the default)
-    /// and the caller awaits `publish` instead. A `RunEmitter` tries this first for every event:
-    /// the bridge on its in-memory broker never waits, and skipping the boxed future of an
-    /// `async` trait call (and the move of the event into it) is measurable per event
-    /// (docs/benchmarks.md). Must not block.
+    /// [`Self::publish`] for a sink that can accept `event` without waiting.
+    ///
+    /// - `Some(result)`: exactly what `publish` would have returned, having done exactly what it
+    ///   would have done.
+    /// - `None` (the default): nothing happened — no seq was taken, nothing was stored or
+    ///   counted — and the caller calls `publish` with the same event next.
+    /// - It must not wait for I/O or for other tasks; a short critical section (a lock held for
+    ///   the append) is fine. The caller may hold its own lock (the run's grammar) across this
+    ///   call and the `publish` that follows a `None`.
+    ///
+    /// A `RunEmitter` tries this first for every event: the bridge on its in-memory broker never
+    /// waits, and skipping the boxed future of an `async` trait call (and the move of the event
+    /// into it) is measurable per event (docs/benchmarks.md).
     fn publish_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, CoreError>> {
         let _ = (user, event);
         None
