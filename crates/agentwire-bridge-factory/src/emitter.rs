@@ -71,6 +71,14 @@ enum Emitted<'a> {
     MustWait(MutexGuard<'a, RunGrammar>, RunEvent),
 }
 
+/// What [`RunEmitter::offer`] did with an event, the grammar held.
+enum Offered {
+    /// Published, or refused by the grammar or the sink.
+    Done(Result<u64, FactoryError>),
+    /// It fits the grammar, and the sink must wait to take it: `publish` it.
+    MustWait(RunEvent),
+}
+
 impl std::fmt::Debug for RunEmitter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RunEmitter")
@@ -155,52 +163,51 @@ impl RunEmitter {
         let Ok(mut grammar) = self.grammar.try_lock() else {
             return Emitted::Contended(kind);
         };
-        if let Err(e) = grammar.check(&kind) {
-            return Emitted::Done(Err(agentwire_core::CoreError::from(e).into()));
-        }
-        let event = self.event(kind);
-        match self.sink.publish_now(&self.ctx.user_id, &event) {
-            Some(published) => Emitted::Done(published.map_err(FactoryError::from)),
-            None => Emitted::MustWait(grammar, event),
+        match self.offer(&mut grammar, kind) {
+            Offered::Done(published) => Emitted::Done(published),
+            Offered::MustWait(event) => Emitted::MustWait(grammar, event),
         }
     }
 
     /// The rest of an [`Self::emit`] that has to wait: for the grammar, or for the sink. The
     /// grammar stays locked until the sink has the event, so the grammar order is the seq order.
     async fn emit_slow(&self, slow: Emitted<'_>) -> Result<u64, FactoryError> {
-        let (_grammar, event) = match slow {
-            Emitted::Done(published) => return published,
-            Emitted::MustWait(grammar, event) => (grammar, event),
+        match slow {
+            Emitted::Done(published) => published,
+            Emitted::MustWait(_grammar, event) => {
+                Ok(self.sink.publish(&self.ctx.user_id, event).await?)
+            }
             Emitted::Contended(kind) => {
                 let mut grammar = self.grammar.lock().await;
-                grammar
-                    .check(&kind)
-                    .map_err(agentwire_core::CoreError::from)?;
-                let event = self.event(kind);
-                if let Some(published) = self.sink.publish_now(&self.ctx.user_id, &event) {
-                    return Ok(published?);
-                }
-                (grammar, event)
+                self.check_and_publish(&mut grammar, kind).await
             }
-        };
-        Ok(self.sink.publish(&self.ctx.user_id, event).await?)
+        }
     }
 
-    /// Checks `kind` against the run's grammar (held by the caller) and publishes it: through
-    /// [`EventSink::publish_now`] when the sink can take it without waiting, else `publish`.
+    /// Checks `kind` against the run's grammar (held by the caller) and publishes it, waiting
+    /// for the sink when it has to.
     async fn check_and_publish(
         &self,
         grammar: &mut RunGrammar,
         kind: EventKind,
     ) -> Result<u64, FactoryError> {
-        grammar
-            .check(&kind)
-            .map_err(agentwire_core::CoreError::from)?;
-        let event = self.event(kind);
-        if let Some(published) = self.sink.publish_now(&self.ctx.user_id, &event) {
-            return Ok(published?);
+        match self.offer(grammar, kind) {
+            Offered::Done(published) => published,
+            Offered::MustWait(event) => Ok(self.sink.publish(&self.ctx.user_id, event).await?),
         }
-        Ok(self.sink.publish(&self.ctx.user_id, event).await?)
+    }
+
+    /// Checks `kind` against the run's grammar (held by the caller) and offers the event to the
+    /// sink's [`EventSink::publish_now`]; never waits.
+    fn offer(&self, grammar: &mut RunGrammar, kind: EventKind) -> Offered {
+        if let Err(e) = grammar.check(&kind) {
+            return Offered::Done(Err(agentwire_core::CoreError::from(e).into()));
+        }
+        let event = self.event(kind);
+        match self.sink.publish_now(&self.ctx.user_id, &event) {
+            Some(published) => Offered::Done(published.map_err(FactoryError::from)),
+            None => Offered::MustWait(event),
+        }
     }
 
     /// `kind` as this run's event, stamped now.

@@ -30,13 +30,9 @@ impl EventCounters {
         }
     }
 
-    /// The counter of `event_type` (`other` for a type agentwire does not define).
-    pub fn get(&self, event_type: &str) -> &Counter {
-        self.by_index(EVENT_TYPES.iter().position(|t| *t == event_type))
-    }
-
-    /// The counter of the event type at `index` in [`EVENT_TYPES`] (see
-    /// `Frame::event_type_index`); `other` for `None` or an index past the end.
+    /// The counter of the event type at `index` in [`EVENT_TYPES`] (`EventKind::type_index`,
+    /// `Frame::event_type_index`): no string compare per event. `other` for `None` or an index
+    /// past the end.
     pub fn by_index(&self, index: Option<usize>) -> &Counter {
         index
             .and_then(|i| self.counters.get(i))
