@@ -231,13 +231,3 @@ fn subprotocol_token(headers: &HeaderMap) -> Option<String> {
         .map(str::trim)
         .find_map(|p| p.strip_prefix("bearer.").map(str::to_owned))
 }
-
-/// Whether the client offered the `agentwire.v1` subprotocol.
-pub(crate) fn offers_v1(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|p| p.trim() == agentwire_core::SUBPROTOCOL)
-}

@@ -55,8 +55,8 @@ pub(crate) async fn drain(state: &AppState) {
         CloseCode::GOING_AWAY,
         "server shutting down; resume on another node",
     );
-    state.sessions().close();
-    if tokio::time::timeout_at(deadline, state.sessions().wait())
+    state.ws_transport().sessions().close();
+    if tokio::time::timeout_at(deadline, state.ws_transport().sessions().wait())
         .await
         .is_err()
     {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use agentwire_bridge_factory::{ExternalLimits, ExternalRuns};
 use agentwire_startup::Ready;
-use tokio_util::task::TaskTracker;
+use agentwire_ws::WsTransport;
 
 use crate::{Authenticate, Authenticator};
 
@@ -24,9 +24,8 @@ struct Inner {
     builtin_auth: bool,
     started: Instant,
     draining: AtomicBool,
-    sessions: TaskTracker,
     external: ExternalRuns,
-    delivery: Arc<crate::ws::DeliveryMetrics>,
+    ws: WsTransport,
 }
 
 impl std::fmt::Debug for Inner {
@@ -59,6 +58,7 @@ impl AppState {
                 ..ExternalLimits::default()
             },
         );
+        let ws = WsTransport::new(ready.clone());
         Self {
             inner: Arc::new(Inner {
                 ready,
@@ -66,9 +66,8 @@ impl AppState {
                 builtin_auth: false,
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
-                sessions: TaskTracker::new(),
+                ws,
                 external,
-                delivery: Arc::new(crate::ws::DeliveryMetrics::new()),
             }),
         }
     }
@@ -109,13 +108,8 @@ impl AppState {
         &self.inner.external
     }
 
-    /// The WebSocket writers' metric handles.
-    pub(crate) fn delivery_metrics(&self) -> &Arc<crate::ws::DeliveryMetrics> {
-        &self.inner.delivery
-    }
-
-    /// The WebSocket session tasks, so shutdown can wait for them.
-    pub(crate) fn sessions(&self) -> &TaskTracker {
-        &self.inner.sessions
+    /// The WebSocket transport behind `/ws` (its sessions, so shutdown can wait for them).
+    pub(crate) fn ws_transport(&self) -> &WsTransport {
+        &self.inner.ws
     }
 }

@@ -94,7 +94,7 @@ pub(crate) async fn attach(
         .attach_or_live(user, queue.clone(), resume)
         .await
         .map_err(|e| error(e.code(), e.to_string()))?;
-    let warning = ahead.map(crate::ws::resume_ahead_warning);
+    let warning = ahead.map(agentwire_ws::resume_ahead_warning);
     let guard = Attached {
         bridge,
         user: user.clone(),

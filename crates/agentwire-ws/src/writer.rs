@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use agentwire_bridge::{Batch, ConnectionQueue, EVENTS_DELIVERED, EventCounters};
 use agentwire_core::{EVENT_TYPES, Frame};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Bytes;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{
@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::{
 };
 use tokio_tungstenite::tungstenite::protocol::frame::{CloseFrame, Frame as WsFrame, FrameHeader};
 
-use super::io::{ControlBytes, WriteSide};
+use crate::io::{ControlBytes, WriteSide};
 
 /// The header of an unfragmented, unmasked server text frame.
 const TEXT: FrameHeader = FrameHeader {
@@ -114,16 +114,25 @@ impl Future for BackOfQueue {
 const WRITE_BUFFER: usize = 16 * 1024;
 
 /// Server frames encoded into one buffer and written with one `write_all`: the frame header by
-/// tungstenite, the payload copied from the shared bytes.
-struct FrameWriter {
-    tx: WriteSide,
-    out: Vec<u8>,
+/// tungstenite, the payload copied from the shared bytes. Generic over the sink so its property
+/// test (`writer_decodes.rs`) can decode its output with tungstenite's reader; the server
+/// writes to a [`WriteSide`].
+pub(crate) struct FrameWriter<W> {
+    pub(crate) tx: W,
+    pub(crate) out: Vec<u8>,
 }
 
-impl FrameWriter {
+impl<W: AsyncWrite + Unpin> FrameWriter<W> {
+    pub(crate) fn new(tx: W) -> Self {
+        Self {
+            tx,
+            out: Vec::new(),
+        }
+    }
+
     /// Buffers a text frame, or writes it if it does not fit. Frames are serde_json output,
     /// UTF-8 by construction: no per-connection re-validation.
-    async fn text(&mut self, text: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn text(&mut self, text: &[u8]) -> std::io::Result<()> {
         let _ = TEXT.format(text.len() as u64, &mut self.out); // a Vec's writes cannot fail
         if self.out.len() + text.len() <= WRITE_BUFFER {
             self.out.extend_from_slice(text);
@@ -134,12 +143,12 @@ impl FrameWriter {
     }
 
     /// Buffers a control frame (ping, close).
-    fn control(&mut self, frame: WsFrame) {
+    pub(crate) fn control(&mut self, frame: WsFrame) {
         let _ = frame.format(&mut self.out);
     }
 
     /// Writes what is buffered.
-    async fn flush(&mut self) -> std::io::Result<()> {
+    pub(crate) async fn flush(&mut self) -> std::io::Result<()> {
         let written = self.tx.write_all(&self.out).await;
         self.out.clear();
         written
@@ -165,10 +174,7 @@ pub(crate) async fn write_loop(
     // Grows with the first batches instead of up front: 256 frames × 40 bytes reserved per idle
     // connection was half of its memory (docs/benchmarks.md).
     let mut batch = Vec::new();
-    let mut w = FrameWriter {
-        tx,
-        out: Vec::new(),
-    };
+    let mut w: FrameWriter<WriteSide> = FrameWriter::new(tx);
     let mut last_flush: Option<Instant> = None;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat, heartbeat);
     loop {

@@ -4,7 +4,7 @@
 //! Why not axum's: its socket only sends `Message::Text(Utf8Bytes)`, which re-validates every
 //! frame's UTF-8 on every connection. agentwire's frames are serde_json output, valid by
 //! construction, and under fan-out the check cost more than the bridge (docs/benchmarks.md).
-//! The upgraded socket is split for the reader and the writer task (`ws/io.rs`).
+//! The upgraded socket is split for the reader and the writer task (`io.rs`).
 
 use agentwire_core::ErrorCode;
 use axum::extract::FromRequestParts;
@@ -19,27 +19,37 @@ use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
-use super::io::Io;
-use crate::ApiError;
+use crate::io::Io;
 
 /// A checked upgrade request: `GET` with `Connection: upgrade`, `Upgrade: websocket`,
-/// `Sec-WebSocket-Version: 13` and a key.
+/// `Sec-WebSocket-Version: 13` and a key. Extract it in the `/ws` handler, then hand it to
+/// [`WsTransport::accept`](crate::WsTransport::accept).
 #[derive(Debug)]
-pub(crate) struct WsHandshake {
+pub struct WsHandshake {
     accept: HeaderValue,
     on_upgrade: OnUpgrade,
+    /// `agentwire.v1` when the client offered it (SPEC §4), selected in the 101 response.
     protocol: Option<&'static str>,
 }
 
-/// Why an upgrade request was refused: the JSON error, and whether to name the supported
-/// version (`Sec-WebSocket-Version: 13`) in the response.
-#[derive(Debug)]
-pub(crate) struct HandshakeError(ApiError, bool);
+/// Why an upgrade request was refused: answered with agentwire's JSON error body
+/// (`{"error": {"code", "message"}}`, SPEC §5), and with `Sec-WebSocket-Version: 13` when the
+/// client asked for another version (RFC 6455 §4.2.2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandshakeError {
+    /// 400, or 426 for a missing or wrong version.
+    pub status: StatusCode,
+    /// The wire code (`invalid_field`).
+    pub code: ErrorCode,
+    /// What is wrong, for a person.
+    pub message: String,
+}
 
 impl IntoResponse for HandshakeError {
     fn into_response(self) -> Response {
-        let mut response = self.0.into_response();
-        if self.1 {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if self.status == StatusCode::UPGRADE_REQUIRED {
             response
                 .headers_mut()
                 .insert(SEC_WEBSOCKET_VERSION, HeaderValue::from_static("13"));
@@ -52,15 +62,10 @@ impl<S: Send + Sync> FromRequestParts<S> for WsHandshake {
     type Rejection = HandshakeError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, HandshakeError> {
-        let bad = |message: &str| {
-            HandshakeError(
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    ErrorCode::InvalidField,
-                    format!("{message}; /ws expects a WebSocket upgrade (RFC 6455)"),
-                ),
-                false,
-            )
+        let bad = |message: &str| HandshakeError {
+            status: StatusCode::BAD_REQUEST,
+            code: ErrorCode::InvalidField,
+            message: format!("{message}; /ws expects a WebSocket upgrade (RFC 6455)"),
         };
         let h = &parts.headers;
         if !header_has_token(h, CONNECTION, "upgrade") {
@@ -71,14 +76,12 @@ impl<S: Send + Sync> FromRequestParts<S> for WsHandshake {
         }
         if h.get(SEC_WEBSOCKET_VERSION).map(HeaderValue::as_bytes) != Some(b"13") {
             // RFC 6455 §4.2.2: 426 with the versions the server speaks.
-            return Err(HandshakeError(
-                ApiError::new(
-                    StatusCode::UPGRADE_REQUIRED,
-                    ErrorCode::InvalidField,
-                    "`Sec-WebSocket-Version: 13` is missing; /ws speaks WebSocket version 13",
-                ),
-                true,
-            ));
+            return Err(HandshakeError {
+                status: StatusCode::UPGRADE_REQUIRED,
+                code: ErrorCode::InvalidField,
+                message: "`Sec-WebSocket-Version: 13` is missing; /ws speaks WebSocket version 13"
+                    .into(),
+            });
         }
         let key = h
             .get(SEC_WEBSOCKET_KEY)
@@ -89,21 +92,23 @@ impl<S: Send + Sync> FromRequestParts<S> for WsHandshake {
             .extensions
             .remove::<OnUpgrade>()
             .ok_or_else(|| bad("this connection cannot be upgraded"))?;
+        // Subprotocol names are case-sensitive (RFC 6455 §4.1).
+        let protocol = h
+            .get_all(SEC_WEBSOCKET_PROTOCOL)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|p| p.trim() == agentwire_core::SUBPROTOCOL)
+            .then_some(agentwire_core::SUBPROTOCOL);
         Ok(Self {
             accept,
             on_upgrade,
-            protocol: None,
+            protocol,
         })
     }
 }
 
 impl WsHandshake {
-    /// Selects `protocol` in the response (the client offered it).
-    pub(crate) fn protocol(mut self, protocol: &'static str) -> Self {
-        self.protocol = Some(protocol);
-        self
-    }
-
     /// Answers 101 and runs `session` on the connection once the upgrade completes.
     pub(crate) fn on_upgrade<F, Fut>(self, session: F) -> Response
     where

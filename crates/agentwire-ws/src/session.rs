@@ -14,10 +14,10 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
 
-use super::io::{Halves, Io, Socket};
-use super::rate::TokenBucket;
-use super::writer::write_loop;
-use crate::AppState;
+use crate::WsTransport;
+use crate::io::{Halves, Io, Socket};
+use crate::rate::TokenBucket;
+use crate::writer::write_loop;
 
 /// How long the writer may take to flush and send its close frame once the session ends.
 const WRITER_GRACE: Duration = Duration::from_secs(2);
@@ -29,7 +29,7 @@ const WRITER_GRACE: Duration = Duration::from_secs(2);
 pub(crate) async fn run(
     io: Io,
     config: WebSocketConfig,
-    state: AppState,
+    state: WsTransport,
     user: UserId,
     resume: Option<ResumeFrom>,
 ) {
@@ -73,7 +73,7 @@ struct Open {
 async fn open(
     io: Io,
     config: WebSocketConfig,
-    state: &AppState,
+    state: &WsTransport,
     user: &UserId,
     resume: Option<ResumeFrom>,
 ) -> Option<Open> {
@@ -92,7 +92,7 @@ async fn open(
         .attach_or_live(user, queue.clone(), resume)
         .await;
     let (attachment, resume_error) = match attached {
-        Ok((a, ahead)) => (a, ahead.map(super::resume_ahead_warning)),
+        Ok((a, ahead)) => (a, ahead.map(crate::resume_ahead_warning)),
         Err(e) => {
             let code = match e {
                 agentwire_bridge::BridgeError::ShuttingDown => CloseCode::GOING_AWAY,
@@ -137,7 +137,7 @@ async fn open(
 
 /// Detaches the connection and lets the writer send what is queued and the close frame.
 async fn close(
-    state: &AppState,
+    state: &WsTransport,
     user: &UserId,
     connection_id: ConnectionId,
     queue: &ConnectionQueue,
@@ -157,7 +157,7 @@ async fn close(
 
 struct Session<'a> {
     rx: Socket,
-    state: &'a AppState,
+    state: &'a WsTransport,
     user: &'a UserId,
     connection_id: ConnectionId,
     queue: &'a Arc<ConnectionQueue>,

@@ -1,0 +1,128 @@
+//! agentwire's WebSocket transport (SPEC §4): the RFC 6455 upgrade on hyper ([`WsHandshake`]),
+//! one session per connection (greeting, reader loop, client frames, rate limit, heartbeat), and
+//! the writer task that encodes server frames itself, one buffer and one write per batch.
+//!
+//! The server crate only wires it: its `/ws` handler authenticates the user, extracts a
+//! [`WsHandshake`], and calls [`WsTransport::accept`]:
+//!
+//! ```no_run
+//! use agentwire_core::UserId;
+//! use agentwire_ws::{WsHandshake, WsTransport};
+//! use axum::response::Response;
+//!
+//! async fn ws(transport: WsTransport, handshake: WsHandshake) -> Response {
+//!     // Your own authentication decides the user.
+//!     let user = UserId::new("ada").expect("a valid id");
+//!     transport.accept(handshake, user, None)
+//! }
+//!
+//! /// `ready` is a finished `agentwire_startup` chain.
+//! fn routes(ready: agentwire_startup::Ready) -> axum::Router {
+//!     let transport = WsTransport::new(ready);
+//!     axum::Router::new().route(
+//!         "/ws",
+//!         axum::routing::get(move |handshake: WsHandshake| ws(transport.clone(), handshake)),
+//!     )
+//! }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod handshake;
+mod io;
+mod rate;
+mod session;
+mod writer;
+#[cfg(test)]
+mod writer_decodes;
+
+use std::sync::Arc;
+
+use agentwire_bridge::ResumeFrom;
+use agentwire_core::{ErrorCode, FrameError, UserId};
+use agentwire_startup::Ready;
+use axum::response::Response;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_util::task::TaskTracker;
+
+pub use handshake::{HandshakeError, WsHandshake};
+
+/// The WebSocket transport of one server: the started components the sessions use, the
+/// writers' metric handles, and the session tasks (so shutdown can wait for them). Cheap to
+/// clone.
+#[derive(Debug, Clone)]
+pub struct WsTransport {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    ready: Ready,
+    delivery: Arc<writer::DeliveryMetrics>,
+    sessions: TaskTracker,
+}
+
+impl WsTransport {
+    /// The transport over a finished startup.
+    ///
+    /// The writers' metric handles bind to the `metrics` recorder installed when this is called:
+    /// install yours (or `agentwire_server::install_metrics_recorder()`) first.
+    pub fn new(ready: Ready) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                ready,
+                delivery: Arc::new(writer::DeliveryMetrics::new()),
+                sessions: TaskTracker::new(),
+            }),
+        }
+    }
+
+    /// Answers the upgrade with 101 and runs `user`'s session on the connection, resuming from
+    /// `resume` (the `last_seq`/`epoch` query) when given. The user must be authenticated.
+    pub fn accept(
+        &self,
+        handshake: WsHandshake,
+        user: UserId,
+        resume: Option<ResumeFrom>,
+    ) -> Response {
+        let limits = &self.inner.ready.config().limits;
+        let config = WebSocketConfig::default()
+            .max_message_size(Some(limits.max_frame_bytes))
+            .max_frame_size(Some(limits.max_frame_bytes))
+            // Client frames are small JSON; a larger frame still arrives, in more reads. A
+            // larger read buffer is held by every idle connection.
+            .read_buffer_size(1024)
+            // tungstenite writes only its pongs, into the writer's control bytes (io.rs): at
+            // once, unbuffered.
+            .write_buffer_size(0);
+        let transport = self.clone();
+        let sessions = self.inner.sessions.clone();
+        handshake.on_upgrade(move |io| {
+            sessions.track_future(session::run(io, config, transport, user, resume))
+        })
+    }
+
+    /// The session tasks: shutdown closes the tracker and waits for them.
+    pub fn sessions(&self) -> &TaskTracker {
+        &self.inner.sessions
+    }
+
+    pub(crate) fn ready(&self) -> &Ready {
+        &self.inner.ready
+    }
+
+    pub(crate) fn delivery_metrics(&self) -> &Arc<writer::DeliveryMetrics> {
+        &self.inner.delivery
+    }
+}
+
+/// The error frame a client gets when its resume point is ahead of the stream head (it holds
+/// seqs of a stream the broker no longer has): the connection starts live instead. `/ws` and
+/// `/v1/stream` both send it.
+pub fn resume_ahead_warning(e: agentwire_bridge::BridgeError) -> FrameError {
+    FrameError::new(
+        ErrorCode::InvalidField,
+        format!("{e}; starting live without replay"),
+        None,
+    )
+}
