@@ -136,6 +136,7 @@ async fn metrics_after_a_known_workload() {
     config.limits.messages_per_second = 5;
     config.limits.burst = 5;
     config.metrics.token = Some(TOKEN.to_owned());
+    config.api_key = Some("publish-key-0123456789abcdef".to_owned());
     let mut registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
     registry.register_agent(Sleepy);
     let ready = agentwire_server::start_with_registry(config, registry, Vec::new())
@@ -220,6 +221,21 @@ async fn metrics_after_a_known_workload() {
     }
     // An unauthenticated connection: 401 before the upgrade.
     assert!(WsClient::connect(&server.ws_url("")).await.is_err());
+    // Unauthenticated HTTP requests: 401 with a JSON code, counted per route like /ws.
+    let http = reqwest::Client::new();
+    let refused = [
+        http.post(server.http_url("/v1/runs"))
+            .json(&json!({"agent": "echo", "content": "hi"})),
+        http.get(server.http_url("/v1/events")),
+        http.post(server.http_url("/v1/publish"))
+            .bearer_auth("not-the-key"),
+    ];
+    for request in refused {
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "unauthorized");
+    }
 
     // --- the counters ---
     let accepted = 15.0 + demo_events.len() as f64 + 2.0;
@@ -338,6 +354,13 @@ async fn metrics_after_a_known_workload() {
         after.get("agentwire_auth_failures_total", &[("route", "metrics")]),
         1.0
     );
+    for route in ["v1/runs", "v1/events", "v1/publish"] {
+        assert_eq!(
+            delta("agentwire_auth_failures_total", &[("route", route)]),
+            1.0,
+            "route {route}"
+        );
+    }
     assert_eq!(
         delta(
             "agentwire_broker_operations_total",

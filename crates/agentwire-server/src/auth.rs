@@ -1,233 +1,194 @@
-//! Who is connecting: JWT (HS256) or dev auth, from the places SPEC §4 lists.
+//! Authentication, once: the extractors every route that needs a caller uses.
+//!
+//! - [`AuthenticatedUser`]: the user the [`Authenticate`](crate::Authenticate) of the
+//!   [`AppState`] proves (`/ws`, `/v1/runs`, `/v1/runs/{run_id}/cancel`, `/v1/events`,
+//!   `/v1/stream`, `/agui/{agent}`, `/debug/disconnect`).
+//! - [`Publisher`]: the server API key of `/v1/publish`.
+//! - [`MetricsScraper`]: the `metrics.token` of `/metrics`.
+//!
+//! Each refusal is an [`AuthRejection`]: 401 with agentwire's JSON error body, counted in
+//! `agentwire_auth_failures_total{route}`, where `route` is the matched route without its
+//! leading `/` (`ws`, `v1/runs`, `agui/{agent}`, `metrics`, …; a nested router's prefix is part
+//! of it).
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use agentwire_core::{ErrorCode, UserId};
+use axum::extract::{FromRequestParts, MatchedPath, Query};
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 
-use agentwire_core::UserId;
-use agentwire_startup::{AgentwireConfig, AuthMode};
-use axum::http::HeaderMap;
-use axum::http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use serde::{Deserialize, Serialize};
+use crate::{ApiError, AppState, AuthRequest};
 
-/// Why a request was not authenticated. The message is safe to show the client.
+/// Why a request was refused before its handler ran. Answered with agentwire's JSON error body
+/// (`{"error": {"code", "message"}}`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum AuthError {
-    /// No credentials where they were looked for.
-    #[error(
-        "no credentials: send `Authorization: Bearer <jwt>`, the subprotocol `bearer.<jwt>`, or `?token=<jwt>`{0}"
-    )]
-    Missing(&'static str),
-    /// The token is invalid (signature, algorithm, expiry, claims).
-    #[error("invalid token: {0}")]
-    InvalidToken(String),
-    /// The user id is not acceptable.
-    #[error("invalid user id: {0}")]
-    InvalidUser(String),
+pub enum AuthRejection {
+    /// 401 `unauthorized`: missing or wrong credentials (the message says which).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 400 `invalid_field`: the query string cannot be read.
+    #[error("{0}")]
+    BadQuery(String),
+    /// 404 `not_found`: the route is disabled by configuration (`/v1/publish` without an
+    /// `api_key`).
+    #[error("{0}")]
+    Disabled(&'static str),
 }
 
-#[derive(Debug, Serialize, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    iat: Option<u64>,
+impl IntoResponse for AuthRejection {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, ErrorCode::Unauthorized),
+            Self::BadQuery(_) => (StatusCode::BAD_REQUEST, ErrorCode::InvalidField),
+            Self::Disabled(_) => (StatusCode::NOT_FOUND, ErrorCode::NotFound),
+        };
+        ApiError::new(status, code, self.to_string()).into_response()
+    }
 }
 
-/// The credentials of one request, from the places SPEC §4 lists.
-#[derive(Debug, Clone, Copy)]
-pub struct AuthRequest<'a> {
-    /// The request headers (`Authorization`, `Sec-WebSocket-Protocol`, cookies, …).
-    pub headers: &'a HeaderMap,
-    /// The `token` query parameter.
-    pub token: Option<&'a str>,
-    /// The `user` query parameter (dev auth).
-    pub user: Option<&'a str>,
+/// The 401 for `parts`' route, counted in `agentwire_auth_failures_total`.
+fn refuse(parts: &Parts, message: String) -> AuthRejection {
+    let route = parts
+        .extensions
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str().trim_start_matches('/'))
+        .to_owned();
+    tracing::info!(route = %route, error = %message, "authentication failed");
+    metrics::counter!("agentwire_auth_failures_total", "route" => route).increment(1);
+    AuthRejection::Unauthorized(message)
 }
 
-/// Decides which user a request is. Implement it to plug your own authentication into the
-/// agentwire routes (see `examples/embed_in_axum.rs`).
+/// The credentials a query string may carry (`?token=` for JWTs, `?user=` for dev auth).
+#[derive(Debug, Deserialize, Default)]
+struct Credentials {
+    token: Option<String>,
+    user: Option<String>,
+}
+
+/// The user a request is, proven by the [`Authenticate`](crate::Authenticate) of the
+/// [`AppState`] from the request's headers and its `token` / `user` query parameters.
 ///
-/// # What an implementor must guarantee
-/// - `authenticate` returns the user the credentials prove — never a user picked by the client
-///   without proof (outside a deliberate dev setup) — and never a reserved id (`__…`).
-/// - It does not block: it runs on the request path of every connection. (Validate a signed
-///   cookie or token locally; do not call a remote service per connection.)
-/// - The error message is sent to the client in the 401 body: do not put secrets in it.
+/// ```no_run
+/// use agentwire_server::{AppState, AuthenticatedUser};
+/// use axum::{Router, routing::get};
 ///
-/// A complete implementation that trusts a header set by your own gateway, plugged into the
-/// routes with [`AppState::with_authenticator`](crate::AppState::with_authenticator):
-///
-/// ```
-/// use agentwire_core::UserId;
-/// use agentwire_server::{AuthError, AuthRequest, Authenticate, user_id};
-/// use axum::http::HeaderMap;
-///
-/// /// Our gateway authenticates users and forwards `X-User: <id>`.
-/// struct GatewayHeader;
-///
-/// impl Authenticate for GatewayHeader {
-///     fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
-///         let raw = request
-///             .headers
-///             .get("x-user")
-///             .and_then(|v| v.to_str().ok())
-///             .ok_or(AuthError::Missing(" (the gateway sets X-User)"))?;
-///         user_id(raw) // validates the id and refuses reserved ones
-///     }
+/// async fn whoami(AuthenticatedUser(user): AuthenticatedUser) -> String {
+///     user.to_string()
 /// }
 ///
-/// let mut headers = HeaderMap::new();
-/// let anonymous = AuthRequest { headers: &headers, token: None, user: None };
-/// assert!(GatewayHeader.authenticate(&anonymous).is_err());
-/// headers.insert("x-user", "ada".parse().unwrap());
-/// let request = AuthRequest { headers: &headers, token: None, user: None };
-/// assert_eq!(GatewayHeader.authenticate(&request).unwrap().as_str(), "ada");
+/// # fn demo(state: AppState) {
+/// let app: Router = Router::new().route("/whoami", get(whoami)).with_state(state);
+/// # let _ = app; }
 /// ```
-///
-/// A type that is not an `Authenticate` is refused with "`MyAuth` cannot authenticate agentwire
-/// requests" and a note naming `authenticate`:
-///
-/// ```compile_fail
-/// # fn demo(ready: agentwire_startup::Ready) {
-/// struct MyAuth;
-/// let _ = agentwire_server::AppState::with_authenticator(ready, MyAuth);
-/// # }
-/// ```
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot authenticate agentwire requests",
-    note = "implement `fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>`"
-)]
-pub trait Authenticate: Send + Sync + 'static {
-    /// The user these credentials belong to.
-    ///
-    /// # Errors
-    /// [`AuthError`]; the request is answered 401 with its message.
-    fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>;
-}
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedUser(pub UserId);
 
-/// agentwire's own authentication: HS256 JWTs or dev auth, as `auth.mode` says.
-#[derive(Clone)]
-pub struct Authenticator {
-    mode: AuthMode,
-    decoding: Option<DecodingKey>,
-    encoding: Option<EncodingKey>,
-    validation: Validation,
-}
+impl FromRequestParts<AppState> for AuthenticatedUser {
+    type Rejection = AuthRejection;
 
-impl std::fmt::Debug for Authenticator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Authenticator")
-            .field("mode", &self.mode)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Authenticator {
-    /// The authenticator `config.auth` describes.
-    pub fn from_config(config: &AgentwireConfig) -> Self {
-        let secret = config.auth.jwt_secret.as_deref().map(str::as_bytes);
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
-        Self {
-            mode: config.auth.mode,
-            decoding: secret.map(DecodingKey::from_secret),
-            encoding: secret.map(EncodingKey::from_secret),
-            validation,
-        }
-    }
-
-    /// The mode in force.
-    pub fn mode(&self) -> AuthMode {
-        self.mode
-    }
-
-    fn check(&self, req: &AuthRequest<'_>) -> Result<UserId, AuthError> {
-        let (headers, query_user) = (req.headers, req.user);
-        let token = bearer(headers)
-            .or_else(|| subprotocol_token(headers))
-            .or(req.token.map(str::to_owned));
-        match (self.mode, token) {
-            (AuthMode::Jwt, Some(token)) => self.verify(&token),
-            (AuthMode::Jwt, None) => Err(AuthError::Missing("")),
-            (AuthMode::Dev, Some(token)) if self.decoding.is_some() => self.verify(&token),
-            (AuthMode::Dev, _) => match query_user {
-                Some(user) => user_id(user),
-                None => Err(AuthError::Missing(" (dev auth: add ?user=<id>)")),
-            },
-        }
-    }
-
-    fn verify(&self, token: &str) -> Result<UserId, AuthError> {
-        let key = self
-            .decoding
-            .as_ref()
-            .ok_or_else(|| AuthError::InvalidToken("this server has no JWT secret".into()))?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
-        user_id(&data.claims.sub)
-    }
-
-    /// Mints an HS256 token for `user`, valid for `ttl` (for `agentwire token`).
-    ///
-    /// # Errors
-    /// No secret is configured, or the user id is invalid.
-    pub fn mint(&self, user: &str, ttl: Duration) -> Result<String, AuthError> {
-        let key = self.encoding.as_ref().ok_or_else(|| {
-            AuthError::InvalidToken(
-                "set auth.jwt_secret (AGENTWIRE_AUTH__JWT_SECRET) to mint tokens".into(),
-            )
-        })?;
-        let user = user_id(user)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
-        let claims = Claims {
-            sub: user.to_string(),
-            exp: now + ttl.as_secs(),
-            iat: Some(now),
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, AuthRejection> {
+        let Query(credentials) = Query::<Credentials>::try_from_uri(&parts.uri)
+            .map_err(|e| AuthRejection::BadQuery(e.body_text()))?;
+        let request = AuthRequest {
+            headers: &parts.headers,
+            token: credentials.token.as_deref(),
+            user: credentials.user.as_deref(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))
+        match state.auth().authenticate(&request) {
+            Ok(user) => Ok(Self(user)),
+            Err(e) => Err(refuse(parts, e.to_string())),
+        }
     }
 }
 
-impl Authenticate for Authenticator {
-    fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
-        self.check(request)
+/// A caller of `/v1/publish` holding the server API key (`api_key`) as
+/// `Authorization: Bearer <api_key>`. Without a configured key the route is disabled (404).
+#[derive(Debug, Clone, Copy)]
+pub struct Publisher;
+
+impl FromRequestParts<AppState> for Publisher {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, AuthRejection> {
+        let Some(key) = state.ready().config().api_key.as_deref() else {
+            return Err(AuthRejection::Disabled(
+                "no such route: /v1/publish is disabled until api_key (AGENTWIRE_API_KEY) is set",
+            ));
+        };
+        if !bearer_matches(&parts.headers, key) {
+            return Err(refuse(
+                parts,
+                "send the server API key as `Authorization: Bearer <api_key>`".into(),
+            ));
+        }
+        Ok(Self)
     }
 }
 
-/// Validates a user id from credentials: well-formed and not reserved.
-///
-/// # Errors
-/// [`AuthError::InvalidUser`].
-pub fn user_id(raw: &str) -> Result<UserId, AuthError> {
-    let id = UserId::new(raw).map_err(|e| AuthError::InvalidUser(e.to_string()))?;
-    if id.is_reserved() {
-        return Err(AuthError::InvalidUser(
-            "ids starting with `__` are reserved".into(),
-        ));
+/// A scraper of `/metrics`: any caller when `metrics.token` is unset, otherwise one sending
+/// `Authorization: Bearer <metrics.token>`.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricsScraper;
+
+impl FromRequestParts<AppState> for MetricsScraper {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, AuthRejection> {
+        match &state.ready().config().metrics.token {
+            Some(token) if !bearer_matches(&parts.headers, token) => Err(refuse(
+                parts,
+                "GET /metrics needs `Authorization: Bearer <metrics.token>`".into(),
+            )),
+            _ => Ok(Self),
+        }
     }
-    Ok(id)
 }
 
-fn bearer(headers: &HeaderMap) -> Option<String> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+/// Whether the `Authorization: Bearer` token equals `key`, compared in constant time.
+fn bearer_matches(headers: &HeaderMap, key: &str) -> bool {
+    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let Some((scheme, token)) = value.split_once(' ') else {
+        return false;
+    };
+    scheme.eq_ignore_ascii_case("bearer")
+        && constant_time_eq(token.trim().as_bytes(), key.as_bytes())
 }
 
-fn subprotocol_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(SEC_WEBSOCKET_PROTOCOL)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix("bearer.").map(str::to_owned))
+/// Compares without an early exit, so the time taken does not tell how much of a guess matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0xff);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(b"secret-key", b"secret-key"));
+        assert!(!constant_time_eq(b"secret-kez", b"secret-key"));
+        assert!(!constant_time_eq(b"secret", b"secret-key"));
+        assert!(!constant_time_eq(b"", b"k"));
+        assert!(constant_time_eq(b"", b""));
+    }
 }

@@ -1,40 +1,25 @@
 //! Dev-only debug routes (registered only with dev auth, which is loopback-only).
 
-use agentwire_core::{CloseCode, ErrorCode};
+use agentwire_core::CloseCode;
 use axum::Json;
-use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde::Deserialize;
 
-use crate::{ApiError, AppState};
+use crate::{AppState, AuthenticatedUser};
 
-#[derive(Deserialize)]
-pub(crate) struct DisconnectQuery {
-    user: String,
-}
+/// Close 1012, "service restart" (RFC 6455 §7.4.1): the client should reconnect and resume.
+const SERVICE_RESTART: CloseCode = CloseCode(1012);
 
-/// `POST /debug/disconnect?user=<id>`: drops every connection of the user (close 1012, "service
-/// restart"), as a network failure or a node restart would. Clients should reconnect and
-/// resume; the browser test uses it to prove nothing is lost.
+/// `POST /debug/disconnect?user=<id>`: drops every connection of the (dev-authenticated) user
+/// with close 1012, "service restart", as a network failure or a node restart would. Clients
+/// should reconnect and resume; the browser test uses it to prove nothing is lost.
 pub(crate) async fn disconnect(
     State(state): State<AppState>,
-    Query(q): Query<DisconnectQuery>,
+    AuthenticatedUser(user): AuthenticatedUser,
 ) -> Response {
-    let user = match crate::user_id(&q.user) {
-        Ok(u) => u,
-        Err(e) => {
-            return ApiError::new(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::InvalidField,
-                e.to_string(),
-            )
-            .into_response();
-        }
-    };
     let closed = state.ready().bridge().close_user(
         &user,
-        CloseCode(1012),
+        SERVICE_RESTART,
         "debug disconnect: reconnect and resume",
     );
     Json(serde_json::json!({ "closed": closed })).into_response()

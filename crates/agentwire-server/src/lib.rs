@@ -47,7 +47,8 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use auth::{AuthError, AuthRequest, Authenticate, Authenticator, user_id};
+pub use agentwire_auth::{AuthError, AuthRequest, Authenticate, Authenticator, user_id};
+pub use auth::{AuthRejection, AuthenticatedUser, MetricsScraper, Publisher};
 pub use error::ApiError;
 pub use shutdown::shutdown_signal;
 pub use state::AppState;

@@ -7,11 +7,11 @@
 use std::sync::OnceLock;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::{ApiError, AppState};
+use crate::{AppState, MetricsScraper};
 
 /// Buckets of every `*_seconds` histogram: 100 µs to 60 s.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -147,22 +147,7 @@ fn describe() {
 }
 
 /// `GET /metrics`.
-pub(crate) async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Some(token) = &state.ready().config().metrics.token {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        if !given.is_some_and(|g| constant_time_eq(g.as_bytes(), token.as_bytes())) {
-            metrics::counter!("agentwire_auth_failures_total", "route" => "metrics").increment(1);
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                agentwire_core::ErrorCode::Unauthorized,
-                "GET /metrics needs `Authorization: Bearer <metrics.token>`",
-            )
-            .into_response();
-        }
-    }
+pub(crate) async fn metrics(State(state): State<AppState>, _: MetricsScraper) -> Response {
     let handle = install_metrics_recorder();
     // Gauges read at scrape time from this node's state.
     let stats = state.ready().bridge().stats();
@@ -208,8 +193,4 @@ pub(crate) async fn run_upkeep() {
         let handle = handle.clone();
         let _ = tokio::task::spawn_blocking(move || handle.run_upkeep()).await;
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

@@ -2,33 +2,28 @@
 
 use agentwire_bridge::ResumeFrom;
 use agentwire_core::ErrorCode;
-use agentwire_ws::{HandshakeError, WsHandshake};
+use agentwire_ws::WsHandshake;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::{ApiError, AppState, AuthRequest};
+use crate::{ApiError, AppState, AuthenticatedUser};
 
-/// Query parameters of `/ws`.
+/// Query parameters of `/ws` (besides the credentials [`AuthenticatedUser`] reads).
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct WsQuery {
     last_seq: Option<u64>,
     epoch: Option<String>,
-    token: Option<String>,
-    user: Option<String>,
 }
 
+/// `GET /ws`: the handshake is checked first (a plain GET gets 400/426), then the user.
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    ws: WsHandshake,
+    AuthenticatedUser(user): AuthenticatedUser,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
-    ws: Result<WsHandshake, HandshakeError>,
 ) -> Response {
-    let ws = match ws {
-        Ok(ws) => ws,
-        Err(e) => return e.into_response(),
-    };
     let Query(query) = match query {
         Ok(q) => q,
         Err(e) => {
@@ -48,24 +43,6 @@ pub(crate) async fn upgrade(
         )
         .into_response();
     }
-    let credentials = AuthRequest {
-        headers: &headers,
-        token: query.token.as_deref(),
-        user: query.user.as_deref(),
-    };
-    let user = match state.auth().authenticate(&credentials) {
-        Ok(user) => user,
-        Err(e) => {
-            metrics::counter!("agentwire_auth_failures_total", "route" => "ws").increment(1);
-            tracing::info!(error = %e, "websocket authentication failed");
-            return ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthorized,
-                e.to_string(),
-            )
-            .into_response();
-        }
-    };
     let resume = query.last_seq.map(|last_seq| ResumeFrom {
         last_seq,
         epoch: query.epoch.clone(),

@@ -9,7 +9,7 @@ use agentwire_bridge::{Batch, ResumeFrom};
 use agentwire_core::{
     ErrorCode, EventKind, Frame, RunId, StreamEvent, ThreadId, UserContext, UserId,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -18,8 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::stream::{Attached, KEEPALIVE, attach, resume_point};
-use super::{Credentials, JsonBody, authenticate, error, refuse_if_draining};
-use crate::{ApiError, AppState};
+use super::{JsonBody, error, refuse_if_draining};
+use crate::{ApiError, AppState, AuthenticatedUser};
 
 /// The parts of AG-UI's `RunAgentInput` agentwire uses; other fields (`tools`, `state`,
 /// `context`, `forwardedProps`) are accepted and ignored.
@@ -53,12 +53,11 @@ fn last_user_text(messages: &[Value]) -> Option<String> {
 /// Starts `agent` for the user with the last user message and streams the run as AG-UI events.
 pub(crate) async fn run(
     State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
     headers: HeaderMap,
-    Query(credentials): Query<Credentials>,
     Path(agent): Path<String>,
     body: Result<JsonBody<RunAgentInput>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&state, &headers, &credentials)?;
     let JsonBody(input) = body?;
     refuse_if_draining(&state)?;
     let content = last_user_text(&input.messages).ok_or_else(|| {

@@ -1,14 +1,12 @@
 //! `GET /v1/events?after=<seq>`: a page of the user's history as JSON.
 
 use axum::extract::{Query, State};
-use axum::http::HeaderMap;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Credentials, authenticate};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, AuthenticatedUser};
 
 /// The most events one page holds.
 const MAX_PAGE: usize = 1000;
@@ -27,13 +25,11 @@ pub(crate) struct EventsQuery {
 /// events asked for that history no longer holds; `next_after` is the `after` of the next page.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(credentials): Query<Credentials>,
+    AuthenticatedUser(user): AuthenticatedUser,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) =
         query.map_err(|e| super::error(agentwire_core::ErrorCode::InvalidField, e.body_text()))?;
-    let user = authenticate(&state, &headers, &credentials)?;
     let limit = query.limit.unwrap_or(MAX_PAGE).clamp(1, MAX_PAGE);
     let page = state
         .ready()

@@ -8,13 +8,11 @@ mod publish;
 mod runs;
 mod stream;
 
-use agentwire_core::{ErrorCode, UserId};
+use crate::{ApiError, AppState};
+use agentwire_core::ErrorCode;
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::routing::{get, post};
-use serde::Deserialize;
-
-use crate::{ApiError, AppState, AuthRequest};
 
 pub(crate) use extract::JsonBody;
 
@@ -27,34 +25,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/stream", get(stream::stream))
         .route("/v1/publish", post(publish::publish))
         .route("/agui/{agent}", post(agui::run))
-}
-
-/// The credentials a query string may carry (`?token=` for JWTs, `?user=` for dev auth).
-#[derive(Debug, Deserialize, Default)]
-pub(crate) struct Credentials {
-    token: Option<String>,
-    user: Option<String>,
-}
-
-/// Authenticates a request as `/ws` does; 401 with our JSON body otherwise.
-pub(crate) fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-    credentials: &Credentials,
-) -> Result<UserId, ApiError> {
-    let request = AuthRequest {
-        headers,
-        token: credentials.token.as_deref(),
-        user: credentials.user.as_deref(),
-    };
-    state.auth().authenticate(&request).map_err(|e| {
-        tracing::info!(error = %e, "http authentication failed");
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            ErrorCode::Unauthorized,
-            e.to_string(),
-        )
-    })
 }
 
 /// The HTTP status that fits a wire code.

@@ -3,13 +3,11 @@
 use agentwire_core::{ErrorCode, EventKind, RunEvent, RunId, ThreadId};
 use axum::Json;
 use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::http::header::AUTHORIZATION;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{JsonBody, error};
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, Publisher};
 
 /// The longest accepted agent name, in bytes.
 const MAX_AGENT_LEN: usize = 64;
@@ -48,21 +46,9 @@ fn empty_object() -> Value {
 /// (409 `out_of_grammar` otherwise). Without a configured key the route does not exist (404).
 pub(crate) async fn publish(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    _: Publisher,
     body: Result<JsonBody<Publish>, ApiError>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(key) = state.ready().config().api_key.as_deref() else {
-        return Err(error(
-            ErrorCode::NotFound,
-            "no such route: /v1/publish is disabled until api_key (AGENTWIRE_API_KEY) is set",
-        ));
-    };
-    if !bearer_matches(&headers, key) {
-        return Err(error(
-            ErrorCode::Unauthorized,
-            "send the server API key as `Authorization: Bearer <api_key>`",
-        ));
-    }
     let JsonBody(body) = body?;
     let user = crate::user_id(&body.user_id)
         .map_err(|e| error(ErrorCode::InvalidField, format!("user_id: {e}")))?;
@@ -105,41 +91,4 @@ pub(crate) async fn publish(
         .await
         .map_err(|e| error(e.code(), e.to_string()))?;
     Ok(Json(json!({ "seq": seq })))
-}
-
-/// Whether the `Authorization: Bearer` token equals `key`, compared in constant time.
-fn bearer_matches(headers: &HeaderMap, key: &str) -> bool {
-    let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some((scheme, token)) = value.split_once(' ') else {
-        return false;
-    };
-    scheme.eq_ignore_ascii_case("bearer")
-        && constant_time_eq(token.trim().as_bytes(), key.as_bytes())
-}
-
-/// Compares without an early exit, so the time taken does not tell how much of a guess matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0xff);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn constant_time_eq_compares_whole_values() {
-        assert!(constant_time_eq(b"secret-key", b"secret-key"));
-        assert!(!constant_time_eq(b"secret-kez", b"secret-key"));
-        assert!(!constant_time_eq(b"secret", b"secret-key"));
-        assert!(!constant_time_eq(b"", b"k"));
-        assert!(constant_time_eq(b"", b""));
-    }
 }

@@ -2,14 +2,14 @@
 
 use agentwire_core::{ErrorCode, MAX_CONTENT_LEN, RunId, ThreadId, UserContext};
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{Credentials, JsonBody, authenticate, error, refuse_if_draining};
-use crate::{ApiError, AppState};
+use super::{JsonBody, error, refuse_if_draining};
+use crate::{ApiError, AppState, AuthenticatedUser};
 
 /// The body of `POST /v1/runs`.
 #[derive(Debug, Deserialize)]
@@ -25,11 +25,9 @@ pub(crate) struct StartRun {
 /// user's stream (`/ws`, `/v1/stream`, `/v1/events`).
 pub(crate) async fn start(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(credentials): Query<Credentials>,
+    AuthenticatedUser(user): AuthenticatedUser,
     body: Result<JsonBody<StartRun>, ApiError>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&state, &headers, &credentials)?;
     let JsonBody(body) = body?;
     refuse_if_draining(&state)?;
     if body.content.trim().is_empty() || body.content.len() > MAX_CONTENT_LEN {
@@ -54,11 +52,9 @@ pub(crate) async fn start(
 /// `agent_error {code:"cancelled"}`. Another user's run is 404 `run_not_found`, like no run.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Query(credentials): Query<Credentials>,
+    AuthenticatedUser(user): AuthenticatedUser,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let user = authenticate(&state, &headers, &credentials)?;
     let not_found = || {
         error(
             ErrorCode::RunNotFound,

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use futures_util::Stream;
 use serde::Deserialize;
 
-use super::{Credentials, authenticate, error, refuse_if_draining};
-use crate::{ApiError, AppState};
+use super::{error, refuse_if_draining};
+use crate::{ApiError, AppState, AuthenticatedUser};
 
 /// How often an idle SSE stream gets a keepalive comment.
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -110,12 +110,11 @@ pub(crate) async fn attach(
 /// says why; reconnect with `Last-Event-ID` to resume.
 pub(crate) async fn stream(
     State(state): State<AppState>,
+    AuthenticatedUser(user): AuthenticatedUser,
     headers: HeaderMap,
-    Query(credentials): Query<Credentials>,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| error(ErrorCode::InvalidField, e.body_text()))?;
-    let user = authenticate(&state, &headers, &credentials)?;
     refuse_if_draining(&state)?;
     let resume = resume_point(&headers, query.last_seq, query.epoch)?;
     let (guard, attachment, warning) = attach(&state, &user, resume).await?;

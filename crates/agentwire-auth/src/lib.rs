@@ -1,0 +1,255 @@
+//! Who a request is: the [`Authenticate`] trait an application implements to plug its own
+//! authentication into agentwire's routes, and [`Authenticator`], agentwire's own — HS256 JWTs or
+//! dev auth, from the places SPEC §4 lists (`Authorization: Bearer`, the `bearer.<jwt>`
+//! subprotocol, `?token=`, and `?user=` in dev mode).
+//!
+//! No HTTP server here: the server crate runs an [`Authenticate`] once per request, in its
+//! `AuthenticatedUser` extractor.
+//!
+//! ```
+//! use agentwire_auth::{AuthRequest, Authenticate, Authenticator};
+//! use agentwire_startup::{AgentwireConfig, AuthMode};
+//!
+//! let mut config = AgentwireConfig::default();
+//! config.auth.mode = AuthMode::Jwt;
+//! config.auth.jwt_secret = Some("a-secret-of-at-least-32-bytes-long!".into());
+//! let auth = Authenticator::from_config(&config);
+//! let token = auth.mint("ada", std::time::Duration::from_secs(60)).unwrap();
+//!
+//! let headers = http::HeaderMap::new();
+//! let request = AuthRequest { headers: &headers, token: Some(&token), user: None };
+//! assert_eq!(auth.authenticate(&request).unwrap().as_str(), "ada");
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use agentwire_core::UserId;
+use agentwire_startup::{AgentwireConfig, AuthMode};
+use http::HeaderMap;
+use http::header::{AUTHORIZATION, SEC_WEBSOCKET_PROTOCOL};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+/// Why a request was not authenticated. The message is safe to show the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// No credentials where they were looked for.
+    #[error(
+        "no credentials: send `Authorization: Bearer <jwt>`, the subprotocol `bearer.<jwt>`, or `?token=<jwt>`{0}"
+    )]
+    Missing(&'static str),
+    /// The token is invalid (signature, algorithm, expiry, claims).
+    #[error("invalid token: {0}")]
+    InvalidToken(String),
+    /// The user id is not acceptable.
+    #[error("invalid user id: {0}")]
+    InvalidUser(String),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    iat: Option<u64>,
+}
+
+/// The credentials of one request, from the places SPEC §4 lists.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthRequest<'a> {
+    /// The request headers (`Authorization`, `Sec-WebSocket-Protocol`, cookies, …).
+    pub headers: &'a HeaderMap,
+    /// The `token` query parameter.
+    pub token: Option<&'a str>,
+    /// The `user` query parameter (dev auth).
+    pub user: Option<&'a str>,
+}
+
+/// Decides which user a request is. Implement it to plug your own authentication into the
+/// agentwire routes (see `examples/embed_in_axum.rs`).
+///
+/// # What an implementor must guarantee
+/// - `authenticate` returns the user the credentials prove — never a user picked by the client
+///   without proof (outside a deliberate dev setup) — and never a reserved id (`__…`).
+/// - It does not block: it runs on the request path of every connection. (Validate a signed
+///   cookie or token locally; do not call a remote service per connection.)
+/// - The error message is sent to the client in the 401 body: do not put secrets in it.
+///
+/// A complete implementation that trusts a header set by your own gateway, plugged into the
+/// routes with `agentwire_server::AppState::with_authenticator`:
+///
+/// ```
+/// use agentwire_core::UserId;
+/// use agentwire_auth::{AuthError, AuthRequest, Authenticate, user_id};
+/// use http::HeaderMap;
+///
+/// /// Our gateway authenticates users and forwards `X-User: <id>`.
+/// struct GatewayHeader;
+///
+/// impl Authenticate for GatewayHeader {
+///     fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+///         let raw = request
+///             .headers
+///             .get("x-user")
+///             .and_then(|v| v.to_str().ok())
+///             .ok_or(AuthError::Missing(" (the gateway sets X-User)"))?;
+///         user_id(raw) // validates the id and refuses reserved ones
+///     }
+/// }
+///
+/// let mut headers = HeaderMap::new();
+/// let anonymous = AuthRequest { headers: &headers, token: None, user: None };
+/// assert!(GatewayHeader.authenticate(&anonymous).is_err());
+/// headers.insert("x-user", "ada".parse().unwrap());
+/// let request = AuthRequest { headers: &headers, token: None, user: None };
+/// assert_eq!(GatewayHeader.authenticate(&request).unwrap().as_str(), "ada");
+/// ```
+///
+/// A type that is not an `Authenticate` is refused with "`MyAuth` cannot authenticate agentwire
+/// requests" and a note naming `authenticate`:
+///
+/// ```compile_fail
+/// fn plug(_: impl agentwire_auth::Authenticate) {}
+/// struct MyAuth;
+/// plug(MyAuth);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot authenticate agentwire requests",
+    note = "implement `fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>`"
+)]
+pub trait Authenticate: Send + Sync + 'static {
+    /// The user these credentials belong to.
+    ///
+    /// # Errors
+    /// [`AuthError`]; the request is answered 401 with its message.
+    fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>;
+}
+
+/// agentwire's own authentication: HS256 JWTs or dev auth, as `auth.mode` says.
+#[derive(Clone)]
+pub struct Authenticator {
+    mode: AuthMode,
+    decoding: Option<DecodingKey>,
+    encoding: Option<EncodingKey>,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Authenticator {
+    /// The authenticator `config.auth` describes.
+    pub fn from_config(config: &AgentwireConfig) -> Self {
+        let secret = config.auth.jwt_secret.as_deref().map(str::as_bytes);
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        validation.leeway = 5;
+        Self {
+            mode: config.auth.mode,
+            decoding: secret.map(DecodingKey::from_secret),
+            encoding: secret.map(EncodingKey::from_secret),
+            validation,
+        }
+    }
+
+    /// The mode in force.
+    pub fn mode(&self) -> AuthMode {
+        self.mode
+    }
+
+    fn check(&self, req: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+        let (headers, query_user) = (req.headers, req.user);
+        let token = bearer(headers)
+            .or_else(|| subprotocol_token(headers))
+            .or(req.token.map(str::to_owned));
+        match (self.mode, token) {
+            (AuthMode::Jwt, Some(token)) => self.verify(&token),
+            (AuthMode::Jwt, None) => Err(AuthError::Missing("")),
+            (AuthMode::Dev, Some(token)) if self.decoding.is_some() => self.verify(&token),
+            (AuthMode::Dev, _) => match query_user {
+                Some(user) => user_id(user),
+                None => Err(AuthError::Missing(" (dev auth: add ?user=<id>)")),
+            },
+        }
+    }
+
+    fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+        let key = self
+            .decoding
+            .as_ref()
+            .ok_or_else(|| AuthError::InvalidToken("this server has no JWT secret".into()))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        user_id(&data.claims.sub)
+    }
+
+    /// Mints an HS256 token for `user`, valid for `ttl` (for `agentwire token`).
+    ///
+    /// # Errors
+    /// No secret is configured, or the user id is invalid.
+    pub fn mint(&self, user: &str, ttl: Duration) -> Result<String, AuthError> {
+        let key = self.encoding.as_ref().ok_or_else(|| {
+            AuthError::InvalidToken(
+                "set auth.jwt_secret (AGENTWIRE_AUTH__JWT_SECRET) to mint tokens".into(),
+            )
+        })?;
+        let user = user_id(user)?;
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        let claims = Claims {
+            sub: user.to_string(),
+            exp: now + ttl.as_secs(),
+            iat: Some(now),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
+            .map_err(|e| AuthError::InvalidToken(e.to_string()))
+    }
+}
+
+impl Authenticate for Authenticator {
+    fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+        self.check(request)
+    }
+}
+
+/// Validates a user id from credentials: well-formed and not reserved.
+///
+/// # Errors
+/// [`AuthError::InvalidUser`].
+pub fn user_id(raw: &str) -> Result<UserId, AuthError> {
+    let id = UserId::new(raw).map_err(|e| AuthError::InvalidUser(e.to_string()))?;
+    if id.is_reserved() {
+        return Err(AuthError::InvalidUser(
+            "ids starting with `__` are reserved".into(),
+        ));
+    }
+    Ok(id)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn subprotocol_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find_map(|p| p.strip_prefix("bearer.").map(str::to_owned))
+}
