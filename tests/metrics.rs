@@ -130,6 +130,8 @@ async fn ack_of(client: &mut WsClient, id: &str) -> String {
 
 #[tokio::test]
 async fn metrics_after_a_known_workload() {
+    // As the binary does: the library installs no recorder by itself.
+    agentwire_server::install_metrics_recorder();
     let mut config = test_config();
     config.health.interval = Duration::from_secs(3600); // one periodic round, at serve
     config.history.max_events = 8; // so a resume from seq 1 after 15 events has a gap

@@ -76,8 +76,6 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
     registry: R,
     extra_checks: Vec<Arc<dyn HealthCheck>>,
 ) -> Result<Ready, StartupError> {
-    // Before the first phase, so the phase durations are recorded.
-    install_metrics_recorder();
     Startup::new(config)?
         .connect_broker()
         .await?
@@ -178,7 +176,6 @@ impl RouterBuilder {
     /// The routes, ready to merge into or nest in a `Router<S>`.
     pub fn build<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
         let state = self.state;
-        install_metrics_recorder();
         let body_limit = state.ready().config().limits.max_body_bytes;
         let dev = state.debug_routes_enabled();
         let mut router = Router::new()

@@ -188,6 +188,9 @@ fn keep_huge_pages_off() {
 
 async fn startup(args: &ConfigArgs) -> Result<agentwire_startup::Ready, ExitCode> {
     let config = args.load().map_err(report)?;
+    // The binary owns the process: it installs the global recorder `/metrics` renders, before
+    // the first startup phase so the phase durations are recorded.
+    agentwire_server::install_metrics_recorder();
     start(config, Vec::new()).await.map_err(report)
 }
 

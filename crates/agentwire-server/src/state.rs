@@ -48,9 +48,11 @@ impl AppState {
     }
 
     /// State whose requests are authenticated by `auth` (your own [`Authenticate`]).
+    ///
+    /// Installs nothing global. The WebSocket writers' metric handles bind to the `metrics`
+    /// recorder installed when this is called: install yours, or call
+    /// [`install_metrics_recorder`](crate::install_metrics_recorder), before it.
     pub fn with_authenticator(ready: Ready, auth: impl Authenticate) -> Self {
-        // The writers' metric handles bind to the recorder installed now.
-        crate::install_metrics_recorder();
         let external = ExternalRuns::new(
             Arc::new(ready.bridge().clone()),
             ExternalLimits {

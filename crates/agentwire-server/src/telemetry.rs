@@ -1,17 +1,20 @@
-//! `GET /metrics`: the process-wide Prometheus recorder and its text rendering.
+//! `GET /metrics`: agentwire's Prometheus recorder, installed only on request, and its text
+//! rendering.
 //!
 //! The component crates record through the `metrics` facade where things happen (the bridge,
-//! the executor, startup, the WebSocket session); this module installs the one global
-//! Prometheus recorder they record into and renders it. `docs/operations.md` lists every metric.
+//! the executor, startup, the WebSocket session). The library never installs a global recorder
+//! by itself: the `agentwire` binary calls [`install_metrics_recorder`] first thing, and an
+//! embedding application either does the same or keeps its own recorder (agentwire's metrics
+//! then go to it, and `/metrics` answers 404). `docs/operations.md` lists every metric.
 
 use std::sync::OnceLock;
 
 use axum::extract::State;
-use axum::http::{HeaderValue, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
-use crate::{AppState, MetricsScraper};
+use crate::{ApiError, AppState, MetricsScraper};
 
 /// Buckets of every `*_seconds` histogram: 100 µs to 60 s.
 const SECONDS_BUCKETS: &[f64] = &[
@@ -22,12 +25,24 @@ const SECONDS_BUCKETS: &[f64] = &[
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs agentwire's Prometheus recorder as the process's global `metrics` recorder, once per
-/// process, and returns the handle that renders it. Later calls return the same handle.
+/// process, and returns the handle that renders it; `/metrics` serves that rendering. Later
+/// calls return the same handle.
 ///
-/// [`start`](crate::start), [`start_with_registry`](crate::start_with_registry) and the routers
-/// call it, so startup phases are measured too. If the process already has another global
-/// recorder (your application installed its own before agentwire), agentwire's metrics go to
-/// that recorder and `/metrics` renders only an empty, detached registry.
+/// Nothing in the library calls it: the `agentwire` binary does, before [`start`](crate::start)
+/// (so the startup phases are measured). An application that embeds agentwire calls it once,
+/// before `start` and [`AppState::new`](crate::AppState::new) (the WebSocket writers bind their
+/// metric handles then) — or installs its own recorder instead, which then receives agentwire's
+/// metrics, while `/metrics` answers 404. If another recorder is already installed, this logs a
+/// warning and the returned handle renders an empty, detached registry.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let metrics = agentwire_server::install_metrics_recorder();
+/// let ready = agentwire_server::start(Default::default(), Vec::new()).await?;
+/// let app = agentwire_server::router(agentwire_server::AppState::new(ready));
+/// println!("{}", metrics.render()); // what GET /metrics serves
+/// # let _ = app; Ok(()) }
+/// ```
 pub fn install_metrics_recorder() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
@@ -148,7 +163,15 @@ fn describe() {
 
 /// `GET /metrics`.
 pub(crate) async fn metrics(State(state): State<AppState>, _: MetricsScraper) -> Response {
-    let handle = install_metrics_recorder();
+    let Some(handle) = HANDLE.get().cloned() else {
+        return ApiError::new(
+            StatusCode::NOT_FOUND,
+            agentwire_core::ErrorCode::NotFound,
+            "no agentwire metrics recorder: the application did not call \
+             agentwire_server::install_metrics_recorder() (its own recorder has the metrics)",
+        )
+        .into_response();
+    };
     // Gauges read at scrape time from this node's state.
     let stats = state.ready().bridge().stats();
     metrics::gauge!("agentwire_connections").set(stats.connections as f64);
@@ -186,11 +209,14 @@ pub(crate) async fn metrics(State(state): State<AppState>, _: MetricsScraper) ->
 /// per written batch) take milliseconds to bucket, and on a worker thread that was a pause for
 /// every connection of the node — it showed as the open-loop p99 (docs/benchmarks.md).
 pub(crate) async fn run_upkeep() {
-    let handle = install_metrics_recorder();
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {
         tick.tick().await;
-        let handle = handle.clone();
+        // An application may install the recorder after serving began; without it there is
+        // nothing of agentwire's to drain.
+        let Some(handle) = HANDLE.get().cloned() else {
+            continue;
+        };
         let _ = tokio::task::spawn_blocking(move || handle.run_upkeep()).await;
     }
 }

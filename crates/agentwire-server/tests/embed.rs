@@ -1,5 +1,5 @@
 //! Embedding: agentwire's routes merged into and nested in someone else's axum app, served with
-//! `serve_router`, with the app's own state, routes, fallback and auth.
+//! `serve_router`, with the app's own state, routes, fallback, auth and metrics recorder.
 
 use std::time::Duration;
 
@@ -178,6 +178,39 @@ async fn an_embedding_app_with_its_own_auth_gets_no_debug_routes() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+    let _ = stop.send(());
+    task.await.unwrap().unwrap();
+}
+
+/// The library installs no global state: after `start`, `AppState` and `router`, the app's own
+/// recorder still takes the process's slot, and receives agentwire's metrics; agentwire's own
+/// `/metrics` has nothing to render (404). (The only test here that installs a recorder.)
+#[tokio::test]
+async fn an_embedding_app_keeps_its_own_metrics_recorder() {
+    let state = state(HeaderAuth).await;
+    // Under its own prefix, so the other tests' refused upgrades (`ws`) are not counted here.
+    let app = Router::new().nest("/mine", router(state.clone()));
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let app_metrics = recorder.handle();
+    metrics::set_global_recorder(recorder)
+        .expect("agentwire left the global recorder to the application");
+    let (addr, stop, task) = spawn(app, state).await;
+
+    metrics::counter!("my_app_logins_total").increment(1);
+    // A refused upgrade: agentwire counts it, in the app's recorder.
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/mine/ws")).await;
+    assert!(refused.is_err());
+    let rendered = app_metrics.render();
+    assert!(rendered.contains("my_app_logins_total 1"), "{rendered}");
+    assert!(
+        rendered.contains("agentwire_auth_failures_total{route=\"mine/ws\"} 1"),
+        "{rendered}"
+    );
+
+    let (code, body) = get_text(&format!("http://{addr}/mine/metrics")).await;
+    assert_eq!(code, 404);
+    assert!(body.contains("install_metrics_recorder"), "{body}");
+
     let _ = stop.send(());
     task.await.unwrap().unwrap();
 }
