@@ -1,4 +1,4 @@
-//! `agentwire-bench`: the load generator of `agentwire bench`.
+//! `agentwire-bench`: agentwire's load generator, run as its own binary `agentwire-bench`.
 //!
 //! Use it to measure an agentwire server — or the bare baseline in `benches/baseline`, which
 //! speaks the same frames — over real WebSocket connections on 127.0.0.1. Scenarios:
@@ -29,7 +29,7 @@ use clap::{Args, Subcommand};
 
 pub use report::Report;
 
-/// `agentwire bench …` / `agentwire-bench …`.
+/// `agentwire-bench …`.
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     /// The scenario to run.
@@ -182,7 +182,7 @@ pub async fn main(args: BenchArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("agentwire bench: {e}");
+            eprintln!("agentwire-bench: {e}");
             ExitCode::FAILURE
         }
     }

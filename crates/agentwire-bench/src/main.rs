@@ -1,4 +1,5 @@
-//! `agentwire-bench`: the load generator as its own binary (same as `agentwire bench`).
+//! `agentwire-bench`: the load generator's binary (`cargo run --release -p agentwire-bench --
+//! runs …`). The server binary `agentwire` does not link it.
 
 use std::process::ExitCode;
 

@@ -44,8 +44,13 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
-    /// Load-generate against a running server (runs, fanout, idle, startup); see docs/benchmarks.md.
-    Bench(agentwire_bench::BenchArgs),
+    /// Moved: the load generator is its own binary, `agentwire-bench`, so this one does not link
+    /// it. Kept hidden only to say where it went.
+    #[command(hide = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -155,7 +160,14 @@ async fn main() -> ExitCode {
                 Err(code) => code,
             }
         }
-        Command::Bench(args) => agentwire_bench::main(args).await,
+        Command::Bench { args } => {
+            eprintln!(
+                "agentwire: the load generator is its own binary now: \
+                 cargo run --release -p agentwire-bench -- {} (see docs/benchmarks.md)",
+                args.join(" ")
+            );
+            ExitCode::from(2)
+        }
         Command::Token { user, ttl, config } => match config.load() {
             Ok(c) => match Authenticator::from_config(&c).mint(&user, ttl) {
                 Ok(token) => {

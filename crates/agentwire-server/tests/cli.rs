@@ -235,3 +235,13 @@ fn serve_keeps_transparent_huge_pages_off_unless_asked() {
     let (code, _, stderr) = run(&["check", "--huge-pages"], &[]);
     assert_eq!(code, 2, "only serve takes --huge-pages: {stderr}");
 }
+
+#[test]
+fn the_bench_subcommand_points_to_the_agentwire_bench_binary() {
+    let (code, _, stderr) = run(&["bench", "--addr", "127.0.0.1:1", "runs", "-c", "1"], &[]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("cargo run --release -p agentwire-bench -- --addr 127.0.0.1:1 runs -c 1"),
+        "{stderr}"
+    );
+}
