@@ -21,6 +21,10 @@
 //! println!("ready in {:.1} ms", ready.report().total_ms);
 //! # Ok(()) }
 //! ```
+//!
+//! The Redis broker (`broker = "redis://…"`) is the `redis` cargo feature (default on; the
+//! workspace depends on this crate without it and `agentwire-server` turns it on). Without it a
+//! Redis URL fails phase `Broker` with an error naming the feature.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

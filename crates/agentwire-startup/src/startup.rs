@@ -8,7 +8,6 @@ use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker}
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
 use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
-use agentwire_redis::RedisBroker;
 use serde::Serialize;
 
 use crate::{AgentwireConfig, Phase, StartupError};
@@ -178,19 +177,11 @@ impl Startup<ConfigLoaded> {
     pub async fn connect_broker(self) -> Result<Startup<BrokerReady>, StartupError> {
         let config = self.state.config;
         let broker: Arc<dyn Broker> = match config.broker.as_str() {
-            "memory" => Arc::new(MemoryBroker::new(config.history.clone(), config.limits.max_users)),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") => {
-                RedisBroker::connect(url, config.history.clone())
-                    .await
-                    .map_err(|e| {
-                        StartupError::new(
-                            Phase::Broker,
-                            "redis",
-                            e.to_string(),
-                            "start Redis or fix the broker URL (check with `redis-cli -u <url> ping`)",
-                        )
-                    })?
-            }
+            "memory" => Arc::new(MemoryBroker::new(
+                config.history.clone(),
+                config.limits.max_users,
+            )),
+            url if is_redis_url(url) => connect_redis(url, &config).await?,
             other => {
                 return Err(StartupError::new(
                     Phase::Broker,
@@ -217,6 +208,51 @@ impl Startup<ConfigLoaded> {
         }
         .next(Phase::Broker, BrokerReady { config, broker }))
     }
+}
+
+fn is_redis_url(url: &str) -> bool {
+    ["redis://", "rediss://", "redis+unix://"]
+        .iter()
+        .any(|scheme| url.starts_with(scheme))
+}
+
+/// The Redis broker at `url` (the `redis` feature).
+#[cfg(feature = "redis")]
+async fn connect_redis(
+    url: &str,
+    config: &AgentwireConfig,
+) -> Result<Arc<dyn Broker>, StartupError> {
+    let broker = agentwire_redis::RedisBroker::connect(url, config.history.clone())
+        .await
+        .map_err(|e| {
+            StartupError::new(
+                Phase::Broker,
+                "redis",
+                e.to_string(),
+                "start Redis or fix the broker URL (check with `redis-cli -u <url> ping`)",
+            )
+        })?;
+    Ok(broker)
+}
+
+/// Without the `redis` feature a Redis URL is refused, naming the feature.
+#[cfg(not(feature = "redis"))]
+async fn connect_redis(
+    _url: &str,
+    _config: &AgentwireConfig,
+) -> Result<Arc<dyn Broker>, StartupError> {
+    Err(redis_not_built())
+}
+
+/// The error for a `redis://` broker in a build without the `redis` feature.
+#[cfg(not(feature = "redis"))]
+pub(crate) fn redis_not_built() -> StartupError {
+    StartupError::new(
+        Phase::Broker,
+        "redis",
+        "this build has no Redis broker: agentwire-startup was built without its `redis` cargo feature",
+        "enable the `redis` feature (agentwire-server enables it by default) or use broker = \"memory\"",
+    )
 }
 
 impl Startup<BrokerReady> {
