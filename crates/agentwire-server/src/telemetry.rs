@@ -12,6 +12,7 @@ use std::sync::OnceLock;
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use metrics::Unit;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::{ApiError, AppState, MetricsScraper};
@@ -61,104 +62,168 @@ pub fn install_metrics_recorder() -> PrometheusHandle {
         .clone()
 }
 
+/// What kind of metric a `# HELP` line describes.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric agentwire records: kind, name, unit, help (`docs/operations.md` lists them too).
+const METRICS: &[(Kind, &str, Option<Unit>, &str)] = &[
+    (
+        Kind::Gauge,
+        "agentwire_connections",
+        None,
+        "Live WebSocket connections on this node.",
+    ),
+    (
+        Kind::Gauge,
+        "agentwire_users_online",
+        None,
+        "Users with at least one live connection on this node.",
+    ),
+    (
+        Kind::Gauge,
+        "agentwire_streams",
+        None,
+        "User streams the broker holds (memory broker only).",
+    ),
+    (
+        Kind::Gauge,
+        "agentwire_queued_bytes",
+        Some(Unit::Bytes),
+        "Bytes waiting in the outgoing queues of all connections.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_events_accepted_total",
+        None,
+        "Events accepted into a user's stream (given a seq), by type.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_events_delivered_total",
+        None,
+        "Event frames written to a WebSocket, live or replayed, by type.",
+    ),
+    (
+        Kind::Histogram,
+        "agentwire_delivery_latency_seconds",
+        Some(Unit::Seconds),
+        "Live events: from acceptance by the broker to the socket flush.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_connection_closes_total",
+        None,
+        "Connections closed by agentwire for a policy reason, by reason.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_frame_errors_total",
+        None,
+        "Error frames sent in answer to a client frame, by code.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_auth_failures_total",
+        None,
+        "Requests refused with 401, by route.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_replays_total",
+        None,
+        "Replays from history started (resume or a hole in live delivery).",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_replayed_events_total",
+        None,
+        "Events sent from history by replays.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_replay_gaps_total",
+        None,
+        "replay_gap frames sent: events a client asked for that history no longer held.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_runs_started_total",
+        None,
+        "Runs started, by agent.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_runs_finished_total",
+        None,
+        "Runs ended, by agent and outcome (completed, failed, cancelled, timeout).",
+    ),
+    (
+        Kind::Histogram,
+        "agentwire_run_duration_seconds",
+        Some(Unit::Seconds),
+        "Run duration, by agent and outcome.",
+    ),
+    (
+        Kind::Histogram,
+        "agentwire_tool_call_duration_seconds",
+        Some(Unit::Seconds),
+        "Tool call duration, by tool and ok.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_broker_operations_total",
+        None,
+        "Broker operations, by broker and op.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_broker_errors_total",
+        None,
+        "Failed broker operations, by broker and op.",
+    ),
+    (
+        Kind::Histogram,
+        "agentwire_broker_operation_duration_seconds",
+        Some(Unit::Seconds),
+        "Broker operation duration, by broker and op.",
+    ),
+    (
+        Kind::Gauge,
+        "agentwire_startup_phase_duration_seconds",
+        Some(Unit::Seconds),
+        "Duration of each startup phase of the last startup.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_startup_failures_total",
+        None,
+        "Startups that failed, by phase.",
+    ),
+    (
+        Kind::Gauge,
+        "agentwire_health_check_up",
+        None,
+        "1 when the health check passed in the last report, 0 when it failed, by check.",
+    ),
+];
+
 /// `# HELP` lines for every metric.
 fn describe() {
-    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
-    describe_gauge!(
-        "agentwire_connections",
-        "Live WebSocket connections on this node."
-    );
-    describe_gauge!(
-        "agentwire_users_online",
-        "Users with at least one live connection on this node."
-    );
-    describe_gauge!(
-        "agentwire_streams",
-        "User streams the broker holds (memory broker only)."
-    );
-    describe_gauge!(
-        "agentwire_queued_bytes",
-        Unit::Bytes,
-        "Bytes waiting in the outgoing queues of all connections."
-    );
-    describe_counter!(
-        "agentwire_events_accepted_total",
-        "Events accepted into a user's stream (given a seq), by type."
-    );
-    describe_counter!(
-        "agentwire_events_delivered_total",
-        "Event frames written to a WebSocket, live or replayed, by type."
-    );
-    describe_histogram!(
-        "agentwire_delivery_latency_seconds",
-        Unit::Seconds,
-        "Live events: from acceptance by the broker to the socket flush."
-    );
-    describe_counter!(
-        "agentwire_connection_closes_total",
-        "Connections closed by agentwire for a policy reason, by reason."
-    );
-    describe_counter!(
-        "agentwire_frame_errors_total",
-        "Error frames sent in answer to a client frame, by code."
-    );
-    describe_counter!(
-        "agentwire_auth_failures_total",
-        "Requests refused with 401, by route."
-    );
-    describe_counter!(
-        "agentwire_replays_total",
-        "Replays from history started (resume or a hole in live delivery)."
-    );
-    describe_counter!(
-        "agentwire_replayed_events_total",
-        "Events sent from history by replays."
-    );
-    describe_counter!(
-        "agentwire_replay_gaps_total",
-        "replay_gap frames sent: events a client asked for that history no longer held."
-    );
-    describe_counter!("agentwire_runs_started_total", "Runs started, by agent.");
-    describe_counter!(
-        "agentwire_runs_finished_total",
-        "Runs ended, by agent and outcome (completed, failed, cancelled, timeout)."
-    );
-    describe_histogram!(
-        "agentwire_run_duration_seconds",
-        Unit::Seconds,
-        "Run duration, by agent and outcome."
-    );
-    describe_histogram!(
-        "agentwire_tool_call_duration_seconds",
-        Unit::Seconds,
-        "Tool call duration, by tool and ok."
-    );
-    describe_counter!(
-        "agentwire_broker_operations_total",
-        "Broker operations, by broker and op."
-    );
-    describe_counter!(
-        "agentwire_broker_errors_total",
-        "Failed broker operations, by broker and op."
-    );
-    describe_histogram!(
-        "agentwire_broker_operation_duration_seconds",
-        Unit::Seconds,
-        "Broker operation duration, by broker and op."
-    );
-    describe_gauge!(
-        "agentwire_startup_phase_duration_seconds",
-        Unit::Seconds,
-        "Duration of each startup phase of the last startup."
-    );
-    describe_counter!(
-        "agentwire_startup_failures_total",
-        "Startups that failed, by phase."
-    );
-    describe_gauge!(
-        "agentwire_health_check_up",
-        "1 when the health check passed in the last report, 0 when it failed, by check."
-    );
+    for &(kind, name, unit, help) in METRICS {
+        match (kind, unit) {
+            (Kind::Counter, Some(unit)) => metrics::describe_counter!(name, unit, help),
+            (Kind::Counter, None) => metrics::describe_counter!(name, help),
+            (Kind::Gauge, Some(unit)) => metrics::describe_gauge!(name, unit, help),
+            (Kind::Gauge, None) => metrics::describe_gauge!(name, help),
+            (Kind::Histogram, Some(unit)) => metrics::describe_histogram!(name, unit, help),
+            (Kind::Histogram, None) => metrics::describe_histogram!(name, help),
+        }
+    }
 }
 
 /// `GET /metrics`.
