@@ -255,7 +255,7 @@ pub async fn serve_router(
 ) -> std::io::Result<()> {
     let background = spawn_background(&state);
     // Event frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm holds a
-    // flush back until the client's delayed ACK (tens of ms; docs/benchmarks.md).
+    // flush back until the client's delayed ACK.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });

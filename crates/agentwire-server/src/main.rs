@@ -10,8 +10,8 @@ use agentwire_startup::{AgentwireConfig, AuthMode, ConfigOverrides};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 // Every event is a handful of short-lived allocations (the envelope, its frame, queue slots);
-// mimalloc's thread-local free lists made them about twice as cheap as glibc's malloc under
-// load, for ~0.4 KB more RSS per idle connection (docs/benchmarks.md). Off with
+// mimalloc's thread-local free lists serve them without a shared lock, for a little more RSS
+// per idle connection (the figures are in docs/benchmarks.md). Off with
 // `--no-default-features`.
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -188,9 +188,8 @@ async fn main() -> ExitCode {
 }
 
 /// Turns transparent huge pages off for this process. mimalloc asks for them on its arenas, and
-/// the kernel zeroes a whole 2 MiB page inside the fault that first touches it: while history
-/// grew, the worker stalled for milliseconds at a time, most of the runs p99 at 5k runs/s
-/// (docs/benchmarks.md). `--huge-pages` keeps them.
+/// the kernel zeroes a whole 2 MiB page inside the fault that first touches it: a worker would
+/// stall for that long while history grows. `--huge-pages` keeps them.
 fn keep_huge_pages_off() {
     #[cfg(target_os = "linux")]
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

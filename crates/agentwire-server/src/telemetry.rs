@@ -270,9 +270,8 @@ pub(crate) async fn metrics(State(state): State<AppState>, _: MetricsScraper) ->
 /// Drains histogram samples into their buckets every few seconds, so memory stays bounded even
 /// when nothing scrapes. Runs forever; [`spawn_background`](crate::spawn_background) starts it.
 ///
-/// The drain runs on the blocking pool: under load five seconds of samples (one per run and one
-/// per written batch) take milliseconds to bucket, and on a worker thread that was a pause for
-/// every connection of the node — it showed as the open-loop p99 (docs/benchmarks.md).
+/// The drain runs on the blocking pool: five seconds of samples (one per run and one per written
+/// batch) can take milliseconds to bucket, and a runtime worker must never pause that long.
 pub(crate) async fn run_upkeep() {
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
     loop {

@@ -3,7 +3,7 @@
 //!
 //! Why not axum's: its socket only sends `Message::Text(Utf8Bytes)`, which re-validates every
 //! frame's UTF-8 on every connection. agentwire's frames are serde_json output, valid by
-//! construction, and under fan-out the check cost more than the bridge (docs/benchmarks.md).
+//! construction, so the writer sends their bytes as they are, once per connection, unchecked.
 //! The upgraded socket is split for the reader and the writer task (`io.rs`).
 
 use agentwire_core::ErrorCode;
@@ -35,7 +35,9 @@ pub struct WsHandshake {
 /// Why an upgrade request was refused: answered with agentwire's JSON error body
 /// (`{"error": {"code", "message"}}`, SPEC §5), and with `Sec-WebSocket-Version: 13` when the
 /// client asked for another version (RFC 6455 §4.2.2).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+#[non_exhaustive]
 pub struct HandshakeError {
     /// 400, or 426 for a missing or wrong version.
     pub status: StatusCode,

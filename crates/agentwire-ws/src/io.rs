@@ -1,8 +1,8 @@
 //! The halves of an upgraded connection: tungstenite reads the client's frames from the read
 //! half; the writer task encodes the server's frames into the write half itself
 //! (tungstenite's `FrameHeader::format` plus the shared bytes), one buffer and one write per
-//! batch. Under fan-out tungstenite's per-frame buffering and the split stream's lock were ~13%
-//! of the server's instructions (docs/benchmarks.md). What tungstenite itself writes while it
+//! batch, with no per-frame buffering and no lock shared with the reader. What tungstenite
+//! itself writes while it
 //! reads — the pongs it answers pings with — goes to the writer through [`ControlBytes`].
 
 use std::pin::Pin;
@@ -22,8 +22,8 @@ pub(crate) type Io = TokioIo<hyper::upgrade::Upgraded>;
 /// The read side of an upgraded connection, as tungstenite reads it.
 pub(crate) type Socket = WebSocketStream<ReadSide>;
 
-/// The write side: the writer task encodes server frames into it itself, one buffer and one
-/// write per batch, with no tungstenite buffering or stream lock per frame (docs/benchmarks.md).
+/// The write side: only the writer task writes to it, encoding server frames itself, one buffer
+/// and one write per batch.
 pub(crate) type WriteSide = tokio::io::WriteHalf<Io>;
 
 /// The most control bytes (pongs) a connection may owe its client; a client that keeps pinging

@@ -24,8 +24,8 @@ const WRITER_GRACE: Duration = Duration::from_secs(2);
 
 /// A session's future lives as long as its connection, so what it holds while it waits for the
 /// client is kept small: attaching, greeting and the teardown run in boxed futures that are
-/// freed when they finish, and the read loop holds only the socket and its timers. Held inline,
-/// they made an idle connection's task ~3.5 KB (docs/benchmarks.md).
+/// freed when they finish, and the read loop holds only the socket and its timers: an idle
+/// connection's task holds nothing it does not need for reading.
 pub(crate) async fn run(
     io: Io,
     config: WebSocketConfig,

@@ -49,8 +49,8 @@ impl DeliveryMetrics {
 
     /// Adds a flushed batch to the metrics: one counter increment per event type, not per
     /// frame, and one latency sample, the age of the batch's oldest live frame (the worst
-    /// delivery latency of the batch). Per-frame metric calls on every connection cost more than
-    /// the write itself under fan-out (docs/benchmarks.md).
+    /// delivery latency of the batch). The metric calls per batch are bounded by the number of
+    /// event types, whatever the batch's size.
     fn record(&self, tally: &Tally, flushed: Instant) {
         for (i, n) in tally.counts.iter().enumerate().filter(|(_, n)| **n > 0) {
             self.delivered.by_index(Some(i)).increment(*n);
@@ -86,8 +86,8 @@ impl Tally {
 
 /// Returns `Pending` once, having woken its own task: the task goes to the back of the run
 /// queue, behind the tasks that are runnable now. Unlike `tokio::task::yield_now`, which defers
-/// the task until the worker has also polled the I/O driver — a whole scheduler cycle more, which
-/// cost ~0.15 ms of median latency at moderate load (docs/benchmarks.md).
+/// the task until the worker has also polled the I/O driver: the wait is one trip through the run
+/// queue, never a whole scheduler cycle.
 #[derive(Default)]
 struct BackOfQueue {
     yielded: bool,
@@ -171,8 +171,8 @@ pub(crate) async fn write_loop(
     heartbeat: Duration,
     metrics: Arc<DeliveryMetrics>,
 ) {
-    // Grows with the first batches instead of up front: 256 frames × 40 bytes reserved per idle
-    // connection was half of its memory (docs/benchmarks.md).
+    // Grows with the first batches instead of up front: an idle connection holds no batch
+    // capacity.
     let mut batch = Vec::new();
     let mut w: FrameWriter<WriteSide> = FrameWriter::new(tx);
     let mut last_flush: Option<Instant> = None;
@@ -201,8 +201,7 @@ pub(crate) async fn write_loop(
                 // COALESCE_WINDOW lets the tasks that are runnable now (the other runs of its
                 // user) queue their frames too, and writes them all in one write(2) — a syscall
                 // and a client wakeup saved per run under fan-out. An idle connection writes at
-                // once: the extra trip through the run queue cost ~0.1 ms of median latency at
-                // moderate load (docs/benchmarks.md).
+                // once: a lone frame never waits for the run queue.
                 if last_flush.is_some_and(|t| t.elapsed() < COALESCE_WINDOW) {
                     BackOfQueue::default().await;
                     queue.take_more(&mut batch, BATCH);
