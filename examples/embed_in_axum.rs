@@ -85,6 +85,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if smoke {
         config.agents.demo = agentwire_agent_registry::DemoSettings::instant();
     }
+    // agentwire installs no global state by itself: this app has no metrics recorder of its own,
+    // so it installs agentwire's (served at /metrics), before startup so the phases are measured.
+    agentwire_server::install_metrics_recorder();
     // Every startup phase, including the critical-path round trip, before anything is served.
     let ready = start(config, Vec::new()).await?;
     let agentwire = AppState::with_authenticator(ready, DemoAuth);
