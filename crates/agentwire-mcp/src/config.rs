@@ -19,7 +19,8 @@ pub type McpConfig = BTreeMap<String, McpServerConfig>;
 pub struct McpServerConfig {
     /// Program and arguments of a stdio server, e.g. `["node", "server.js", "--root", "/srv"]`.
     pub command: Option<Vec<String>>,
-    /// Endpoint of a streamable HTTP server, e.g. `http://127.0.0.1:9000/mcp`.
+    /// Endpoint of a streamable HTTP server, e.g. `http://127.0.0.1:9000/mcp` (plain HTTP: the
+    /// client is built without TLS).
     pub url: Option<String>,
     /// Variables set for a stdio server, on top of a minimal inherited environment (`PATH`,
     /// `HOME`, `USER`, `LOGNAME`, `SHELL`, `TERM`, `TMPDIR`, `LANG`): agentwire's own variables,
@@ -126,10 +127,13 @@ impl McpServerConfig {
                 })
             }
             (None, Some(url)) => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                if url.starts_with("https://") {
                     return Err(bad(format!(
-                        "url {url:?} is not an http:// or https:// URL"
+                        "url {url:?}: this build's MCP client speaks plain http:// only (no TLS); reach the server through a local TLS proxy or run it on stdio"
                     )));
+                }
+                if !url.starts_with("http://") {
+                    return Err(bad(format!("url {url:?} is not an http:// URL")));
                 }
                 if !self.env.is_empty() {
                     return Err(bad(
@@ -173,6 +177,8 @@ mod tests {
                 .is_err()
         );
         assert!(McpServerConfig::http("ftp://x").endpoint("files").is_err());
+        let https = McpServerConfig::http("https://x/mcp").endpoint("files");
+        assert!(https.unwrap_err().to_string().contains("no TLS"));
     }
 
     #[test]

@@ -72,12 +72,7 @@ async fn list_changed_refreshes_the_tools() {
         .await
         .unwrap();
     assert!(server.tool("added").is_none());
-    server
-        .tool("grow")
-        .unwrap()
-        .call(json!({}))
-        .await
-        .unwrap();
+    server.tool("grow").unwrap().call(json!({})).await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while server.tool("added").is_none() {
         assert!(

@@ -31,7 +31,11 @@ async fn a_websocket_client_sees_an_mcp_call_as_tool_events_in_order() {
     let server = serve_with_probe(&probe.url).await;
     let mut ada = server.connect("ada").await;
     let (_ack, events) = ada
-        .run("c1", "caller", &call("mcp:probe/add", json!({"a": 20, "b": 22})))
+        .run(
+            "c1",
+            "caller",
+            &call("mcp:probe/add", json!({"a": 20, "b": 22})),
+        )
         .await;
     let types: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(
@@ -47,7 +51,10 @@ async fn a_websocket_client_sees_an_mcp_call_as_tool_events_in_order() {
     assert_eq!(events[1]["data"]["args"], json!({"a": 20, "b": 22}));
     assert_eq!(events[2]["data"]["call_id"], events[1]["data"]["call_id"]);
     assert_eq!(events[2]["data"]["ok"], true);
-    assert_eq!(events[2]["data"]["result"]["structured"], json!({"sum": 42.0}));
+    assert_eq!(
+        events[2]["data"]["result"]["structured"],
+        json!({"sum": 42.0})
+    );
     assert_eq!(events[3]["data"]["result"]["text"], "42");
 
     // The MCP server is a (non-critical) health check.
@@ -73,9 +80,11 @@ async fn cancelling_a_run_cancels_its_mcp_call() {
     let mut probe = start_probe().await;
     let server = serve_with_probe(&probe.url).await;
     let mut ada = server.connect("ada").await;
-    ada.send_json(json!({"type": "user_message", "id": "c1", "agent": "caller",
-        "content": call("mcp:probe/slow", json!({}))}))
-        .await;
+    ada.send_json(
+        json!({"type": "user_message", "id": "c1", "agent": "caller",
+        "content": call("mcp:probe/slow", json!({}))}),
+    )
+    .await;
     let mut run_id = Value::Null;
     loop {
         let frame = ada.next_json().await.expect("frames until tool_executing");

@@ -33,7 +33,10 @@ async fn tools_are_listed_with_their_description_and_schema() {
     let echo = server.tool("echo").expect("echo is listed");
     assert_eq!(echo.name(), "mcp:everything/echo");
     assert_eq!(echo.description(), "Echoes back the input string");
-    assert_eq!(echo.input_schema()["properties"]["message"]["type"], "string");
+    assert_eq!(
+        echo.input_schema()["properties"]["message"]["type"],
+        "string"
+    );
     let all = servers(&server).resolve("mcp:everything/*").unwrap();
     assert!(all.len() > 5, "{} tools", all.len());
     assert!(all.iter().any(|t| t.name() == "mcp:everything/get-sum"));
