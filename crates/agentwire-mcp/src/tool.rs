@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use agentwire_agent_registry::{Tool, ToolCall, async_trait};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use rmcp::model::{
     CallToolRequestParams, CallToolResult, CancelledNotificationParam, ClientRequest,
     ProgressNotificationParam, Request, RequestId, ServerResult,
@@ -104,6 +104,18 @@ impl McpTool {
             }
         };
         abandoned.peer = None;
+        // rmcp hands each notification to a task of its own, so the last progress report, sent
+        // just before the result, may still be on its way: give those tasks a few turns and
+        // publish what arrived. Best effort — a report later than that is dropped, never
+        // published after the call's tool_completed.
+        for _ in 0..4 {
+            tokio::task::yield_now().await;
+            while let Some(Some(update)) = progress.next().now_or_never() {
+                if let Some(call) = call {
+                    let _ = call.progress(progress_line(call, &update)).await;
+                }
+            }
+        }
         match outcome.map_err(|e| self.failure(e))? {
             ServerResult::CallToolResult(result) => self.outcome(result),
             other => Err(format!(

@@ -123,20 +123,18 @@ async fn progress_of_a_long_operation_becomes_thinking_lines_of_the_call() {
             .await
             .unwrap(),
     );
-    assert_eq!(
-        types(&events),
-        [
-            "agent_started",
-            "tool_executing",
-            "agent_thinking",
-            "agent_thinking",
-            "agent_thinking",
-            "tool_completed",
-            "agent_completed"
-        ]
-    );
+    // Every report before the result arrives as a thinking line of the call, in order, between
+    // its tool_executing and tool_completed (the last one races the result inside rmcp, which
+    // hands each notification to a task of its own, so it may be missing).
+    let order = types(&events);
+    let completed = order.iter().position(|t| *t == "tool_completed").unwrap();
+    assert_eq!(order[..2], ["agent_started", "tool_executing"]);
+    assert_eq!(order[completed..], ["tool_completed", "agent_completed"]);
+    let thoughts = &events[2..completed];
+    assert!((2..=3).contains(&thoughts.len()), "{order:?}");
     let call_id = events[1]["data"]["call_id"].as_str().unwrap();
-    for (step, event) in events[2..5].iter().enumerate() {
+    for (step, event) in thoughts.iter().enumerate() {
+        assert_eq!(event["type"], "agent_thinking");
         assert_eq!(
             event["data"]["thought"],
             format!(
@@ -145,9 +143,9 @@ async fn progress_of_a_long_operation_becomes_thinking_lines_of_the_call() {
             )
         );
     }
-    assert_eq!(events[5]["data"]["ok"], true);
+    assert_eq!(events[completed]["data"]["ok"], true);
     assert!(
-        events[5]["data"]["result"]["text"]
+        events[completed]["data"]["result"]["text"]
             .as_str()
             .unwrap()
             .starts_with("Long running operation completed")
