@@ -147,10 +147,13 @@ impl McpTool {
             ServiceError::Timeout { timeout } => {
                 format!("{name} did not answer within {timeout:?}; the call was cancelled")
             }
-            ServiceError::TransportClosed | ServiceError::TransportSend(_) => format!(
+            ServiceError::TransportClosed => format!(
                 "MCP server {} closed the connection during the call; it is being restarted",
                 self.shared.name
             ),
+            ServiceError::TransportSend(e) => {
+                format!("MCP server {} could not be reached: {e}", self.shared.name)
+            }
             ServiceError::McpError(e) => format!("{name} failed: {}", e.message),
             other => format!("{name} failed: {other}"),
         }
