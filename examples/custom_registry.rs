@@ -134,7 +134,10 @@ impl FileRegistry {
         for spec in file.agents {
             for step in &spec.steps {
                 if let Step::Tool { tool, .. } = step {
-                    if !spec.tools.contains(tool) || !registry.tools.contains_key(tool) {
+                    // MCP tools (`mcp:<server>/<tool>`) come from the `[mcp.*]` servers startup
+                    // connects after this file is read; they are looked up when called.
+                    let known = registry.tools.contains_key(tool) || tool.starts_with("mcp:");
+                    if !spec.tools.contains(tool) || !known {
                         return Err(format!(
                             "agent {:?} calls tool {tool:?}, which is not in its `tools` or not registered",
                             spec.name
@@ -188,7 +191,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let names: Vec<String> = registry.agents().into_iter().map(|a| a.name).collect();
     println!("loaded agents from {path}: {}", names.join(", "));
 
-    let config = AgentwireConfig::default();
+    // Defaults plus AGENTWIRE_* env, e.g. AGENTWIRE_MCP__FILES__COMMAND for MCP tools.
+    let config = AgentwireConfig::load(None, &Default::default())?;
     let ready = start_with_registry(config, registry, Vec::new()).await?;
     let state = AppState::new(ready);
 

@@ -120,6 +120,53 @@ pub trait Tool: Send + Sync + 'static {
     /// # Errors
     /// A readable message; the call completes with `ok:false` and that message.
     async fn call(&self, args: Value) -> Result<Value, String>;
+
+    /// Runs the tool as one call of a run: what [`RunContext::call_tool`] calls. `call` gives the
+    /// call's id, lets the tool report progress as `agent_thinking` while it works, and carries the
+    /// run's cancellation. The default ignores it and runs [`Self::call`]; override it (and
+    /// delegate `call` to it) when the tool has progress to show — MCP tools do.
+    ///
+    /// # Errors
+    /// As [`Self::call`].
+    async fn call_in_run(&self, args: Value, call: &ToolCall<'_>) -> Result<Value, String> {
+        let _ = call;
+        self.call(args).await
+    }
+}
+
+/// One tool call of a run, as the tool sees it in [`Tool::call_in_run`].
+#[derive(Debug, Clone, Copy)]
+pub struct ToolCall<'a> {
+    emitter: &'a RunEmitter,
+    call_id: &'a str,
+    tool: &'a str,
+}
+
+impl<'a> ToolCall<'a> {
+    /// The call's id (`tool_executing.call_id`).
+    pub fn call_id(&self) -> &'a str {
+        self.call_id
+    }
+
+    /// The tool's name as the agent called it.
+    pub fn tool(&self) -> &'a str {
+        self.tool
+    }
+
+    /// The run's cancellation: cancelled when the user cancels the run (the call's future is
+    /// dropped right after, so a tool that must tell someone does it on drop).
+    pub fn cancellation(&self) -> &'a tokio_util::sync::CancellationToken {
+        self.emitter.cancellation()
+    }
+
+    /// Publishes `agent_thinking` for this call, e.g. a progress line of a long operation.
+    ///
+    /// # Errors
+    /// When the event cannot be published (the run ended).
+    pub async fn progress(&self, thought: impl Into<String>) -> Result<(), AgentError> {
+        self.emitter.thinking(thought, None).await?;
+        Ok(())
+    }
 }
 
 /// What an agent gets for one run: its input, its identity, and methods that publish the run's
@@ -214,7 +261,12 @@ impl RunContext {
             .tool_executing(&call_id, name, args.clone())
             .await?;
         let started = Instant::now();
-        let outcome = tool.call(args).await;
+        let call = ToolCall {
+            emitter: &self.emitter,
+            call_id: &call_id,
+            tool: name,
+        };
+        let outcome = tool.call_in_run(args, &call).await;
         let elapsed = started.elapsed();
         let duration_ms = elapsed.as_millis() as u64;
         self.metrics

@@ -41,7 +41,7 @@ mod executor;
 mod registry;
 mod run_metrics;
 
-pub use agent::{Agent, RunContext, Tool};
+pub use agent::{Agent, RunContext, Tool, ToolCall};
 pub use async_trait::async_trait;
 pub use builtin::{
     CalculatorTool, ClockTool, DemoAgent, DemoSettings, EchoAgent, EchoTool, evaluate,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use agentwire_agent_registry::{
     Agent, AgentError, AgentRegistry, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor,
-    Tool, async_trait,
+    Tool, ToolCall, async_trait,
 };
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
@@ -32,6 +32,24 @@ impl Tool for Slow {
     async fn call(&self, _: Value) -> Result<Value, String> {
         tokio::time::sleep(Duration::from_secs(30)).await;
         Ok(json!(null))
+    }
+}
+
+/// Reports progress through its call before it answers.
+struct Progressing;
+#[async_trait]
+impl Tool for Progressing {
+    fn name(&self) -> &str {
+        "progressing"
+    }
+    async fn call(&self, _: Value) -> Result<Value, String> {
+        Ok(json!("done"))
+    }
+    async fn call_in_run(&self, args: Value, call: &ToolCall<'_>) -> Result<Value, String> {
+        assert!(!call.cancellation().is_cancelled());
+        let line = format!("{} ({}): half way", call.tool(), call.call_id());
+        call.progress(line).await.map_err(|e| e.to_string())?;
+        self.call(args).await
     }
 }
 
@@ -88,6 +106,7 @@ fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
         .register_agent(Panicking)
         .register_agent(Chatty)
         .register_tool(Failing)
+        .register_tool(Progressing)
         .register_tool(Slow);
     registry.set_websocket_manager(BridgeFactory::new(
         Arc::new(bridge.clone()),
@@ -138,6 +157,24 @@ async fn run(
 
 fn types(events: &[StreamEvent]) -> Vec<&'static str> {
     events.iter().map(|e| e.event.kind.type_name()).collect()
+}
+
+#[tokio::test]
+async fn a_tool_reports_progress_as_thinking_inside_its_call() {
+    let (bridge, exec) = setup(Duration::from_secs(5));
+    let events = run(&bridge, &exec, "caller", "progressing", None).await;
+    assert_eq!(
+        types(&events),
+        [
+            "agent_started",
+            "tool_executing",
+            "agent_thinking",
+            "tool_completed",
+            "agent_completed"
+        ]
+    );
+    let thinking = serde_json::to_value(&events[2].event.kind).unwrap();
+    assert_eq!(thinking["data"]["thought"], "progressing (c_1): half way");
 }
 
 #[tokio::test]

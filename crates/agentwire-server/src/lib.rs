@@ -80,7 +80,8 @@ pub async fn start_with_registry<R: agentwire_agent_registry::AgentRegistry>(
         .connect_broker()
         .await?
         .build_bridge()?
-        .register_agents(registry)?
+        .register_agents(registry)
+        .await?
         .register_health_checks(extra_checks)
         .finalize()
         .await

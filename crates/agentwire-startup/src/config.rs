@@ -187,6 +187,8 @@ pub struct AgentwireConfig {
     pub metrics: MetricsConfig,
     /// Built-in agents.
     pub agents: AgentsConfig,
+    /// MCP servers whose tools agents may call (`[mcp.<name>]`, docs/mcp.md).
+    pub mcp: agentwire_mcp::McpConfig,
 }
 
 impl Default for AgentwireConfig {
@@ -204,6 +206,7 @@ impl Default for AgentwireConfig {
             health: HealthConfig::default(),
             metrics: MetricsConfig::default(),
             agents: AgentsConfig::default(),
+            mcp: agentwire_mcp::McpConfig::default(),
         }
     }
 }
@@ -223,6 +226,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "health",
     "metrics",
     "agents",
+    "mcp",
 ];
 
 /// Settings given on the command line; they override file and env.
@@ -380,6 +384,11 @@ impl AgentwireConfig {
                 "the API key is shorter than 16 bytes".into(),
                 "use a long random key",
             );
+        }
+        for (name, server) in &self.mcp {
+            if let Err(e) = server.check(name) {
+                return bad(&format!("mcp.{name}"), e.cause().to_owned(), e.hint());
+            }
         }
         if let Some(token) = &self.metrics.token
             && token.len() < 16

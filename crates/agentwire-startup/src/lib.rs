@@ -15,7 +15,7 @@
 //! let ready = Startup::new(config)?
 //!     .connect_broker().await?
 //!     .build_bridge()?
-//!     .register_agents(InMemoryAgentRegistry::with_builtins(DemoSettings::default()))?
+//!     .register_agents(InMemoryAgentRegistry::with_builtins(DemoSettings::default())).await?
 //!     .register_health_checks(Vec::new())
 //!     .finalize().await?;
 //! println!("ready in {:.1} ms", ready.report().total_ms);

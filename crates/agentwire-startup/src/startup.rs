@@ -8,6 +8,7 @@ use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker}
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
 use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
+use agentwire_mcp::{McpServers, WithMcpTools};
 use serde::Serialize;
 
 use crate::{AgentwireConfig, Phase, StartupError};
@@ -38,7 +39,7 @@ pub struct StartupReport {
 /// Startup::new(config)?              // Startup<ConfigLoaded>
 ///     .connect_broker().await?       // Startup<BrokerReady>
 ///     .build_bridge()?               // Startup<BridgeConfigured>
-///     .register_agents(registry)?    // Startup<AgentsWired>
+///     .register_agents(registry).await? // Startup<AgentsWired>
 ///     .register_health_checks(extra) // Startup<HealthRegistered>
 ///     .finalize().await?             // Ready: critical path proven
 /// ```
@@ -51,7 +52,7 @@ pub struct StartupReport {
 /// let ready = Startup::new(AgentwireConfig::default())?
 ///     .connect_broker().await?
 ///     .build_bridge()?
-///     .register_agents(InMemoryAgentRegistry::with_builtins(DemoSettings::instant()))?
+///     .register_agents(InMemoryAgentRegistry::with_builtins(DemoSettings::instant())).await?
 ///     .register_health_checks(Vec::new())
 ///     .finalize().await?;
 /// assert_eq!(ready.report().phases.len(), 6);
@@ -100,11 +101,21 @@ pub struct BridgeConfigured {
 }
 
 /// State after `Agents`.
-#[derive(Debug)]
 pub struct AgentsWired {
     config: AgentwireConfig,
     bridge: AgentWebSocketBridge,
     executor: RunExecutor,
+    /// One per connected MCP server, registered in phase `Health`.
+    mcp_checks: Vec<Arc<dyn HealthCheck>>,
+}
+
+impl std::fmt::Debug for AgentsWired {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentsWired")
+            .field("executor", &self.executor)
+            .field("mcp_checks", &self.mcp_checks.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// State after `Health`.
@@ -298,16 +309,27 @@ impl Startup<BridgeConfigured> {
         &self.state.bridge
     }
 
-    /// Phase `Agents`: hands the registry its websocket manager (a [`BridgeFactory`] over the
-    /// bridge) and builds the executor from it.
+    /// Phase `Agents`: connects every MCP server of `[mcp]` and adds its tools to the registry
+    /// (as `mcp:<server>/<tool>`), hands the registry its websocket manager (a [`BridgeFactory`]
+    /// over the bridge) and builds the executor from it.
     ///
     /// # Errors
-    /// The registry did not keep the manager.
-    pub fn register_agents<R: AgentRegistry>(
+    /// A required MCP server failed to connect, or the registry did not keep the manager.
+    pub async fn register_agents<R: AgentRegistry>(
         self,
-        mut registry: R,
+        registry: R,
     ) -> Result<Startup<AgentsWired>, StartupError> {
         let BridgeConfigured { config, bridge } = self.state;
+        let mcp = McpServers::connect_all(&config.mcp).await.map_err(|e| {
+            StartupError::new(
+                Phase::Agents,
+                format!("mcp.{}", e.server().unwrap_or_default()),
+                e.cause(),
+                e.hint(),
+            )
+        })?;
+        let mcp_checks = mcp.health_checks();
+        let mut registry = WithMcpTools::new(registry, mcp);
         let factory = BridgeFactory::new(
             Arc::new(bridge.clone()),
             RunLimits {
@@ -343,6 +365,7 @@ impl Startup<BridgeConfigured> {
                 config,
                 bridge,
                 executor,
+                mcp_checks,
             },
         ))
     }
@@ -363,6 +386,7 @@ impl Startup<AgentsWired> {
             config,
             bridge,
             executor,
+            mcp_checks,
         } = self.state;
         let mut monitor = HealthMonitor::new(config.health.check_timeout);
         let critical_path = Arc::new(CriticalPathCheck::new(
@@ -372,7 +396,7 @@ impl Startup<AgentsWired> {
         ));
         monitor.register(critical_path.clone());
         monitor.register(Arc::new(BrokerCheck::new(bridge.broker().clone())));
-        for check in extra {
+        for check in mcp_checks.into_iter().chain(extra) {
             monitor.register(check);
         }
         let s = Startup {

@@ -25,6 +25,7 @@ async fn the_full_chain_in_order_compiles_and_runs() {
         .build_bridge()
         .unwrap()
         .register_agents(InMemoryAgentRegistry::with_builtins(DemoSettings::instant()))
+        .await
         .unwrap()
         .register_health_checks(Vec::new())
         .finalize()
