@@ -4,10 +4,15 @@
 //! - `examples/publish_from_python.py` (standard library only) publishes a whole run through
 //!   `POST /v1/publish`, and a WebSocket client of that user receives it.
 //!
-//! The Node test needs `npm ci` in `tests/interop`; without `node_modules` it prints `SKIP` and
-//! passes, unless `AGENTWIRE_REQUIRE_INTEROP=1` (as `.ci/run` sets), then it fails.
+//! The Node test runs `npm ci` in `tests/interop` itself when Node is installed; without Node
+//! (or Python for the second test) the test is reported as ignored with the reason, unless
+//! `AGENTWIRE_REQUIRE_INTEROP=1` (as `.ci/run` sets), then it fails. Runs on the
+//! `libtest-mimic` harness (`tests/harness`) so an ignored test reads as ignored.
 
-use std::path::{Path, PathBuf};
+#[allow(dead_code)] // each suite uses part of the shared harness
+mod harness;
+
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,26 +57,37 @@ fn report(output: &Output) -> String {
     )
 }
 
-fn interop_ready(dir: &Path) -> bool {
-    if dir.join("node_modules/@ag-ui/client").is_dir() {
-        return true;
-    }
-    if std::env::var("AGENTWIRE_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
-            "AGENTWIRE_REQUIRE_INTEROP=1 but {} has no node_modules: run npm ci there",
-            dir.display()
-        );
-    }
-    println!("SKIP: AG-UI interop test (run npm ci in tests/interop)");
-    false
+fn agui_client_ready() -> Result<(), String> {
+    harness::npm_ci(&root().join("tests/interop"), "@ag-ui/client")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+fn python_ready() -> Result<(), String> {
+    if harness::program_runs("python3") {
+        Ok(())
+    } else {
+        Err("python3 not found: install Python 3".into())
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        harness::trial(
+            "the_official_ag_ui_client_accepts_the_agui_stream",
+            "AGENTWIRE_REQUIRE_INTEROP",
+            agui_client_ready,
+            the_official_ag_ui_client_accepts_the_agui_stream,
+        ),
+        harness::trial(
+            "the_python_example_publishes_a_run_a_websocket_client_receives",
+            "AGENTWIRE_REQUIRE_INTEROP",
+            python_ready,
+            the_python_example_publishes_a_run_a_websocket_client_receives,
+        ),
+    ])
+}
+
 async fn the_official_ag_ui_client_accepts_the_agui_stream() {
     let dir = root().join("tests/interop");
-    if !interop_ready(&dir) {
-        return;
-    }
     let server = TestServer::start().await;
     let mut node = Command::new("node");
     node.current_dir(&dir)
@@ -83,7 +99,6 @@ async fn the_official_ag_ui_client_accepts_the_agui_stream() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_publishes_a_run_a_websocket_client_receives() {
     const KEY: &str = "python-example-key-0123456789";
     let mut config = agentwire_test::test_config();
