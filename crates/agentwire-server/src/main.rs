@@ -44,6 +44,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Talk to a running server from the terminal: each line you type starts a run, shown live.
+    Chat(agentwire_chat::ChatArgs),
     /// Load-generate against a running server (runs, fanout, idle, startup); see docs/benchmarks.md.
     Bench(agentwire_bench::BenchArgs),
 }
@@ -156,6 +158,7 @@ async fn main() -> ExitCode {
             }
         }
         Command::Bench(args) => agentwire_bench::main(args).await,
+        Command::Chat(args) => agentwire_chat::main(args).await,
         Command::Token { user, ttl, config } => match config.load() {
             Ok(c) => match Authenticator::from_config(&c).mint(&user, ttl) {
                 Ok(token) => {
