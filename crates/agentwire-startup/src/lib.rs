@@ -25,6 +25,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod config_error;
 mod error;
 mod startup;
 
