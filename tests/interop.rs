@@ -69,8 +69,22 @@ fn python_ready() -> Result<(), String> {
     }
 }
 
+fn node_ready() -> Result<(), String> {
+    if harness::program_runs("node") {
+        Ok(())
+    } else {
+        Err("node not found: install Node.js 20 or newer".into())
+    }
+}
+
 fn main() -> std::process::ExitCode {
     harness::run(vec![
+        harness::trial(
+            "the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying",
+            "AGENTWIRE_REQUIRE_INTEROP",
+            node_ready,
+            the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying,
+        ),
         harness::trial(
             "the_official_ag_ui_client_accepts_the_agui_stream",
             "AGENTWIRE_REQUIRE_INTEROP",
@@ -151,5 +165,29 @@ async fn the_python_example_publishes_a_run_a_websocket_client_receives() {
             .all(|t| t == "agent_message_delta")
     );
     assert_eq!(types.len(), summary["seqs"].as_array().unwrap().len());
+    server.stop().await;
+}
+
+/// `/agentwire.js` in Node (whose WebSocket, like a browser's, hides the 401 of a refused
+/// handshake) against a JWT server, with a bad token: see `tests/interop/auth_refusal.mjs`.
+async fn the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying() {
+    let mut config = agentwire_test::test_config();
+    config.auth.mode = agentwire_startup::AuthMode::Jwt;
+    config.auth.jwt_secret = Some("a-test-secret-of-at-least-32-bytes!!".into());
+    let server = TestServer::start_with(config, Vec::new()).await;
+    // Node 20 has WebSocket behind a flag; later versions have it by default.
+    let has_websocket = Command::new("node")
+        .args(["-e", "process.exit(typeof WebSocket === 'undefined' ? 1 : 0)"])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut node = Command::new("node");
+    if !has_websocket {
+        node.arg("--experimental-websocket");
+    }
+    node.current_dir(root().join("tests/interop"))
+        .arg("auth_refusal.mjs")
+        .arg(server.http_url(""));
+    let output = run_bounded(node).await;
+    assert!(output.status.success(), "{}", report(&output));
     server.stop().await;
 }
