@@ -177,7 +177,10 @@ async fn the_browser_client_stops_and_reports_a_refused_token_instead_of_retryin
     let server = TestServer::start_with(config, Vec::new()).await;
     // Node 20 has WebSocket behind a flag; later versions have it by default.
     let has_websocket = Command::new("node")
-        .args(["-e", "process.exit(typeof WebSocket === 'undefined' ? 1 : 0)"])
+        .args([
+            "-e",
+            "process.exit(typeof WebSocket === 'undefined' ? 1 : 0)",
+        ])
         .status()
         .is_ok_and(|s| s.success());
     let mut node = Command::new("node");
