@@ -11,8 +11,7 @@
 //! - agents defined by data, tools defined in code (the built-ins here);
 //! - keeping the built-in `echo` agent and tool, which startup's critical-path check runs.
 //!
-//! Try it: `websocat 'ws://127.0.0.1:8080/ws?user=ada'` then
-//! `{"type":"user_message","id":"c1","agent":"greeter","content":"Ada"}`.
+//! Try it: `agentwire chat --user ada --agent greeter`, then type `Ada`.
 //!
 //! With `AGENTWIRE_EXAMPLE_SMOKE=1` it serves on port 0, runs `greeter` and `adder` over a real
 //! WebSocket, checks the events, prints `smoke ok: custom_registry` and exits.

@@ -11,8 +11,7 @@
 //!   surfaces to the user as `tool_completed {ok:false, error}`, and the agent decides what to do
 //!   next (here: it apologises and completes the run).
 //!
-//! Try it: `websocat 'ws://127.0.0.1:8080/ws?user=ada'` then
-//! `{"type":"user_message","id":"c1","agent":"weather","content":"Paris"}` (or `"Atlantis"`).
+//! Try it: `agentwire chat --user ada --agent weather`, then type `Paris` (or `Atlantis`).
 //!
 //! With `AGENTWIRE_EXAMPLE_SMOKE=1` it serves on port 0, asks for Paris (ok) and Atlantis
 //! (HTTP 500 → `ok:false`) over a real WebSocket, prints `smoke ok: custom_tool` and exits.

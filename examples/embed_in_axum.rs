@@ -17,8 +17,7 @@
 //! ```text
 //! curl http://127.0.0.1:3000/hello
 //! curl http://127.0.0.1:3000/health
-//! websocat -H 'X-Demo-User: ada' ws://127.0.0.1:3000/ws
-//!   {"type":"user_message","id":"c1","agent":"demo","content":"what is 6*7?"}
+//! echo 'what is 6*7?' | agentwire chat --url http://127.0.0.1:3000 --header 'X-Demo-User: ada'
 //! ```
 //!
 //! With `AGENTWIRE_EXAMPLE_SMOKE=1` it binds port 0, checks the routes, runs an agent over a real

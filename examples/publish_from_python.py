@@ -2,7 +2,7 @@
 """Publish a whole agent run to agentwire from Python, with the standard library only.
 
 An agent written in any language reports its progress over HTTP: each event of the run is one
-`POST /v1/publish` with the server API key. agentwire enforces the run grammar (SPEC §3), gives
+`POST /v1/publish` with the server API key. agentwire enforces the run grammar (docs/protocol.md#events), gives
 each event the next `seq` of the user's stream, and delivers it to that user's WebSocket and SSE
 clients.
 

@@ -4,9 +4,13 @@
 //! `POST /debug/disconnect`, and checks that the page resumes with every event exactly once;
 //! it saves a screenshot to `target/browser/demo.png`.
 //!
-//! Needs `/usr/bin/chromium` (or `CHROMIUM_PATH`), `node`, and `npm ci` in `tests/browser`.
-//! Without them the test prints `SKIP: browser test (…)` and passes, unless
-//! `AGENTWIRE_REQUIRE_BROWSER=1` (set by `.ci/run`), when it fails.
+//! Needs `/usr/bin/chromium` (or `CHROMIUM_PATH`) and Node; the test runs `npm ci` in
+//! `tests/browser` itself. Without Chromium or Node it is reported as ignored with the reason,
+//! unless `AGENTWIRE_REQUIRE_BROWSER=1` (set by `.ci/run`), when it fails. Runs on the
+//! `libtest-mimic` harness (`tests/harness`) so an ignored test reads as ignored.
+
+#[allow(dead_code)] // each suite uses part of the shared harness
+mod harness;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,28 +22,45 @@ use agentwire_test::{TestServer, test_config};
 /// The script bounds itself at 90 s; this is the backstop.
 const NODE_TIMEOUT: Duration = Duration::from_secs(150);
 
-fn missing_prerequisite(dir: &Path, chromium: &Path) -> Option<String> {
+fn browser_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+fn chromium() -> PathBuf {
+    PathBuf::from(std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into()))
+}
+
+/// Chromium must be installed; Node's packages are installed here when Node is.
+fn browser_ready() -> Result<(), String> {
+    let chromium = chromium();
     if !chromium.exists() {
-        return Some(format!(
-            "{} not found: apt-get install -y chromium",
+        return Err(format!(
+            "{} not found: apt-get install -y chromium (or set CHROMIUM_PATH)",
             chromium.display()
         ));
     }
-    let node = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !node.is_ok_and(|s| s.success()) {
-        return Some("node not found: install Node.js 20 or newer".into());
-    }
-    if !dir.join("node_modules/playwright-core").is_dir() {
-        return Some(format!(
-            "{}/node_modules missing: run `npm ci` there",
-            dir.display()
-        ));
-    }
-    None
+    harness::npm_ci(&browser_dir(), "playwright-core")
+}
+
+fn no_prerequisites() -> Result<(), String> {
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        harness::trial(
+            "demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium",
+            "AGENTWIRE_REQUIRE_BROWSER",
+            browser_ready,
+            demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium,
+        ),
+        harness::trial(
+            "demo_page_and_modules_are_served",
+            "AGENTWIRE_REQUIRE_BROWSER",
+            no_prerequisites,
+            demo_page_and_modules_are_served,
+        ),
+    ])
 }
 
 fn run_node(dir: &Path, base_url: &str, screenshot: &Path) -> (bool, String) {
@@ -72,20 +93,8 @@ fn run_node(dir: &Path, base_url: &str, screenshot: &Path) -> (bool, String) {
     (out.status.success(), text)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    let chromium = PathBuf::from(
-        std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into()),
-    );
-    if let Some(why) = missing_prerequisite(&dir, &chromium) {
-        if std::env::var("AGENTWIRE_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
-            panic!("browser test required (AGENTWIRE_REQUIRE_BROWSER=1) but {why}");
-        }
-        println!("SKIP: browser test ({why})");
-        return;
-    }
-
+    let dir = browser_dir();
     let mut config = test_config();
     // Slow enough that a drop lands mid-run, quick enough for a short test.
     config.agents.demo = DemoSettings {
@@ -109,7 +118,6 @@ async fn demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium() {
 }
 
 /// Without a browser: the page and its two modules are served, with the right types.
-#[tokio::test]
 async fn demo_page_and_modules_are_served() {
     let server = TestServer::start().await;
     let http = reqwest::Client::new();

@@ -4,10 +4,15 @@
 //! - `examples/publish_from_python.py` (standard library only) publishes a whole run through
 //!   `POST /v1/publish`, and a WebSocket client of that user receives it.
 //!
-//! The Node test needs `npm ci` in `tests/interop`; without `node_modules` it prints `SKIP` and
-//! passes, unless `AGENTWIRE_REQUIRE_INTEROP=1` (as `.ci/run` sets), then it fails.
+//! The Node test runs `npm ci` in `tests/interop` itself when Node is installed; without Node
+//! (or Python for the second test) the test is reported as ignored with the reason, unless
+//! `AGENTWIRE_REQUIRE_INTEROP=1` (as `.ci/run` sets), then it fails. Runs on the
+//! `libtest-mimic` harness (`tests/harness`) so an ignored test reads as ignored.
 
-use std::path::{Path, PathBuf};
+#[allow(dead_code)] // each suite uses part of the shared harness
+mod harness;
+
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,26 +57,51 @@ fn report(output: &Output) -> String {
     )
 }
 
-fn interop_ready(dir: &Path) -> bool {
-    if dir.join("node_modules/@ag-ui/client").is_dir() {
-        return true;
-    }
-    if std::env::var("AGENTWIRE_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
-            "AGENTWIRE_REQUIRE_INTEROP=1 but {} has no node_modules: run npm ci there",
-            dir.display()
-        );
-    }
-    println!("SKIP: AG-UI interop test (run npm ci in tests/interop)");
-    false
+fn agui_client_ready() -> Result<(), String> {
+    harness::npm_ci(&root().join("tests/interop"), "@ag-ui/client")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+fn python_ready() -> Result<(), String> {
+    if harness::program_runs("python3") {
+        Ok(())
+    } else {
+        Err("python3 not found: install Python 3".into())
+    }
+}
+
+fn node_ready() -> Result<(), String> {
+    if harness::program_runs("node") {
+        Ok(())
+    } else {
+        Err("node not found: install Node.js 20 or newer".into())
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        harness::trial(
+            "the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying",
+            "AGENTWIRE_REQUIRE_INTEROP",
+            node_ready,
+            the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying,
+        ),
+        harness::trial(
+            "the_official_ag_ui_client_accepts_the_agui_stream",
+            "AGENTWIRE_REQUIRE_INTEROP",
+            agui_client_ready,
+            the_official_ag_ui_client_accepts_the_agui_stream,
+        ),
+        harness::trial(
+            "the_python_example_publishes_a_run_a_websocket_client_receives",
+            "AGENTWIRE_REQUIRE_INTEROP",
+            python_ready,
+            the_python_example_publishes_a_run_a_websocket_client_receives,
+        ),
+    ])
+}
+
 async fn the_official_ag_ui_client_accepts_the_agui_stream() {
     let dir = root().join("tests/interop");
-    if !interop_ready(&dir) {
-        return;
-    }
     let server = TestServer::start().await;
     let mut node = Command::new("node");
     node.current_dir(&dir)
@@ -83,7 +113,6 @@ async fn the_official_ag_ui_client_accepts_the_agui_stream() {
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_python_example_publishes_a_run_a_websocket_client_receives() {
     const KEY: &str = "python-example-key-0123456789";
     let mut config = agentwire_test::test_config();
@@ -136,5 +165,32 @@ async fn the_python_example_publishes_a_run_a_websocket_client_receives() {
             .all(|t| t == "agent_message_delta")
     );
     assert_eq!(types.len(), summary["seqs"].as_array().unwrap().len());
+    server.stop().await;
+}
+
+/// `/agentwire.js` in Node (whose WebSocket, like a browser's, hides the 401 of a refused
+/// handshake) against a JWT server, with a bad token: see `tests/interop/auth_refusal.mjs`.
+async fn the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying() {
+    let mut config = agentwire_test::test_config();
+    config.auth.mode = agentwire_startup::AuthMode::Jwt;
+    config.auth.jwt_secret = Some("a-test-secret-of-at-least-32-bytes!!".into());
+    let server = TestServer::start_with(config, Vec::new()).await;
+    // Node 20 has WebSocket behind a flag; later versions have it by default.
+    let has_websocket = Command::new("node")
+        .args([
+            "-e",
+            "process.exit(typeof WebSocket === 'undefined' ? 1 : 0)",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    let mut node = Command::new("node");
+    if !has_websocket {
+        node.arg("--experimental-websocket");
+    }
+    node.current_dir(root().join("tests/interop"))
+        .arg("auth_refusal.mjs")
+        .arg(server.http_url(""));
+    let output = run_bounded(node).await;
+    assert!(output.status.success(), "{}", report(&output));
     server.stop().await;
 }

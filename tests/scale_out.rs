@@ -1,54 +1,80 @@
 //! Scale-out on Redis (issue 4): several real `agentwire` processes sharing the Redis at
-//! `REDIS_URL` (default `redis://127.0.0.1:6379`). Without Redis these tests print a SKIP line —
-//! unless `AGENTWIRE_REQUIRE_REDIS=1` (CI), which makes them fail.
+//! `REDIS_URL` (default `redis://127.0.0.1:6379`). When it does not answer they start a private
+//! `redis-server` on a free port; without that binary they are reported as ignored with the
+//! reason — unless `AGENTWIRE_REQUIRE_REDIS=1` (CI), which makes them fail. Runs on the
+//! `libtest-mimic` harness (`tests/harness`) so an ignored test reads as ignored.
+
+#[allow(dead_code)] // each suite uses part of the shared harness
+mod harness;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agentwire_test::WsClient;
 use serde_json::{Value, json};
 
+/// The Redis these tests share, provisioned once by the first test that needs it.
+static REDIS: OnceLock<Result<(String, Option<harness::PrivateRedis>), String>> = OnceLock::new();
+
+fn redis_ready() -> Result<(), String> {
+    REDIS
+        .get_or_init(harness::provision_redis)
+        .as_ref()
+        .map(|_| ())
+        .map_err(Clone::clone)
+}
+
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Whether Redis answers at `url` (a raw PING over TCP, no client library needed).
-fn redis_answers(url: &str) -> bool {
-    use std::io::{Read, Write};
-    let hostport = url
-        .trim_start_matches("redis://")
-        .split('/')
-        .next()
-        .unwrap_or("");
-    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
-    let Ok(mut s) = std::net::TcpStream::connect(hostport) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok()
-        && s.read(&mut buf)
-            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-}
-
-/// Returns false (after printing SKIP) when Redis is not there and not required.
-fn redis_or_skip(test: &str) -> bool {
-    if redis_answers(&redis_url()) {
-        return true;
+    match REDIS.get() {
+        Some(Ok((url, _))) => url.clone(),
+        _ => unreachable!("redis_ready passed before the test ran"),
     }
-    assert!(
-        std::env::var("AGENTWIRE_REQUIRE_REDIS").as_deref() != Ok("1"),
-        "{test}: Redis at {} does not answer and AGENTWIRE_REQUIRE_REDIS=1",
-        redis_url()
-    );
-    println!(
-        "SKIP: {test}: no Redis at {} (set REDIS_URL, or start redis-server)",
-        redis_url()
-    );
-    false
+}
+
+fn redis_server_ready() -> Result<(), String> {
+    if harness::program_runs("redis-server") {
+        Ok(())
+    } else {
+        Err("redis-server not found: install it (apt-get install -y redis-server)".into())
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    const REQUIRE: &str = "AGENTWIRE_REQUIRE_REDIS";
+    let code = harness::run(vec![
+        harness::trial(
+            "a_user_on_node_a_receives_a_run_started_on_node_b_with_identical_seqs",
+            REQUIRE,
+            redis_ready,
+            a_user_on_node_a_receives_a_run_started_on_node_b_with_identical_seqs,
+        ),
+        harness::trial(
+            "killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_node",
+            REQUIRE,
+            redis_ready,
+            killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_node,
+        ),
+        harness::trial(
+            "isolation_holds_across_nodes",
+            REQUIRE,
+            redis_ready,
+            isolation_holds_across_nodes,
+        ),
+        harness::trial(
+            "redis_down_makes_nodes_unready_then_they_recover_without_losing_acknowledged_events",
+            REQUIRE,
+            redis_server_ready,
+            redis_down_makes_nodes_unready_then_they_recover_without_losing_acknowledged_events,
+        ),
+    ]);
+    if let Some(Ok((_, Some(private)))) = REDIS.get() {
+        private.stop();
+    }
+    code
 }
 
 fn binary() -> PathBuf {
@@ -155,11 +181,7 @@ fn unique(name: &str) -> String {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_on_node_a_receives_a_run_started_on_node_b_with_identical_seqs() {
-    if !redis_or_skip("two nodes") {
-        return;
-    }
     let (a, b) = (
         Node::start(&redis_url(), &[]),
         Node::start(&redis_url(), &[]),
@@ -198,11 +220,7 @@ async fn a_user_on_node_a_receives_a_run_started_on_node_b_with_identical_seqs()
     assert_eq!(more[0]["seq"].as_u64(), Some(seqs.len() as u64 + 1));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_node() {
-    if !redis_or_skip("kill -9") {
-        return;
-    }
     let env = [
         ("AGENTWIRE_LIMITS__MESSAGES_PER_SECOND", "100000"),
         ("AGENTWIRE_LIMITS__BURST", "100000"),
@@ -276,11 +294,7 @@ async fn killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_n
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn isolation_holds_across_nodes() {
-    if !redis_or_skip("isolation across nodes") {
-        return;
-    }
     let env = [("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "50")];
     let nodes = [
         Node::start(&redis_url(), &env),
@@ -352,7 +366,7 @@ impl PrivateRedis {
             .expect("redis-server runs");
         let url = format!("redis://127.0.0.1:{port}");
         let started = Instant::now();
-        while !redis_answers(&url) {
+        while !harness::redis_answers(&url) {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "private redis did not start"
@@ -403,17 +417,8 @@ async fn wait_for_status(node: &Node, want: u16, within: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_makes_nodes_unready_then_they_recover_without_losing_acknowledged_events() {
-    if !redis_or_skip("redis restart")
-        || Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-    {
-        return;
-    }
-    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let port = harness::free_port();
     let redis = PrivateRedis::start(port, tempfile::tempdir().unwrap());
     let url = format!("redis://127.0.0.1:{}", redis.port);
     let node = Node::start(&url, &[]);

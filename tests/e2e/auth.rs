@@ -142,3 +142,49 @@ async fn dev_auth_needs_a_valid_unreserved_user() {
     }
     server.stop().await;
 }
+
+fn body_of(err: WsError) -> String {
+    match err {
+        WsError::Http(resp) => {
+            String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).into_owned()
+        }
+        other => panic!("expected an HTTP error, got {other}"),
+    }
+}
+
+/// The 401 bodies say what a person can do, in words, without the JWT library's internals.
+#[tokio::test]
+async fn auth_refusals_say_what_to_do_without_library_internals() {
+    let server = jwt_server().await;
+    let wrong_secret = minted("another-secret-that-is-also-32-bytes!", "grace", 60);
+    for (query, expected) in [
+        ("token=abc".to_owned(), "it is not a JWT"),
+        ("token=a.b.c".to_owned(), "it is not a JWT"),
+        (
+            format!("token={wrong_secret}"),
+            "signed with another auth.jwt_secret",
+        ),
+        (
+            "user=grace".to_owned(),
+            "?user= is ignored: this server uses JWT auth",
+        ),
+    ] {
+        let err = WsClient::connect(&server.ws_url(&query))
+            .await
+            .expect_err(&query);
+        let body = body_of(err);
+        assert!(body.contains(expected), "{query}: {body}");
+        for internal in ["JSON error", "line 1 column", "InvalidSignature", "Base64"] {
+            assert!(!body.contains(internal), "{query}: {body}");
+        }
+    }
+    server.stop().await;
+
+    let no_secret = Authenticator::from_config(&AgentwireConfig::default())
+        .mint("grace", std::time::Duration::from_secs(60))
+        .expect_err("no secret, no token");
+    let message = no_secret.to_string();
+    assert!(message.contains("AGENTWIRE_AUTH__JWT_SECRET"), "{message}");
+    assert!(message.contains("openssl rand -hex 32"), "{message}");
+    assert!(!message.contains("invalid token"), "{message}");
+}

@@ -40,6 +40,7 @@ mod error;
 mod executor;
 mod registry;
 mod run_metrics;
+mod shared;
 
 pub use agent::{Agent, RunContext, Tool, ToolCall};
 pub use async_trait::async_trait;

@@ -111,13 +111,14 @@ impl InMemoryAgentRegistry {
         r
     }
 
-    /// Adds (or replaces) an agent under its name.
+    /// Adds (or replaces) an agent under its name. Takes the agent itself or an `Arc` of it.
     pub fn register_agent(&mut self, agent: impl Agent) -> &mut Self {
         self.agents.insert(agent.name().to_owned(), Arc::new(agent));
         self
     }
 
-    /// Adds (or replaces) a tool under its name.
+    /// Adds (or replaces) a tool under its name. Takes the tool itself or an `Arc` of it
+    /// (`Arc<MyTool>` or `Arc<dyn Tool>`), e.g. a tool your application shares elsewhere.
     pub fn register_tool(&mut self, tool: impl Tool) -> &mut Self {
         self.tools.insert(tool.name().to_owned(), Arc::new(tool));
         self

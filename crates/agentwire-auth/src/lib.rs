@@ -47,6 +47,38 @@ pub enum AuthError {
     /// The user id is not acceptable.
     #[error("invalid user id: {0}")]
     InvalidUser(String),
+    /// A token was to be made or checked, but no `auth.jwt_secret` is configured.
+    #[error(
+        "no JWT secret is configured: set AGENTWIRE_AUTH__JWT_SECRET (or auth.jwt_secret in the \
+         config file) to a random string of at least 32 bytes, e.g. \
+         `export AGENTWIRE_AUTH__JWT_SECRET=$(openssl rand -hex 32)`"
+    )]
+    NoSecret,
+}
+
+/// What was wrong with a token, in words a person can act on (no library internals).
+fn token_problem(e: &jsonwebtoken::errors::Error) -> String {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => {
+            "it is not a JWT (three base64url parts joined by dots, e.g. from `agentwire token <user>`)"
+                .into()
+        }
+        ErrorKind::InvalidSignature => {
+            "its signature does not match this server's secret: it was signed with another \
+             auth.jwt_secret"
+                .into()
+        }
+        ErrorKind::ExpiredSignature => "it has expired: get a new one".into(),
+        ErrorKind::ImmatureSignature => "it is not valid yet (nbf is in the future)".into(),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            "it is not signed with HS256, the only algorithm this server accepts".into()
+        }
+        ErrorKind::MissingRequiredClaim(claim) => {
+            format!("it has no `{claim}` claim (it needs `sub`, the user id, and `exp`)")
+        }
+        _ => "it could not be verified".into(),
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -172,6 +204,9 @@ impl Authenticator {
             .or(req.token.map(str::to_owned));
         match (self.mode, token) {
             (AuthMode::Jwt, Some(token)) => self.verify(&token),
+            (AuthMode::Jwt, None) if query_user.is_some() => Err(AuthError::Missing(
+                " (?user= is ignored: this server uses JWT auth)",
+            )),
             (AuthMode::Jwt, None) => Err(AuthError::Missing("")),
             (AuthMode::Dev, Some(token)) if self.decoding.is_some() => self.verify(&token),
             (AuthMode::Dev, _) => match query_user {
@@ -182,12 +217,9 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &str) -> Result<UserId, AuthError> {
-        let key = self
-            .decoding
-            .as_ref()
-            .ok_or_else(|| AuthError::InvalidToken("this server has no JWT secret".into()))?;
+        let key = self.decoding.as_ref().ok_or(AuthError::NoSecret)?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+            .map_err(|e| AuthError::InvalidToken(token_problem(&e)))?;
         user_id(&data.claims.sub)
     }
 
@@ -196,11 +228,7 @@ impl Authenticator {
     /// # Errors
     /// No secret is configured, or the user id is invalid.
     pub fn mint(&self, user: &str, ttl: Duration) -> Result<String, AuthError> {
-        let key = self.encoding.as_ref().ok_or_else(|| {
-            AuthError::InvalidToken(
-                "set auth.jwt_secret (AGENTWIRE_AUTH__JWT_SECRET) to mint tokens".into(),
-            )
-        })?;
+        let key = self.encoding.as_ref().ok_or(AuthError::NoSecret)?;
         let user = user_id(user)?;
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -212,7 +240,7 @@ impl Authenticator {
             iat: Some(now),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, key)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))
+            .map_err(|e| AuthError::InvalidToken(token_problem(&e)))
     }
 }
 

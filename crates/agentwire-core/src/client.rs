@@ -24,8 +24,11 @@ pub struct UserMessage {
     pub thread_id: Option<ThreadId>,
 }
 
+/// The agent a run goes to when the client names none (`user_message` on `/ws`, `POST /v1/runs`).
+pub const DEFAULT_AGENT: &str = "demo";
+
 fn default_agent() -> String {
-    "demo".to_owned()
+    DEFAULT_AGENT.to_owned()
 }
 
 /// A frame a client sends (SPEC §4, client → server).

@@ -41,7 +41,7 @@ mod ids;
 mod wire;
 
 pub use async_trait::async_trait;
-pub use client::{ClientFrame, UserMessage};
+pub use client::{ClientFrame, DEFAULT_AGENT, UserMessage};
 pub use context::UserContext;
 pub use contracts::{Configurable, EventSink, RunLauncher, WebSocketSink, WebSocketSinkExt};
 pub use error::CoreError;

@@ -44,6 +44,8 @@ enum Command {
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Talk to a running server from the terminal: each line you type starts a run, shown live.
+    Chat(agentwire_chat::ChatArgs),
     /// Moved: the load generator is its own binary, `agentwire-bench`, so this one does not link
     /// it. Kept hidden only to say where it went.
     #[command(hide = true)]
@@ -58,13 +60,14 @@ struct ConfigArgs {
     /// TOML config file; AGENTWIRE_* env overrides it, flags override env.
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// Address to listen on.
-    #[arg(long)]
+    /// Address to listen on, IP:PORT (a host name such as localhost:8080 is resolved).
+    #[arg(long, value_parser = listen_address)]
     listen: Option<SocketAddr>,
     /// User authentication: dev (?user=) or jwt.
     #[arg(long, value_enum)]
     auth: Option<AuthArg>,
-    /// Event broker: memory.
+    /// Event broker: memory (one node), or a Redis URL shared by every node, e.g.
+    /// redis://127.0.0.1:6379.
     #[arg(long)]
     broker: Option<String>,
     /// Allow dev auth on a non-loopback address (never in production).
@@ -97,6 +100,25 @@ enum LogFormat {
     Json,
 }
 
+/// `--listen`: an IP:PORT, or a host name resolved to its first address (IPv4 first).
+fn listen_address(s: &str) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let hint = "write IP:PORT, e.g. 127.0.0.1:8080";
+    let addrs: Vec<SocketAddr> = s
+        .to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not an address to listen on ({e}); {hint}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("{s:?} resolves to no address; {hint}"))
+}
+
 fn humantime_duration(s: &str) -> Result<Duration, String> {
     if s.trim().chars().all(|c| c.is_ascii_digit()) {
         return Err(format!("{s:?} has no unit; write e.g. {s}s, {s}m or {s}h"));
@@ -121,8 +143,10 @@ impl ConfigArgs {
     fn init_logging(&self) {
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // Colour only on a terminal: escape codes in a log file are noise.
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr);
         match self.log_format {
             LogFormat::Json => builder.json().init(),
@@ -168,6 +192,7 @@ async fn main() -> ExitCode {
             );
             ExitCode::from(2)
         }
+        Command::Chat(args) => agentwire_chat::main(args).await,
         Command::Token { user, ttl, config } => match config.load() {
             Ok(c) => match Authenticator::from_config(&c).mint(&user, ttl) {
                 Ok(token) => {

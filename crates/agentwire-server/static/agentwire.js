@@ -218,11 +218,47 @@ export class AgentwireClient {
       }
       this._frame(frame);
     };
-    ws.onclose = (ev) => {
+    let opened = false;
+    const ended = (code, reason) => {
       if (this.ws !== ws) return;
       this.ws = null;
-      this._lostConnection(ev.code, ev.reason);
+      if (opened) this._lostConnection(code, reason);
+      else this._refusedOrLost(code, reason, token);
     };
+    ws.onopen = () => { opened = true; };
+    // A failed handshake fires `error` (and, in browsers, `close` after it; not in every runtime).
+    ws.onerror = () => { if (!opened) ended(1006, "connection failed"); };
+    ws.onclose = (ev) => ended(ev.code, ev.reason);
+  }
+
+  // A browser shows a handshake refused with HTTP 401 as any failed connection (1006, no
+  // status). Ask the HTTP API with the same credentials: a 401 there means retrying cannot help,
+  // so the client stops ("closed", auth: true) and the page can ask for credentials.
+  async _refusedOrLost(code, reason, token) {
+    const refusal = await this._authRefusal(token);
+    if (refusal && !this._stopped) {
+      clearInterval(this._watchdog);
+      this._setState("closed", { code: 401, reason: refusal, auth: true });
+      return;
+    }
+    this._lostConnection(code, reason);
+  }
+
+  async _authRefusal(token) {
+    if (typeof fetch !== "function") return null;
+    try {
+      const url = new URL(this.url.replace(/^ws/, "http"));
+      url.pathname = url.pathname.replace(/\/ws$/, "/v1/events");
+      url.search = "";
+      url.searchParams.set("limit", "1");
+      if (this.user) url.searchParams.set("user", this.user);
+      const res = await fetch(url, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+      if (res.status !== 401) return null;
+      const body = await res.json().catch(() => ({}));
+      return body?.error?.message || "the server refused the credentials";
+    } catch {
+      return null;
+    }
   }
 
   _frame(f) {
@@ -279,7 +315,7 @@ export class AgentwireClient {
     }
     if (this._stopped) return;
     if (FINAL_CLOSE_CODES.has(code)) {
-      this._setState("closed", { code, reason });
+      this._setState("closed", { code, reason, auth: /auth|token|credential/i.test(reason || "") });
       return;
     }
     this._scheduleReconnect({ code, reason });

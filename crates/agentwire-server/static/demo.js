@@ -23,7 +23,8 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const json = (v) => (typeof v === "string" ? v : JSON.stringify(v, null, 2));
-const duration = (ms) => (ms === undefined ? "" : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
+// The server sends whole milliseconds: 0 means under one.
+const duration = (ms) => (ms === undefined ? "" : ms === 0 ? "<1 ms" : ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`);
 const plural = (n, word) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 // ---------- identity ----------
@@ -172,7 +173,7 @@ function runView(event, question) {
 }
 
 function seqTag(event, replayed) {
-  const tags = [h("span", { class: "seq", title: "sequence number", text: `#${event.seq}` })];
+  const tags = [h("span", { class: "seq", title: "seq: this event's position in your stream (1, 2, 3 … across all your runs); a reconnect resumes after the last one received", text: `#${event.seq}` })];
   if (replayed) tags.push(replayedMark());
   return tags;
 }
@@ -314,6 +315,13 @@ function start() {
       replayLeft = s.replayed || 0;
       marking = s.state === "resumed";
     }
+    if (s.state === "closed" && s.auth) {
+      // Retrying cannot fix credentials: say why and ask for new ones.
+      notice(`The server refused the credentials: ${s.reason}. Sign in below.`);
+      $("identity-menu").open = true;
+      return;
+    }
+    if (s.state === "closed" && s.code && s.code !== 1000) notice(`Disconnected: ${s.reason || s.code}`);
     if (s.state === "reconnecting" && !everConnected && s.attempt >= 2) {
       notice("Cannot connect. Check the user name, or sign in with a JWT if the server uses JWT auth.");
       if (s.attempt === 2) $("identity-menu").open = true;

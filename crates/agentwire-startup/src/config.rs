@@ -288,15 +288,15 @@ impl AgentwireConfig {
             figment = figment.merge(Serialized::default("allow_insecure_dev", true));
         }
         let config: AgentwireConfig = figment.extract().map_err(|e| {
-            let e = e
+            let (key, cause) = e
                 .into_iter()
                 .next()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+                .map(|e| crate::config_error::describe(&e))
+                .unwrap_or_else(|| ("configuration".into(), String::new()));
             StartupError::new(
                 Phase::Config,
-                "configuration",
-                e,
+                key,
+                cause,
                 "see docs/configuration.md for every key, its type and its default",
             )
         })?;
@@ -360,6 +360,13 @@ impl AgentwireConfig {
                 "limits.queue_bytes",
                 "must be at least 4096".into(),
                 "the default is 1048576 (1 MiB)",
+            );
+        }
+        if self.limits.max_runs_per_user == 0 {
+            return bad(
+                "limits.max_runs_per_user",
+                "must be at least 1: 0 would refuse every run".into(),
+                "the default is 8",
             );
         }
         if self.limits.messages_per_second == 0 || self.limits.burst == 0 {

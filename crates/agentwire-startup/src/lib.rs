@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod config_error;
 mod error;
 mod startup;
 

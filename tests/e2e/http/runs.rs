@@ -226,3 +226,21 @@ async fn jwt_auth_applies_to_the_http_api() {
     assert_eq!(r.status(), StatusCode::OK);
     server.stop().await;
 }
+
+/// Like `user_message` on `/ws`, a run started without `agent` goes to `demo`.
+#[tokio::test]
+async fn a_run_without_an_agent_goes_to_demo_as_on_the_websocket() {
+    let server = TestServer::start().await;
+    let r = client()
+        .post(server.http_url("/v1/runs?user=noor"))
+        .json(&json!({"content": "what is 6*7?"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, started) = json_of(r).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let events = run_events(&server, "noor", started["run_id"].as_str().unwrap()).await;
+    assert_eq!(events[0]["agent"], "demo");
+    assert_eq!(events.last().unwrap()["type"], "agent_completed");
+    server.stop().await;
+}

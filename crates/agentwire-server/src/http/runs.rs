@@ -15,10 +15,16 @@ use crate::{ApiError, AppState, AuthenticatedUser};
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StartRun {
+    /// Like `user_message.agent` on `/ws`: `demo` when absent.
+    #[serde(default = "default_agent")]
     agent: String,
     content: String,
     #[serde(default)]
     thread_id: Option<ThreadId>,
+}
+
+fn default_agent() -> String {
+    agentwire_core::DEFAULT_AGENT.to_owned()
 }
 
 /// Starts a run for the authenticated user: 202 `{run_id, thread_id}`; its events follow on the

@@ -1,0 +1,235 @@
+//! The harness of the end-to-end suites whose prerequisites live outside Cargo: Node packages,
+//! a browser, a Redis server. They run on `libtest-mimic` (`harness = false` in the root
+//! `Cargo.toml`), so a test that cannot run is counted as `ignored, <reason>` in the summary
+//! instead of `ok`.
+//!
+//! Each suite first provisions what it can: `npm ci` into the test's own folder when Node is
+//! installed, a private `redis-server` on a free port when `REDIS_URL`'s Redis does not answer.
+//! A test is ignored only when a program is truly absent. With its `AGENTWIRE_REQUIRE_*`
+//! variable set to `1` (as `.ci/run` does) a missing prerequisite is a failure instead.
+
+use std::future::Future;
+use std::path::Path;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+pub(crate) use libtest_mimic::Trial;
+use libtest_mimic::{Arguments, Completion, Failed};
+
+/// What a trial's runner returns.
+pub(crate) type Outcome = Result<Completion, Failed>;
+
+/// Runs the trials with the command-line arguments libtest understands (`--ignored`, filters …).
+pub(crate) fn run(trials: Vec<Trial>) -> ExitCode {
+    let conclusion = libtest_mimic::run(&Arguments::from_args(), trials);
+    if conclusion.has_failed() {
+        ExitCode::from(101)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// A trial that runs `body` on its own multi-thread runtime once `ready` says the
+/// prerequisites are there; otherwise it is ignored with the reason (or fails when
+/// `require_var` is `1`). `ready` runs inside the trial, so `--list` provisions nothing.
+pub(crate) fn trial<B, F>(
+    name: &str,
+    require_var: &'static str,
+    ready: fn() -> Result<(), String>,
+    body: B,
+) -> Trial
+where
+    B: FnOnce() -> F + Send + 'static,
+    F: Future<Output = ()>,
+{
+    Trial::ignorable_test(name, move || match ready() {
+        Ok(()) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+                .block_on(body());
+            Ok(Completion::Completed)
+        }
+        Err(reason) => missing(require_var, reason),
+    })
+}
+
+/// A prerequisite is missing: the test is ignored with `reason`, or fails when `require_var`
+/// is `1`.
+pub(crate) fn missing(require_var: &str, reason: String) -> Outcome {
+    if std::env::var(require_var).as_deref() == Ok("1") {
+        return Err(format!("{require_var}=1, but {reason}").into());
+    }
+    Ok(Completion::ignored_with(reason))
+}
+
+/// Whether `program --version` runs.
+pub(crate) fn program_runs(program: &str) -> bool {
+    Command::new(program)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Makes sure `dir/node_modules/<package>` is installed: runs `npm ci` in `dir` when it is not
+/// and Node is there. `Err` says what is missing and how to get it.
+pub(crate) fn npm_ci(dir: &Path, package: &str) -> Result<(), String> {
+    let installed = || dir.join("node_modules").join(package).is_dir();
+    if installed() {
+        return Ok(());
+    }
+    if !program_runs("node") {
+        return Err("node not found: install Node.js 20 or newer".into());
+    }
+    if !program_runs("npm") {
+        return Err("npm not found: install npm (it comes with Node.js)".into());
+    }
+    eprintln!("provisioning: npm ci in {}", dir.display());
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        // playwright-core only drives a browser; it never downloads one.
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .output()
+        .map_err(|e| format!("npm ci in {} could not start: {e}", dir.display()))?;
+    if !out.status.success() || !installed() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(3).collect();
+        return Err(format!(
+            "`npm ci` in {} failed ({}): {}",
+            dir.display(),
+            out.status,
+            tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+        ));
+    }
+    Ok(())
+}
+
+/// `REDIS_URL`, or the default local Redis.
+pub(crate) fn configured_redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Whether Redis answers at `url` (a raw PING over TCP, no client library needed).
+pub(crate) fn redis_answers(url: &str) -> bool {
+    use std::io::{Read, Write};
+    let hostport = url
+        .trim_start_matches("redis://")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    let hostport = hostport.rsplit('@').next().unwrap_or(hostport);
+    let Ok(mut s) = std::net::TcpStream::connect(hostport) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok()
+        && s.read(&mut buf)
+            .is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+/// A free loopback port (bound and released; a race with another process is unlikely).
+pub(crate) fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
+}
+
+/// A `redis-server` this test process started, without persistence, stopped by [`stop`].
+///
+/// [`stop`]: PrivateRedis::stop
+#[derive(Debug)]
+pub(crate) struct PrivateRedis {
+    child: Mutex<Option<Child>>,
+    /// `redis://127.0.0.1:<port>`.
+    pub(crate) url: String,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` on a free port with `extra` arguments; waits until it answers.
+    pub(crate) fn start(extra: &[&str]) -> Result<PrivateRedis, String> {
+        Self::start_on(free_port(), extra)
+    }
+
+    /// Starts `redis-server` on `port` with `extra` arguments; waits until it answers.
+    pub(crate) fn start_on(port: u16, extra: &[&str]) -> Result<PrivateRedis, String> {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server did not start: {e}"))?;
+        let redis = PrivateRedis {
+            child: Mutex::new(Some(child)),
+            url: format!("redis://127.0.0.1:{port}"),
+        };
+        let started = Instant::now();
+        while !redis_answers(&redis.url) {
+            if started.elapsed() > Duration::from_secs(10) {
+                return Err(format!(
+                    "redis-server on port {port} did not answer in 10 s"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(redis)
+    }
+
+    /// Stops the server (SIGTERM, so an append-only file is complete) and waits for it.
+    pub(crate) fn stop(&self) {
+        let child = self.child.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(mut child) = child {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The Redis the Redis-dependent tests use: `REDIS_URL`'s when it answers, else a private
+/// `redis-server` when the binary exists. When CI names a `REDIS_URL` and requires Redis
+/// (`AGENTWIRE_REQUIRE_REDIS=1`), a silent Redis there is a failure, never replaced.
+pub(crate) fn provision_redis() -> Result<(String, Option<PrivateRedis>), String> {
+    let url = configured_redis_url();
+    if redis_answers(&url) {
+        return Ok((url, None));
+    }
+    let named = std::env::var("REDIS_URL").is_ok();
+    if named && std::env::var("AGENTWIRE_REQUIRE_REDIS").as_deref() == Ok("1") {
+        return Err(format!("Redis at REDIS_URL={url} does not answer"));
+    }
+    if !program_runs("redis-server") {
+        return Err(format!(
+            "no Redis at {url} and no redis-server binary: start Redis and set REDIS_URL, \
+             or install redis-server"
+        ));
+    }
+    let private = PrivateRedis::start(&[])
+        .map_err(|e| format!("no Redis at {url}, and a private one failed: {e}"))?;
+    eprintln!(
+        "provisioning: no Redis at {url}; started a private redis-server at {}",
+        private.url
+    );
+    Ok((private.url.clone(), Some(private)))
+}
