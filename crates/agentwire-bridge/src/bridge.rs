@@ -1,12 +1,12 @@
 //! `AgentWebSocketBridge`: this node's connections per user, fed from the [`Broker`].
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use agentwire_core::{
-    CloseCode, Configurable, ConnectionId, CoreError, EventSink, Frame, ReplayGap, Resumed,
-    RunEvent, UserId, WebSocketSink, async_trait,
+    CloseCode, Configurable, ConnectionId, CoreError, EventSink, Frame, NowOrLater, ReplayGap,
+    Resumed, RunEvent, UserId, WebSocketSink,
 };
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -19,9 +19,24 @@ use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker, ResumeFro
 
 /// The bridge before [`Configurable::configure`]: it has no methods that deliver anything, so it
 /// cannot be used — or handed to startup's `Agents` phase — by mistake.
+///
+/// A broker other than the default [`MemoryBroker`] is built with this builder's
+/// [`live_sink`](Self::live_sink) and then given to [`broker`](Self::broker):
+///
+/// ```
+/// use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, HistoryConfig, MemoryBroker};
+/// use agentwire_core::Configurable;
+/// use std::sync::Arc;
+///
+/// let builder = AgentWebSocketBridge::builder();
+/// let broker = MemoryBroker::new(HistoryConfig::default(), 1000, builder.live_sink());
+/// let bridge = builder.broker(Arc::new(broker)).configure(BridgeConfig::default()).unwrap();
+/// # drop(bridge);
+/// ```
 #[derive(Default)]
 pub struct UnconfiguredBridge {
     broker: Option<Arc<dyn Broker>>,
+    live: Arc<LiveRouter>,
 }
 
 impl std::fmt::Debug for UnconfiguredBridge {
@@ -33,7 +48,14 @@ impl std::fmt::Debug for UnconfiguredBridge {
 }
 
 impl UnconfiguredBridge {
-    /// Uses `broker` for the streams instead of a [`MemoryBroker`].
+    /// The sink the broker of this bridge delivers live events to: build the broker with it.
+    /// It routes to the bridge this builder configures (and to nothing before that).
+    pub fn live_sink(&self) -> Arc<dyn LiveSink> {
+        self.live.clone()
+    }
+
+    /// Uses `broker` — built with [`Self::live_sink`] — for the streams instead of a
+    /// [`MemoryBroker`].
     pub fn broker(mut self, broker: Arc<dyn Broker>) -> Self {
         self.broker = Some(broker);
         self
@@ -67,8 +89,13 @@ impl Configurable for UnconfiguredBridge {
                 reason: "must be at least 1".into(),
             });
         }
+        let live = self.live;
         let broker = self.broker.unwrap_or_else(|| {
-            Arc::new(MemoryBroker::new(config.history.clone(), config.max_users))
+            Arc::new(MemoryBroker::new(
+                config.history.clone(),
+                config.max_users,
+                live.clone(),
+            ))
         });
         // Every broker gets the same operation, error and latency metrics.
         let broker: Arc<dyn Broker> = Arc::new(Metered::new(broker));
@@ -81,9 +108,8 @@ impl Configurable for UnconfiguredBridge {
             accepted: EventCounters::new(EVENTS_ACCEPTED),
             shutting_down: AtomicBool::new(false),
         });
-        inner
-            .broker
-            .set_live_sink(Arc::new(LiveRouter(Arc::downgrade(&inner))));
+        // `configure` consumes the builder that made `live`: this is its only binding.
+        let _ = live.bridge.set(Arc::downgrade(&inner));
         Ok(AgentWebSocketBridge { inner })
     }
 }
@@ -118,7 +144,7 @@ impl Configurable for UnconfiguredBridge {
 ///
 /// let event = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 ///     EventKind::AgentStarted(AgentStarted { input: None }));
-/// assert_eq!(bridge.publish_event(&alice, &event).await?, 1);
+/// assert_eq!(bridge.publish_event(&alice, event).await?, 1);
 /// assert!(queue.queued_bytes() > 0);
 /// bridge.detach(&alice, attached.connection_id).await;
 /// # Ok(()) }
@@ -140,12 +166,17 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
 }
 
-/// The broker's [`LiveSink`]: routes live frames to this node's connections.
-struct LiveRouter(Weak<Inner>);
+/// The broker's [`LiveSink`]: routes live frames to this node's connections. Made with the
+/// builder, bound to the bridge when the builder is configured; it holds the bridge weakly (the
+/// bridge holds the broker, which holds this).
+#[derive(Default)]
+pub(crate) struct LiveRouter {
+    bridge: OnceLock<Weak<Inner>>,
+}
 
 impl LiveSink for LiveRouter {
     fn deliver(&self, user: &UserId, epoch: &str, frame: Frame) {
-        let Some(inner) = self.0.upgrade() else {
+        let Some(inner) = self.bridge.get().and_then(Weak::upgrade) else {
             return;
         };
         let Some(handle) = inner.users.get(user).map(|h| h.clone()) else {
@@ -243,44 +274,30 @@ impl AgentWebSocketBridge {
         &self.inner.broker
     }
 
-    /// Accepts `event` into `user`'s stream (through the broker) and returns its seq. Never
-    /// waits for a client. Publishing goes on during shutdown, so runs that finish in the grace
-    /// period reach their users.
+    /// Accepts `event` into `user`'s stream (through the broker) and resolves to its seq —
+    /// [`NowOrLater::Now`] when the broker took it without waiting. Never waits for a client.
+    /// Publishing goes on during shutdown, so runs that finish in the grace period reach their
+    /// users. This is also the bridge's [`EventSink::publish`].
     ///
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`], [`BridgeError::TooManyUsers`].
-    pub async fn publish_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        if let Some(r) = self.publish_event_now(user, event) {
-            return r;
-        }
-        let seq = self.inner.broker.append(user, event).await?;
-        self.count_accepted(event);
-        Ok(seq)
+    pub fn publish_event<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+        let type_index = event.kind.type_index();
+        self.inner.broker.append(user, event).map(move |r| {
+            if r.is_ok() {
+                self.count_accepted(type_index);
+            }
+            r
+        })
     }
 
-    /// [`Self::publish_event`] when the broker can take the event without waiting (see
-    /// [`Broker::append_now`]); `None`, having done nothing, when it cannot.
-    ///
-    /// # Errors
-    /// As [`Self::publish_event`].
-    pub fn publish_event_now(
-        &self,
-        user: &UserId,
-        event: &RunEvent,
-    ) -> Option<Result<u64, BridgeError>> {
-        let r = self.inner.broker.append_now(user, event)?;
-        if r.is_ok() {
-            self.count_accepted(event);
-        }
-        Some(r)
-    }
-
-    fn count_accepted(&self, event: &RunEvent) {
+    fn count_accepted(&self, type_index: usize) {
         self.inner.published.fetch_add(1, Ordering::Relaxed);
-        self.inner
-            .accepted
-            .by_index(Some(event.kind.type_index()))
-            .increment(1);
+        self.inner.accepted.by_index(Some(type_index)).increment(1);
     }
 
     fn local_user(&self, user: &UserId) -> Result<Arc<Mutex<LocalUser>>, BridgeError> {
@@ -652,16 +669,13 @@ impl AgentWebSocketBridge {
     }
 }
 
-#[async_trait]
 impl EventSink for AgentWebSocketBridge {
-    async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError> {
-        self.publish_event(user, &event)
-            .await
-            .map_err(CoreError::from)
-    }
-
-    fn publish_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, CoreError>> {
-        self.publish_event_now(user, event)
+    fn publish<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, CoreError>> {
+        self.publish_event(user, event)
             .map(|r| r.map_err(CoreError::from))
     }
 }

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use agentwire_agent_registry::{AgentRegistry, RunExecutor};
-use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker};
+use agentwire_bridge::{
+    AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker, UnconfiguredBridge,
+};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
 use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
@@ -79,10 +81,11 @@ pub struct ConfigLoaded {
     config: AgentwireConfig,
 }
 
-/// State after `Broker`.
+/// State after `Broker`: the broker, built with the live sink of the bridge it will serve.
 pub struct BrokerReady {
     config: AgentwireConfig,
     broker: Arc<dyn Broker>,
+    bridge: UnconfiguredBridge,
 }
 
 impl std::fmt::Debug for BrokerReady {
@@ -177,10 +180,12 @@ impl Startup<ConfigLoaded> {
     /// An unknown or unreachable broker.
     pub async fn connect_broker(self) -> Result<Startup<BrokerReady>, StartupError> {
         let config = self.state.config;
+        let bridge = AgentWebSocketBridge::builder();
+        let live = bridge.live_sink();
         let broker: Arc<dyn Broker> = match config.broker.as_str() {
-            "memory" => Arc::new(MemoryBroker::new(config.history.clone(), config.limits.max_users)),
+            "memory" => Arc::new(MemoryBroker::new(config.history.clone(), config.limits.max_users, live)),
             url if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") => {
-                RedisBroker::connect(url, config.history.clone())
+                RedisBroker::connect(url, config.history.clone(), live)
                     .await
                     .map_err(|e| {
                         StartupError::new(
@@ -215,7 +220,14 @@ impl Startup<ConfigLoaded> {
             began: self.began,
             phase_began: self.phase_began,
         }
-        .next(Phase::Broker, BrokerReady { config, broker }))
+        .next(
+            Phase::Broker,
+            BrokerReady {
+                config,
+                broker,
+                bridge,
+            },
+        ))
     }
 }
 
@@ -230,8 +242,12 @@ impl Startup<BrokerReady> {
     /// # Errors
     /// A bridge setting out of range.
     pub fn build_bridge(self) -> Result<Startup<BridgeConfigured>, StartupError> {
-        let BrokerReady { config, broker } = self.state;
-        let bridge = AgentWebSocketBridge::builder()
+        let BrokerReady {
+            config,
+            broker,
+            bridge,
+        } = self.state;
+        let bridge = bridge
             .broker(broker)
             .configure(BridgeConfig {
                 history: config.history.clone(),

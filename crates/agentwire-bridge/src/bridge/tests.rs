@@ -7,8 +7,8 @@ use agentwire_core::{
 };
 
 use crate::{
-    AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, Broker, ConnectionQueue, HistoryConfig,
-    LiveSink, MemoryBroker, ResumeFrom, StreamSlice,
+    AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, ConnectionQueue, HistoryConfig,
+    LiveSink, MemoryBroker, ResumeFrom,
 };
 
 fn bridge(max_events: usize) -> AgentWebSocketBridge {
@@ -67,11 +67,11 @@ async fn seqs_are_per_user_and_events_reach_only_their_user() {
     b.attach(&user("b"), qb.clone(), None).await.unwrap();
     for i in 0..3 {
         assert_eq!(
-            b.publish_event(&user("a"), &event(i)).await.unwrap(),
+            b.publish_event(&user("a"), event(i)).await.unwrap(),
             u64::from(i) + 1
         );
     }
-    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), event(0)).await.unwrap(), 1);
     assert_eq!(seqs(&recv(&qa, 3).await), vec![1, 2, 3]);
     assert_eq!(seqs(&recv(&qb, 1).await), vec![1]);
 }
@@ -82,7 +82,7 @@ async fn all_connections_of_a_user_share_one_serialization() {
     let (q1, q2) = (queue(), queue());
     b.attach(&user("a"), q1.clone(), None).await.unwrap();
     b.attach(&user("a"), q2.clone(), None).await.unwrap();
-    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    b.publish_event(&user("a"), event(0)).await.unwrap();
     let (f1, f2) = (recv(&q1, 1).await, recv(&q2, 1).await);
     assert_eq!(f1, f2);
     // Same allocation, not just equal bytes.
@@ -93,7 +93,7 @@ async fn all_connections_of_a_user_share_one_serialization() {
 async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
     let b = bridge(100);
     for i in 0..5 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let epoch = b.stream_head(&user("a")).await.unwrap().0;
     let q = queue();
@@ -110,7 +110,7 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
         .unwrap();
     assert_eq!(att.resumed.map(|r| (r.from_seq, r.replayed)), Some((3, 3)));
     // Published while the replay may still be running: buffered, then delivered once.
-    b.publish_event(&user("a"), &event(9)).await.unwrap();
+    b.publish_event(&user("a"), event(9)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 4).await), vec![3, 4, 5, 6]);
 }
 
@@ -118,7 +118,7 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
 async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
     let b = bridge(10_000);
     for i in 0..3000 {
-        b.publish_event(&user("a"), &event(i % 50)).await.unwrap();
+        b.publish_event(&user("a"), event(i % 50)).await.unwrap();
     }
     // Each frame is ~150 bytes: 3000 of them are far over a 16 KiB queue.
     let q = Arc::new(ConnectionQueue::new(16 * 1024));
@@ -152,7 +152,7 @@ async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
         })
     };
     for i in 0..10 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let got = writer.await.unwrap();
     assert_eq!(got, (1..=3010).collect::<Vec<u64>>());
@@ -166,7 +166,7 @@ async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
 async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     let b = bridge(3);
     for i in 0..6 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let q = queue();
     b.attach(
@@ -205,7 +205,7 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
 #[tokio::test]
 async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
     let b = bridge(10);
-    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    b.publish_event(&user("a"), event(0)).await.unwrap();
     let err = b
         .attach(
             &user("a"),
@@ -248,7 +248,7 @@ async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
         })
     );
     assert_eq!((att.last_seq, att.resumed), (1, None));
-    b.publish_event(&user("a"), &event(1)).await.unwrap();
+    b.publish_event(&user("a"), event(1)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 1).await), vec![2]);
 }
 
@@ -256,7 +256,7 @@ async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
 async fn resume_frame_replays_only_before_any_delivery() {
     let b = bridge(10);
     for i in 0..3 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let q = queue();
     let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
@@ -272,7 +272,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
         .await
         .unwrap();
     assert_eq!((r.from_seq, r.replayed), (2, 2));
-    b.publish_event(&user("a"), &event(5)).await.unwrap();
+    b.publish_event(&user("a"), event(5)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 3).await), vec![2, 3, 4]);
     let err = b
         .resume(
@@ -298,7 +298,7 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
     b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     assert_eq!(
         slow.close_reason().map(|c| c.0),
@@ -331,7 +331,7 @@ async fn limits_connections_per_user_and_users() {
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
     assert!(matches!(
-        b.publish_event(&user("b"), &event(0)).await,
+        b.publish_event(&user("b"), event(0)).await,
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
 }
@@ -343,7 +343,7 @@ async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() 
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
     let q = queue();
     let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
-    b.publish_event(&user("b"), &event(0)).await.unwrap();
+    b.publish_event(&user("b"), event(0)).await.unwrap();
     b.remove_stream(&user("a")).await;
     assert_eq!(q.close_reason().map(|c| c.0), Some(CloseCode::NORMAL));
     b.detach(&user("a"), att.connection_id).await;
@@ -356,7 +356,7 @@ async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() 
     assert_eq!(b.broker().sweep().await, 1);
     assert_eq!(b.stats().streams, Some(0));
     // A new stream has a new epoch and starts at seq 1 again.
-    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), event(0)).await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -366,10 +366,10 @@ async fn a_subscribed_stream_is_not_swept_while_its_connection_lives() {
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
     let q = queue();
     b.attach(&user("a"), q.clone(), None).await.unwrap();
-    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    b.publish_event(&user("a"), event(0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(b.broker().sweep().await, 0);
-    assert_eq!(b.publish_event(&user("a"), &event(1)).await.unwrap(), 2);
+    assert_eq!(b.publish_event(&user("a"), event(1)).await.unwrap(), 2);
     assert_eq!(seqs(&recv(&q, 2).await), vec![1, 2]);
 }
 
@@ -386,12 +386,7 @@ fn rejects_invalid_settings() {
     ));
 }
 
-/// A broker whose live feed loses chosen seqs, as a pub/sub feed can when its connection breaks.
-struct Lossy {
-    inner: MemoryBroker,
-    lose: Vec<u64>,
-}
-
+/// A live feed that loses chosen seqs, as a pub/sub feed can when its connection breaks.
 struct LossySink {
     next: Arc<dyn LiveSink>,
     lose: Vec<u64>,
@@ -405,60 +400,22 @@ impl LiveSink for LossySink {
     }
 }
 
-#[agentwire_core::async_trait]
-impl Broker for Lossy {
-    fn name(&self) -> &'static str {
-        "lossy"
-    }
-    fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
-        self.inner.set_live_sink(Arc::new(LossySink {
-            next: sink,
-            lose: self.lose.clone(),
-        }));
-    }
-    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        self.inner.append(user, event).await
-    }
-    async fn read_after(
-        &self,
-        user: &UserId,
-        after: u64,
-        epoch: Option<&str>,
-        limit: usize,
-    ) -> Result<StreamSlice, BridgeError> {
-        self.inner.read_after(user, after, epoch, limit).await
-    }
-    async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
-        self.inner.subscribe(user).await
-    }
-    async fn unsubscribe(&self, user: &UserId) {
-        self.inner.unsubscribe(user).await;
-    }
-    async fn remove(&self, user: &UserId) -> Result<(), BridgeError> {
-        self.inner.remove(user).await
-    }
-    async fn touch(&self, users: &[UserId]) {
-        self.inner.touch(users).await;
-    }
-    async fn ping(&self) -> Result<(), BridgeError> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn a_hole_in_the_live_feed_is_filled_from_history() {
-    let broker = Arc::new(Lossy {
-        inner: MemoryBroker::new(HistoryConfig::default(), 100),
+    let builder = AgentWebSocketBridge::builder();
+    let lossy = Arc::new(LossySink {
+        next: builder.live_sink(),
         lose: vec![3, 4, 8],
     });
-    let b = AgentWebSocketBridge::builder()
+    let broker = Arc::new(MemoryBroker::new(HistoryConfig::default(), 100, lossy));
+    let b = builder
         .broker(broker)
         .configure(BridgeConfig::default())
         .unwrap();
     let q = queue();
     b.attach(&user("a"), q.clone(), None).await.unwrap();
     for i in 0..9 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     // 3 and 4 are recovered when 5 reveals the hole; 8 when 9 does.
     assert_eq!(seqs(&recv(&q, 9).await), (1..=9).collect::<Vec<u64>>());
@@ -506,7 +463,7 @@ async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
     b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     // Resuming from 0 with 4 events held: a replay_gap (1..=16), then 17..=20 replayed.
     let late = queue();
