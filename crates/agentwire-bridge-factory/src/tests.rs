@@ -296,3 +296,36 @@ async fn a_run_dropped_after_a_refused_terminal_event_ends_once_the_sink_recover
         ]
     );
 }
+
+#[tokio::test]
+async fn runs_are_keyed_by_user_and_run_id() {
+    let (_bridge, factory) = setup(8);
+    let (kim, lee) = (UserId::new("kim").unwrap(), UserId::new("lee").unwrap());
+    let shared = agentwire_core::RunId::new("r_shared").unwrap();
+    let ctx = |user: &UserId| UserContext {
+        user_id: user.clone(),
+        thread_id: agentwire_core::ThreadId::generate(),
+        run_id: shared.clone(),
+        request_id: None,
+    };
+    let kims = factory.begin_run(ctx(&kim), "demo").unwrap();
+    let lees = factory.begin_run(ctx(&lee), "demo").unwrap();
+    assert_eq!(factory.active_runs(), 2);
+    // The same user cannot have two runs under one id.
+    assert!(matches!(
+        factory.begin_run(ctx(&kim), "demo"),
+        Err(FactoryError::RunIdInUse { .. })
+    ));
+    assert_eq!(factory.active_runs(), 2);
+    factory.cancel(&kim, &shared).unwrap();
+    assert!(kims.cancellation().is_cancelled());
+    assert!(!lees.cancellation().is_cancelled());
+    drop(kims);
+    // lee's run is still there, under the same id, and cancellable by lee.
+    assert!(factory.owns_run(&lee, &shared));
+    factory.cancel(&lee, &shared).unwrap();
+    assert!(lees.cancellation().is_cancelled());
+    drop(lees);
+    assert!(factory.wait_idle(Duration::from_secs(5)).await);
+    factory.begin_run(ctx(&kim), "demo").unwrap();
+}
