@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_agent_registry::{
-    Agent, AgentError, AgentRegistry, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor,
-    Tool, async_trait,
+    Agent, AgentError, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor, Tool,
+    async_trait,
 };
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
@@ -89,14 +89,8 @@ fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
         .register_agent(Chatty)
         .register_tool(Failing)
         .register_tool(Slow);
-    registry.set_websocket_manager(BridgeFactory::new(
-        Arc::new(bridge.clone()),
-        RunLimits::default(),
-    ));
-    (
-        bridge,
-        RunExecutor::new(Arc::new(registry), timeout).unwrap(),
-    )
+    let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default());
+    (bridge, RunExecutor::new(registry, factory, timeout))
 }
 
 /// Runs `agent` for a fresh user and returns its events once the run ended.
@@ -221,11 +215,6 @@ async fn unknown_agents_and_a_registry_without_manager_are_refused() {
         err.to_string().contains("demo"),
         "lists the available agents: {err}"
     );
-    let bare = InMemoryAgentRegistry::new();
-    assert!(matches!(
-        RunExecutor::new(Arc::new(bare), Duration::from_secs(1)),
-        Err(AgentError::ManagerNotSet)
-    ));
 }
 
 #[tokio::test]

@@ -179,10 +179,13 @@ pub trait EventSink: Send + Sync + 'static {
 /// synthetic critical-path run, and transports use it for `user_message`.
 ///
 /// # What an implementor must guarantee
-/// - On `Ok`, the run executes on its own task and publishes a complete run (SPEC §3) to
-///   `ctx.user_id`'s stream, and to no other.
+/// - On `Ok`, the run publishes a complete run (SPEC §3) to `ctx.user_id`'s stream, and to no
+///   other.
 /// - On `Err`, nothing was published for `ctx.run_id`.
-/// - `launch` does not block or await: it checks, registers and spawns, then returns.
+/// - `launch` does not await. It may run the agent's first step inline — up to the agent's first
+///   wait — before it returns (agentwire's `RunExecutor` does, so a run that never waits costs no
+///   task); the rest of the run goes on its own task. Callers must expect `launch` to take as
+///   long as that first step, and agents should not block before their first `.await`.
 ///
 /// agentwire's `RunExecutor` is the launcher you normally use. A complete implementation that
 /// publishes a minimal run (`agent_started` then `agent_completed`) through an [`EventSink`]:

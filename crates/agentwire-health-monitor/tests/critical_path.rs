@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_agent_registry::{
-    Agent, AgentError, AgentRegistry, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor,
-    async_trait,
+    Agent, AgentError, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor, async_trait,
 };
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
@@ -14,15 +13,11 @@ use agentwire_health_monitor::{CriticalPathCheck, HealthMonitor, HealthStatus};
 use serde_json::Value;
 
 fn check_with(registry: InMemoryAgentRegistry) -> (AgentWebSocketBridge, CriticalPathCheck) {
-    let mut registry = registry;
     let bridge = AgentWebSocketBridge::builder()
         .configure(BridgeConfig::default())
         .unwrap();
-    registry.set_websocket_manager(BridgeFactory::new(
-        Arc::new(bridge.clone()),
-        RunLimits::default(),
-    ));
-    let exec = RunExecutor::new(Arc::new(registry), Duration::from_secs(5)).unwrap();
+    let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default());
+    let exec = RunExecutor::new(registry, factory, Duration::from_secs(5));
     (
         bridge.clone(),
         CriticalPathCheck::new(bridge, Arc::new(exec), Duration::from_millis(500)),

@@ -278,14 +278,14 @@ impl Startup<BridgeConfigured> {
         &self.state.bridge
     }
 
-    /// Phase `Agents`: hands the registry its websocket manager (a [`BridgeFactory`] over the
-    /// bridge) and builds the executor from it.
+    /// Phase `Agents`: builds the executor over `registry` and a [`BridgeFactory`] over the
+    /// bridge; the executor hands the registry the factory as its websocket manager.
     ///
     /// # Errors
-    /// The registry did not keep the manager.
+    /// The registry has no `echo` agent (the critical-path check runs it).
     pub fn register_agents<R: AgentRegistry>(
         self,
-        mut registry: R,
+        registry: R,
     ) -> Result<Startup<AgentsWired>, StartupError> {
         let BridgeConfigured { config, bridge } = self.state;
         let factory = BridgeFactory::new(
@@ -294,15 +294,8 @@ impl Startup<BridgeConfigured> {
                 max_runs_per_user: config.limits.max_runs_per_user,
             },
         );
-        registry.set_websocket_manager(factory);
-        let executor = RunExecutor::new(Arc::new(registry), config.limits.run_timeout).map_err(|e| {
-            StartupError::new(
-                Phase::Agents,
-                std::any::type_name::<R>(),
-                e.to_string(),
-                "store the BridgeFactory in set_websocket_manager and return it from websocket_manager",
-            )
-        })?;
+        // The executor hands the registry the factory (`set_websocket_manager`) and keeps it.
+        let executor = RunExecutor::new(registry, factory, config.limits.run_timeout);
         if executor.registry().agent("echo").is_none() {
             return Err(StartupError::new(
                 Phase::Agents,
