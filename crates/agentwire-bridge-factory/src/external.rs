@@ -325,7 +325,7 @@ mod tests {
         )
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_whole_run_gets_consecutive_seqs_and_is_then_forgotten() {
         let r = runs(ExternalLimits::default());
         let u = UserId::new("u").unwrap();
@@ -357,7 +357,7 @@ mod tests {
         assert_eq!(again.unwrap_err().code(), ErrorCode::OutOfGrammar);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refuses_out_of_grammar_and_mismatched_events_without_publishing() {
         let r = runs(ExternalLimits::default());
         let u = UserId::new("u").unwrap();
@@ -396,7 +396,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn idle_runs_expire_and_the_open_run_count_is_capped() {
         let r = runs(ExternalLimits {
             idle_ttl: Duration::from_secs(1),

@@ -69,7 +69,7 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failed_completes_open_calls_first() {
     let (bridge, factory) = setup(8);
     let user = UserId::new("u").unwrap();
@@ -86,7 +86,7 @@ async fn failed_completes_open_calls_first() {
     assert!(run.thinking("late", None).await.is_err());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
     let (_bridge, factory) = setup(1);
     let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
@@ -119,7 +119,7 @@ async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stop_accepting_refuses_new_runs() {
     let (_bridge, factory) = setup(8);
     factory.stop_accepting();
@@ -147,7 +147,7 @@ impl EventSink for WaitingSink {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
     let (bridge, _) = setup(8);
     let factory = BridgeFactory::new(Arc::new(WaitingSink(bridge.clone())), RunLimits::default());
@@ -240,7 +240,7 @@ fn failing_setup() -> (AgentWebSocketBridge, Arc<FailingOnTerminal>, BridgeFacto
     (bridge, sink, factory)
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_terminal_event_the_sink_refused_can_be_sent_again_once_it_recovers() {
     let (bridge, sink, factory) = failing_setup();
     let user = UserId::new("u").unwrap();
@@ -297,7 +297,7 @@ async fn a_run_dropped_after_a_refused_terminal_event_ends_once_the_sink_recover
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn runs_are_keyed_by_user_and_run_id() {
     let (_bridge, factory) = setup(8);
     let (kim, lee) = (UserId::new("kim").unwrap(), UserId::new("lee").unwrap());

@@ -1,7 +1,7 @@
 //! `MemoryBroker`: streams in this process; the default for one node.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use agentwire_core::{NowOrLater, RunEvent, UserId, async_trait};
 use dashmap::DashMap;
@@ -109,7 +109,8 @@ impl MemoryBroker {
             s.history.push(now, frame.clone());
             if s.subscribers > 0 {
                 // Still under the stream lock: delivery order is seq order.
-                self.live.deliver(user, &s.epoch, frame.accepted_at(now));
+                self.live
+                    .deliver(user, &s.epoch, frame.accepted_at(now.into_std()));
             }
             seq
         })?;

@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use agentwire_core::{
     CloseCode, ConnectionId, ControlFrame, CoreError, Frame, UserId, WebSocketSink,

@@ -24,7 +24,7 @@ fn check_with(registry: InMemoryAgentRegistry) -> (AgentWebSocketBridge, Critica
     )
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn passes_through_the_real_path_and_leaves_no_stream_behind() {
     let (bridge, check) = check_with(InMemoryAgentRegistry::with_builtins(DemoSettings::instant()));
     for _ in 0..3 {
@@ -51,7 +51,7 @@ impl Agent for BrokenEcho {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fails_when_events_are_missing_or_out_of_order() {
     let mut registry = InMemoryAgentRegistry::new();
     registry.register_agent(BrokenEcho);

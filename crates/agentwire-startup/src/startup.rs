@@ -1,7 +1,7 @@
 //! The phased startup as a typestate chain.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use agentwire_agent_registry::{AgentRegistry, RunExecutor};
 use agentwire_bridge::{

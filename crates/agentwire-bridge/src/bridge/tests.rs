@@ -59,7 +59,7 @@ fn seqs(frames: &[Frame]) -> Vec<u64> {
     frames.iter().map(Frame::seq).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn seqs_are_per_user_and_events_reach_only_their_user() {
     let b = bridge(100);
     let (qa, qb) = (queue(), queue());
@@ -76,7 +76,7 @@ async fn seqs_are_per_user_and_events_reach_only_their_user() {
     assert_eq!(seqs(&recv(&qb, 1).await), vec![1]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn all_connections_of_a_user_share_one_serialization() {
     let b = bridge(100);
     let (q1, q2) = (queue(), queue());
@@ -89,7 +89,7 @@ async fn all_connections_of_a_user_share_one_serialization() {
     assert_eq!(f1[0].bytes().as_ptr(), f2[0].bytes().as_ptr());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
     let b = bridge(100);
     for i in 0..5 {
@@ -114,7 +114,7 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
     assert_eq!(seqs(&recv(&q, 4).await), vec![3, 4, 5, 6]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
     let b = bridge(10_000);
     for i in 0..3000 {
@@ -162,7 +162,7 @@ async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     let b = bridge(3);
     for i in 0..6 {
@@ -202,7 +202,7 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     assert_eq!(seqs(&frames[1..]), vec![4, 5, 6]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
     let b = bridge(10);
     b.publish_event(&user("a"), event(0)).await.unwrap();
@@ -252,7 +252,7 @@ async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
     assert_eq!(seqs(&recv(&q, 1).await), vec![2]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resume_frame_replays_only_before_any_delivery() {
     let b = bridge(10);
     for i in 0..3 {
@@ -290,7 +290,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     let b = bridge(1000);
     let slow = Arc::new(ConnectionQueue::new(600));
@@ -313,7 +313,7 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn limits_connections_per_user_and_users() {
     let config = BridgeConfig {
         max_connections_per_user: 1,
@@ -336,7 +336,7 @@ async fn limits_connections_per_user_and_users() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() {
     let mut config = BridgeConfig::default();
     config.history.ttl = Duration::from_secs(1);
@@ -359,7 +359,7 @@ async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() 
     assert_eq!(b.publish_event(&user("b"), event(0)).await.unwrap(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_subscribed_stream_is_not_swept_while_its_connection_lives() {
     let mut config = BridgeConfig::default();
     config.history.ttl = Duration::from_secs(1);
@@ -400,7 +400,7 @@ impl LiveSink for LossySink {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_hole_in_the_live_feed_is_filled_from_history() {
     let builder = AgentWebSocketBridge::builder();
     let lossy = Arc::new(LossySink {
@@ -450,7 +450,7 @@ fn metric(
         .sum()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
