@@ -12,7 +12,7 @@ use agentwire_core::{
 };
 
 use crate::bridge::Inner;
-use crate::stream::{close_slow, finish_replay};
+use crate::stream::{ReplayEnd, close_slow, finish_replay};
 
 /// Replays started (resume on connect, `resume` frame, or a hole found in live delivery).
 const REPLAYS: &str = "agentwire_replays_total";
@@ -62,7 +62,7 @@ pub(crate) async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
         };
         if slice.epoch != epoch {
             sink.close(
-                CloseCode(1012),
+                CloseCode::SERVICE_RESTART,
                 "stream reset; reconnect with your last seq and epoch",
             );
             return;
@@ -101,9 +101,9 @@ pub(crate) async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
             continue; // more pages
         }
         match finish_replay(slot) {
-            Some(true) => return,
-            Some(false) => continue,
-            None => {
+            ReplayEnd::Live => return,
+            ReplayEnd::ReadAgain => continue,
+            ReplayEnd::Dropped => {
                 local.slots.remove(idx);
                 inner.connections.fetch_sub(1, Ordering::Relaxed);
                 return;

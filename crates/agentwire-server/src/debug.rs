@@ -34,7 +34,7 @@ pub(crate) async fn disconnect(
     };
     let closed = state.ready().bridge().close_user(
         &user,
-        CloseCode(1012),
+        CloseCode::SERVICE_RESTART,
         "debug disconnect: reconnect and resume",
     );
     Json(serde_json::json!({ "closed": closed })).into_response()
