@@ -158,8 +158,7 @@ pub struct AgentWebSocketBridge {
 pub(crate) struct Inner {
     config: BridgeConfig,
     pub(crate) broker: Arc<dyn Broker>,
-    // foldhash instead of SipHash: these maps are looked up for every event (SipHash was 3% of
-    // the server's instructions under fan-out); it is still seeded per process.
+    // foldhash: looked up for every event; seeded per process.
     pub(crate) users: DashMap<UserId, Arc<Mutex<LocalUser>>, foldhash::quality::RandomState>,
     pub(crate) connections: AtomicUsize,
     published: AtomicU64,

@@ -27,8 +27,7 @@ pub struct ConnectionQueue {
 }
 
 /// Bytes queued for all connections of the process. An integer read when metrics are scraped,
-/// not a `metrics` gauge: a gauge's `f64` compare-and-swap loop (and its generation counter) on
-/// every send and every batch was measurable on the per-frame path (docs/benchmarks.md).
+/// not a `metrics` gauge, so the per-frame path adds to one atomic and nothing else.
 static QUEUED_TOTAL: AtomicI64 = AtomicI64::new(0);
 
 fn add_queued(bytes: usize) {
