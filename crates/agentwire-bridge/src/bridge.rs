@@ -14,7 +14,9 @@ use parking_lot::Mutex;
 use crate::metered::Metered;
 use crate::stream::LocalUser;
 use crate::telemetry::{EVENTS_ACCEPTED, EventCounters};
-use crate::{BridgeConfig, BridgeError, Broker, LiveSink, MemoryBroker};
+use crate::{
+    BridgeConfig, BridgeError, Broker, ConnectionQueue, LiveSink, MemoryBroker, QueuedBytes,
+};
 
 use live::LiveRouter;
 
@@ -105,6 +107,7 @@ impl Configurable for UnconfiguredBridge {
             broker,
             users: DashMap::default(),
             connections: AtomicUsize::new(0),
+            queued: QueuedBytes::default(),
             published: AtomicU64::new(0),
             accepted: EventCounters::new(EVENTS_ACCEPTED),
             shutting_down: AtomicBool::new(false),
@@ -161,6 +164,8 @@ pub(crate) struct Inner {
     // foldhash: looked up for every event; seeded per process.
     pub(crate) users: DashMap<UserId, Arc<Mutex<LocalUser>>, foldhash::quality::RandomState>,
     pub(crate) connections: AtomicUsize,
+    /// Bytes queued on the queues made by `connection_queue`.
+    queued: QueuedBytes,
     published: AtomicU64,
     accepted: EventCounters,
     shutting_down: AtomicBool,
@@ -215,6 +220,9 @@ pub struct BridgeStats {
     pub streams: Option<usize>,
     /// Events accepted through this node since start.
     pub events_published: u64,
+    /// Bytes queued on the connection queues made by
+    /// [`AgentWebSocketBridge::connection_queue`].
+    pub queued_bytes: u64,
 }
 
 impl AgentWebSocketBridge {
@@ -226,6 +234,12 @@ impl AgentWebSocketBridge {
     /// The settings in force.
     pub fn config(&self) -> &BridgeConfig {
         &self.inner.config
+    }
+
+    /// A queue for one connection of this bridge, holding at most `cap_bytes`; its bytes count
+    /// in [`BridgeStats::queued_bytes`].
+    pub fn connection_queue(&self, cap_bytes: usize) -> ConnectionQueue {
+        ConnectionQueue::counted_in(cap_bytes, self.inner.queued.clone())
     }
 
     /// The broker holding the streams.
@@ -365,6 +379,7 @@ impl AgentWebSocketBridge {
             connections: self.inner.connections.load(Ordering::Relaxed),
             streams: self.inner.broker.stream_count(),
             events_published: self.inner.published.load(Ordering::Relaxed),
+            queued_bytes: self.inner.queued.get(),
         }
     }
 }
