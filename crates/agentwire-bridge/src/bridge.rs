@@ -125,7 +125,7 @@ impl Configurable for UnconfiguredBridge {
 ///   history; it serializes the event **once** and the same bytes go to all of the user's
 ///   connections.
 /// - Publishing never waits for a client: each connection has a bounded queue (its
-///   [`WebSocketSink`]); one that is full is closed with 4008 and its client resumes from history.
+///   [`WebSocketSink`](agentwire_core::WebSocketSink)); one that is full is closed with 4008 and its client resumes from history.
 /// - Each connection has a cursor (the last seq queued on it): a frame at or below it is a
 ///   duplicate and is skipped; a frame past `cursor + 1` reveals a hole, which is filled from
 ///   history before live delivery goes on. A resume replays history page by page, paced by the
