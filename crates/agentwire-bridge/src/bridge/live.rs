@@ -58,3 +58,48 @@ impl LiveSink for LiveRouter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use agentwire_core::{Configurable, Frame, UserId};
+
+    use crate::bridge::tests::{event, queue, recv, seqs, user};
+    use crate::{AgentWebSocketBridge, BridgeConfig, HistoryConfig, LiveSink, MemoryBroker};
+
+    /// A live feed that loses chosen seqs, as a pub/sub feed can when its connection breaks.
+    struct LossySink {
+        next: Arc<dyn LiveSink>,
+        lose: Vec<u64>,
+    }
+
+    impl LiveSink for LossySink {
+        fn deliver(&self, user: &UserId, epoch: &str, frame: Frame) {
+            if !self.lose.contains(&frame.seq()) {
+                self.next.deliver(user, epoch, frame);
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hole_in_the_live_feed_is_filled_from_history() {
+        let builder = AgentWebSocketBridge::builder();
+        let lossy = Arc::new(LossySink {
+            next: builder.live_sink(),
+            lose: vec![3, 4, 8],
+        });
+        let broker = Arc::new(MemoryBroker::new(HistoryConfig::default(), 100, lossy));
+        let b = builder
+            .broker(broker)
+            .configure(BridgeConfig::default())
+            .unwrap();
+        let q = queue();
+        b.attach(&user("a"), q.clone(), None).await.unwrap();
+        for i in 0..9 {
+            b.publish_event(&user("a"), event(i)).await.unwrap();
+        }
+        // 3 and 4 are recovered when 5 reveals the hole; 8 when 9 does.
+        assert_eq!(seqs(&recv(&q, 9).await), (1..=9).collect::<Vec<u64>>());
+    }
+}

@@ -6,18 +6,15 @@ use agentwire_core::{
     ThreadId, UserId,
 };
 
-use crate::{
-    AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, ConnectionQueue, HistoryConfig,
-    LiveSink, MemoryBroker, ResumeFrom,
-};
+use crate::{AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, ConnectionQueue, ResumeFrom};
 
-fn bridge(max_events: usize) -> AgentWebSocketBridge {
+pub(super) fn bridge(max_events: usize) -> AgentWebSocketBridge {
     let mut config = BridgeConfig::default();
     config.history.max_events = max_events;
     AgentWebSocketBridge::builder().configure(config).unwrap()
 }
 
-fn event(n: u32) -> RunEvent {
+pub(super) fn event(n: u32) -> RunEvent {
     RunEvent::now(
         RunId::new("r_1").unwrap(),
         ThreadId::new("t_1").unwrap(),
@@ -33,17 +30,17 @@ fn event(n: u32) -> RunEvent {
     )
 }
 
-fn user(name: &str) -> UserId {
+pub(super) fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
 
-fn queue() -> Arc<ConnectionQueue> {
+pub(super) fn queue() -> Arc<ConnectionQueue> {
     Arc::new(ConnectionQueue::new(1 << 20))
 }
 
 /// Receives exactly `n` frames (waiting for asynchronous replays), then checks nothing more is
 /// queued.
-async fn recv(q: &ConnectionQueue, n: usize) -> Vec<Frame> {
+pub(super) async fn recv(q: &ConnectionQueue, n: usize) -> Vec<Frame> {
     let mut out = Vec::new();
     while out.len() < n {
         tokio::time::timeout(Duration::from_secs(5), q.next_batch(&mut out, 1024))
@@ -55,7 +52,7 @@ async fn recv(q: &ConnectionQueue, n: usize) -> Vec<Frame> {
     out
 }
 
-fn seqs(frames: &[Frame]) -> Vec<u64> {
+pub(super) fn seqs(frames: &[Frame]) -> Vec<u64> {
     frames.iter().map(Frame::seq).collect()
 }
 
@@ -384,41 +381,6 @@ fn rejects_invalid_settings() {
             ..
         })
     ));
-}
-
-/// A live feed that loses chosen seqs, as a pub/sub feed can when its connection breaks.
-struct LossySink {
-    next: Arc<dyn LiveSink>,
-    lose: Vec<u64>,
-}
-
-impl LiveSink for LossySink {
-    fn deliver(&self, user: &UserId, epoch: &str, frame: Frame) {
-        if !self.lose.contains(&frame.seq()) {
-            self.next.deliver(user, epoch, frame);
-        }
-    }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_hole_in_the_live_feed_is_filled_from_history() {
-    let builder = AgentWebSocketBridge::builder();
-    let lossy = Arc::new(LossySink {
-        next: builder.live_sink(),
-        lose: vec![3, 4, 8],
-    });
-    let broker = Arc::new(MemoryBroker::new(HistoryConfig::default(), 100, lossy));
-    let b = builder
-        .broker(broker)
-        .configure(BridgeConfig::default())
-        .unwrap();
-    let q = queue();
-    b.attach(&user("a"), q.clone(), None).await.unwrap();
-    for i in 0..9 {
-        b.publish_event(&user("a"), event(i)).await.unwrap();
-    }
-    // 3 and 4 are recovered when 5 reveals the hole; 8 when 9 does.
-    assert_eq!(seqs(&recv(&q, 9).await), (1..=9).collect::<Vec<u64>>());
 }
 
 /// The value of one metric series (name and every label of `labels`), summed; 0 when absent.
