@@ -7,7 +7,7 @@
 //!
 //! What it shows:
 //! - implementing all of `AgentRegistry`: `set_websocket_manager` stores the `BridgeFactory`,
-//!   `websocket_manager` returns it (startup fails with a clear error if it does not);
+//!   `websocket_manager` returns it;
 //! - agents defined by data, tools defined in code (the built-ins here);
 //! - keeping the built-in `echo` agent and tool, which startup's critical-path check runs.
 //!

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
+use tokio::time::Instant;
 
 use agentwire_bridge_factory::RunEmitter;
 use agentwire_core::UserContext;

@@ -29,11 +29,6 @@ pub enum AgentError {
         /// The registered names, comma-separated.
         available: String,
     },
-    /// The registry did not keep the manager given to `set_websocket_manager`.
-    #[error(
-        "the agent registry has no websocket manager: its set_websocket_manager must store the BridgeFactory and websocket_manager must return it"
-    )]
-    ManagerNotSet,
     /// The run could not be started or an event could not be published.
     #[error(transparent)]
     Run(#[from] FactoryError),

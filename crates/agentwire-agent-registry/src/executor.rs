@@ -1,4 +1,5 @@
-//! `RunExecutor`: runs agents (on a tokio task once they wait) and frames their runs.
+//! `RunExecutor`: runs agents (their first step inline, the rest on a tokio task) and frames
+//! their runs.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -22,11 +23,18 @@ pub struct RunHandle {
     pub thread_id: ThreadId,
 }
 
-/// Starts runs: looks the agent up, asks the registry's manager for an emitter bound to the
-/// run's user, and drives the agent — up to its first wait on the caller's thread, then on its own
-/// task — `agent_started` first, then the agent's
-/// events, then exactly one of `agent_completed`, `agent_error {agent_failed | cancelled |
-/// timeout}`.
+/// Starts runs: looks the agent up, asks its [`BridgeFactory`] for an emitter bound to the run's
+/// user, and drives the agent — `agent_started` first, then the agent's events, then exactly one
+/// of `agent_completed`, `agent_error {agent_failed | cancelled | timeout}`.
+///
+/// # Where an agent runs
+/// The agent's **first step runs inline**, on the caller's task (for a WebSocket client, its
+/// connection's reader), until the agent first waits; from then on the run is a task of its own.
+/// An agent that never waits (`echo`) costs no task at all, and its whole run is queued before
+/// the caller reads its next frame. For agent authors this means: do not block or compute for
+/// long before your first `.await` that waits — that stalls the caller (the client's next frames)
+/// meanwhile. Put CPU-heavy or blocking work behind `tokio::task::spawn_blocking`, or
+/// `tokio::task::yield_now().await` first to move the rest of the run to its own task.
 ///
 /// Each run's task is instrumented with a `run{user_id, run_id, agent}` span, and records
 /// `agentwire_runs_started_total{agent}`, `agentwire_runs_finished_total{agent, outcome}` and
@@ -50,24 +58,21 @@ impl std::fmt::Debug for RunExecutor {
 }
 
 impl RunExecutor {
-    /// An executor over `registry`, whose `set_websocket_manager` must have been called.
-    ///
-    /// # Errors
-    /// [`AgentError::ManagerNotSet`] when the registry returns no manager.
-    pub fn new(
-        registry: Arc<dyn AgentRegistry>,
+    /// An executor running the agents of `registry`, publishing through `factory`. The registry
+    /// is handed the same factory first ([`AgentRegistry::set_websocket_manager`]), so the
+    /// executor and the registry cannot disagree and there is no executor without a factory.
+    pub fn new<R: AgentRegistry>(
+        mut registry: R,
+        factory: BridgeFactory,
         run_timeout: Duration,
-    ) -> Result<Self, AgentError> {
-        let factory = registry
-            .websocket_manager()
-            .cloned()
-            .ok_or(AgentError::ManagerNotSet)?;
-        Ok(Self {
-            registry,
+    ) -> Self {
+        registry.set_websocket_manager(factory.clone());
+        Self {
+            registry: Arc::new(registry),
             factory,
             run_timeout,
             metrics: Arc::default(),
-        })
+        }
     }
 
     /// The registry.
@@ -80,7 +85,8 @@ impl RunExecutor {
         &self.factory
     }
 
-    /// Starts `agent` for `ctx` on a new task: [`Self::prepare`] then [`PreparedRun::spawn`].
+    /// Starts `agent` for `ctx`: [`Self::prepare`] then [`PreparedRun::spawn`] (the first step
+    /// inline, see [where an agent runs](Self#where-an-agent-runs)).
     ///
     /// # Errors
     /// [`AgentError::UnknownAgent`], or [`AgentError::Run`] with `too_many_runs` / shutting down.
@@ -159,7 +165,8 @@ impl PreparedRun {
         &self.handle
     }
 
-    /// Runs the agent: its first step here, the rest (from its first wait) on a new tokio task.
+    /// Runs the agent: its first step here, on the caller's task, the rest (from its first wait)
+    /// on a new tokio task (see [where an agent runs](RunExecutor#where-an-agent-runs)).
     pub fn spawn(self, input: String) {
         let PreparedRun {
             emitter,
@@ -227,10 +234,8 @@ async fn run_within<F: Future>(
 }
 
 /// Polls `run` once on the caller's thread and gives it a task of its own only if it has to
-/// wait. An agent that finishes without waiting (`echo`) then costs no task, and its events are
-/// queued before the caller's next frame is read: the connection's writer finds the whole run
-/// (and the next message's run) in its queue and writes it with one `write(2)`, instead of
-/// being woken between runs (docs/benchmarks.md).
+/// wait: a run that finishes without waiting costs no task, and its events are queued before the
+/// caller's next frame is read.
 ///
 /// The first poll uses a no-op waker: a future must re-register with the waker of its latest
 /// poll, and the task polls it as soon as it is spawned, so no wakeup is lost. A panic is caught
@@ -265,8 +270,7 @@ async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) ->
                 "timeout" => "timeout",
                 _ => "failed",
             };
-            // Boxed, like the branch above: rare, and inline they tripled the size of every
-            // run's future.
+            // Boxed, like the branch above: rare paths kept out of every run's future.
             (label, Box::pin(emitter.failed(code, message)).await)
         }
     };

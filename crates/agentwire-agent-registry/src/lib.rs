@@ -17,8 +17,9 @@
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let bridge = AgentWebSocketBridge::builder().configure(BridgeConfig::default())?;
 //! let mut registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
-//! registry.set_websocket_manager(BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default()));
-//! let executor = RunExecutor::new(Arc::new(registry), Duration::from_secs(30))?;
+//! let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default());
+//! // The executor hands the registry its manager (`set_websocket_manager`) and keeps the factory.
+//! let executor = RunExecutor::new(registry, factory, Duration::from_secs(30));
 //!
 //! let user = UserId::new("ada")?;
 //! let inbox = Arc::new(ConnectionQueue::new(1 << 20));

@@ -20,9 +20,11 @@ pub struct AgentInfo {
 /// Where the executor finds agents and tools.
 ///
 /// # What an implementor must guarantee
-/// - `set_websocket_manager` is called once at startup (phase `Agents`), before any run. The
-///   registry must keep the [`BridgeFactory`] and return it from `websocket_manager`: the
-///   executor takes it from there, and startup fails with a clear error when it is missing.
+/// - `set_websocket_manager` is called once, by [`RunExecutor::new`](crate::RunExecutor::new)
+///   at startup (phase `Agents`), before any run, with the [`BridgeFactory`] the executor
+///   publishes through. Keep it and return it from `websocket_manager` if your agents or tools
+///   need it (to start or cancel runs themselves); the executor holds its own copy, so a
+///   registry cannot leave it without one.
 /// - `agent` and `tool` are cheap lookups that do not block; they may be called on every run.
 ///
 /// A registry without `set_websocket_manager` does not compile (there is no default):
@@ -63,7 +65,8 @@ pub struct AgentInfo {
     note = "implement set_websocket_manager, websocket_manager, agent, tool and agents (see InMemoryAgentRegistry)"
 )]
 pub trait AgentRegistry: Send + Sync + 'static {
-    /// Receives the factory runs publish through. Keep it; return it from `websocket_manager`.
+    /// Receives the factory runs publish through (the executor's). Keep it; return it from
+    /// `websocket_manager`.
     fn set_websocket_manager(&mut self, manager: BridgeFactory);
 
     /// The factory given to `set_websocket_manager`, if any.

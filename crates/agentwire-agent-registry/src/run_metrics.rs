@@ -34,13 +34,13 @@ impl AgentMetrics {
     }
 }
 
-/// Handles by agent and tool name, made on first use and kept: `metrics::counter!` with a label
-/// value that is not a literal builds its labels and looks its key up on every call, which on
-/// the per-run path cost more than the run's bookkeeping (docs/benchmarks.md). Names come from
-/// the registry, so the maps stay as small as it is.
+/// Handles by agent and tool name, made on first use and kept, so a run only adds to resolved
+/// handles (`metrics::counter!` with a label value that is not a literal builds its labels and
+/// looks its key up on every call). Names come from the registry, so the maps stay as small as
+/// it is.
 #[derive(Debug, Default)]
 pub(crate) struct RunMetrics {
-    // foldhash: both maps are read on every run (SipHash was measurable there).
+    // foldhash: both maps are read on every run; seeded per process.
     agents: RwLock<HashMap<Arc<str>, Arc<AgentMetrics>, RandomState>>,
     /// `[ok=false, ok=true]` per tool.
     tools: RwLock<HashMap<Arc<str>, Arc<[Histogram; 2]>, RandomState>>,

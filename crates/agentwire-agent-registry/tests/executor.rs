@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_agent_registry::{
-    Agent, AgentError, AgentRegistry, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor,
-    Tool, ToolCall, async_trait,
+    Agent, AgentError, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor, Tool,
+    ToolCall, async_trait,
 };
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
@@ -108,14 +108,8 @@ fn setup(timeout: Duration) -> (AgentWebSocketBridge, RunExecutor) {
         .register_tool(Failing)
         .register_tool(Progressing)
         .register_tool(Slow);
-    registry.set_websocket_manager(BridgeFactory::new(
-        Arc::new(bridge.clone()),
-        RunLimits::default(),
-    ));
-    (
-        bridge,
-        RunExecutor::new(Arc::new(registry), timeout).unwrap(),
-    )
+    let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default());
+    (bridge, RunExecutor::new(registry, factory, timeout))
 }
 
 /// Runs `agent` for a fresh user and returns its events once the run ended.
@@ -159,7 +153,7 @@ fn types(events: &[StreamEvent]) -> Vec<&'static str> {
     events.iter().map(|e| e.event.kind.type_name()).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_tool_reports_progress_as_thinking_inside_its_call() {
     let (bridge, exec) = setup(Duration::from_secs(5));
     let events = run(&bridge, &exec, "caller", "progressing", None).await;
@@ -177,7 +171,7 @@ async fn a_tool_reports_progress_as_thinking_inside_its_call() {
     assert_eq!(thinking["data"]["thought"], "progressing (c_1): half way");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn demo_runs_the_whole_lifecycle_with_seq_plus_one() {
     let (bridge, exec) = setup(Duration::from_secs(5));
     let events = run(&bridge, &exec, "demo", "what is 6 * 7?", None).await;
@@ -193,7 +187,7 @@ async fn demo_runs_the_whole_lifecycle_with_seq_plus_one() {
     assert!(answer.contains("6 * 7 = 42"), "{answer}");
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_failing_tool_completes_with_ok_false_and_the_run_fails() {
     let (bridge, exec) = setup(Duration::from_secs(5));
     let events = run(&bridge, &exec, "caller", "failing", None).await;
@@ -211,7 +205,7 @@ async fn a_failing_tool_completes_with_ok_false_and_the_run_fails() {
     assert_eq!(done["data"]["error"], json!("the service said no"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn cancel_closes_the_open_tool_call_and_ends_with_cancelled() {
     let (bridge, exec) = setup(Duration::from_secs(5));
     let events = run(
@@ -235,7 +229,7 @@ async fn cancel_closes_the_open_tool_call_and_ends_with_cancelled() {
     assert_eq!(err["data"]["code"], json!("cancelled"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_run_over_its_time_limit_ends_with_timeout() {
     let (bridge, exec) = setup(Duration::from_millis(100));
     let events = run(&bridge, &exec, "caller", "slow", None).await;
@@ -243,7 +237,7 @@ async fn a_run_over_its_time_limit_ends_with_timeout() {
     assert_eq!(err["data"]["code"], json!("timeout"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn unknown_agents_and_a_registry_without_manager_are_refused() {
     let (_bridge, exec) = setup(Duration::from_secs(5));
     let err = exec
@@ -258,14 +252,9 @@ async fn unknown_agents_and_a_registry_without_manager_are_refused() {
         err.to_string().contains("demo"),
         "lists the available agents: {err}"
     );
-    let bare = InMemoryAgentRegistry::new();
-    assert!(matches!(
-        RunExecutor::new(Arc::new(bare), Duration::from_secs(1)),
-        Err(AgentError::ManagerNotSet)
-    ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_agent_that_never_waits_has_its_whole_run_queued_when_start_returns() {
     let (bridge, exec) = setup(Duration::from_secs(5));
     let user = UserId::new("u_eager").unwrap();
@@ -289,7 +278,7 @@ async fn an_agent_that_never_waits_has_its_whole_run_queued_when_start_returns()
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_panicking_agent_ends_with_agent_dropped_whether_or_not_it_waited_first() {
     let (bridge, exec) = setup(Duration::from_secs(5));
     for input in ["now", "later"] {
@@ -324,6 +313,7 @@ async fn until_terminal(q: &ConnectionQueue) -> Vec<StreamEvent> {
     events
 }
 
+// Real time: the limit must pass while the agent computes, which paused time never does.
 #[tokio::test]
 async fn an_agent_that_emits_in_a_loop_without_waiting_yields_and_times_out() {
     let (bridge, exec) = setup(Duration::from_millis(20));
@@ -349,7 +339,7 @@ async fn an_agent_that_emits_in_a_loop_without_waiting_yields_and_times_out() {
     assert_eq!(err["data"]["code"], json!("timeout"));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_run_without_a_time_limit_completes() {
     let (bridge, exec) = setup(Duration::MAX);
     let events = run(&bridge, &exec, "echo", "no limit", None).await;

@@ -3,15 +3,17 @@
 use std::sync::Arc;
 
 use agentwire_core::{
-    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EventKind,
-    EventSink, RunEvent, RunGrammar, ToolCompleted, ToolExecuting, UserContext,
+    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, CoreError,
+    EventKind, EventSink, NowOrLater, RunEvent, RunGrammar, ToolCompleted, ToolExecuting,
+    UserContext,
 };
 use serde_json::Value;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::Mutex;
 use tokio_util::sync::CancellationToken;
 
 use crate::FactoryError;
 use crate::factory::RunGuard;
+use crate::publish::publish_in_grammar;
 
 /// Publishes the events of one run to the stream of the user in its [`UserContext`] — and to no
 /// other: the user is fixed when the emitter is made by
@@ -21,8 +23,12 @@ use crate::factory::RunGuard;
 /// [`FactoryError::Publish`] and not forwarded. Methods take `&self`, so concurrent tool calls can
 /// share the emitter; events are published in the order the grammar accepted them.
 ///
-/// Dropping an emitter whose run has not ended completes its open tool calls with `ok:false` and
-/// ends the run with `agent_error {code:"agent_dropped"}`, so a client never waits forever.
+/// An event the bridge refuses (its broker is unavailable) does not advance the run: the run can
+/// still end once the bridge recovers. Dropping an emitter whose run has not ended completes its
+/// open tool calls with `ok:false` and ends the run with `agent_error {code:"agent_dropped"}`
+/// (retrying for a while when the bridge refuses), so a client never waits forever; the run
+/// counts as in progress (for [`BridgeFactory::wait_idle`](crate::BridgeFactory::wait_idle))
+/// until those events are published.
 ///
 /// There is no public constructor; an emitter comes from the factory, for a `UserContext`:
 ///
@@ -58,25 +64,8 @@ pub struct RunEmitter {
     /// the timer that enforces it, paused time included.
     started_at: tokio::time::Instant,
     cancel: CancellationToken,
-    _guard: RunGuard,
-}
-
-/// How far [`RunEmitter::emit`] got without waiting.
-enum Emitted<'a> {
-    /// All the way: the event was published, or refused.
-    Done(Result<u64, FactoryError>),
-    /// Another step of the run holds the grammar.
-    Contended(EventKind),
-    /// The event fits the grammar (still locked) and the sink must wait to take it.
-    MustWait(MutexGuard<'a, RunGrammar>, RunEvent),
-}
-
-/// What [`RunEmitter::offer`] did with an event, the grammar held.
-enum Offered {
-    /// Published, or refused by the grammar or the sink.
-    Done(Result<u64, FactoryError>),
-    /// It fits the grammar, and the sink must wait to take it: `publish` it.
-    MustWait(RunEvent),
+    /// Taken by `Drop`, which keeps the run registered until its closing events are out.
+    guard: Option<RunGuard>,
 }
 
 impl std::fmt::Debug for RunEmitter {
@@ -103,7 +92,7 @@ impl RunEmitter {
             grammar: Mutex::new(RunGrammar::new()),
             started_at: tokio::time::Instant::now(),
             cancel,
-            _guard: guard,
+            guard: Some(guard),
         }
     }
 
@@ -137,77 +126,42 @@ impl RunEmitter {
     ///
     /// # Errors
     /// [`FactoryError::Publish`] with [`agentwire_core::CoreError::Grammar`] when the event does
-    /// not fit the run, or the bridge's error when it cannot accept events.
+    /// not fit the run, or the bridge's error when it cannot accept events (the run is then
+    /// unchanged).
     pub async fn emit(&self, kind: EventKind) -> Result<u64, FactoryError> {
-        let slow = match self.emit_now(kind) {
-            Emitted::Done(published) => {
-                // A step that never has to wait still spends the task's cooperative budget, as
-                // the lock's `.await` did: an agent that emits in a loop without awaiting
-                // anything else hands the thread back every so often, so its timeout, its
-                // cancellation and the other tasks of the thread (its connection's writer) run.
-                tokio::task::coop::consume_budget().await;
-                return published;
-            }
-            slow => slow,
-        };
-        // The rest in a boxed future: this future is nested in every step of every agent, and
-        // one that held the event and the sink's future across its `.await` made each step's
-        // future ~600 bytes, copied and touched on every event (docs/benchmarks.md).
-        Box::pin(self.emit_slow(slow)).await
-    }
-
-    /// [`Self::emit`] without waiting: the grammar is uncontended (one step of the agent at a
-    /// time, the usual case) and the sink takes the event at once ([`EventSink::publish_now`]).
-    /// Otherwise returns what is left to do.
-    fn emit_now(&self, kind: EventKind) -> Emitted<'_> {
         let Ok(mut grammar) = self.grammar.try_lock() else {
-            return Emitted::Contended(kind);
+            // Another step of this run holds the grammar. Boxed, so that the future of every
+            // `emit` (nested in every step of every agent) stays small.
+            return Box::pin(self.emit_in_turn(kind)).await;
         };
-        match self.offer(&mut grammar, kind) {
-            Offered::Done(published) => Emitted::Done(published),
-            Offered::MustWait(event) => Emitted::MustWait(grammar, event),
-        }
+        let published = match self.publish(&mut grammar, kind).into_now() {
+            Ok(published) => published,
+            // The grammar stays locked until the sink has the event.
+            Err(later) => return Ok(later.await?),
+        };
+        drop(grammar);
+        // A step that never waits still spends the task's cooperative budget, as the lock's
+        // `.await` would: an agent that emits in a loop without awaiting anything else hands the
+        // thread back every so often, so its timeout, its cancellation and the other tasks of
+        // the thread (its connection's writer) run.
+        tokio::task::coop::consume_budget().await;
+        Ok(published?)
     }
 
-    /// The rest of an [`Self::emit`] that has to wait: for the grammar, or for the sink. The
-    /// grammar stays locked until the sink has the event, so the grammar order is the seq order.
-    async fn emit_slow(&self, slow: Emitted<'_>) -> Result<u64, FactoryError> {
-        match slow {
-            Emitted::Done(published) => published,
-            Emitted::MustWait(_grammar, event) => {
-                Ok(self.sink.publish(&self.ctx.user_id, event).await?)
-            }
-            Emitted::Contended(kind) => {
-                let mut grammar = self.grammar.lock().await;
-                self.check_and_publish(&mut grammar, kind).await
-            }
-        }
+    /// [`Self::emit`] once the grammar is free.
+    async fn emit_in_turn(&self, kind: EventKind) -> Result<u64, FactoryError> {
+        let mut grammar = self.grammar.lock().await;
+        Ok(self.publish(&mut grammar, kind).await?)
     }
 
-    /// Checks `kind` against the run's grammar (held by the caller) and publishes it, waiting
-    /// for the sink when it has to.
-    async fn check_and_publish(
-        &self,
-        grammar: &mut RunGrammar,
+    /// `kind` as the run's next event, through [`publish_in_grammar`].
+    fn publish<'a>(
+        &'a self,
+        grammar: &'a mut RunGrammar,
         kind: EventKind,
-    ) -> Result<u64, FactoryError> {
-        match self.offer(grammar, kind) {
-            Offered::Done(published) => published,
-            Offered::MustWait(event) => Ok(self.sink.publish(&self.ctx.user_id, event).await?),
-        }
-    }
-
-    /// Checks `kind` against the run's grammar (held by the caller) and offers the event to the
-    /// sink's [`EventSink::publish_now`]; never waits.
-    fn offer(&self, grammar: &mut RunGrammar, kind: EventKind) -> Offered {
-        if let Err(e) = grammar.check(&kind) {
-            return Offered::Done(Err(agentwire_core::CoreError::from(e).into()));
-        }
+    ) -> NowOrLater<'a, Result<u64, CoreError>> {
         let event = self.event(kind);
-        match self.sink.publish_now(&self.ctx.user_id, &event) {
-            Some(published) => Offered::Done(published.map_err(FactoryError::from)),
-            None => Offered::MustWait(event),
-        }
+        publish_in_grammar(grammar, &*self.sink, &self.ctx.user_id, event)
     }
 
     /// `kind` as this run's event, stamped now.
@@ -328,10 +282,10 @@ impl RunEmitter {
         message: impl Into<String>,
     ) -> Result<u64, FactoryError> {
         let mut grammar = self.grammar.lock().await;
-        let events = closing_events(&mut grammar, code, message.into(), self.elapsed_ms());
+        let events = closing_events(&grammar, code, message.into(), self.elapsed_ms());
         let mut last = 0;
         for kind in events {
-            last = self.check_and_publish(&mut grammar, kind).await?;
+            last = self.publish(&mut grammar, kind).await?;
         }
         Ok(last)
     }
@@ -340,7 +294,7 @@ impl RunEmitter {
 /// The events that end a run now: `agent_started` when it never started, `ok:false` completions
 /// for its open tool calls, then `agent_error`.
 fn closing_events(
-    grammar: &mut RunGrammar,
+    grammar: &RunGrammar,
     code: &str,
     message: String,
     duration_ms: u64,
@@ -367,41 +321,77 @@ fn closing_events(
     events
 }
 
+/// How often a dropped run's closing events are offered to a bridge that refuses them, and the
+/// first pause between tries (doubling).
+const DROP_TRIES: u32 = 6;
+const DROP_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Drop for RunEmitter {
     fn drop(&mut self) {
-        if self.grammar.get_mut().is_finished() {
+        let grammar = std::mem::take(self.grammar.get_mut());
+        if grammar.is_finished() {
             return;
         }
-        let elapsed = self.elapsed_ms();
-        let grammar = self.grammar.get_mut();
         let events = closing_events(
-            grammar,
+            &grammar,
             "agent_dropped",
             "the agent stopped without ending its run".to_owned(),
-            elapsed,
+            self.elapsed_ms(),
         );
-        let (sink, ctx, agent) = (self.sink.clone(), self.ctx.clone(), self.agent.clone());
-        tracing::warn!(run_id = %ctx.run_id, user_id = %ctx.user_id, "run dropped without a terminal event");
-        let publish = async move {
-            for kind in events {
-                let event = RunEvent::now(
-                    ctx.run_id.clone(),
-                    ctx.thread_id.clone(),
-                    agent.clone(),
-                    kind,
-                );
-                if let Err(e) = sink.publish(&ctx.user_id, event).await {
-                    tracing::error!(run_id = %ctx.run_id, error = %e, "could not end a dropped run");
-                    break;
-                }
-            }
+        tracing::warn!(run_id = %self.ctx.run_id, user_id = %self.ctx.user_id, "run dropped without a terminal event");
+        let closing = ClosingRun {
+            grammar,
+            sink: self.sink.clone(),
+            ctx: self.ctx.clone(),
+            agent: self.agent.clone(),
+            _guard: self.guard.take(),
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(publish);
+                handle.spawn(closing.publish(events));
             }
             Err(_) => {
                 tracing::error!(run_id = %self.ctx.run_id, "run dropped outside a tokio runtime; its end was not published")
+            }
+        }
+    }
+}
+
+/// A dropped run ending itself on its own task; registered with the factory until done.
+struct ClosingRun {
+    grammar: RunGrammar,
+    sink: Arc<dyn EventSink>,
+    ctx: UserContext,
+    agent: Arc<str>,
+    _guard: Option<RunGuard>,
+}
+
+impl ClosingRun {
+    async fn publish(mut self, events: Vec<EventKind>) {
+        let mut pause = DROP_RETRY_PAUSE;
+        let mut tries = 0;
+        let mut events = events.into_iter().peekable();
+        while let Some(kind) = events.peek() {
+            let event = RunEvent::now(
+                self.ctx.run_id.clone(),
+                self.ctx.thread_id.clone(),
+                self.agent.clone(),
+                kind.clone(),
+            );
+            let user = &self.ctx.user_id;
+            match publish_in_grammar(&mut self.grammar, &*self.sink, user, event).await {
+                Ok(_) => {
+                    events.next();
+                }
+                Err(CoreError::Unavailable(_)) if tries + 1 < DROP_TRIES => {
+                    tries += 1;
+                    tokio::time::sleep(pause).await;
+                    pause *= 2;
+                }
+                Err(e) => {
+                    tracing::error!(run_id = %self.ctx.run_id, error = %e, "could not end a dropped run");
+                    return;
+                }
             }
         }
     }

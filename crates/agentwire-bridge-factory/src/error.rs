@@ -20,6 +20,12 @@ pub enum FactoryError {
         /// The id asked for.
         run_id: String,
     },
+    /// The user already has a run in progress with this id.
+    #[error("run id {run_id} is already in use by one of your runs in progress: use a new run id")]
+    RunIdInUse {
+        /// The id asked for.
+        run_id: String,
+    },
     /// The factory accepts no new runs (shutdown).
     #[error("the server is shutting down and starts no new runs")]
     ShuttingDown,
@@ -34,6 +40,7 @@ impl FactoryError {
         match self {
             FactoryError::TooManyRuns { .. } => ErrorCode::TooManyRuns,
             FactoryError::RunNotFound { .. } => ErrorCode::RunNotFound,
+            FactoryError::RunIdInUse { .. } => ErrorCode::InvalidField,
             FactoryError::ShuttingDown => ErrorCode::ShuttingDown,
             FactoryError::Publish(e) => e.code(),
         }

@@ -2,7 +2,9 @@
 //! (`POST /v1/publish`), where each event arrives on its own request.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use agentwire_core::{
     CoreError, ErrorCode, EventKind, EventSink, GrammarError, RunEvent, RunGrammar, RunId,
@@ -10,6 +12,8 @@ use agentwire_core::{
 };
 use dashmap::DashMap;
 use tokio::sync::Mutex;
+
+use crate::publish::publish_in_grammar;
 
 /// Bounds of [`ExternalRuns`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,11 +196,12 @@ impl ExternalRuns {
         if run.agent != event.agent {
             return Err(mismatch(&key.1, "agent", &run.agent, &event.agent));
         }
-        // Check on a copy: the state changes only once the sink accepted the event.
-        let mut next = run.grammar.clone();
-        next.check(&event.kind)?;
-        let seq = self.inner.sink.publish(user, event).await?;
-        run.grammar = next;
+        let seq = publish_in_grammar(&mut run.grammar, &*self.inner.sink, user, event)
+            .await
+            .map_err(|e| match e {
+                CoreError::Grammar(refused) => ExternalError::Grammar(refused),
+                other => ExternalError::Publish(other),
+            })?;
         run.last_activity = Instant::now();
         if run.grammar.is_finished() {
             run.gone = true;
@@ -260,8 +265,8 @@ impl ExternalRuns {
         self.sweep(now);
     }
 
-    /// Forgets open runs idle for `idle_ttl` and ended runs older than `idle_ttl`; returns how
-    /// many open runs were dropped.
+    /// Forgets open runs idle for `idle_ttl` and ended runs older than `idle_ttl` at `now` (on
+    /// tokio's clock); returns how many open runs were dropped.
     pub fn sweep(&self, now: Instant) -> usize {
         let ttl = self.inner.limits.idle_ttl;
         let before = self.inner.open.len();
@@ -320,7 +325,7 @@ mod tests {
         )
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_whole_run_gets_consecutive_seqs_and_is_then_forgotten() {
         let r = runs(ExternalLimits::default());
         let u = UserId::new("u").unwrap();
@@ -352,7 +357,7 @@ mod tests {
         assert_eq!(again.unwrap_err().code(), ErrorCode::OutOfGrammar);
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn refuses_out_of_grammar_and_mismatched_events_without_publishing() {
         let r = runs(ExternalLimits::default());
         let u = UserId::new("u").unwrap();
@@ -391,7 +396,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn idle_runs_expire_and_the_open_run_count_is_capped() {
         let r = runs(ExternalLimits {
             idle_ttl: Duration::from_secs(1),

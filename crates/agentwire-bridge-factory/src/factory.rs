@@ -30,6 +30,10 @@ impl Default for RunLimits {
 /// Makes a [`RunEmitter`] per run, bound to one [`UserContext`], and keeps the table of runs in
 /// progress so they can be cancelled by their owner — and only by their owner.
 ///
+/// Runs are keyed by `(user, run_id)`: two users may use the same run id (a client-chosen AG-UI
+/// `runId`, say) and each still has their own run; one user cannot have two runs in progress
+/// under one id.
+///
 /// This is the "websocket manager" an [`AgentRegistry`](../agentwire_agent_registry/trait.AgentRegistry.html)
 /// receives at startup. Cheap to clone.
 ///
@@ -63,7 +67,7 @@ struct Inner {
     sink: Arc<dyn EventSink>,
     limits: RunLimits,
     // foldhash: looked up on every run start and end; seeded per process like SipHash.
-    runs: DashMap<RunId, RunEntry, foldhash::quality::RandomState>,
+    runs: DashMap<RunKey, CancellationToken, foldhash::quality::RandomState>,
     per_user: DashMap<UserId, usize, foldhash::quality::RandomState>,
     accepting: AtomicBool,
     idle: Notify,
@@ -72,10 +76,8 @@ struct Inner {
     waiting: AtomicUsize,
 }
 
-struct RunEntry {
-    user: UserId,
-    cancel: CancellationToken,
-}
+/// A run in progress: its owner and its id.
+type RunKey = (UserId, RunId);
 
 impl std::fmt::Debug for BridgeFactory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -110,38 +112,43 @@ impl BridgeFactory {
     /// Registers a run and returns its emitter, bound to `ctx`.
     ///
     /// # Errors
-    /// [`FactoryError::TooManyRuns`] over the per-user limit, [`FactoryError::ShuttingDown`].
+    /// [`FactoryError::TooManyRuns`] over the per-user limit, [`FactoryError::RunIdInUse`] when
+    /// the user already has a run in progress with `ctx.run_id`, [`FactoryError::ShuttingDown`].
     pub fn begin_run(&self, ctx: UserContext, agent: &str) -> Result<RunEmitter, FactoryError> {
         if !self.inner.accepting.load(Ordering::Relaxed) {
             return Err(FactoryError::ShuttingDown);
         }
         let max = self.inner.limits.max_runs_per_user;
-        match self.inner.per_user.entry(ctx.user_id.clone()) {
-            Entry::Occupied(mut e) => {
-                if *e.get() >= max {
-                    return Err(FactoryError::TooManyRuns { max });
+        // The user's count stays locked while the run is registered, so the limit and the id
+        // check hold together.
+        let mut count = match self.inner.per_user.entry(ctx.user_id.clone()) {
+            Entry::Occupied(e) if *e.get() >= max => return Err(FactoryError::TooManyRuns { max }),
+            Entry::Vacant(_) if max == 0 => return Err(FactoryError::TooManyRuns { max }),
+            Entry::Occupied(e) => e.into_ref(),
+            Entry::Vacant(e) => e.insert(0),
+        };
+        let key = (ctx.user_id.clone(), ctx.run_id.clone());
+        let cancel = CancellationToken::new();
+        match self.inner.runs.entry(key.clone()) {
+            Entry::Occupied(_) => {
+                let in_use = FactoryError::RunIdInUse {
+                    run_id: ctx.run_id.to_string(),
+                };
+                if *count == 0 {
+                    drop(count);
+                    self.inner.per_user.remove_if(&ctx.user_id, |_, n| *n == 0);
                 }
-                *e.get_mut() += 1;
+                return Err(in_use);
             }
             Entry::Vacant(e) => {
-                if max == 0 {
-                    return Err(FactoryError::TooManyRuns { max });
-                }
-                e.insert(1);
+                e.insert(cancel.clone());
             }
         }
-        let cancel = CancellationToken::new();
-        self.inner.runs.insert(
-            ctx.run_id.clone(),
-            RunEntry {
-                user: ctx.user_id.clone(),
-                cancel: cancel.clone(),
-            },
-        );
+        *count += 1;
+        drop(count);
         let guard = RunGuard {
             factory: self.inner.clone(),
-            run_id: ctx.run_id.clone(),
-            user: ctx.user_id.clone(),
+            key,
         };
         Ok(RunEmitter::new(
             ctx,
@@ -158,12 +165,12 @@ impl BridgeFactory {
     /// [`FactoryError::RunNotFound`] otherwise — the same answer for another user's run as for
     /// no run, so ids of other users' runs cannot be probed.
     pub fn cancel(&self, user: &UserId, run_id: &RunId) -> Result<(), FactoryError> {
-        match self.inner.runs.get(run_id) {
-            Some(entry) if &entry.user == user => {
-                entry.cancel.cancel();
+        match self.inner.runs.get(&(user.clone(), run_id.clone())) {
+            Some(cancel) => {
+                cancel.cancel();
                 Ok(())
             }
-            _ => Err(FactoryError::RunNotFound {
+            None => Err(FactoryError::RunNotFound {
                 run_id: run_id.to_string(),
             }),
         }
@@ -171,7 +178,9 @@ impl BridgeFactory {
 
     /// Whether `run_id` is in progress for `user`.
     pub fn owns_run(&self, user: &UserId, run_id: &RunId) -> bool {
-        self.inner.runs.get(run_id).is_some_and(|e| &e.user == user)
+        self.inner
+            .runs
+            .contains_key(&(user.clone(), run_id.clone()))
     }
 
     /// Runs in progress.
@@ -187,11 +196,12 @@ impl BridgeFactory {
     /// Cancels every run in progress.
     pub fn cancel_all(&self) {
         for entry in self.inner.runs.iter() {
-            entry.cancel.cancel();
+            entry.value().cancel();
         }
     }
 
-    /// Waits until no run is in progress or `timeout` passes; returns whether all ended.
+    /// Waits until no run is in progress or `timeout` passes; returns whether all ended. A
+    /// dropped run is in progress until its closing events are published.
     pub async fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         let _waiting = Waiting::register(&self.inner.waiting);
@@ -226,17 +236,16 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Unregisters its run when the emitter goes away.
+/// Unregisters its run when the emitter (or, for a dropped run, its closing task) goes away.
 pub(crate) struct RunGuard {
     factory: Arc<Inner>,
-    run_id: RunId,
-    user: UserId,
+    key: RunKey,
 }
 
 impl Drop for RunGuard {
     fn drop(&mut self) {
-        self.factory.runs.remove(&self.run_id);
-        if let Entry::Occupied(mut e) = self.factory.per_user.entry(self.user.clone()) {
+        self.factory.runs.remove(&self.key);
+        if let Entry::Occupied(mut e) = self.factory.per_user.entry(self.key.0.clone()) {
             *e.get_mut() -= 1;
             if *e.get() == 0 {
                 e.remove();

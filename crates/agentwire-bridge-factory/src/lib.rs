@@ -32,6 +32,7 @@ mod emitter;
 mod error;
 mod external;
 mod factory;
+mod publish;
 
 pub use emitter::RunEmitter;
 pub use error::FactoryError;

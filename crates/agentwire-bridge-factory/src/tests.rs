@@ -2,7 +2,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
-use agentwire_core::{Configurable, Frame, StreamEvent, UserContext, UserId};
+use agentwire_core::{
+    Configurable, CoreError, EventSink, Frame, NowOrLater, RunEvent, StreamEvent, UserContext,
+    UserId,
+};
 use serde_json::json;
 
 use crate::{BridgeFactory, FactoryError, RunLimits};
@@ -33,7 +36,7 @@ async fn types(q: &ConnectionQueue) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
     let (bridge, factory) = setup(8);
     let user = UserId::new("u").unwrap();
@@ -46,8 +49,8 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
         run.started(None).await.unwrap();
         run.tool_executing("c1", "clock", json!({})).await.unwrap();
     }
+    // The run counts as in progress until its closing events are published.
     assert!(factory.wait_idle(Duration::from_secs(1)).await);
-    tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(
         types(&q).await,
         [
@@ -66,7 +69,7 @@ async fn a_dropped_run_closes_open_calls_and_ends_with_agent_dropped() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn failed_completes_open_calls_first() {
     let (bridge, factory) = setup(8);
     let user = UserId::new("u").unwrap();
@@ -83,7 +86,7 @@ async fn failed_completes_open_calls_first() {
     assert!(run.thinking("late", None).await.is_err());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
     let (_bridge, factory) = setup(1);
     let (alice, bob) = (UserId::new("alice").unwrap(), UserId::new("bob").unwrap());
@@ -95,7 +98,7 @@ async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
         Err(FactoryError::TooManyRuns { max: 1 })
     ));
     // bob is not limited by alice's runs, and cannot cancel them.
-    let _bob_run = factory
+    let bob_run = factory
         .begin_run(UserContext::new_run(bob.clone(), None, None), "demo")
         .unwrap();
     let id = run.context().run_id.clone();
@@ -106,7 +109,9 @@ async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
     assert!(!run.cancellation().is_cancelled());
     factory.cancel(&alice, &id).unwrap();
     assert!(run.cancellation().is_cancelled());
-    drop(run);
+    // A dropped run is registered until its closing events are out.
+    drop((run, bob_run));
+    assert!(factory.wait_idle(Duration::from_secs(5)).await);
     assert!(
         factory
             .begin_run(UserContext::new_run(alice, None, None), "demo")
@@ -114,7 +119,7 @@ async fn runs_are_limited_per_user_and_cancellable_only_by_their_owner() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn stop_accepting_refuses_new_runs() {
     let (_bridge, factory) = setup(8);
     factory.stop_accepting();
@@ -125,23 +130,24 @@ async fn stop_accepting_refuses_new_runs() {
     assert!(matches!(r, Err(FactoryError::ShuttingDown)));
 }
 
-/// An `EventSink` that has to wait before it takes an event (as the bridge on Redis does): no
-/// `publish_now`, and a yield before the bridge's publish.
+/// An `EventSink` that has to wait before it takes an event (as the bridge on Redis does): a
+/// `Later` result, and a yield before the bridge's publish.
 struct WaitingSink(AgentWebSocketBridge);
 
-#[agentwire_core::async_trait]
-impl agentwire_core::EventSink for WaitingSink {
-    async fn publish(
-        &self,
-        user: &UserId,
-        event: agentwire_core::RunEvent,
-    ) -> Result<u64, agentwire_core::CoreError> {
-        tokio::task::yield_now().await;
-        self.0.publish(user, event).await
+impl EventSink for WaitingSink {
+    fn publish<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, CoreError>> {
+        NowOrLater::later(async move {
+            tokio::task::yield_now().await;
+            EventSink::publish(&self.0, user, event).await
+        })
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
     let (bridge, _) = setup(8);
     let factory = BridgeFactory::new(Arc::new(WaitingSink(bridge.clone())), RunLimits::default());
@@ -176,7 +182,7 @@ async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn wait_idle_wakes_when_the_last_run_ends() {
     let (_bridge, factory) = setup(8);
     let run = factory
@@ -195,4 +201,131 @@ async fn wait_idle_wakes_when_the_last_run_ends() {
     // Woken by the run's end, not by the 30 s timeout.
     let idle = tokio::time::timeout(Duration::from_secs(5), waiter).await;
     assert!(matches!(idle, Ok(Ok(true))));
+}
+
+/// The bridge behind a switch that refuses terminal events while it is on, as a broker that goes
+/// away at the wrong moment would.
+struct FailingOnTerminal {
+    bridge: AgentWebSocketBridge,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl FailingOnTerminal {
+    fn refuse(&self, on: bool) {
+        self.refuse.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl EventSink for FailingOnTerminal {
+    fn publish<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, CoreError>> {
+        let terminal = matches!(event.kind.type_name(), "agent_completed" | "agent_error");
+        if terminal && self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
+            return NowOrLater::now(Err(CoreError::Unavailable("broker down".into())));
+        }
+        EventSink::publish(&self.bridge, user, event)
+    }
+}
+
+fn failing_setup() -> (AgentWebSocketBridge, Arc<FailingOnTerminal>, BridgeFactory) {
+    let (bridge, _) = setup(8);
+    let sink = Arc::new(FailingOnTerminal {
+        bridge: bridge.clone(),
+        refuse: false.into(),
+    });
+    let factory = BridgeFactory::new(sink.clone(), RunLimits::default());
+    (bridge, sink, factory)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_terminal_event_the_sink_refused_can_be_sent_again_once_it_recovers() {
+    let (bridge, sink, factory) = failing_setup();
+    let user = UserId::new("u").unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+        .unwrap();
+    run.started(None).await.unwrap();
+    sink.refuse(true);
+    let refused = run.completed(json!("done")).await.unwrap_err();
+    assert_eq!(refused.code(), agentwire_core::ErrorCode::Unavailable);
+    // Refused by the sink, so not counted as the run's end: it can still fail or complete.
+    let again = run.failed("internal", "could not complete").await;
+    assert!(matches!(
+        again,
+        Err(FactoryError::Publish(CoreError::Unavailable(_)))
+    ));
+    sink.refuse(false);
+    assert_eq!(run.completed(json!("done")).await.unwrap(), 2);
+    let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
+    assert_eq!(page.frames[1].event_type(), Some("agent_completed"));
+    assert!(
+        run.thinking("late", None).await.is_err(),
+        "the run has ended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_run_dropped_after_a_refused_terminal_event_ends_once_the_sink_recovers() {
+    let (bridge, sink, factory) = failing_setup();
+    let user = UserId::new("u").unwrap();
+    let q = Arc::new(ConnectionQueue::new(1 << 20));
+    bridge.attach(&user, q.clone(), None).await.unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+        .unwrap();
+    run.started(None).await.unwrap();
+    run.tool_executing("c1", "clock", json!({})).await.unwrap();
+    sink.refuse(true);
+    assert!(run.failed("internal", "boom").await.is_err());
+    drop(run);
+    // The dropped run retries its end; the sink comes back after a while.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(factory.active_runs(), 1, "still ending");
+    sink.refuse(false);
+    assert!(factory.wait_idle(Duration::from_secs(30)).await);
+    assert_eq!(
+        types(&q).await,
+        [
+            "agent_started",
+            "tool_executing",
+            "tool_completed",
+            "agent_error"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn runs_are_keyed_by_user_and_run_id() {
+    let (_bridge, factory) = setup(8);
+    let (kim, lee) = (UserId::new("kim").unwrap(), UserId::new("lee").unwrap());
+    let shared = agentwire_core::RunId::new("r_shared").unwrap();
+    let ctx = |user: &UserId| UserContext {
+        user_id: user.clone(),
+        thread_id: agentwire_core::ThreadId::generate(),
+        run_id: shared.clone(),
+        request_id: None,
+    };
+    let kims = factory.begin_run(ctx(&kim), "demo").unwrap();
+    let lees = factory.begin_run(ctx(&lee), "demo").unwrap();
+    assert_eq!(factory.active_runs(), 2);
+    // The same user cannot have two runs under one id.
+    assert!(matches!(
+        factory.begin_run(ctx(&kim), "demo"),
+        Err(FactoryError::RunIdInUse { .. })
+    ));
+    assert_eq!(factory.active_runs(), 2);
+    factory.cancel(&kim, &shared).unwrap();
+    assert!(kims.cancellation().is_cancelled());
+    assert!(!lees.cancellation().is_cancelled());
+    drop(kims);
+    // lee's run is still there, under the same id, and cancellable by lee.
+    assert!(factory.owns_run(&lee, &shared));
+    factory.cancel(&lee, &shared).unwrap();
+    assert!(lees.cancellation().is_cancelled());
+    drop(lees);
+    assert!(factory.wait_idle(Duration::from_secs(5)).await);
+    factory.begin_run(ctx(&kim), "demo").unwrap();
 }

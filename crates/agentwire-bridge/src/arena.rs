@@ -1,12 +1,10 @@
 //! `FrameArena`: one stream's event frames written back to back into shared chunks.
 //!
 //! A stream's history holds its last `max_events` frames, so every new frame replaces one written
-//! `max_events` events ago — memory long gone from the CPU cache. With one allocation per frame,
-//! each event paid for that twice: a cold block to allocate and fill, and a cold block (and its
-//! refcount) to free when the frame fell out of history. Under the `runs` benchmark that was a
-//! quarter of the server's time (docs/benchmarks.md). Here frames are appended to the end of a
-//! chunk (sequential writes the prefetcher keeps ahead of), and each frame is a `Bytes` slice
-//! sharing the chunk's one refcount; a chunk is freed when its last frame is dropped.
+//! `max_events` events ago — memory long gone from the CPU cache. Invariant: no allocation and
+//! no free per frame. Frames are appended to the end of a chunk (sequential writes), and each
+//! frame is a `Bytes` slice sharing the chunk's one refcount; a chunk is freed when its last
+//! frame is dropped.
 
 use agentwire_core::{Frame, RunEvent};
 use bytes::BytesMut;

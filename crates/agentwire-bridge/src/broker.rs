@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agentwire_core::{Frame, ReplayGap, RunEvent, UserId};
+use agentwire_core::{Frame, NowOrLater, ReplayGap, RunEvent, UserId};
 use async_trait::async_trait;
 
 use crate::BridgeError;
@@ -21,6 +21,10 @@ pub struct StreamSlice {
 }
 
 /// Where a broker delivers live events: the bridge of this node.
+///
+/// A broker is given its live sink when it is built (by the bridge builder's
+/// [`live_sink`](crate::UnconfiguredBridge::live_sink)); there is no way to install or swap one
+/// later.
 pub trait LiveSink: Send + Sync + 'static {
     /// One accepted event of `user`'s stream, in seq order per user. Must not block.
     fn deliver(&self, user: &UserId, epoch: &str, frame: Frame);
@@ -33,9 +37,15 @@ pub trait LiveSink: Send + Sync + 'static {
 /// single-node default and `agentwire-redis` provides one shared by many nodes.
 ///
 /// # What an implementor must guarantee
+/// - The broker is built with the [`LiveSink`] of the bridge that will use it
+///   ([`UnconfiguredBridge::live_sink`](crate::UnconfiguredBridge::live_sink)) and delivers to
+///   that sink only.
 /// - `append` gives the event the next seq of the user's stream — strictly increasing by one,
 ///   starting at 1, across **all** nodes sharing the broker — stores it in history before
 ///   returning, and returns the seq; on error the event has no seq and is not delivered.
+/// - `append` returns [`NowOrLater::Now`] when it finished without waiting for I/O or other
+///   tasks (a short critical section, the stream's lock, is fine), and [`NowOrLater::Later`]
+///   otherwise; a `Later` future does nothing until polled.
 /// - Every appended event of a user this node [`subscribe`](Broker::subscribe)d to is passed to
 ///   the [`LiveSink`] exactly once per node, in seq order per user. Delivery may be lost when the
 ///   broker's connection breaks (the bridge detects the hole by seq and re-reads history), but
@@ -49,34 +59,24 @@ pub trait LiveSink: Send + Sync + 'static {
 ///   expire whole.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an agentwire Broker",
-    note = "implement append, read_after, subscribe, unsubscribe, remove, touch, ping and set_live_sink"
+    note = "implement name, append, read_after, subscribe, unsubscribe, remove, touch and ping"
 )]
 #[async_trait]
 pub trait Broker: Send + Sync + 'static {
     /// A short name for logs and health (`memory`, `redis`).
     fn name(&self) -> &'static str;
 
-    /// Installs the sink for live events. Called once by the bridge before anything else.
-    fn set_live_sink(&self, sink: Arc<dyn LiveSink>);
-
-    /// Accepts `event` into `user`'s stream and returns its seq.
+    /// Accepts `event` into `user`'s stream and resolves to its seq: [`NowOrLater::Now`] when
+    /// that took no waiting (the memory broker, always).
     ///
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`] when the broker cannot accept it now,
     /// [`BridgeError::TooManyUsers`] when a new stream would pass the limit.
-    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError>;
-
-    /// [`Self::append`] for a broker that can finish it without waiting: `Some` with exactly
-    /// what `append` would return, having done exactly what it would do; `None` (the default),
-    /// having done nothing (no seq taken, nothing stored), and the caller awaits `append`
-    /// instead. The bridge tries this first for every event: the memory broker's append never
-    /// waits, and skipping the boxed future of an `async` trait call saves an allocation per
-    /// event and per layer (docs/benchmarks.md). Must not wait for I/O or other tasks; a short
-    /// critical section (the stream's lock) is fine.
-    fn append_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, BridgeError>> {
-        let _ = (user, event);
-        None
-    }
+    fn append<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, BridgeError>>;
 
     /// Up to `limit` held events after `after`, with the gap, epoch and head.
     ///

@@ -1,7 +1,9 @@
 //! `HistoryBuffer`: the last events of one user's stream, bounded by count and age.
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use agentwire_core::{Frame, ReplayGap};
 

@@ -9,10 +9,9 @@
 //!
 //! It records its `agentwire_*` metrics (events accepted, replays, `replay_gap`s, slow-consumer
 //! closes, and every [`Broker`] operation with its errors and duration) through the `metrics`
-//! facade: install any `metrics` recorder to collect them (`agentwire-server` installs a
-//! Prometheus one). Without a recorder they cost next to nothing. The bytes queued for all
-//! connections are an integer, [`ConnectionQueue::total_queued_bytes`], which a server reports as
-//! a gauge when it is scraped.
+//! facade: install any `metrics` recorder to collect them. Without a recorder they cost next to
+//! nothing. The bytes queued for the bridge's connections are an integer the bridge owns,
+//! [`BridgeStats::queued_bytes`], which a server reports as a gauge when it is scraped.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -24,7 +23,7 @@
 //! let bob = UserId::new("bob")?;
 //! let started = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 //!     EventKind::AgentStarted(AgentStarted { input: None }));
-//! bridge.publish_event(&bob, &started).await?; // seq 1, kept in history while bob is offline
+//! bridge.publish_event(&bob, started).await?; // seq 1, kept in history while bob is offline
 //!
 //! // bob connects and resumes from seq 0: the missed event is replayed, then live events follow.
 //! let queue = Arc::new(ConnectionQueue::new(1 << 20));
@@ -58,6 +57,6 @@ pub use config::{BridgeConfig, HistoryConfig};
 pub use error::BridgeError;
 pub use history::{HistoryBuffer, Replay};
 pub use memory::MemoryBroker;
-pub use queue::{Batch, ConnectionQueue};
+pub use queue::{Batch, ConnectionQueue, QueuedBytes};
 pub use stream::ResumeFrom;
 pub use telemetry::{EVENTS_ACCEPTED, EVENTS_DELIVERED, EventCounters};

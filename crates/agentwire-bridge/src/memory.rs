@@ -1,9 +1,9 @@
 //! `MemoryBroker`: streams in this process; the default for one node.
 
-use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::sync::Arc;
+use tokio::time::Instant;
 
-use agentwire_core::{RunEvent, UserId, async_trait};
+use agentwire_core::{NowOrLater, RunEvent, UserId, async_trait};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 
@@ -29,7 +29,7 @@ pub struct MemoryBroker {
     history: HistoryConfig,
     max_streams: usize,
     streams: DashMap<UserId, Arc<Mutex<MemStream>>, foldhash::quality::RandomState>,
-    live: OnceLock<Arc<dyn LiveSink>>,
+    live: Arc<dyn LiveSink>,
 }
 
 impl std::fmt::Debug for MemoryBroker {
@@ -42,13 +42,14 @@ impl std::fmt::Debug for MemoryBroker {
 }
 
 impl MemoryBroker {
-    /// A broker keeping `history` per user and at most `max_streams` streams.
-    pub fn new(history: HistoryConfig, max_streams: usize) -> Self {
+    /// A broker keeping `history` per user and at most `max_streams` streams, delivering live
+    /// events to `live` (the bridge's [`live_sink`](crate::UnconfiguredBridge::live_sink)).
+    pub fn new(history: HistoryConfig, max_streams: usize, live: Arc<dyn LiveSink>) -> Self {
         Self {
             history,
             max_streams,
             streams: DashMap::default(),
-            live: OnceLock::new(),
+            live,
         }
     }
 
@@ -99,7 +100,6 @@ impl MemoryBroker {
 
     /// Appends under the stream lock and hands the frame to live delivery; never waits.
     fn append_sync(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        let live = self.live.get();
         let seq = self.with_stream(user, true, |s| {
             let seq = s.head + 1;
             s.head = seq;
@@ -107,11 +107,10 @@ impl MemoryBroker {
             let now = Instant::now();
             s.last_activity = now;
             s.history.push(now, frame.clone());
-            if s.subscribers > 0
-                && let Some(live) = live
-            {
+            if s.subscribers > 0 {
                 // Still under the stream lock: delivery order is seq order.
-                live.deliver(user, &s.epoch, frame.accepted_at(now));
+                self.live
+                    .deliver(user, &s.epoch, frame.accepted_at(now.into_std()));
             }
             seq
         })?;
@@ -146,16 +145,12 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
-    fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
-        let _ = self.live.set(sink);
-    }
-
-    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        self.append_sync(user, event)
-    }
-
-    fn append_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, BridgeError>> {
-        Some(self.append_sync(user, event))
+    fn append<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+        NowOrLater::now(self.append_sync(user, &event))
     }
 
     async fn read_after(

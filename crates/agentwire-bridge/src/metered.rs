@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use tokio::time::Instant;
 
-use agentwire_core::{RunEvent, UserId, async_trait};
+use agentwire_core::{NowOrLater, RunEvent, UserId, async_trait};
 
-use crate::{BridgeError, Broker, LiveSink, StreamSlice};
+use crate::{BridgeError, Broker, StreamSlice};
 
 /// Operations per broker and op.
 pub(crate) const OPERATIONS: &str = "agentwire_broker_operations_total";
@@ -18,8 +18,8 @@ pub(crate) const ERRORS: &str = "agentwire_broker_errors_total";
 /// Duration of broker operations per broker and op.
 pub(crate) const DURATION: &str = "agentwire_broker_operation_duration_seconds";
 
-/// One operation in this many has its duration recorded: a histogram sample per event on the
-/// publish path cost more than the in-memory append itself (docs/benchmarks.md).
+/// One operation in this many has its duration recorded, so the clock is read and a histogram
+/// sample taken for a bounded share of appends (the per-event path).
 const DURATION_SAMPLE_EVERY: u64 = 16;
 
 /// The operations [`Metered`] measures, in the order it holds their handles.
@@ -118,26 +118,16 @@ impl Broker for Metered {
         self.inner.name()
     }
 
-    fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
-        self.inner.set_live_sink(sink);
-    }
-
-    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
+    fn append<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         let started = self.sampled();
-        let r = self.inner.append(user, event).await;
-        self.record_append(started, &r);
-        r
-    }
-
-    fn append_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, BridgeError>> {
-        // Counted as an operation only when the inner broker took it: otherwise the caller's
-        // `append` counts it.
-        let started =
-            (self.ops.load(Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0).then(Instant::now);
-        let r = self.inner.append_now(user, event)?;
-        self.ops.fetch_add(1, Ordering::Relaxed);
-        self.record_append(started, &r);
-        Some(r)
+        self.inner.append(user, event).map(move |r| {
+            self.record_append(started, &r);
+            r
+        })
     }
 
     async fn read_after(

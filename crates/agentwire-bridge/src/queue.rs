@@ -2,6 +2,7 @@
 //! a transport hands to the bridge.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use agentwire_core::{CloseCode, CoreError, Frame, WebSocketSink};
@@ -15,28 +16,37 @@ use tokio::sync::Notify;
 /// once. Over the cap, `send` refuses and the bridge closes the connection with 4008: a slow
 /// client can never make the server hold more than `cap_bytes` for it, nor slow a publisher.
 ///
-/// Every queue adds the bytes it holds to a process-wide total,
-/// [`ConnectionQueue::total_queued_bytes`], which agentwire's `/metrics` reports as the gauge
-/// `agentwire_queued_bytes` at scrape time.
+/// Every queue adds the bytes it holds to a [`QueuedBytes`] total: the bridge's, for a queue
+/// made by [`AgentWebSocketBridge::connection_queue`](crate::AgentWebSocketBridge::connection_queue)
+/// (agentwire's `/metrics` reports it as the gauge `agentwire_queued_bytes`).
 #[derive(Debug)]
 pub struct ConnectionQueue {
     state: Mutex<QueueState>,
     wake: Notify,
     closed: Notify,
     cap_bytes: usize,
+    total: QueuedBytes,
 }
 
-/// Bytes queued for all connections of the process. An integer read when metrics are scraped,
-/// not a `metrics` gauge: a gauge's `f64` compare-and-swap loop (and its generation counter) on
-/// every send and every batch was measurable on the per-frame path (docs/benchmarks.md).
-static QUEUED_TOTAL: AtomicI64 = AtomicI64::new(0);
+/// The bytes queued on a group of [`ConnectionQueue`]s (a bridge's connections): an integer
+/// read when metrics are scraped, not a `metrics` gauge, so the per-frame path adds to one
+/// atomic and nothing else. Cheap to clone; clones share the total.
+#[derive(Debug, Clone, Default)]
+pub struct QueuedBytes(Arc<AtomicI64>);
 
-fn add_queued(bytes: usize) {
-    QUEUED_TOTAL.fetch_add(bytes as i64, Ordering::Relaxed);
-}
+impl QueuedBytes {
+    /// Bytes queued now.
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed).max(0) as u64
+    }
 
-fn sub_queued(bytes: usize) {
-    QUEUED_TOTAL.fetch_sub(bytes as i64, Ordering::Relaxed);
+    fn add(&self, bytes: usize) {
+        self.0.fetch_add(bytes as i64, Ordering::Relaxed);
+    }
+
+    fn sub(&self, bytes: usize) {
+        self.0.fetch_sub(bytes as i64, Ordering::Relaxed);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,19 +68,20 @@ pub enum Batch {
 }
 
 impl ConnectionQueue {
-    /// A queue holding at most `cap_bytes` of frames.
+    /// A queue holding at most `cap_bytes` of frames, counted in no shared total.
     pub fn new(cap_bytes: usize) -> Self {
+        Self::counted_in(cap_bytes, QueuedBytes::default())
+    }
+
+    /// A queue holding at most `cap_bytes` of frames, whose bytes count in `total`.
+    pub fn counted_in(cap_bytes: usize, total: QueuedBytes) -> Self {
         Self {
             state: Mutex::new(QueueState::default()),
             wake: Notify::new(),
             closed: Notify::new(),
             cap_bytes,
+            total,
         }
-    }
-
-    /// Bytes waiting in the queues of all connections of this process.
-    pub fn total_queued_bytes() -> u64 {
-        QUEUED_TOTAL.load(Ordering::Relaxed).max(0) as u64
     }
 
     /// Waits until frames or a close are queued; moves up to `max` frames into `out`.
@@ -114,7 +125,7 @@ impl ConnectionQueue {
             out.push(f);
         }
         st.bytes -= taken;
-        sub_queued(taken);
+        self.total.sub(taken);
     }
 
     /// Waits until a close is requested (by the bridge, a limit, or shutdown).
@@ -133,7 +144,7 @@ impl ConnectionQueue {
     pub fn prepend(&self, frame: Frame) {
         let mut st = self.state.lock();
         st.bytes += frame.len();
-        add_queued(frame.len());
+        self.total.add(frame.len());
         st.frames.push_front(frame);
         drop(st);
         self.wake.notify_one();
@@ -145,7 +156,7 @@ impl ConnectionQueue {
         let mut st = self.state.lock();
         st.gone = true;
         st.frames.clear();
-        sub_queued(st.bytes);
+        self.total.sub(st.bytes);
         st.bytes = 0;
         if st.close.is_none() {
             st.close = Some((CloseCode::NORMAL, String::new()));
@@ -190,7 +201,7 @@ impl ConnectionQueue {
     fn push(&self, mut st: parking_lot::MutexGuard<'_, QueueState>, frame: Frame) {
         let was_empty = st.frames.is_empty();
         st.bytes += frame.len();
-        add_queued(frame.len());
+        self.total.add(frame.len());
         st.frames.push_back(frame);
         drop(st);
         if was_empty {
@@ -201,7 +212,7 @@ impl ConnectionQueue {
 
 impl Drop for ConnectionQueue {
     fn drop(&mut self) {
-        sub_queued(self.state.get_mut().bytes);
+        self.total.sub(self.state.get_mut().bytes);
     }
 }
 
@@ -231,7 +242,7 @@ impl WebSocketSink for ConnectionQueue {
             // errors) are few and small, and the client needs them to resume correctly.
             st.frames.retain(|f| f.seq() == 0);
             let kept: usize = st.frames.iter().map(Frame::len).sum();
-            sub_queued(st.bytes - kept);
+            self.total.sub(st.bytes - kept);
             st.bytes = kept;
         }
         st.close = Some((code, reason.to_owned()));

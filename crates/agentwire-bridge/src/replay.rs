@@ -3,14 +3,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use agentwire_core::{
     CloseCode, ConnectionId, ControlFrame, CoreError, Frame, UserId, WebSocketSink,
 };
 
+use crate::StreamSlice;
 use crate::bridge::Inner;
-use crate::stream::{close_slow, finish_replay};
+use crate::stream::{ReplayEnd, close_slow, finish_replay};
 
 /// Replays started (resume on connect, `resume` frame, or a hole found in live delivery).
 const REPLAYS: &str = "agentwire_replays_total";
@@ -60,32 +63,15 @@ pub(crate) async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
         };
         if slice.epoch != epoch {
             sink.close(
-                CloseCode(1012),
+                CloseCode::SERVICE_RESTART,
                 "stream reset; reconnect with your last seq and epoch",
             );
             return;
         }
-        let mut last = cursor;
-        if let Some(gap) = slice.gap {
-            let frame = ControlFrame::ReplayGap { data: gap }.to_frame();
-            if !send_paced(&*sink, frame).await {
-                return;
-            }
-            metrics::counter!(REPLAY_GAPS).increment(1);
-            tracing::debug!(user_id = %user, from_seq = gap.from_seq, to_seq = gap.to_seq, "replay gap");
-            last = last.max(gap.to_seq);
-        }
-        for frame in slice.frames {
-            if frame.seq() <= last {
-                continue;
-            }
-            let seq = frame.seq();
-            if !send_paced(&*sink, frame).await {
-                return;
-            }
-            metrics::counter!(REPLAYED_EVENTS).increment(1);
-            last = seq;
-        }
+        let head = slice.head;
+        let Some(last) = send_page(&user, &*sink, cursor, slice).await else {
+            return;
+        };
         let mut local = handle.lock();
         let Some(idx) = local.slots.iter().position(|s| s.id == id) else {
             return;
@@ -95,19 +81,51 @@ pub(crate) async fn replay(inner: Arc<Inner>, user: UserId, id: ConnectionId) {
             slot.cursor = last;
             slot.delivered_any = true;
         }
-        if last < slice.head {
+        if last < head {
             continue; // more pages
         }
         match finish_replay(slot) {
-            Some(true) => return,
-            Some(false) => continue,
-            None => {
+            ReplayEnd::Live => return,
+            ReplayEnd::ReadAgain => continue,
+            ReplayEnd::Dropped => {
                 local.slots.remove(idx);
                 inner.connections.fetch_sub(1, Ordering::Relaxed);
                 return;
             }
         }
     }
+}
+
+/// Sends one page of history after `cursor` (its gap first); returns the last seq it covers, or
+/// `None` when the connection cannot take frames.
+async fn send_page(
+    user: &UserId,
+    sink: &dyn WebSocketSink,
+    cursor: u64,
+    slice: StreamSlice,
+) -> Option<u64> {
+    let mut last = cursor;
+    if let Some(gap) = slice.gap {
+        let frame = ControlFrame::ReplayGap { data: gap }.to_frame();
+        if !send_paced(sink, frame).await {
+            return None;
+        }
+        metrics::counter!(REPLAY_GAPS).increment(1);
+        tracing::debug!(user_id = %user, from_seq = gap.from_seq, to_seq = gap.to_seq, "replay gap");
+        last = last.max(gap.to_seq);
+    }
+    for frame in slice.frames {
+        if frame.seq() <= last {
+            continue;
+        }
+        let seq = frame.seq();
+        if !send_paced(sink, frame).await {
+            return None;
+        }
+        metrics::counter!(REPLAYED_EVENTS).increment(1);
+        last = seq;
+    }
+    Some(last)
 }
 
 /// Queues a replay frame, waiting while the connection's queue is full. Returns false (after

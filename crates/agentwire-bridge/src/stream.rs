@@ -117,7 +117,7 @@ pub(crate) fn route(slot: &mut Slot, epoch: &str, frame: &Frame) -> Routed {
         SlotState::Live if !same_epoch(&slot.epoch, epoch) => {
             // The stream was reset under a live connection: its seqs start over.
             slot.sink.close(
-                CloseCode(1012),
+                CloseCode::SERVICE_RESTART,
                 "stream reset; reconnect with your last seq and epoch",
             );
             Routed::Drop
@@ -142,17 +142,28 @@ pub(crate) fn route(slot: &mut Slot, epoch: &str, frame: &Frame) -> Routed {
     }
 }
 
+/// How [`finish_replay`] left a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReplayEnd {
+    /// Live: frames now go straight to the sink.
+    Live,
+    /// Still replaying: history must be read again (the buffer overflowed, or it does not
+    /// follow the cursor without a hole).
+    ReadAgain,
+    /// The sink refused a frame: remove the slot.
+    Dropped,
+}
+
 /// Ends a replay once history is read up to the stream head: queues the buffered live frames
-/// that follow the cursor without a hole and goes live. Returns `None` when the slot must be
-/// dropped, `Some(false)` when history must be read again (buffer overflowed or not contiguous).
-pub(crate) fn finish_replay(slot: &mut Slot) -> Option<bool> {
+/// that follow the cursor without a hole and goes live.
+pub(crate) fn finish_replay(slot: &mut Slot) -> ReplayEnd {
     let SlotState::Replaying { buffer, overflowed } = &mut slot.state else {
-        return Some(true);
+        return ReplayEnd::Live;
     };
     if *overflowed {
         *overflowed = false;
         buffer.clear();
-        return Some(false);
+        return ReplayEnd::ReadAgain;
     }
     let buffered = std::mem::take(buffer);
     for frame in buffered {
@@ -160,12 +171,12 @@ pub(crate) fn finish_replay(slot: &mut Slot) -> Option<bool> {
             continue;
         }
         if frame.seq() != slot.cursor + 1 {
-            return Some(false);
+            return ReplayEnd::ReadAgain;
         }
         if let Offer::Drop = offer(slot, frame) {
-            return None;
+            return ReplayEnd::Dropped;
         }
     }
     slot.state = SlotState::Live;
-    Some(true)
+    ReplayEnd::Live
 }

@@ -12,9 +12,9 @@ pub const EVENTS_DELIVERED: &str = "agentwire_events_delivered_total";
 /// registered once.
 ///
 /// `metrics::counter!` looks its key up in the recorder's registry on every call (and builds a
-/// label vector when a label value is not a literal); on the per-event path that cost more than
-/// the delivery itself (docs/benchmarks.md). Resolve the handles when the component is built —
-/// under the recorder it should report to — and keep them.
+/// label vector when a label value is not a literal). Invariant: the per-event path only adds to
+/// a resolved handle. Resolve the handles when the component is built — under the recorder it
+/// should report to — and keep them.
 #[derive(Debug, Clone)]
 pub struct EventCounters {
     counters: [Counter; EVENT_TYPES.len()],

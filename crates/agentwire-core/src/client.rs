@@ -85,23 +85,7 @@ impl ClientFrame {
             ));
         };
         let id = map.get("id").and_then(Value::as_str).map(str::to_owned);
-        let ty = match map.remove("type") {
-            Some(Value::String(t)) => t,
-            Some(_) => {
-                return Err(FrameError::new(
-                    ErrorCode::InvalidField,
-                    "`type` must be a string",
-                    id,
-                ));
-            }
-            None => {
-                return Err(FrameError::new(
-                    ErrorCode::UnknownType,
-                    "the frame has no `type`",
-                    id,
-                ));
-            }
-        };
+        let ty = take_type(&mut map, &id)?;
         let invalid = |e: serde_json::Error| {
             FrameError::new(ErrorCode::InvalidField, format!("{ty}: {e}"), id.clone())
         };
@@ -159,6 +143,26 @@ impl ClientFrame {
                 id,
             )),
         }
+    }
+}
+
+/// Removes the frame's `type` from `map`.
+fn take_type(
+    map: &mut serde_json::Map<String, Value>,
+    id: &Option<String>,
+) -> Result<String, FrameError> {
+    match map.remove("type") {
+        Some(Value::String(t)) => Ok(t),
+        Some(_) => Err(FrameError::new(
+            ErrorCode::InvalidField,
+            "`type` must be a string",
+            id.clone(),
+        )),
+        None => Err(FrameError::new(
+            ErrorCode::UnknownType,
+            "the frame has no `type`",
+            id.clone(),
+        )),
     }
 }
 

@@ -1,8 +1,6 @@
 //! The contracts components implement and talk through.
 
-use async_trait::async_trait;
-
-use crate::{CloseCode, CoreError, Frame, RunEvent, UserContext, UserId};
+use crate::{CloseCode, CoreError, Frame, NowOrLater, RunEvent, UserContext, UserId};
 
 /// A component that must be configured before it can be used.
 ///
@@ -112,10 +110,16 @@ pub trait WebSocketSink: Send + Sync + 'static {
 ///
 /// # What an implementor must guarantee
 /// - `publish` gives the event the next `seq` of `user`'s stream (strictly increasing by 1,
-///   starting at 1 for a new stream) and returns it, or returns an error and gives it none.
-/// - An accepted event is in the user's history before `publish` returns and is offered to every
-///   live connection of that user — and of no other user.
+///   starting at 1 for a new stream) and resolves to it, or resolves to an error and gives it
+///   none.
+/// - An accepted event is in the user's history when the result resolves and is offered to
+///   every live connection of that user — and of no other user.
 /// - `publish` does not wait for any client.
+/// - A sink that can take the event without waiting for I/O or other tasks returns
+///   [`NowOrLater::Now`] (a short critical section, such as a lock held for the append, is
+///   fine): callers hold their run's grammar across the call and take a `Now` result without
+///   awaiting or allocating. One that must wait returns [`NowOrLater::Later`], which does
+///   nothing until polled.
 /// - `publish` does not check the run grammar itself: `RunEmitter`s (and `/v1/publish`) do that
 ///   before calling it. It may be called concurrently for different users; for one user, the
 ///   `seq` order is the order in which `publish` calls were accepted.
@@ -128,19 +132,18 @@ pub trait WebSocketSink: Send + Sync + 'static {
 /// use std::collections::HashMap;
 /// use std::sync::Mutex;
 /// use agentwire_core::{
-///     AgentStarted, CoreError, EventKind, EventSink, RunEvent, RunId, ThreadId, UserId, async_trait,
+///     AgentStarted, CoreError, EventKind, EventSink, NowOrLater, RunEvent, RunId, ThreadId, UserId,
 /// };
 ///
 /// #[derive(Default)]
 /// struct InMemoryStreams(Mutex<HashMap<UserId, Vec<RunEvent>>>);
 ///
-/// #[async_trait]
 /// impl EventSink for InMemoryStreams {
-///     async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError> {
+///     fn publish<'a>(&'a self, user: &'a UserId, event: RunEvent) -> NowOrLater<'a, Result<u64, CoreError>> {
 ///         let mut streams = self.0.lock().unwrap();
 ///         let stream = streams.entry(user.clone()).or_default();
 ///         stream.push(event);
-///         Ok(stream.len() as u64) // seq: 1, 2, 3, … per user
+///         NowOrLater::now(Ok(stream.len() as u64)) // seq: 1, 2, 3, … per user
 ///     }
 /// }
 ///
@@ -158,42 +161,31 @@ pub trait WebSocketSink: Send + Sync + 'static {
     message = "`{Self}` cannot publish run events (it is not an EventSink)",
     note = "an unconfigured bridge cannot be used: `AgentWebSocketBridge::builder().configure(config)?` returns the bridge that implements EventSink"
 )]
-#[async_trait]
 pub trait EventSink: Send + Sync + 'static {
-    /// Accepts `event` into `user`'s stream and returns its `seq`.
+    /// Accepts `event` into `user`'s stream and resolves to its `seq`: [`NowOrLater::Now`] when
+    /// that took no waiting.
     ///
     /// # Errors
     /// [`CoreError::Unavailable`] when the stream backend cannot take it now,
     /// [`CoreError::ShuttingDown`] during shutdown.
-    async fn publish(&self, user: &UserId, event: RunEvent) -> Result<u64, CoreError>;
-
-    /// [`Self::publish`] for a sink that can accept `event` without waiting.
-    ///
-    /// - `Some(result)`: exactly what `publish` would have returned, having done exactly what it
-    ///   would have done.
-    /// - `None` (the default): nothing happened — no seq was taken, nothing was stored or
-    ///   counted — and the caller calls `publish` with the same event next.
-    /// - It must not wait for I/O or for other tasks; a short critical section (a lock held for
-    ///   the append) is fine. The caller may hold its own lock (the run's grammar) across this
-    ///   call and the `publish` that follows a `None`.
-    ///
-    /// A `RunEmitter` tries this first for every event: the bridge on its in-memory broker never
-    /// waits, and skipping the boxed future of an `async` trait call (and the move of the event
-    /// into it) is measurable per event (docs/benchmarks.md).
-    fn publish_now(&self, user: &UserId, event: &RunEvent) -> Option<Result<u64, CoreError>> {
-        let _ = (user, event);
-        None
-    }
+    fn publish<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, CoreError>>;
 }
 
 /// Starts runs. The agent registry's executor implements it; the health monitor uses it for its
 /// synthetic critical-path run, and transports use it for `user_message`.
 ///
 /// # What an implementor must guarantee
-/// - On `Ok`, the run executes on its own task and publishes a complete run (SPEC §3) to
-///   `ctx.user_id`'s stream, and to no other.
+/// - On `Ok`, the run publishes a complete run (SPEC §3) to `ctx.user_id`'s stream, and to no
+///   other.
 /// - On `Err`, nothing was published for `ctx.run_id`.
-/// - `launch` does not block or await: it checks, registers and spawns, then returns.
+/// - `launch` does not await. It may run the agent's first step inline — up to the agent's first
+///   wait — before it returns (agentwire's `RunExecutor` does, so a run that never waits costs no
+///   task); the rest of the run goes on its own task. Callers must expect `launch` to take as
+///   long as that first step, and agents should not block before their first `.await`.
 ///
 /// agentwire's `RunExecutor` is the launcher you normally use. A complete implementation that
 /// publishes a minimal run (`agent_started` then `agent_completed`) through an [`EventSink`]:

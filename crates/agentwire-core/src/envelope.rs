@@ -1,11 +1,10 @@
 //! Writing the wire envelope of an event (SPEC §4) straight into bytes.
 //!
-//! Every accepted event is serialized once, so this is the publish path's largest cost. Through
-//! serde every key and every id went through JSON string escaping (one call per string, ~18 per
-//! event; it was an eighth of the server's instructions under fan-out, docs/benchmarks.md). Here
-//! the keys are literals, ids are written as they are (they are validated to
-//! `[A-Za-z0-9_.:@-]`), and other strings take the escaper only when they hold a byte that needs
-//! it. The bytes are exactly serde_json's: the tests compare both on every event kind.
+//! Every accepted event is serialized once, here. The keys are literals (the `type` prefix comes
+//! from the event kinds' table in `event.rs`), ids are written as they are (they are validated
+//! to `[A-Za-z0-9_.:@-]`), and other strings take the escaper only when they hold a byte that
+//! needs it. Invariant: the bytes are exactly serde_json's — a property test compares both over
+//! arbitrary events.
 
 use bytes::BufMut;
 use serde_json::Value;
@@ -15,9 +14,7 @@ use crate::event::{EventKind, RunEvent};
 /// Appends the envelope of `event` at `seq` to `out`: a `Vec<u8>`, or the `BytesMut` chunk a
 /// broker writes many frames into.
 pub(crate) fn write_envelope<B: BufMut>(out: &mut B, seq: u64, event: &RunEvent) {
-    out.put_slice(b"{\"type\":\"");
-    out.put_slice(event.kind.type_name().as_bytes());
-    out.put_slice(b"\",\"seq\":");
+    out.put_slice(event.kind.envelope_prefix().as_bytes());
     write_u64(out, seq);
     out.put_slice(b",\"run_id\":");
     write_id(out, event.run_id.as_str());
@@ -320,5 +317,106 @@ mod tests {
             seen[i] = true;
         }
         assert!(seen.iter().all(|s| *s), "kinds() covers every event type");
+    }
+
+    /// Any JSON value, nested a few levels (floats finite, as JSON requires).
+    fn arb_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            any::<u64>().prop_map(|n| json!(n)),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(|f| json!(f)),
+            any::<String>().prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::vec((any::<String>(), inner), 0..4)
+                    .prop_map(|fields| Value::Object(fields.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// Any event kind, with arbitrary strings, options and values.
+    fn arb_kind() -> impl proptest::strategy::Strategy<Value = EventKind> {
+        use proptest::prelude::*;
+        let text = any::<String>;
+        prop_oneof![
+            proptest::option::of(text())
+                .prop_map(|input| EventKind::AgentStarted(AgentStarted { input })),
+            (text(), proptest::option::of(any::<u32>())).prop_map(|(thought, step)| {
+                EventKind::AgentThinking(AgentThinking { thought, step })
+            }),
+            (text(), text(), arb_value()).prop_map(|(call_id, tool, args)| {
+                EventKind::ToolExecuting(ToolExecuting {
+                    call_id,
+                    tool,
+                    args,
+                })
+            }),
+            (
+                text(),
+                text(),
+                any::<bool>(),
+                proptest::option::of(arb_value()),
+                proptest::option::of(text()),
+                any::<u64>()
+            )
+                .prop_map(|(call_id, tool, ok, result, error, duration_ms)| {
+                    EventKind::ToolCompleted(ToolCompleted {
+                        call_id,
+                        tool,
+                        ok,
+                        result,
+                        error,
+                        duration_ms,
+                    })
+                }),
+            (text(), text()).prop_map(|(message_id, delta)| {
+                EventKind::AgentMessageDelta(AgentMessageDelta { message_id, delta })
+            }),
+            (arb_value(), any::<u64>()).prop_map(|(result, duration_ms)| {
+                EventKind::AgentCompleted(AgentCompleted {
+                    result,
+                    duration_ms,
+                })
+            }),
+            (text(), text(), any::<u64>()).prop_map(|(code, message, duration_ms)| {
+                EventKind::AgentError(AgentErrorData {
+                    code,
+                    message,
+                    duration_ms,
+                })
+            }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// The hand-written writer and serde agree byte for byte on any event, and the envelope
+        /// starts with the kind's name from the table.
+        #[test]
+        fn the_writer_matches_serde_on_arbitrary_events(
+            kind in arb_kind(),
+            agent in proptest::prelude::any::<String>(),
+            seq in proptest::prelude::any::<u64>(),
+            ts in proptest::prelude::any::<u64>(),
+        ) {
+            let e = RunEvent {
+                run_id: RunId::new("r_1").unwrap(),
+                thread_id: ThreadId::new("t_x.y:z@w-1").unwrap(),
+                agent: Arc::from(agent),
+                ts,
+                kind,
+            };
+            let mut fast = Vec::new();
+            write_envelope(&mut fast, seq, &e);
+            proptest::prop_assert_eq!(&fast, &through_serde(seq, &e));
+            let back: StreamEvent = serde_json::from_slice(&fast).unwrap();
+            proptest::prop_assert_eq!(back.event.kind.type_name(), e.kind.type_name());
+        }
     }
 }

@@ -58,24 +58,13 @@ impl RunEvent {
     /// script) joins the parts there, so the event is still serialized once.
     pub fn to_envelope_parts(&self) -> (Vec<u8>, Vec<u8>) {
         let mut json = self.to_envelope_json(0);
-        let prefix_len = format!("{{\"type\":\"{}\",\"seq\":", self.kind.type_name()).len();
+        let prefix_len = self.kind.envelope_prefix().len();
         debug_assert_eq!(json[prefix_len], b'0');
         let suffix = json.split_off(prefix_len + 1);
         json.truncate(prefix_len);
         (json, suffix)
     }
 }
-
-/// Every event `type` name, as [`EventKind::type_name`] returns them.
-pub const EVENT_TYPES: [&str; 7] = [
-    "agent_started",
-    "agent_thinking",
-    "tool_executing",
-    "tool_completed",
-    "agent_message_delta",
-    "agent_completed",
-    "agent_error",
-];
 
 /// The event type of a serialized envelope (which starts with `{"type":"<name>"`), as its index
 /// in [`EVENT_TYPES`], without parsing the JSON; `None` when it does not start like an event
@@ -99,53 +88,76 @@ pub fn unix_millis() -> u64 {
         .unwrap_or_default()
 }
 
-/// What happened in a run. Serialized adjacently tagged: `{"type": "...", "data": {...}}`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum EventKind {
+/// The one table of event kinds: each variant, its data type and its wire `type` name. It
+/// generates [`EventKind`] (with the serde names), [`EVENT_TYPES`], [`EventKind::type_name`],
+/// [`EventKind::type_index`] and the envelope writer's `{"type":"<name>","seq":` prefixes, so
+/// a new kind is one line here (plus its data type and its envelope writer arm).
+macro_rules! event_kinds {
+    ($( $(#[$doc:meta])* $variant:ident($data:ty) = $name:literal, )*) => {
+        /// What happened in a run. Serialized adjacently tagged: `{"type": "...", "data": {...}}`.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(tag = "type", content = "data")]
+        #[non_exhaustive]
+        pub enum EventKind {
+            $( $(#[$doc])* #[serde(rename = $name)] $variant($data), )*
+        }
+
+        /// The position of each kind in the table.
+        #[derive(Clone, Copy)]
+        enum KindIndex {
+            $( $variant, )*
+        }
+
+        /// How many event kinds there are.
+        const KIND_COUNT: usize = [$( KindIndex::$variant ),*].len();
+
+        /// Every event `type` name, as [`EventKind::type_name`] returns them, in
+        /// [`EventKind::type_index`] order.
+        pub const EVENT_TYPES: [&str; KIND_COUNT] = [$( $name ),*];
+
+        /// The start of each kind's envelope, up to its `seq` value.
+        pub(crate) const ENVELOPE_PREFIXES: [&str; KIND_COUNT] =
+            [$( concat!("{\"type\":\"", $name, "\",\"seq\":") ),*];
+
+        impl EventKind {
+            /// The index of [`Self::type_name`] in [`EVENT_TYPES`]: for counting events by type
+            /// without comparing strings.
+            pub fn type_index(&self) -> usize {
+                let index = match self {
+                    $( EventKind::$variant(_) => KindIndex::$variant, )*
+                };
+                index as usize
+            }
+        }
+    };
+}
+
+event_kinds! {
     /// The run began.
-    AgentStarted(AgentStarted),
+    AgentStarted(AgentStarted) = "agent_started",
     /// The agent reports a reasoning step.
-    AgentThinking(AgentThinking),
+    AgentThinking(AgentThinking) = "agent_thinking",
     /// A tool call began.
-    ToolExecuting(ToolExecuting),
+    ToolExecuting(ToolExecuting) = "tool_executing",
     /// A tool call ended (successfully or not).
-    ToolCompleted(ToolCompleted),
+    ToolCompleted(ToolCompleted) = "tool_completed",
     /// A piece of the streamed answer.
-    AgentMessageDelta(AgentMessageDelta),
+    AgentMessageDelta(AgentMessageDelta) = "agent_message_delta",
     /// The run ended successfully. Terminal.
-    AgentCompleted(AgentCompleted),
+    AgentCompleted(AgentCompleted) = "agent_completed",
     /// The run ended with an error. Terminal.
-    AgentError(AgentErrorData),
+    AgentError(AgentErrorData) = "agent_error",
 }
 
 impl EventKind {
     /// The wire `type` of this event.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            EventKind::AgentStarted(_) => "agent_started",
-            EventKind::AgentThinking(_) => "agent_thinking",
-            EventKind::ToolExecuting(_) => "tool_executing",
-            EventKind::ToolCompleted(_) => "tool_completed",
-            EventKind::AgentMessageDelta(_) => "agent_message_delta",
-            EventKind::AgentCompleted(_) => "agent_completed",
-            EventKind::AgentError(_) => "agent_error",
-        }
+        EVENT_TYPES[self.type_index()]
     }
 
-    /// The index of [`Self::type_name`] in [`EVENT_TYPES`]: for counting events by type without
-    /// comparing strings.
-    pub fn type_index(&self) -> usize {
-        match self {
-            EventKind::AgentStarted(_) => 0,
-            EventKind::AgentThinking(_) => 1,
-            EventKind::ToolExecuting(_) => 2,
-            EventKind::ToolCompleted(_) => 3,
-            EventKind::AgentMessageDelta(_) => 4,
-            EventKind::AgentCompleted(_) => 5,
-            EventKind::AgentError(_) => 6,
-        }
+    /// The start of this event's envelope, up to its `seq` value: `{"type":"<name>","seq":`.
+    pub(crate) fn envelope_prefix(&self) -> &'static str {
+        ENVELOPE_PREFIXES[self.type_index()]
     }
 
     /// Whether this event ends its run.

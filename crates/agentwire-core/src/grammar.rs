@@ -70,17 +70,42 @@ enum Phase {
     Finished,
 }
 
+/// One tool call of a run.
+#[derive(Debug, Clone)]
+struct Call {
+    tool: String,
+    open: bool,
+}
+
 /// Tracks one run and accepts only the events its grammar allows next.
 ///
-/// `check` changes the state only when it accepts, so a rejected event can be dropped and the
-/// run goes on.
+/// Two ways to use it:
+/// - [`check`](Self::check) accepts an event and advances the run at once;
+/// - [`accept`](Self::accept) checks an event *without* changing the run and returns an
+///   [`Accepted`] step, which [`commit`](Self::commit) applies later — once the event is safely
+///   in its stream. A step that is never committed leaves the run as it was, so an event the
+///   stream refused can be retried, or the run ended another way.
 #[derive(Debug, Clone)]
 pub struct RunGrammar {
     phase: Phase,
-    /// call_id → (tool, still open)
-    // foldhash, seeded per process like the bridge's maps: SipHash here was most of the cost of
-    // a tool call's two grammar checks.
-    calls: HashMap<String, (String, bool), RandomState>,
+    /// call_id → index in `calls` (foldhash, seeded per process like the bridge's maps).
+    call_ids: HashMap<String, usize, RandomState>,
+    calls: Vec<Call>,
+}
+
+/// An event [`RunGrammar::accept`] found to fit, not yet applied: pass it to
+/// [`RunGrammar::commit`] on the same grammar, with no other commit in between.
+#[derive(Debug)]
+#[must_use = "an accepted step changes nothing until it is committed"]
+pub struct Accepted(Step);
+
+#[derive(Debug)]
+enum Step {
+    Start,
+    Continue,
+    Open { call_id: String, tool: String },
+    Close(usize),
+    Finish,
 }
 
 impl Default for RunGrammar {
@@ -94,15 +119,26 @@ impl RunGrammar {
     pub fn new() -> Self {
         Self {
             phase: Phase::NotStarted,
-            calls: HashMap::default(),
+            call_ids: HashMap::default(),
+            calls: Vec::new(),
         }
     }
 
-    /// Accepts `kind` as the run's next event, or says why it does not fit.
+    /// Accepts `kind` as the run's next event and advances the run, or says why it does not fit.
     ///
     /// # Errors
     /// A [`GrammarError`] naming the rule the event breaks; the state is unchanged then.
     pub fn check(&mut self, kind: &EventKind) -> Result<(), GrammarError> {
+        let step = self.accept(kind)?;
+        self.commit(step);
+        Ok(())
+    }
+
+    /// Whether `kind` fits as the run's next event, without changing the run.
+    ///
+    /// # Errors
+    /// A [`GrammarError`] naming the rule the event breaks.
+    pub fn accept(&self, kind: &EventKind) -> Result<Accepted, GrammarError> {
         let got = kind.type_name();
         match self.phase {
             Phase::Finished => return Err(GrammarError::Finished { got }),
@@ -111,59 +147,76 @@ impl RunGrammar {
             }
             _ => {}
         }
-        match kind {
-            EventKind::AgentStarted(_) => {
-                if self.phase == Phase::Running {
-                    return Err(GrammarError::AlreadyStarted);
-                }
-                self.phase = Phase::Running;
+        let step = match kind {
+            EventKind::AgentStarted(_) if self.phase == Phase::Running => {
+                return Err(GrammarError::AlreadyStarted);
             }
-            EventKind::AgentThinking(_) | EventKind::AgentMessageDelta(_) => {}
+            EventKind::AgentStarted(_) => Step::Start,
+            EventKind::AgentThinking(_) | EventKind::AgentMessageDelta(_) => Step::Continue,
             EventKind::ToolExecuting(t) => {
-                if self.calls.contains_key(&t.call_id) {
+                if self.call_ids.contains_key(&t.call_id) {
                     return Err(GrammarError::DuplicateCall {
                         call_id: t.call_id.clone(),
                     });
                 }
-                self.calls.insert(t.call_id.clone(), (t.tool.clone(), true));
-            }
-            EventKind::ToolCompleted(t) => match self.calls.get_mut(&t.call_id) {
-                Some((tool, open @ true)) => {
-                    if *tool != t.tool {
-                        return Err(GrammarError::ToolMismatch {
-                            call_id: t.call_id.clone(),
-                            expected: tool.clone(),
-                            got: t.tool.clone(),
-                        });
-                    }
-                    *open = false;
+                Step::Open {
+                    call_id: t.call_id.clone(),
+                    tool: t.tool.clone(),
                 }
-                _ => {
+            }
+            EventKind::ToolCompleted(t) => {
+                let open = self.call_ids.get(&t.call_id).copied();
+                let Some(index) = open.filter(|&i| self.calls[i].open) else {
                     return Err(GrammarError::UnknownCall {
                         call_id: t.call_id.clone(),
                     });
-                }
-            },
-            EventKind::AgentCompleted(_) | EventKind::AgentError(_) => {
-                let open = self.open_calls();
-                if !open.is_empty() {
-                    return Err(GrammarError::OpenToolCalls {
-                        open: open.into_iter().map(|(id, _)| id).collect(),
+                };
+                if self.calls[index].tool != t.tool {
+                    return Err(GrammarError::ToolMismatch {
+                        call_id: t.call_id.clone(),
+                        expected: self.calls[index].tool.clone(),
+                        got: t.tool.clone(),
                     });
                 }
-                self.phase = Phase::Finished;
+                Step::Close(index)
             }
+            EventKind::AgentCompleted(_) | EventKind::AgentError(_) => {
+                if self.calls.iter().any(|c| c.open) {
+                    return Err(GrammarError::OpenToolCalls {
+                        open: self.open_calls().into_iter().map(|(id, _)| id).collect(),
+                    });
+                }
+                Step::Finish
+            }
+        };
+        Ok(Accepted(step))
+    }
+
+    /// Applies a step [`Self::accept`] returned for this grammar.
+    pub fn commit(&mut self, accepted: Accepted) {
+        match accepted.0 {
+            Step::Start => self.phase = Phase::Running,
+            Step::Continue => {}
+            Step::Open { call_id, tool } => {
+                self.call_ids.insert(call_id, self.calls.len());
+                self.calls.push(Call { tool, open: true });
+            }
+            Step::Close(index) => {
+                if let Some(call) = self.calls.get_mut(index) {
+                    call.open = false;
+                }
+            }
+            Step::Finish => self.phase = Phase::Finished,
         }
-        Ok(())
     }
 
     /// The open tool calls as `(call_id, tool)`, sorted by call id.
     pub fn open_calls(&self) -> Vec<(String, String)> {
         let mut open: Vec<_> = self
-            .calls
+            .call_ids
             .iter()
-            .filter(|(_, (_, open))| *open)
-            .map(|(id, (tool, _))| (id.clone(), tool.clone()))
+            .filter(|(_, i)| self.calls[**i].open)
+            .map(|(id, i)| (id.clone(), self.calls[*i].tool.clone()))
             .collect();
         open.sort();
         open
@@ -269,6 +322,22 @@ mod tests {
             g.check(&thinking()),
             Err(GrammarError::Finished { .. })
         ));
+    }
+
+    #[test]
+    fn an_accepted_step_changes_nothing_until_committed() {
+        let mut g = RunGrammar::new();
+        g.check(&started()).unwrap();
+        g.check(&exec("a")).unwrap();
+        let close = g.accept(&done("a")).unwrap();
+        assert_eq!(g.open_calls().len(), 1);
+        // Not committed: the call is still open, so the run cannot end yet.
+        assert!(g.accept(&completed()).is_err());
+        g.commit(close);
+        let finish = g.accept(&completed()).unwrap();
+        assert!(!g.is_finished());
+        g.commit(finish);
+        assert!(g.is_finished());
     }
 
     fn arb_kind() -> impl Strategy<Value = EventKind> {

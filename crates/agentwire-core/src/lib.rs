@@ -38,6 +38,7 @@ mod error;
 mod event;
 mod grammar;
 mod ids;
+mod now_or_later;
 mod wire;
 
 pub use async_trait::async_trait;
@@ -49,8 +50,9 @@ pub use event::{
     AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EVENT_TYPES,
     EventKind, RunEvent, StreamEvent, ToolCompleted, ToolExecuting, unix_millis,
 };
-pub use grammar::{GrammarError, RunGrammar};
+pub use grammar::{Accepted, GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};
+pub use now_or_later::{BoxFuture, NowOrLater};
 pub use wire::{
     CloseCode, ConnectionEstablished, ControlFrame, ErrorCode, Frame, FrameError, MAX_CONTENT_LEN,
     ReplayGap, Resumed, SUBPROTOCOL,

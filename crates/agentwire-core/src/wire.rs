@@ -154,6 +154,9 @@ impl CloseCode {
     pub const TOO_BIG: Self = Self(1009);
     /// Unexpected server condition.
     pub const INTERNAL: Self = Self(1011);
+    /// 1012 service restart: the connection must be opened again (the stream was reset under
+    /// it, or an operator dropped it); the client reconnects with its last seq and epoch.
+    pub const SERVICE_RESTART: Self = Self(1012);
     /// The client read too slowly; resume with the last seq.
     pub const SLOW_CONSUMER: Self = Self(4008);
     /// The client kept sending over its rate limit.

@@ -1,7 +1,7 @@
 //! The broker check: a real round trip to the event broker.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use agentwire_bridge::Broker;
 use async_trait::async_trait;

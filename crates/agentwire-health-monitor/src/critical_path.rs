@@ -1,7 +1,9 @@
 //! The critical-path check: a synthetic run through executor → bridge → a loopback connection.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use agentwire_bridge::{AgentWebSocketBridge, ConnectionQueue};
 use agentwire_core::{RunId, RunLauncher, StreamEvent, UserContext, UserId};

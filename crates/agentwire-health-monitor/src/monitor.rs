@@ -1,7 +1,9 @@
 //! `HealthMonitor`: runs the registered checks on demand and periodically.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use futures_util::future::join_all;
 use parking_lot::RwLock;

@@ -4,8 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agentwire_agent_registry::{
-    Agent, AgentError, AgentRegistry, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor,
-    async_trait,
+    Agent, AgentError, DemoSettings, InMemoryAgentRegistry, RunContext, RunExecutor, async_trait,
 };
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
@@ -14,22 +13,18 @@ use agentwire_health_monitor::{CriticalPathCheck, HealthMonitor, HealthStatus};
 use serde_json::Value;
 
 fn check_with(registry: InMemoryAgentRegistry) -> (AgentWebSocketBridge, CriticalPathCheck) {
-    let mut registry = registry;
     let bridge = AgentWebSocketBridge::builder()
         .configure(BridgeConfig::default())
         .unwrap();
-    registry.set_websocket_manager(BridgeFactory::new(
-        Arc::new(bridge.clone()),
-        RunLimits::default(),
-    ));
-    let exec = RunExecutor::new(Arc::new(registry), Duration::from_secs(5)).unwrap();
+    let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default());
+    let exec = RunExecutor::new(registry, factory, Duration::from_secs(5));
     (
         bridge.clone(),
         CriticalPathCheck::new(bridge, Arc::new(exec), Duration::from_millis(500)),
     )
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn passes_through_the_real_path_and_leaves_no_stream_behind() {
     let (bridge, check) = check_with(InMemoryAgentRegistry::with_builtins(DemoSettings::instant()));
     for _ in 0..3 {
@@ -56,7 +51,7 @@ impl Agent for BrokenEcho {
     }
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn fails_when_events_are_missing_or_out_of_order() {
     let mut registry = InMemoryAgentRegistry::new();
     registry.register_agent(BrokenEcho);

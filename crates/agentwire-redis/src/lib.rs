@@ -15,10 +15,11 @@
 //! use agentwire_redis::RedisBroker;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! let broker = RedisBroker::connect("redis://127.0.0.1:6379", HistoryConfig::default()).await?;
-//! let bridge = AgentWebSocketBridge::builder()
-//!     .broker(broker)
-//!     .configure(BridgeConfig::default())?;
+//! let builder = AgentWebSocketBridge::builder();
+//! let broker =
+//!     RedisBroker::connect("redis://127.0.0.1:6379", HistoryConfig::default(), builder.live_sink())
+//!         .await?;
+//! let bridge = builder.broker(broker).configure(BridgeConfig::default())?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -32,7 +33,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use agentwire_bridge::{BridgeError, Broker, HistoryConfig, LiveSink, StreamSlice};
-use agentwire_core::{Frame, ReplayGap, RunEvent, UserId, async_trait, unix_millis};
+use agentwire_core::{Frame, NowOrLater, ReplayGap, RunEvent, UserId, async_trait, unix_millis};
 use redis::aio::ConnectionManager;
 use redis::{AsyncConnectionConfig, Script, Value};
 
@@ -98,12 +99,18 @@ fn epoch_candidate() -> String {
 }
 
 impl RedisBroker {
-    /// Connects to `url`, proves it with a round trip (`PING`), and starts the live feed.
+    /// Connects to `url`, proves it with a round trip (`PING`), and starts the live feed into
+    /// `live` (the bridge builder's
+    /// [`live_sink`](agentwire_bridge::UnconfiguredBridge::live_sink)).
     ///
     /// # Errors
     /// [`RedisBrokerError::InvalidUrl`] or [`RedisBrokerError::Unreachable`].
-    pub async fn connect(url: &str, history: HistoryConfig) -> Result<Arc<Self>, RedisBrokerError> {
-        Self::connect_with_prefix(url, history, "aw").await
+    pub async fn connect(
+        url: &str,
+        history: HistoryConfig,
+        live: Arc<dyn LiveSink>,
+    ) -> Result<Arc<Self>, RedisBrokerError> {
+        Self::connect_with_prefix(url, history, "aw", live).await
     }
 
     /// As [`Self::connect`], with another key prefix (several deployments on one Redis, or
@@ -115,6 +122,7 @@ impl RedisBroker {
         url: &str,
         history: HistoryConfig,
         prefix: &str,
+        live: Arc<dyn LiveSink>,
     ) -> Result<Arc<Self>, RedisBrokerError> {
         let client = redis::Client::open(url).map_err(|e| RedisBrokerError::InvalidUrl {
             url: url.to_owned(),
@@ -152,7 +160,7 @@ impl RedisBroker {
             touch: Script::new(scripts::TOUCH),
             history,
             prefix: prefix.to_owned(),
-            live: Arc::new(LiveFeed::new(prefix.to_owned())),
+            live: Arc::new(LiveFeed::new(prefix.to_owned(), live)),
             url: url.to_owned(),
         });
         tokio::spawn(live::run(broker.clone()));
@@ -219,28 +227,30 @@ impl Broker for RedisBroker {
         "redis"
     }
 
-    fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
-        let _ = self.live.sink.set(sink);
-    }
-
-    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        let [seq_key, stream, epoch_key] = self.keys(user);
-        let (prefix, suffix) = event.to_envelope_parts();
-        let mut conn = self.conn.clone();
-        self.append
-            .key(seq_key)
-            .key(stream)
-            .key(epoch_key)
-            .arg(epoch_candidate())
-            .arg(prefix)
-            .arg(suffix)
-            .arg(self.history.max_events)
-            .arg(self.ttl_ms())
-            .arg(self.live.channel(user))
-            .arg(unix_millis())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)
+    fn append<'a>(
+        &'a self,
+        user: &'a UserId,
+        event: RunEvent,
+    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+        NowOrLater::later(async move {
+            let [seq_key, stream, epoch_key] = self.keys(user);
+            let (prefix, suffix) = event.to_envelope_parts();
+            let mut conn = self.conn.clone();
+            self.append
+                .key(seq_key)
+                .key(stream)
+                .key(epoch_key)
+                .arg(epoch_candidate())
+                .arg(prefix)
+                .arg(suffix)
+                .arg(self.history.max_events)
+                .arg(self.ttl_ms())
+                .arg(self.live.channel(user))
+                .arg(unix_millis())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)
+        })
     }
 
     async fn read_after(

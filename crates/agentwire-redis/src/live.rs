@@ -1,8 +1,8 @@
 //! The pub/sub side: one subscriber connection per node, refcounted per user, reconnecting.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use agentwire_bridge::LiveSink;
@@ -15,7 +15,8 @@ use crate::RedisBroker;
 
 /// The live feed of one node.
 pub(crate) struct LiveFeed {
-    pub(crate) sink: OnceLock<Arc<dyn LiveSink>>,
+    /// Given when the broker is built.
+    pub(crate) sink: Arc<dyn LiveSink>,
     /// Users with local connections and how many.
     pub(crate) users: Mutex<HashMap<UserId, usize>>,
     /// The current subscriber connection, while connected.
@@ -25,9 +26,9 @@ pub(crate) struct LiveFeed {
 }
 
 impl LiveFeed {
-    pub(crate) fn new(prefix: String) -> Self {
+    pub(crate) fn new(prefix: String, sink: Arc<dyn LiveSink>) -> Self {
         Self {
-            sink: OnceLock::new(),
+            sink,
             users: Mutex::new(HashMap::new()),
             pubsub: tokio::sync::Mutex::new(None),
             connected: AtomicBool::new(false),
@@ -46,9 +47,10 @@ impl LiveFeed {
 
     /// Hands one published message (`"<seq> <epoch> <frame json>"`) to the bridge.
     fn dispatch(&self, channel: &str, payload: &[u8]) {
-        let (Some(user), Some(live)) = (self.user_of(channel), self.sink.get()) else {
+        let Some(user) = self.user_of(channel) else {
             return;
         };
+        let live = &self.sink;
         let mut parts = payload.splitn(3, |b| *b == b' ');
         let (Some(seq), Some(epoch), Some(json)) = (parts.next(), parts.next(), parts.next())
         else {
@@ -128,9 +130,7 @@ async fn nudge(broker: Arc<RedisBroker>, users: Vec<UserId>) {
     for user in users {
         match broker.newest(&user).await {
             Ok(Some((epoch, frame))) => {
-                if let Some(live) = broker.live.sink.get() {
-                    live.deliver(&user, &epoch, frame);
-                }
+                broker.live.sink.deliver(&user, &epoch, frame);
             }
             Ok(None) => {}
             Err(e) => tracing::debug!(error = %e, "nudge failed"),

@@ -7,9 +7,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::{AppState, AuthenticatedUser};
 
-/// Close 1012, "service restart" (RFC 6455 §7.4.1): the client should reconnect and resume.
-const SERVICE_RESTART: CloseCode = CloseCode(1012);
-
 /// `POST /debug/disconnect?user=<id>`: drops every connection of the (dev-authenticated) user
 /// with close 1012, "service restart", as a network failure or a node restart would. Clients
 /// should reconnect and resume; the browser test uses it to prove nothing is lost.
@@ -19,7 +16,7 @@ pub(crate) async fn disconnect(
 ) -> Response {
     let closed = state.ready().bridge().close_user(
         &user,
-        SERVICE_RESTART,
+        CloseCode::SERVICE_RESTART,
         "debug disconnect: reconnect and resume",
     );
     Json(serde_json::json!({ "closed": closed })).into_response()

@@ -241,8 +241,7 @@ pub(crate) async fn metrics(State(state): State<AppState>, _: MetricsScraper) ->
     let stats = state.ready().bridge().stats();
     metrics::gauge!("agentwire_connections").set(stats.connections as f64);
     metrics::gauge!("agentwire_users_online").set(stats.users as f64);
-    metrics::gauge!("agentwire_queued_bytes")
-        .set(agentwire_bridge::ConnectionQueue::total_queued_bytes() as f64);
+    metrics::gauge!("agentwire_queued_bytes").set(stats.queued_bytes as f64);
     if let Some(streams) = stats.streams {
         metrics::gauge!("agentwire_streams").set(streams as f64);
     }

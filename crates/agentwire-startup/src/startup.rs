@@ -1,10 +1,12 @@
 //! The phased startup as a typestate chain.
 
 use std::sync::Arc;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use agentwire_agent_registry::{AgentRegistry, RunExecutor};
-use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker};
+use agentwire_bridge::{
+    AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker, UnconfiguredBridge,
+};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
 use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
@@ -79,10 +81,11 @@ pub struct ConfigLoaded {
     config: AgentwireConfig,
 }
 
-/// State after `Broker`.
+/// State after `Broker`: the broker, built with the live sink of the bridge it will serve.
 pub struct BrokerReady {
     config: AgentwireConfig,
     broker: Arc<dyn Broker>,
+    bridge: UnconfiguredBridge,
 }
 
 impl std::fmt::Debug for BrokerReady {
@@ -187,12 +190,15 @@ impl Startup<ConfigLoaded> {
     /// An unknown or unreachable broker.
     pub async fn connect_broker(self) -> Result<Startup<BrokerReady>, StartupError> {
         let config = self.state.config;
+        let bridge = AgentWebSocketBridge::builder();
+        let live = bridge.live_sink();
         let broker: Arc<dyn Broker> = match config.broker.as_str() {
             "memory" => Arc::new(MemoryBroker::new(
                 config.history.clone(),
                 config.limits.max_users,
+                live,
             )),
-            url if is_redis_url(url) => connect_redis(url, &config).await?,
+            url if is_redis_url(url) => connect_redis(url, &config, live).await?,
             other => {
                 return Err(StartupError::new(
                     Phase::Broker,
@@ -217,7 +223,14 @@ impl Startup<ConfigLoaded> {
             began: self.began,
             phase_began: self.phase_began,
         }
-        .next(Phase::Broker, BrokerReady { config, broker }))
+        .next(
+            Phase::Broker,
+            BrokerReady {
+                config,
+                broker,
+                bridge,
+            },
+        ))
     }
 }
 
@@ -232,8 +245,9 @@ fn is_redis_url(url: &str) -> bool {
 async fn connect_redis(
     url: &str,
     config: &AgentwireConfig,
+    live: Arc<dyn agentwire_bridge::LiveSink>,
 ) -> Result<Arc<dyn Broker>, StartupError> {
-    let broker = agentwire_redis::RedisBroker::connect(url, config.history.clone())
+    let broker = agentwire_redis::RedisBroker::connect(url, config.history.clone(), live)
         .await
         .map_err(|e| {
             StartupError::new(
@@ -251,6 +265,7 @@ async fn connect_redis(
 async fn connect_redis(
     _url: &str,
     _config: &AgentwireConfig,
+    _live: Arc<dyn agentwire_bridge::LiveSink>,
 ) -> Result<Arc<dyn Broker>, StartupError> {
     Err(redis_not_built())
 }
@@ -277,8 +292,12 @@ impl Startup<BrokerReady> {
     /// # Errors
     /// A bridge setting out of range.
     pub fn build_bridge(self) -> Result<Startup<BridgeConfigured>, StartupError> {
-        let BrokerReady { config, broker } = self.state;
-        let bridge = AgentWebSocketBridge::builder()
+        let BrokerReady {
+            config,
+            broker,
+            bridge,
+        } = self.state;
+        let bridge = bridge
             .broker(broker)
             .configure(BridgeConfig {
                 history: config.history.clone(),
@@ -310,11 +329,13 @@ impl Startup<BridgeConfigured> {
     }
 
     /// Phase `Agents`: connects every MCP server of `[mcp]` and adds its tools to the registry
-    /// (as `mcp:<server>/<tool>`), hands the registry its websocket manager (a [`BridgeFactory`]
-    /// over the bridge) and builds the executor from it.
+    /// (as `mcp:<server>/<tool>`), then builds the executor over the registry and a
+    /// [`BridgeFactory`] over the bridge; the executor hands the registry the factory as its
+    /// websocket manager.
     ///
     /// # Errors
-    /// A required MCP server failed to connect, or the registry did not keep the manager.
+    /// A required MCP server failed to connect, or the registry has no `echo` agent (the
+    /// critical-path check runs it).
     pub async fn register_agents<R: AgentRegistry>(
         self,
         registry: R,
@@ -329,22 +350,15 @@ impl Startup<BridgeConfigured> {
             )
         })?;
         let mcp_checks = mcp.health_checks();
-        let mut registry = WithMcpTools::new(registry, mcp);
+        let registry = WithMcpTools::new(registry, mcp);
         let factory = BridgeFactory::new(
             Arc::new(bridge.clone()),
             RunLimits {
                 max_runs_per_user: config.limits.max_runs_per_user,
             },
         );
-        registry.set_websocket_manager(factory);
-        let executor = RunExecutor::new(Arc::new(registry), config.limits.run_timeout).map_err(|e| {
-            StartupError::new(
-                Phase::Agents,
-                std::any::type_name::<R>(),
-                e.to_string(),
-                "store the BridgeFactory in set_websocket_manager and return it from websocket_manager",
-            )
-        })?;
+        // The executor hands the registry the factory (`set_websocket_manager`) and keeps it.
+        let executor = RunExecutor::new(registry, factory, config.limits.run_timeout);
         if executor.registry().agent("echo").is_none() {
             return Err(StartupError::new(
                 Phase::Agents,

@@ -83,7 +83,12 @@ async fn open(
         control,
     } = Halves::new(io, config).await;
     let config = state.ready().config();
-    let queue = Arc::new(ConnectionQueue::new(config.limits.queue_bytes));
+    let queue = Arc::new(
+        state
+            .ready()
+            .bridge()
+            .connection_queue(config.limits.queue_bytes),
+    );
     let heartbeat = config.heartbeat.interval;
     let metrics = state.delivery_metrics().clone();
     let attached = state

@@ -218,3 +218,63 @@ async fn agui_resumes_a_run_after_a_reconnect_with_last_event_id() {
     assert_error(&json_of(r).await, StatusCode::NOT_FOUND, "run_not_found");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn two_users_sending_the_same_run_id_at_once_get_two_runs_each_cancellable_by_its_owner() {
+    let mut config = agentwire_test::test_config();
+    config.agents.demo = agentwire_agent_registry::DemoSettings::default();
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let input = json!({
+        "threadId": "thread-shared",
+        "runId": "run-shared",
+        "state": {},
+        "tools": [],
+        "context": [],
+        "forwardedProps": {},
+        "messages": [{"id": "u1", "role": "user", "content": "What is 6 * 7?"}]
+    });
+    let post = |user: &str| {
+        client()
+            .post(server.http_url(&format!("/agui/demo?user={user}")))
+            .header("accept", "text/event-stream")
+            .json(&input)
+            .send()
+    };
+    let (kim, lee) = tokio::join!(post("kim"), post("lee"));
+    let (kim, lee) = (kim.unwrap(), lee.unwrap());
+    assert_eq!(
+        (kim.status(), lee.status()),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let factory = server.state.ready().executor().factory().clone();
+    let run_id = agentwire_core::RunId::new("run-shared").unwrap();
+    let (kim_id, lee_id) = (
+        agentwire_core::UserId::new("kim").unwrap(),
+        agentwire_core::UserId::new("lee").unwrap(),
+    );
+    assert!(factory.owns_run(&kim_id, &run_id) && factory.owns_run(&lee_id, &run_id));
+    let cancel = |user: &str| {
+        client()
+            .post(server.http_url(&format!("/v1/runs/run-shared/cancel?user={user}")))
+            .send()
+    };
+    // Cancelling kim's run leaves lee's running.
+    assert_eq!(cancel("kim").await.unwrap().status(), StatusCode::ACCEPTED);
+    let kim_events = run_events(&server, "kim", "run-shared").await;
+    assert_eq!(kim_events.last().unwrap()["data"]["code"], "cancelled");
+    assert!(factory.owns_run(&lee_id, &run_id), "lee's run goes on");
+    assert_eq!(cancel("lee").await.unwrap().status(), StatusCode::ACCEPTED);
+    let lee_events = run_events(&server, "lee", "run-shared").await;
+    assert_eq!(lee_events.last().unwrap()["data"]["code"], "cancelled");
+    // Each SSE stream ends with its own run's error.
+    for response in [kim, lee] {
+        let mut sse = SseReader::new(response);
+        let mut last = None;
+        while let Some(e) = sse.next().await {
+            last = Some(e.data["type"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(last.as_deref(), Some("RUN_ERROR"));
+    }
+    assert!(factory.wait_idle(Duration::from_secs(10)).await);
+    server.stop().await;
+}

@@ -6,18 +6,15 @@ use agentwire_core::{
     ThreadId, UserId,
 };
 
-use crate::{
-    AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, Broker, ConnectionQueue, HistoryConfig,
-    LiveSink, MemoryBroker, ResumeFrom, StreamSlice,
-};
+use crate::{AgentWebSocketBridge, Batch, BridgeConfig, BridgeError, ConnectionQueue, ResumeFrom};
 
-fn bridge(max_events: usize) -> AgentWebSocketBridge {
+pub(super) fn bridge(max_events: usize) -> AgentWebSocketBridge {
     let mut config = BridgeConfig::default();
     config.history.max_events = max_events;
     AgentWebSocketBridge::builder().configure(config).unwrap()
 }
 
-fn event(n: u32) -> RunEvent {
+pub(super) fn event(n: u32) -> RunEvent {
     RunEvent::now(
         RunId::new("r_1").unwrap(),
         ThreadId::new("t_1").unwrap(),
@@ -33,17 +30,17 @@ fn event(n: u32) -> RunEvent {
     )
 }
 
-fn user(name: &str) -> UserId {
+pub(super) fn user(name: &str) -> UserId {
     UserId::new(name).unwrap()
 }
 
-fn queue() -> Arc<ConnectionQueue> {
+pub(super) fn queue() -> Arc<ConnectionQueue> {
     Arc::new(ConnectionQueue::new(1 << 20))
 }
 
 /// Receives exactly `n` frames (waiting for asynchronous replays), then checks nothing more is
 /// queued.
-async fn recv(q: &ConnectionQueue, n: usize) -> Vec<Frame> {
+pub(super) async fn recv(q: &ConnectionQueue, n: usize) -> Vec<Frame> {
     let mut out = Vec::new();
     while out.len() < n {
         tokio::time::timeout(Duration::from_secs(5), q.next_batch(&mut out, 1024))
@@ -55,11 +52,11 @@ async fn recv(q: &ConnectionQueue, n: usize) -> Vec<Frame> {
     out
 }
 
-fn seqs(frames: &[Frame]) -> Vec<u64> {
+pub(super) fn seqs(frames: &[Frame]) -> Vec<u64> {
     frames.iter().map(Frame::seq).collect()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn seqs_are_per_user_and_events_reach_only_their_user() {
     let b = bridge(100);
     let (qa, qb) = (queue(), queue());
@@ -67,33 +64,33 @@ async fn seqs_are_per_user_and_events_reach_only_their_user() {
     b.attach(&user("b"), qb.clone(), None).await.unwrap();
     for i in 0..3 {
         assert_eq!(
-            b.publish_event(&user("a"), &event(i)).await.unwrap(),
+            b.publish_event(&user("a"), event(i)).await.unwrap(),
             u64::from(i) + 1
         );
     }
-    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), event(0)).await.unwrap(), 1);
     assert_eq!(seqs(&recv(&qa, 3).await), vec![1, 2, 3]);
     assert_eq!(seqs(&recv(&qb, 1).await), vec![1]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn all_connections_of_a_user_share_one_serialization() {
     let b = bridge(100);
     let (q1, q2) = (queue(), queue());
     b.attach(&user("a"), q1.clone(), None).await.unwrap();
     b.attach(&user("a"), q2.clone(), None).await.unwrap();
-    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    b.publish_event(&user("a"), event(0)).await.unwrap();
     let (f1, f2) = (recv(&q1, 1).await, recv(&q2, 1).await);
     assert_eq!(f1, f2);
     // Same allocation, not just equal bytes.
     assert_eq!(f1[0].bytes().as_ptr(), f2[0].bytes().as_ptr());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
     let b = bridge(100);
     for i in 0..5 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let epoch = b.stream_head(&user("a")).await.unwrap().0;
     let q = queue();
@@ -110,15 +107,15 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
         .unwrap();
     assert_eq!(att.resumed.map(|r| (r.from_seq, r.replayed)), Some((3, 3)));
     // Published while the replay may still be running: buffered, then delivered once.
-    b.publish_event(&user("a"), &event(9)).await.unwrap();
+    b.publish_event(&user("a"), event(9)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 4).await), vec![3, 4, 5, 6]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
     let b = bridge(10_000);
     for i in 0..3000 {
-        b.publish_event(&user("a"), &event(i % 50)).await.unwrap();
+        b.publish_event(&user("a"), event(i % 50)).await.unwrap();
     }
     // Each frame is ~150 bytes: 3000 of them are far over a 16 KiB queue.
     let q = Arc::new(ConnectionQueue::new(16 * 1024));
@@ -152,7 +149,7 @@ async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
         })
     };
     for i in 0..10 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let got = writer.await.unwrap();
     assert_eq!(got, (1..=3010).collect::<Vec<u64>>());
@@ -162,11 +159,11 @@ async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     let b = bridge(3);
     for i in 0..6 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let q = queue();
     b.attach(
@@ -202,10 +199,10 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     assert_eq!(seqs(&frames[1..]), vec![4, 5, 6]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
     let b = bridge(10);
-    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    b.publish_event(&user("a"), event(0)).await.unwrap();
     let err = b
         .attach(
             &user("a"),
@@ -248,15 +245,15 @@ async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
         })
     );
     assert_eq!((att.last_seq, att.resumed), (1, None));
-    b.publish_event(&user("a"), &event(1)).await.unwrap();
+    b.publish_event(&user("a"), event(1)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 1).await), vec![2]);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn resume_frame_replays_only_before_any_delivery() {
     let b = bridge(10);
     for i in 0..3 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     let q = queue();
     let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
@@ -272,7 +269,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
         .await
         .unwrap();
     assert_eq!((r.from_seq, r.replayed), (2, 2));
-    b.publish_event(&user("a"), &event(5)).await.unwrap();
+    b.publish_event(&user("a"), event(5)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 3).await), vec![2, 3, 4]);
     let err = b
         .resume(
@@ -290,7 +287,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     let b = bridge(1000);
     let slow = Arc::new(ConnectionQueue::new(600));
@@ -298,7 +295,7 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
     b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     assert_eq!(
         slow.close_reason().map(|c| c.0),
@@ -313,7 +310,7 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn limits_connections_per_user_and_users() {
     let config = BridgeConfig {
         max_connections_per_user: 1,
@@ -331,19 +328,19 @@ async fn limits_connections_per_user_and_users() {
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
     assert!(matches!(
-        b.publish_event(&user("b"), &event(0)).await,
+        b.publish_event(&user("b"), event(0)).await,
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() {
     let mut config = BridgeConfig::default();
     config.history.ttl = Duration::from_secs(1);
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
     let q = queue();
     let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
-    b.publish_event(&user("b"), &event(0)).await.unwrap();
+    b.publish_event(&user("b"), event(0)).await.unwrap();
     b.remove_stream(&user("a")).await;
     assert_eq!(q.close_reason().map(|c| c.0), Some(CloseCode::NORMAL));
     b.detach(&user("a"), att.connection_id).await;
@@ -356,20 +353,20 @@ async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() 
     assert_eq!(b.broker().sweep().await, 1);
     assert_eq!(b.stats().streams, Some(0));
     // A new stream has a new epoch and starts at seq 1 again.
-    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), event(0)).await.unwrap(), 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_subscribed_stream_is_not_swept_while_its_connection_lives() {
     let mut config = BridgeConfig::default();
     config.history.ttl = Duration::from_secs(1);
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
     let q = queue();
     b.attach(&user("a"), q.clone(), None).await.unwrap();
-    b.publish_event(&user("a"), &event(0)).await.unwrap();
+    b.publish_event(&user("a"), event(0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(b.broker().sweep().await, 0);
-    assert_eq!(b.publish_event(&user("a"), &event(1)).await.unwrap(), 2);
+    assert_eq!(b.publish_event(&user("a"), event(1)).await.unwrap(), 2);
     assert_eq!(seqs(&recv(&q, 2).await), vec![1, 2]);
 }
 
@@ -384,84 +381,6 @@ fn rejects_invalid_settings() {
             ..
         })
     ));
-}
-
-/// A broker whose live feed loses chosen seqs, as a pub/sub feed can when its connection breaks.
-struct Lossy {
-    inner: MemoryBroker,
-    lose: Vec<u64>,
-}
-
-struct LossySink {
-    next: Arc<dyn LiveSink>,
-    lose: Vec<u64>,
-}
-
-impl LiveSink for LossySink {
-    fn deliver(&self, user: &UserId, epoch: &str, frame: Frame) {
-        if !self.lose.contains(&frame.seq()) {
-            self.next.deliver(user, epoch, frame);
-        }
-    }
-}
-
-#[agentwire_core::async_trait]
-impl Broker for Lossy {
-    fn name(&self) -> &'static str {
-        "lossy"
-    }
-    fn set_live_sink(&self, sink: Arc<dyn LiveSink>) {
-        self.inner.set_live_sink(Arc::new(LossySink {
-            next: sink,
-            lose: self.lose.clone(),
-        }));
-    }
-    async fn append(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        self.inner.append(user, event).await
-    }
-    async fn read_after(
-        &self,
-        user: &UserId,
-        after: u64,
-        epoch: Option<&str>,
-        limit: usize,
-    ) -> Result<StreamSlice, BridgeError> {
-        self.inner.read_after(user, after, epoch, limit).await
-    }
-    async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
-        self.inner.subscribe(user).await
-    }
-    async fn unsubscribe(&self, user: &UserId) {
-        self.inner.unsubscribe(user).await;
-    }
-    async fn remove(&self, user: &UserId) -> Result<(), BridgeError> {
-        self.inner.remove(user).await
-    }
-    async fn touch(&self, users: &[UserId]) {
-        self.inner.touch(users).await;
-    }
-    async fn ping(&self) -> Result<(), BridgeError> {
-        Ok(())
-    }
-}
-
-#[tokio::test]
-async fn a_hole_in_the_live_feed_is_filled_from_history() {
-    let broker = Arc::new(Lossy {
-        inner: MemoryBroker::new(HistoryConfig::default(), 100),
-        lose: vec![3, 4, 8],
-    });
-    let b = AgentWebSocketBridge::builder()
-        .broker(broker)
-        .configure(BridgeConfig::default())
-        .unwrap();
-    let q = queue();
-    b.attach(&user("a"), q.clone(), None).await.unwrap();
-    for i in 0..9 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
-    }
-    // 3 and 4 are recovered when 5 reveals the hole; 8 when 9 does.
-    assert_eq!(seqs(&recv(&q, 9).await), (1..=9).collect::<Vec<u64>>());
 }
 
 /// The value of one metric series (name and every label of `labels`), summed; 0 when absent.
@@ -493,7 +412,7 @@ fn metric(
         .sum()
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     let recorder = metrics_util::debugging::DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
@@ -506,7 +425,7 @@ async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
     b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
+        b.publish_event(&user("a"), event(i)).await.unwrap();
     }
     // Resuming from 0 with 4 events held: a replay_gap (1..=16), then 17..=20 replayed.
     let late = queue();

@@ -86,9 +86,12 @@ pub(crate) async fn attach(
     user: &UserId,
     resume: Option<ResumeFrom>,
 ) -> Result<(Attached, agentwire_bridge::Attachment, Option<FrameError>), ApiError> {
-    let queue = Arc::new(ConnectionQueue::new(
-        state.ready().config().limits.queue_bytes,
-    ));
+    let queue = Arc::new(
+        state
+            .ready()
+            .bridge()
+            .connection_queue(state.ready().config().limits.queue_bytes),
+    );
     let bridge = state.ready().bridge().clone();
     let (attachment, ahead) = bridge
         .attach_or_live(user, queue.clone(), resume)
