@@ -3,11 +3,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use agentwire_agent_registry::{AgentRegistry, RunExecutor};
+use agentwire_agent_registry::{Agent, AgentRegistry, RunExecutor};
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker};
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
 use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
+use agentwire_llm::{ModelEndpointCheck, OpenAiAgent};
 use agentwire_redis::RedisBroker;
 use serde::Serialize;
 
@@ -106,6 +107,7 @@ pub struct AgentsWired {
     config: AgentwireConfig,
     bridge: AgentWebSocketBridge,
     executor: RunExecutor,
+    llm_agents: Vec<OpenAiAgent>,
 }
 
 /// State after `Health`.
@@ -116,6 +118,7 @@ pub struct HealthRegistered {
     executor: RunExecutor,
     monitor: HealthMonitor,
     critical_path: Arc<CriticalPathCheck>,
+    llm_agents: Vec<OpenAiAgent>,
 }
 
 /// Everything a server needs, with the critical path proven.
@@ -126,6 +129,7 @@ pub struct Ready {
     executor: RunExecutor,
     monitor: Arc<HealthMonitor>,
     report: Arc<StartupReport>,
+    llm_agents: Arc<[OpenAiAgent]>,
 }
 
 impl<S> Startup<S> {
@@ -262,11 +266,13 @@ impl Startup<BridgeConfigured> {
         &self.state.bridge
     }
 
-    /// Phase `Agents`: hands the registry its websocket manager (a [`BridgeFactory`] over the
-    /// bridge) and builds the executor from it.
+    /// Phase `Agents`: builds the agents defined in configuration (`[agents.<name>]` with a
+    /// `kind`) next to the registry's own, hands the registry its websocket manager (a
+    /// [`BridgeFactory`] over the bridge) and builds the executor from it.
     ///
     /// # Errors
-    /// The registry did not keep the manager.
+    /// The registry did not keep the manager; a configured agent names a tool the registry
+    /// lacks, or a key variable that is not set.
     pub fn register_agents<R: AgentRegistry>(
         self,
         mut registry: R,
@@ -279,6 +285,14 @@ impl Startup<BridgeConfigured> {
             },
         );
         registry.set_websocket_manager(factory);
+        let llm_agents = crate::llm::build_agents(&config, &registry)?;
+        let registry = crate::llm::WithConfiguredAgents {
+            inner: registry,
+            configured: llm_agents
+                .iter()
+                .map(|a| (a.name().to_owned(), Arc::new(a.clone()) as Arc<dyn Agent>))
+                .collect(),
+        };
         let executor = RunExecutor::new(Arc::new(registry), config.limits.run_timeout).map_err(|e| {
             StartupError::new(
                 Phase::Agents,
@@ -307,6 +321,7 @@ impl Startup<BridgeConfigured> {
                 config,
                 bridge,
                 executor,
+                llm_agents,
             },
         ))
     }
@@ -327,6 +342,7 @@ impl Startup<AgentsWired> {
             config,
             bridge,
             executor,
+            llm_agents,
         } = self.state;
         let mut monitor = HealthMonitor::new(config.health.check_timeout);
         let critical_path = Arc::new(CriticalPathCheck::new(
@@ -336,6 +352,9 @@ impl Startup<AgentsWired> {
         ));
         monitor.register(critical_path.clone());
         monitor.register(Arc::new(BrokerCheck::new(bridge.broker().clone())));
+        for agent in &llm_agents {
+            monitor.register(Arc::new(ModelEndpointCheck::new(agent.clone())));
+        }
         for check in extra {
             monitor.register(check);
         }
@@ -353,6 +372,7 @@ impl Startup<AgentsWired> {
                 executor,
                 monitor,
                 critical_path,
+                llm_agents,
             },
         )
     }
@@ -371,6 +391,7 @@ impl Startup<HealthRegistered> {
             executor,
             monitor,
             critical_path,
+            llm_agents,
         } = self.state;
         critical_path.round_trip().await.map_err(|cause| {
             StartupError::new(
@@ -394,6 +415,7 @@ impl Startup<HealthRegistered> {
             executor,
             monitor: Arc::new(monitor),
             report: Arc::new(done.report),
+            llm_agents: llm_agents.into(),
         })
     }
 }
@@ -417,6 +439,11 @@ impl Ready {
     /// The health monitor.
     pub fn monitor(&self) -> &Arc<HealthMonitor> {
         &self.monitor
+    }
+
+    /// The agents defined in configuration (`[agents.<name>]`).
+    pub fn llm_agents(&self) -> &[OpenAiAgent] {
+        &self.llm_agents
     }
 
     /// The startup timings.
