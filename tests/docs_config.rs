@@ -234,6 +234,7 @@ fn the_agent_key_table_lists_exactly_the_openai_agent_keys_with_their_defaults()
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
 fn an_agent_table_loads_and_env_overrides_its_keys() {
     figment::Jail::expect_with(|jail| {
         jail.create_file(
@@ -277,6 +278,7 @@ fn an_agent_table_loads_and_env_overrides_its_keys() {
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
 fn an_unknown_kind_or_agent_key_is_a_config_error() {
     figment::Jail::expect_with(|jail| {
         jail.create_file(

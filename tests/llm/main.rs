@@ -573,3 +573,45 @@ async fn startup_refuses_an_agent_with_an_unknown_tool() {
     assert_eq!(e.component, "agents.assistant");
     assert!(e.cause.contains("weather"), "{e}");
 }
+
+#[tokio::test]
+async fn the_key_is_sent_as_a_bearer_token_and_shown_nowhere() {
+    // Tests cannot set env variables (`set_var` is unsafe, and unsafe code is forbidden), so the
+    // key is the value of one every process has.
+    let key = std::env::var("PATH").expect("PATH is set");
+    let model = ScriptedModel::start(vec![Reply::Status(401, None)]).await;
+    let config = config_with(&model, |a| a.api_key_env = Some("PATH".into()));
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let mut ws = server.connect("ada").await;
+    let (_, events) = ask(&mut ws, "c1", "hi", None).await;
+    assert_eq!(last_data(&events)["code"], "llm_auth");
+    let sent = model.headers(0);
+    assert_eq!(sent["authorization"], format!("Bearer {key}").as_str());
+
+    let health = reqwest::get(server.http_url("/health"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let listing = reqwest::get(server.http_url("/v1/agents?user=ada"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let debug = format!(
+        "{:?} {:?}",
+        server.state.ready(),
+        server.state.ready().llm_agents()
+    );
+    for (what, text) in [
+        ("the run's events", serde_json::to_string(&events).unwrap()),
+        ("/health", health),
+        ("/v1/agents", listing),
+        ("Debug", debug),
+    ] {
+        assert!(!text.contains(&key), "{what} shows the key");
+    }
+    server.stop().await;
+}

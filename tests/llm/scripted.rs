@@ -21,11 +21,11 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 /// The model name the server reports in its chunks.
-pub const MODEL: &str = "scripted-1";
+pub(crate) const MODEL: &str = "scripted-1";
 
 /// How a streamed reply ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ending {
+pub(crate) enum Ending {
     /// `data: [DONE]` and the end of the body.
     Done,
     /// The connection is dropped in the middle of the body.
@@ -38,7 +38,7 @@ pub enum Ending {
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
-pub enum Reply {
+pub(crate) enum Reply {
     /// A streamed completion.
     Stream(Vec<Value>, Ending),
     /// An error status with an optional `Retry-After` and a JSON body.
@@ -54,15 +54,15 @@ struct Inner {
 
 /// A running scripted server.
 #[derive(Clone)]
-pub struct ScriptedModel {
+pub(crate) struct ScriptedModel {
     /// `http://addr/v1`, the agent's `base_url`.
-    pub base_url: String,
+    pub(crate) base_url: String,
     inner: Arc<Inner>,
 }
 
 impl ScriptedModel {
     /// Starts the server with these replies, in order.
-    pub async fn start(replies: Vec<Reply>) -> Self {
+    pub(crate) async fn start(replies: Vec<Reply>) -> Self {
         let inner = Arc::new(Inner::default());
         inner.replies.lock().extend(replies);
         let app = Router::new()
@@ -79,7 +79,7 @@ impl ScriptedModel {
     }
 
     /// Every request body received so far.
-    pub fn requests(&self) -> Vec<Value> {
+    pub(crate) fn requests(&self) -> Vec<Value> {
         self.inner
             .requests
             .lock()
@@ -89,17 +89,17 @@ impl ScriptedModel {
     }
 
     /// The headers of request `n`.
-    pub fn headers(&self, n: usize) -> HeaderMap {
+    pub(crate) fn headers(&self, n: usize) -> HeaderMap {
         self.inner.requests.lock()[n].0.clone()
     }
 
     /// Replies not used yet.
-    pub fn remaining(&self) -> usize {
+    pub(crate) fn remaining(&self) -> usize {
         self.inner.replies.lock().len()
     }
 
     /// Waits until a client dropped a hanging stream.
-    pub async fn disconnected(&self, within: Duration) -> bool {
+    pub(crate) async fn disconnected(&self, within: Duration) -> bool {
         tokio::time::timeout(within, self.inner.disconnected.notified())
             .await
             .is_ok()
@@ -213,13 +213,13 @@ fn usage(prompt: u64, completion: u64) -> Value {
 }
 
 /// `text` in pieces of a few characters (never splitting a character).
-pub fn pieces(text: &str, size: usize) -> Vec<String> {
+pub(crate) fn pieces(text: &str, size: usize) -> Vec<String> {
     let chars: Vec<char> = text.chars().collect();
     chars.chunks(size).map(|c| c.iter().collect()).collect()
 }
 
 /// Content chunks of an answer, with reasoning first.
-pub fn answer_chunks(text: &str, reasoning: Option<&str>) -> Vec<Value> {
+pub(crate) fn answer_chunks(text: &str, reasoning: Option<&str>) -> Vec<Value> {
     let mut chunks = vec![role()];
     if let Some(r) = reasoning {
         chunks.push(chunk(json!({"reasoning_content": r}), None));
@@ -231,7 +231,7 @@ pub fn answer_chunks(text: &str, reasoning: Option<&str>) -> Vec<Value> {
 }
 
 /// A complete streamed answer.
-pub fn answer(text: &str) -> Reply {
+pub(crate) fn answer(text: &str) -> Reply {
     let mut chunks = answer_chunks(text, Some("Let me answer."));
     chunks.push(chunk(json!({}), Some("stop")));
     chunks.push(usage(11, 7));
@@ -240,7 +240,7 @@ pub fn answer(text: &str) -> Reply {
 
 /// A turn that calls tools: `(id, name, arguments)`; the argument text is split at arbitrary
 /// character positions and the calls' fragments interleave.
-pub fn tool_calls(calls: &[(&str, &str, &str)]) -> Reply {
+pub(crate) fn tool_calls(calls: &[(&str, &str, &str)]) -> Reply {
     let mut chunks = vec![role()];
     for (index, (id, name, _)) in calls.iter().enumerate() {
         chunks.push(chunk(
