@@ -258,6 +258,13 @@ fn an_agent_table_loads_and_env_overrides_its_keys() {
         jail.set_env("AGENTWIRE_AGENTS__ASSISTANT__MODEL", "llama3.2");
         jail.set_env("AGENTWIRE_AGENTS__ASSISTANT__MEMORY__MAX_TURNS", "3");
         jail.set_env("OPENAI_API_KEY", "sk-never-printed");
+        // An agent defined by env alone (the README's two lines).
+        jail.set_env("AGENTWIRE_AGENTS__LOCAL__KIND", "openai");
+        jail.set_env(
+            "AGENTWIRE_AGENTS__LOCAL__BASE_URL",
+            "http://127.0.0.1:11434/v1",
+        );
+        jail.set_env("AGENTWIRE_AGENTS__LOCAL__MODEL", "qwen2.5:7b");
         let config = AgentwireConfig::load(
             Some(std::path::Path::new("agentwire.toml")),
             &ConfigOverrides::default(),
@@ -272,6 +279,11 @@ fn an_agent_table_loads_and_env_overrides_its_keys() {
         assert_eq!(agent.temperature, Some(0.2));
         assert_eq!(agent.request_timeout, std::time::Duration::from_secs(60));
         assert_eq!(config.agents.demo.step_delay, std::time::Duration::ZERO);
+        let AgentDefinition::Openai(local) = &config.agents.defined["local"] else {
+            return Err("not an openai agent".into());
+        };
+        assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(local.model, "qwen2.5:7b");
         assert!(!format!("{config:?}").contains("sk-never-printed"));
         Ok(())
     });
