@@ -4,8 +4,11 @@
 mod redis_nodes;
 mod scripted;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use agentwire_agent_registry::{DemoSettings, InMemoryAgentRegistry};
 use agentwire_llm::OpenAiAgentConfig;
 use agentwire_startup::{AgentDefinition, AgentwireConfig};
 use agentwire_test::{TestServer, WsClient};
@@ -613,5 +616,66 @@ async fn the_key_is_sent_as_a_bearer_token_and_shown_nowhere() {
     ] {
         assert!(!text.contains(&key), "{what} shows the key");
     }
+    server.stop().await;
+}
+
+/// A tool that records how many of its calls run at once.
+struct Gauge {
+    in_flight: Arc<AtomicUsize>,
+    most: Arc<AtomicUsize>,
+}
+
+#[agentwire_agent_registry::async_trait]
+impl agentwire_agent_registry::Tool for Gauge {
+    fn name(&self) -> &str {
+        "gauge"
+    }
+
+    async fn call(&self, _args: Value) -> Result<Value, String> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        Ok(json!(now))
+    }
+}
+
+#[tokio::test]
+async fn parallel_tool_calls_run_concurrently_up_to_parallel_tools() {
+    let calls: Vec<(String, &str, &str)> = (0..5)
+        .map(|i| (format!("call_{i}"), "gauge", "{}"))
+        .collect();
+    let calls: Vec<(&str, &str, &str)> =
+        calls.iter().map(|(a, b, c)| (a.as_str(), *b, *c)).collect();
+    let model = ScriptedModel::start(vec![tool_calls(&calls), answer("done")]).await;
+    let most = Arc::new(AtomicUsize::new(0));
+    let mut registry = InMemoryAgentRegistry::with_builtins(DemoSettings::instant());
+    registry.register_tool(Gauge {
+        in_flight: Arc::new(AtomicUsize::new(0)),
+        most: most.clone(),
+    });
+    let config = config_with(&model, |a| {
+        a.tools = vec!["gauge".into()];
+        a.parallel_tools = 2;
+    });
+    let ready = agentwire_server::start_with_registry(config, registry, Vec::new())
+        .await
+        .unwrap();
+    let server = TestServer::serve(agentwire_server::AppState::new(ready)).await;
+    let mut ws = server.connect("ada").await;
+    let (_, events) = ask(&mut ws, "c1", "measure", None).await;
+    assert_eq!(last_data(&events)["result"], "done", "{events:#?}");
+    assert_eq!(of_type(&events, "tool_completed").len(), 5);
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "at most parallel_tools calls at once, and that many"
+    );
+    let second = messages(&model, 1);
+    let ids: Vec<&str> = second[3..]
+        .iter()
+        .map(|m| m["tool_call_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["call_0", "call_1", "call_2", "call_3", "call_4"]);
     server.stop().await;
 }
