@@ -118,3 +118,28 @@ async fn cancel_mid_stream_closes_the_model_connection_and_ends_cancelled() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stream_that_goes_quiet_ends_with_llm_timeout() {
+    // Only keep-alive comments after the first chunks: no data for longer than request_timeout.
+    let model = ScriptedModel::start(vec![Reply::Stream(
+        answer_chunks("Then silence", None),
+        Ending::Hang,
+    )])
+    .await;
+    let config = config_with(&model, |a| a.request_timeout = Duration::from_millis(300));
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let mut ws = server.connect("ada").await;
+    let (_, events) = ask(&mut ws, "c1", "hi", None).await;
+    let data = last_data(&events);
+    assert_eq!(data["code"], "llm_timeout", "{events:#?}");
+    assert!(
+        data["message"].as_str().unwrap().contains("no data for"),
+        "{data}"
+    );
+    assert!(
+        model.disconnected(Duration::from_secs(5)).await,
+        "the request was dropped"
+    );
+    server.stop().await;
+}
