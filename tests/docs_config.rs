@@ -5,7 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use agentwire_startup::AgentwireConfig;
+use agentwire_llm::OpenAiAgentConfig;
+use agentwire_startup::{AgentDefinition, AgentwireConfig, ConfigOverrides};
 use serde_json::Value;
 
 const DOC: &str = include_str!("../docs/configuration.md");
@@ -64,14 +65,19 @@ struct Row {
 
 /// The rows of the key table: the table whose header's first cell is `key`.
 fn documented_rows() -> Vec<Row> {
+    table_rows("key")
+}
+
+/// The rows of the table whose header's first cell is `first`.
+fn table_rows(first: &str) -> Vec<Row> {
     let mut lines = DOC.lines().skip_while(|l| {
         let l = l.trim();
-        !(l.starts_with('|') && cells(l).first().is_some_and(|c| c == "key"))
+        !(l.starts_with('|') && cells(l).first().is_some_and(|c| c == first))
     });
     let header = cells(
         lines
             .next()
-            .expect("docs/configuration.md has a table headed `| key |`"),
+            .unwrap_or_else(|| panic!("docs/configuration.md has a table headed `| {first} |`")),
     );
     let col = |name: &str| {
         header
@@ -163,4 +169,160 @@ fn every_documented_default_is_the_code_default() {
             ),
         }
     }
+}
+
+/// The keys of an `[agents.<name>]` table with `kind = "openai"`, every optional key set so it
+/// shows up, and the defaults of a config with only the required keys.
+fn agent_keys() -> (BTreeMap<String, Value>, BTreeMap<String, Value>) {
+    let mut full = OpenAiAgentConfig::new("http://127.0.0.1:1/v1", "m");
+    full.api_key_env = Some("KEY".into());
+    full.description = Some("d".into());
+    full.system_prompt = Some("p".into());
+    full.temperature = Some(0.5);
+    full.max_tokens = Some(10);
+    let mut keys = BTreeMap::new();
+    let json = serde_json::to_value(AgentDefinition::Openai(full)).unwrap();
+    flatten("", &json, &mut keys);
+    let mut defaults = BTreeMap::new();
+    let json = serde_json::to_value(OpenAiAgentConfig::new("http://127.0.0.1:1/v1", "m")).unwrap();
+    flatten("", &json, &mut defaults);
+    (keys, defaults)
+}
+
+#[test]
+fn the_agent_key_table_lists_exactly_the_openai_agent_keys_with_their_defaults() {
+    let (keys, defaults) = agent_keys();
+    let rows = table_rows("agent key");
+    let documented: BTreeSet<&str> = rows.iter().map(|r| r.key.as_str()).collect();
+    let in_code: BTreeSet<&str> = keys.keys().map(String::as_str).collect();
+    assert_eq!(
+        documented, in_code,
+        "docs/configuration.md's agent key table is out of date"
+    );
+    for row in &rows {
+        let env = format!(
+            "AGENTWIRE_AGENTS__<NAME>__{}",
+            row.key.to_ascii_uppercase().replace('.', "__")
+        );
+        assert_eq!(
+            first_code(&row.env),
+            Some(env.as_str()),
+            "env of `{}`",
+            row.key
+        );
+        if row.default.starts_with("required") || row.default.starts_with("none") {
+            assert!(
+                !defaults.contains_key(&row.key)
+                    || ["base_url", "model"].contains(&row.key.as_str()),
+                "`{}` has a default in code",
+                row.key
+            );
+            continue;
+        }
+        let value = &defaults[&row.key];
+        let text = match value {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        assert_eq!(
+            first_code(&row.default),
+            Some(text.as_str()),
+            "default of `{}`",
+            row.key
+        );
+    }
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+fn an_agent_table_loads_and_env_overrides_its_keys() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "agentwire.toml",
+            r#"
+                [agents.demo]
+                step_delay = "0ms"
+
+                [agents.assistant]
+                kind = "openai"
+                base_url = "http://127.0.0.1:11434/v1"
+                model = "qwen2.5:7b"
+                api_key_env = "OPENAI_API_KEY"
+                system_prompt = "You are a helpful assistant."
+                tools = ["calculator", "clock"]
+                max_steps = 8
+                temperature = 0.2
+                request_timeout = "60s"
+            "#,
+        )?;
+        jail.set_env("AGENTWIRE_AGENTS__ASSISTANT__MODEL", "llama3.2");
+        jail.set_env("AGENTWIRE_AGENTS__ASSISTANT__MEMORY__MAX_TURNS", "3");
+        jail.set_env("OPENAI_API_KEY", "sk-never-printed");
+        // An agent defined by env alone (the README's two lines).
+        jail.set_env("AGENTWIRE_AGENTS__LOCAL__KIND", "openai");
+        jail.set_env(
+            "AGENTWIRE_AGENTS__LOCAL__BASE_URL",
+            "http://127.0.0.1:11434/v1",
+        );
+        jail.set_env("AGENTWIRE_AGENTS__LOCAL__MODEL", "qwen2.5:7b");
+        let config = AgentwireConfig::load(
+            Some(std::path::Path::new("agentwire.toml")),
+            &ConfigOverrides::default(),
+        )
+        .map_err(|e| e.to_string())?;
+        let AgentDefinition::Openai(agent) = &config.agents.defined["assistant"] else {
+            return Err("not an openai agent".into());
+        };
+        assert_eq!(agent.model, "llama3.2");
+        assert_eq!(agent.memory.max_turns, 3);
+        assert_eq!(agent.tools, ["calculator", "clock"]);
+        assert_eq!(agent.temperature, Some(0.2));
+        assert_eq!(agent.request_timeout, std::time::Duration::from_secs(60));
+        assert_eq!(config.agents.demo.step_delay, std::time::Duration::ZERO);
+        let AgentDefinition::Openai(local) = &config.agents.defined["local"] else {
+            return Err("not an openai agent".into());
+        };
+        assert_eq!(local.base_url, "http://127.0.0.1:11434/v1");
+        assert_eq!(local.model, "qwen2.5:7b");
+        assert!(!format!("{config:?}").contains("sk-never-printed"));
+        Ok(())
+    });
+}
+
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail decides the closure's error type
+fn an_unknown_kind_or_agent_key_is_a_config_error() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "bad_kind.toml",
+            "[agents.x]\nkind = \"magic\"\nbase_url = \"http://h/v1\"\nmodel = \"m\"\n",
+        )?;
+        let e = AgentwireConfig::load(
+            Some(std::path::Path::new("bad_kind.toml")),
+            &ConfigOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("magic"), "{e}");
+        jail.create_file(
+            "bad_key.toml",
+            "[agents.x]\nkind = \"openai\"\nbase_url = \"http://h/v1\"\nmodel = \"m\"\nmodle = 1\n",
+        )?;
+        let e = AgentwireConfig::load(
+            Some(std::path::Path::new("bad_key.toml")),
+            &ConfigOverrides::default(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("modle"), "{e}");
+        jail.create_file(
+            "bad_url.toml",
+            "[agents.x]\nkind = \"openai\"\nbase_url = \"localhost/v1\"\nmodel = \"m\"\n",
+        )?;
+        let e = AgentwireConfig::load(
+            Some(std::path::Path::new("bad_url.toml")),
+            &ConfigOverrides::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.component, "agents.x");
+        Ok(())
+    });
 }

@@ -26,7 +26,7 @@ fn kind(op: u8, arg: u8) -> EventKind {
             error: None,
             duration_ms: 0,
         }),
-        4 => EventKind::AgentCompleted(AgentCompleted { result: json!(null), duration_ms: 0 }),
+        4 => EventKind::AgentCompleted(AgentCompleted { result: json!(null), duration_ms: 0, usage: None, model: None }),
         5 => EventKind::AgentError(AgentErrorData { code: "x".into(), message: "m".into(), duration_ms: 0 }),
         _ => EventKind::AgentThinking(AgentThinking { thought: String::new(), step: Some(1) }),
     }

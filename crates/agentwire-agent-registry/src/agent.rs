@@ -5,12 +5,12 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::time::Instant;
 
 use agentwire_bridge_factory::RunEmitter;
-use agentwire_core::UserContext;
+use agentwire_core::{TokenUsage, UserContext};
 use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::run_metrics::RunMetrics;
-use crate::{AgentError, AgentRegistry};
+use crate::{AgentError, AgentRegistry, ToolInfo};
 
 /// An agent: given a run's input, it reports its work through the [`RunContext`] and returns
 /// the run's result.
@@ -115,6 +115,13 @@ pub trait Tool: Send + Sync + 'static {
         ""
     }
 
+    /// The JSON Schema of the object `call` takes, as offered to language models (an OpenAI
+    /// function's `parameters`). The default accepts any object; a tool a model should call
+    /// well describes each field.
+    fn parameters(&self) -> Value {
+        serde_json::json!({"type": "object", "properties": {}, "additionalProperties": true})
+    }
+
     /// Runs the tool.
     ///
     /// # Errors
@@ -177,6 +184,7 @@ pub struct RunContext {
     input: String,
     next_call: AtomicU32,
     metrics: Arc<RunMetrics>,
+    completion: std::sync::Mutex<Option<(String, TokenUsage)>>,
 }
 
 impl std::fmt::Debug for RunContext {
@@ -200,6 +208,7 @@ impl RunContext {
             input,
             next_call: AtomicU32::new(1),
             metrics,
+            completion: std::sync::Mutex::new(None),
         }
     }
 
@@ -245,20 +254,65 @@ impl RunContext {
         Ok(())
     }
 
+    /// The registered tool called `name`.
+    pub fn tool(&self, name: &str) -> Option<Arc<dyn Tool>> {
+        self.registry.tool(name)
+    }
+
+    /// Every registered tool with its description and parameter schema.
+    pub fn tools(&self) -> Vec<ToolInfo> {
+        self.registry.tools()
+    }
+
+    /// Records the model and token usage the run's `agent_completed` reports (`usage`, `model`).
+    /// The last call before the agent returns wins.
+    pub fn report_usage(&self, model: impl Into<String>, usage: TokenUsage) {
+        let mut slot = self
+            .completion
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Some((model.into(), usage));
+    }
+
+    pub(crate) fn take_usage(&self) -> Option<(String, TokenUsage)> {
+        self.completion
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     /// Calls a registered tool: publishes `tool_executing`, runs it, publishes `tool_completed`
-    /// with its result or error and the duration, and returns the result.
+    /// with its result or error and the duration, and returns the result. The call gets the
+    /// run's next id (`c_1`, `c_2`, …).
     ///
     /// # Errors
     /// [`AgentError::UnknownTool`] (nothing published), [`AgentError::Tool`] when the tool failed
     /// (its call completed with `ok:false`), or a publish error.
     pub async fn call_tool(&self, name: &str, args: Value) -> Result<Value, AgentError> {
+        if self.registry.tool(name).is_none() {
+            return Err(AgentError::UnknownTool(name.to_owned()));
+        }
+        let call_id = call_id(self.next_call.fetch_add(1, Ordering::Relaxed));
+        self.call_tool_as(&call_id, name, args).await
+    }
+
+    /// [`Self::call_tool`] under a `call_id` the agent chose (e.g. a language model's own id).
+    /// The id must be unique within the run: a reused id is out of grammar.
+    ///
+    /// # Errors
+    /// As [`Self::call_tool`].
+    pub async fn call_tool_as(
+        &self,
+        call_id: &str,
+        name: &str,
+        args: Value,
+    ) -> Result<Value, AgentError> {
         let tool = self
             .registry
             .tool(name)
             .ok_or_else(|| AgentError::UnknownTool(name.to_owned()))?;
-        let call_id = call_id(self.next_call.fetch_add(1, Ordering::Relaxed));
         self.emitter
-            .tool_executing(&call_id, name, args.clone())
+            .tool_executing(call_id, name, args.clone())
             .await?;
         let started = Instant::now();
         let call = ToolCall {
@@ -273,7 +327,7 @@ impl RunContext {
             .tool_duration(tool.name(), outcome.is_ok())
             .record(elapsed.as_secs_f64());
         self.emitter
-            .tool_completed(&call_id, name, outcome.clone(), duration_ms)
+            .tool_completed(call_id, name, outcome.clone(), duration_ms)
             .await?;
         outcome.map_err(|message| AgentError::Tool {
             tool: name.to_owned(),

@@ -10,6 +10,15 @@ pub enum AgentError {
     /// The agent failed; the run ends with `agent_error {code:"agent_failed"}`.
     #[error("{0}")]
     Failed(String),
+    /// The agent failed in a way it names itself: the run ends with `agent_error {code}` (e.g.
+    /// `llm_auth`, `max_steps`) instead of `agent_failed`.
+    #[error("{message}")]
+    Coded {
+        /// The `agent_error.code`: lower snake case, stable, documented by the agent.
+        code: &'static str,
+        /// What went wrong.
+        message: String,
+    },
     /// A tool failed; its call already completed with `ok:false`.
     #[error("tool {tool} failed: {message}")]
     Tool {
@@ -38,6 +47,15 @@ impl AgentError {
     /// An agent failure with a message.
     pub fn failed(message: impl Into<String>) -> Self {
         AgentError::Failed(message.into())
+    }
+
+    /// The `agent_error.code` a run that ends with this error reports: the agent's own code for
+    /// [`AgentError::Coded`], `agent_failed` otherwise.
+    pub fn run_error_code(&self) -> &'static str {
+        match self {
+            AgentError::Coded { code, .. } => code,
+            _ => "agent_failed",
+        }
     }
 
     /// The wire code for this error.

@@ -7,7 +7,9 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
-use agentwire_core::{CoreError, RunId, RunLauncher, ThreadId, UserContext};
+use agentwire_core::{
+    AgentCompleted, CoreError, EventKind, RunId, RunLauncher, ThreadId, TokenUsage, UserContext,
+};
 use serde_json::Value;
 use tracing::Instrument;
 
@@ -199,13 +201,14 @@ impl PreparedRun {
             let outcome: Result<Value, (&str, String)> = tokio::select! {
                 r = run_within(began, timeout, agent.run(&rc)) => match r {
                     Ok(Ok(v)) => Ok(v),
-                    Ok(Err(e)) => Err(("agent_failed", e.to_string())),
+                    Ok(Err(e)) => Err((e.run_error_code(), e.to_string())),
                     Err(_) => Err(("timeout", format!("the run took longer than {timeout:?}"))),
                 },
                 () = cancel.cancelled() => Err(("cancelled", "the run was cancelled".to_owned())),
             };
+            let usage = rc.take_usage();
             drop(rc);
-            let outcome = finish(&emitter, outcome).await;
+            let outcome = finish(&emitter, outcome, usage).await;
             let elapsed = began.elapsed();
             let (finished, duration) = agent_metrics.finished(outcome);
             finished.increment(1);
@@ -254,9 +257,13 @@ fn start_eagerly(run: impl Future<Output = ()> + Send + 'static) {
 
 /// Publishes the terminal event; returns the outcome label: `completed`, `failed`, `cancelled`
 /// or `timeout`.
-async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) -> &'static str {
+async fn finish(
+    emitter: &RunEmitter,
+    outcome: Result<Value, (&str, String)>,
+    usage: Option<(String, TokenUsage)>,
+) -> &'static str {
     let (label, result) = match outcome {
-        Ok(v) => match emitter.completed(v).await {
+        Ok(v) => match complete(emitter, v, usage).await {
             Ok(_) => ("completed", Ok(0)),
             // e.g. the agent returned while its own spawned tool call was open
             Err(e) => (
@@ -278,6 +285,27 @@ async fn finish(emitter: &RunEmitter, outcome: Result<Value, (&str, String)>) ->
         tracing::warn!(error = %e, "run end could not be published");
     }
     label
+}
+
+/// `agent_completed`, with the model and token usage the agent reported
+/// ([`RunContext::report_usage`]) when it did.
+async fn complete(
+    emitter: &RunEmitter,
+    result: Value,
+    usage: Option<(String, TokenUsage)>,
+) -> Result<u64, agentwire_bridge_factory::FactoryError> {
+    match usage {
+        None => emitter.completed(result).await,
+        Some((model, usage)) => {
+            let done = AgentCompleted {
+                result,
+                duration_ms: emitter.elapsed_ms(),
+                usage: Some(usage),
+                model: Some(model),
+            };
+            Box::pin(emitter.emit(EventKind::AgentCompleted(done))).await
+        }
+    }
 }
 
 impl RunLauncher for RunExecutor {

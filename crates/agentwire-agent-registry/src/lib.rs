@@ -51,4 +51,4 @@ pub use builtin::{
 };
 pub use error::AgentError;
 pub use executor::{PreparedRun, RunExecutor, RunHandle};
-pub use registry::{AgentInfo, AgentRegistry, InMemoryAgentRegistry};
+pub use registry::{AgentInfo, AgentRegistry, InMemoryAgentRegistry, ToolInfo};

@@ -17,6 +17,28 @@ pub struct AgentInfo {
     pub description: String,
 }
 
+/// A registered tool, as offered to agents and language models.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolInfo {
+    /// The tool's name.
+    pub name: String,
+    /// What it does.
+    pub description: String,
+    /// The JSON Schema of its arguments ([`Tool::parameters`]).
+    pub parameters: serde_json::Value,
+}
+
+impl ToolInfo {
+    /// The listing of `tool`.
+    pub fn of(tool: &dyn Tool) -> Self {
+        Self {
+            name: tool.name().to_owned(),
+            description: tool.description().to_owned(),
+            parameters: tool.parameters(),
+        }
+    }
+}
+
 /// Where the executor finds agents and tools.
 ///
 /// # What an implementor must guarantee
@@ -80,6 +102,12 @@ pub trait AgentRegistry: Send + Sync + 'static {
 
     /// Every agent, sorted by name.
     fn agents(&self) -> Vec<AgentInfo>;
+
+    /// Every tool, sorted by name. The default lists none: a registry that can enumerate its
+    /// tools should say so, since agents offer this list to language models.
+    fn tools(&self) -> Vec<ToolInfo> {
+        Vec::new()
+    }
 }
 
 /// The default registry: agents and tools registered in code, held in memory.
@@ -152,6 +180,13 @@ impl AgentRegistry for InMemoryAgentRegistry {
                 name: a.name().to_owned(),
                 description: a.description().to_owned(),
             })
+            .collect()
+    }
+
+    fn tools(&self) -> Vec<ToolInfo> {
+        self.tools
+            .values()
+            .map(|t| ToolInfo::of(t.as_ref()))
             .collect()
     }
 }

@@ -10,7 +10,10 @@
 //!   `agent_completed` received on each of the K connections;
 //! - `idle`: N idle connections from rotating 127.0.0.x source addresses, and the server's RSS
 //!   per connection when given its PID;
-//! - `startup`: spawns a server command and times until it accepts a WebSocket and greets.
+//! - `startup`: spawns a server command and times until it accepts a WebSocket and greets;
+//! - `llm`: S connections each keep one run of an LLM agent in flight while this generator serves
+//!   the agent's OpenAI-compatible model, streaming tokens at a set rate; the latency agentwire
+//!   adds per streamed token, and the server's CPU per token.
 //!
 //! Latency needs no bookkeeping: the message `content` is the send time (µs since the generator
 //! started) and the `echo` agent returns it as the `agent_completed` result.
@@ -18,6 +21,7 @@
 //! `docs/benchmarks.md` has the method and the figures; `benches/run.sh` reproduces them.
 
 mod conn;
+mod llm;
 mod report;
 mod scenario;
 
@@ -94,6 +98,29 @@ pub enum Scenario {
         #[arg(long, default_value = "1", value_parser = secs)]
         hold: Duration,
     },
+    /// S streams of an LLM agent whose model (served here) sends tokens at a set rate: the
+    /// latency per streamed token and the server's CPU per token. The server needs an agent
+    /// `--agent` with `base_url = http://<model-listen>/v1` (docs/benchmarks.md).
+    Llm {
+        /// Concurrent streams (one connection and one run in flight each).
+        #[arg(short = 's', long, default_value_t = 100)]
+        streams: usize,
+        /// Tokens per second of each stream.
+        #[arg(long, default_value_t = 20.0)]
+        tokens_per_s: f64,
+        /// Tokens per run.
+        #[arg(long, default_value_t = 40)]
+        tokens_per_run: usize,
+        /// Where the scripted model server listens.
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        model_listen: SocketAddr,
+        /// The agent to run.
+        #[arg(long, default_value = "bench")]
+        agent: String,
+        /// Warm-up and measured time.
+        #[command(flatten)]
+        timing: Timing,
+    },
     /// Spawn `CMD…`, time until it greets a WebSocket client at --addr, kill it; repeat.
     Startup {
         /// Times to start the server.
@@ -167,6 +194,23 @@ pub async fn run(args: &BenchArgs) -> Result<Report, String> {
             hold,
         } => scenario::idle(args, *connections, args.server_pid, *parallel, *hold).await,
         Scenario::Startup { repeat, cmd } => scenario::startup(args, *repeat, cmd).await,
+        Scenario::Llm {
+            streams,
+            tokens_per_s,
+            tokens_per_run,
+            model_listen,
+            agent,
+            timing,
+        } => {
+            let load = llm::LlmLoad {
+                streams: *streams,
+                tokens_per_s: *tokens_per_s,
+                tokens_per_run: *tokens_per_run,
+                model_listen: *model_listen,
+                timing: *timing,
+            };
+            llm::run(args, agent, load).await
+        }
     }
 }
 

@@ -267,6 +267,8 @@ impl RunEmitter {
         self.emit(EventKind::AgentCompleted(AgentCompleted {
             result,
             duration_ms: self.elapsed_ms(),
+            usage: None,
+            model: None,
         }))
         .await
     }

@@ -209,7 +209,7 @@ pub trait EventSink: Send + Sync + 'static {
 ///         tokio::spawn(async move {
 ///             let event = |kind| RunEvent::now(ctx.run_id.clone(), ctx.thread_id.clone(), "instant".into(), kind);
 ///             let started = EventKind::AgentStarted(AgentStarted { input: Some(input.clone()) });
-///             let done = EventKind::AgentCompleted(AgentCompleted { result: input.into(), duration_ms: 0 });
+///             let done = EventKind::AgentCompleted(AgentCompleted { result: input.into(), duration_ms: 0, usage: None, model: None });
 ///             for kind in [started, done] {
 ///                 if sink.publish(&ctx.user_id, event(kind)).await.is_err() { break; }
 ///             }

@@ -80,6 +80,17 @@ fn write_data<B: BufMut>(out: &mut B, kind: &EventKind) {
             write_value(out, &d.result);
             out.put_slice(b",\"duration_ms\":");
             write_u64(out, d.duration_ms);
+            if let Some(usage) = &d.usage {
+                out.put_slice(b",\"usage\":{\"prompt_tokens\":");
+                write_u64(out, usage.prompt_tokens);
+                out.put_slice(b",\"completion_tokens\":");
+                write_u64(out, usage.completion_tokens);
+                out.put_u8(b'}');
+            }
+            if let Some(model) = &d.model {
+                out.put_slice(b",\"model\":");
+                write_str(out, model);
+            }
         }
         EventKind::AgentError(d) => {
             out.put_slice(b"{\"code\":");
@@ -262,10 +273,17 @@ mod tests {
             EventKind::AgentCompleted(AgentCompleted {
                 result: json!({"answer": text}),
                 duration_ms: 0,
+                usage: Some(crate::TokenUsage {
+                    prompt_tokens: 12,
+                    completion_tokens: u64::MAX,
+                }),
+                model: Some(text.into()),
             }),
             EventKind::AgentCompleted(AgentCompleted {
                 result: Value::Null,
                 duration_ms: 7,
+                usage: None,
+                model: None,
             }),
             EventKind::AgentError(AgentErrorData {
                 code: "agent_failed".into(),

@@ -244,6 +244,21 @@ pub struct AgentCompleted {
     /// How long the run took.
     #[serde(default)]
     pub duration_ms: u64,
+    /// Tokens the run's model calls used, for agents backed by a language model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TokenUsage>,
+    /// The model that answered, for agents backed by a language model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+}
+
+/// Tokens a run's model calls used (`agent_completed.usage`), summed over its model turns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenUsage {
+    /// Tokens sent to the model (prompt, history, tool results).
+    pub prompt_tokens: u64,
+    /// Tokens the model generated.
+    pub completion_tokens: u64,
 }
 
 /// Data of `agent_error`.

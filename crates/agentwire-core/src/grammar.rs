@@ -264,6 +264,8 @@ mod tests {
         EventKind::AgentCompleted(AgentCompleted {
             result: json!(null),
             duration_ms: 0,
+            usage: None,
+            model: None,
         })
     }
     fn thinking() -> EventKind {

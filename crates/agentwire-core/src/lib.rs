@@ -48,7 +48,7 @@ pub use contracts::{Configurable, EventSink, RunLauncher, WebSocketSink, WebSock
 pub use error::CoreError;
 pub use event::{
     AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EVENT_TYPES,
-    EventKind, RunEvent, StreamEvent, ToolCompleted, ToolExecuting, unix_millis,
+    EventKind, RunEvent, StreamEvent, TokenUsage, ToolCompleted, ToolExecuting, unix_millis,
 };
 pub use grammar::{Accepted, GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};

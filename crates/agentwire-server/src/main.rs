@@ -175,6 +175,10 @@ async fn main() -> ExitCode {
                         "{}",
                         serde_json::to_string_pretty(ready.report().as_ref()).unwrap_or_default()
                     );
+                    match ready.check_model_endpoints().await {
+                        Ok(lines) => lines.iter().for_each(|line| println!("{line}")),
+                        Err(e) => return report(e),
+                    }
                     println!(
                         "agentwire check: all phases passed in {:.1} ms",
                         ready.report().total_ms

@@ -292,7 +292,40 @@ function setBadge(status) {
   badge.title = status.reason || "";
 }
 
+// ---------- agent picker (GET /v1/agents) ----------
+
+async function loadAgents() {
+  const picker = $("agent");
+  const query = identity.mode === "dev" ? `?user=${encodeURIComponent(identity.user)}` : "";
+  const headers = identity.mode === "jwt" ? { authorization: `Bearer ${identity.token}` } : {};
+  try {
+    const res = await fetch(`/v1/agents${query}`, { headers });
+    if (!res.ok) return; // keep "demo"
+    const { agents, default: preferred } = await res.json();
+    if (!agents?.length) return;
+    const previous = picker.value;
+    picker.replaceChildren(...agents.map((a) => {
+      const option = h("option", { text: a.name });
+      option.value = a.name;
+      option.title = a.description || "";
+      return option;
+    }));
+    const keep = agents.some((a) => a.name === previous) && previous !== "demo" ? previous : preferred;
+    picker.value = keep || agents[0].name;
+    describeAgent(agents);
+    picker.onchange = () => describeAgent(agents);
+  } catch {
+    // The picker keeps "demo"; the page works as before.
+  }
+}
+
+function describeAgent(agents) {
+  const chosen = agents.find((a) => a.name === $("agent").value);
+  $("agent-description").textContent = chosen?.description || "";
+}
+
 function start() {
+  loadAgents();
   if (client) client.close();
   resetView();
   notice("");
@@ -355,7 +388,7 @@ async function submit() {
   if (!content) return;
   input.value = "";
   try {
-    const ack = await client.send(content, { threadId: selected || undefined });
+    const ack = await client.send(content, { agent: $("agent").value || "demo", threadId: selected || undefined });
     const view = runs.get(ack.runId);
     const thread = ensureThread(ack.threadId, content);
     if (view && view.title.textContent === "…") view.title.textContent = content;

@@ -245,3 +245,43 @@ fn the_bench_subcommand_points_to_the_agentwire_bench_binary() {
         "{stderr}"
     );
 }
+
+#[test]
+fn check_names_the_llm_agent_whose_model_server_does_not_answer_and_never_the_key() {
+    // A port nothing listens on: bind, note it, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base_url = format!("http://127.0.0.1:{port}/v1");
+    let agent = [
+        ("AGENTWIRE_AGENTS__OFFLINE__KIND", "openai"),
+        ("AGENTWIRE_AGENTS__OFFLINE__BASE_URL", base_url.as_str()),
+        ("AGENTWIRE_AGENTS__OFFLINE__MODEL", "m"),
+        (
+            "AGENTWIRE_AGENTS__OFFLINE__API_KEY_ENV",
+            "AGENTWIRE_CLI_TEST_KEY",
+        ),
+    ];
+    let with_key = [
+        &agent[..],
+        &[("AGENTWIRE_CLI_TEST_KEY", "sk-cli-secret-42")],
+    ]
+    .concat();
+    let (code, stdout, stderr) = run(&["check"], &with_key);
+    assert_ne!(code, 0, "{stdout}");
+    let line = error_line(&stderr);
+    assert!(line.contains("phase Agents: agents.offline"), "{line}");
+    assert!(line.contains("/v1/models"), "{line}");
+    assert!(!stderr.contains("sk-cli-secret") && !stdout.contains("sk-cli-secret"));
+
+    // The key variable named but not set: refused before anything is reached.
+    let (code, _, stderr) = run(&["check"], &agent);
+    assert_ne!(code, 0);
+    let line = error_line(&stderr);
+    assert!(
+        line.contains("phase Agents: agents.offline") && line.contains("AGENTWIRE_CLI_TEST_KEY"),
+        "{line}"
+    );
+}

@@ -1,12 +1,14 @@
 //! `AgentwireConfig`: every setting, its default, and how it is loaded
 //! (defaults → TOML file → `AGENTWIRE_*` env → flags).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use agentwire_agent_registry::DemoSettings;
 use agentwire_bridge::HistoryConfig;
+use agentwire_llm::OpenAiAgentConfig;
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -150,17 +152,30 @@ pub struct MetricsConfig {
     pub token: Option<String>,
 }
 
-/// `[agents]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(default, deny_unknown_fields)]
+/// `[agents]`: the built-in `demo` agent's pacing, and agents defined in configuration
+/// (`[agents.<name>]` with a `kind`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
 pub struct AgentsConfig {
     /// Pacing of the built-in `demo` agent.
     pub demo: DemoSettings,
+    /// `[agents.<name>]`: agents defined in configuration, by name.
+    #[serde(flatten)]
+    pub defined: BTreeMap<String, AgentDefinition>,
+}
+
+/// One `[agents.<name>]` table; `kind` names the implementation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AgentDefinition {
+    /// `kind = "openai"`: any OpenAI-compatible Chat Completions server (docs/llm-agents.md).
+    Openai(OpenAiAgentConfig),
 }
 
 /// Every setting of agentwire. See `docs/configuration.md` for the table of keys, env names and
 /// defaults.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AgentwireConfig {
     /// Address to listen on.
@@ -395,6 +410,20 @@ impl AgentwireConfig {
         for (name, server) in &self.mcp {
             if let Err(e) = server.check(name) {
                 return bad(&format!("mcp.{name}"), e.cause().to_owned(), e.hint());
+            }
+        }
+        for (name, definition) in &self.agents.defined {
+            let AgentDefinition::Openai(agent) = definition;
+            let component = format!("agents.{name}");
+            if agentwire_core::UserId::new(name.as_str()).is_err() {
+                return bad(
+                    &component,
+                    format!("{name:?} is not a usable agent name"),
+                    "use 1 to 128 characters of A-Z a-z 0-9 _ - . : @",
+                );
+            }
+            if let Err(cause) = agent.validate() {
+                return bad(&component, cause, "see docs/llm-agents.md for each key");
             }
         }
         if let Some(token) = &self.metrics.token

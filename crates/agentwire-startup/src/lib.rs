@@ -31,11 +31,12 @@
 mod config;
 mod config_error;
 mod error;
+mod llm;
 mod startup;
 
 pub use config::{
-    AgentsConfig, AgentwireConfig, AuthConfig, AuthMode, ConfigOverrides, HealthConfig,
-    HeartbeatConfig, LimitsConfig, MetricsConfig, ShutdownConfig, TOP_LEVEL_KEYS,
+    AgentDefinition, AgentsConfig, AgentwireConfig, AuthConfig, AuthMode, ConfigOverrides,
+    HealthConfig, HeartbeatConfig, LimitsConfig, MetricsConfig, ShutdownConfig, TOP_LEVEL_KEYS,
 };
 pub use error::{Phase, StartupError};
 pub use startup::{

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use agentwire_agent_registry::{AgentRegistry, RunExecutor};
+use agentwire_agent_registry::{Agent, AgentRegistry, RunExecutor};
 use agentwire_bridge::{
     AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker, UnconfiguredBridge,
 };
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
 use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
+use agentwire_llm::{ModelEndpointCheck, OpenAiAgent};
 use agentwire_mcp::{McpServers, WithMcpTools};
 use serde::Serialize;
 
@@ -110,6 +111,7 @@ pub struct AgentsWired {
     executor: RunExecutor,
     /// One per connected MCP server, registered in phase `Health`.
     mcp_checks: Vec<Arc<dyn HealthCheck>>,
+    llm_agents: Vec<OpenAiAgent>,
 }
 
 impl std::fmt::Debug for AgentsWired {
@@ -117,6 +119,7 @@ impl std::fmt::Debug for AgentsWired {
         f.debug_struct("AgentsWired")
             .field("executor", &self.executor)
             .field("mcp_checks", &self.mcp_checks.len())
+            .field("llm_agents", &self.llm_agents.len())
             .finish_non_exhaustive()
     }
 }
@@ -129,6 +132,7 @@ pub struct HealthRegistered {
     executor: RunExecutor,
     monitor: HealthMonitor,
     critical_path: Arc<CriticalPathCheck>,
+    llm_agents: Vec<OpenAiAgent>,
 }
 
 /// Everything a server needs, with the critical path proven.
@@ -139,6 +143,7 @@ pub struct Ready {
     executor: RunExecutor,
     monitor: Arc<HealthMonitor>,
     report: Arc<StartupReport>,
+    llm_agents: Arc<[OpenAiAgent]>,
 }
 
 impl<S> Startup<S> {
@@ -329,12 +334,14 @@ impl Startup<BridgeConfigured> {
     }
 
     /// Phase `Agents`: connects every MCP server of `[mcp]` and adds its tools to the registry
-    /// (as `mcp:<server>/<tool>`), then builds the executor over the registry and a
-    /// [`BridgeFactory`] over the bridge; the executor hands the registry the factory as its
-    /// websocket manager.
+    /// (as `mcp:<server>/<tool>`), builds the agents defined in configuration
+    /// (`[agents.<name>]` with a `kind`) next to the registry's own, then builds the executor
+    /// over the registry and a [`BridgeFactory`] over the bridge; the executor hands the
+    /// registry the factory as its websocket manager.
     ///
     /// # Errors
-    /// A required MCP server failed to connect, or the registry has no `echo` agent (the
+    /// A required MCP server failed to connect; a configured agent names a tool the registry
+    /// lacks, or a key variable that is not set; the registry has no `echo` agent (the
     /// critical-path check runs it).
     pub async fn register_agents<R: AgentRegistry>(
         self,
@@ -357,6 +364,14 @@ impl Startup<BridgeConfigured> {
                 max_runs_per_user: config.limits.max_runs_per_user,
             },
         );
+        let llm_agents = crate::llm::build_agents(&config, &registry)?;
+        let registry = crate::llm::WithConfiguredAgents {
+            inner: registry,
+            configured: llm_agents
+                .iter()
+                .map(|a| (a.name().to_owned(), Arc::new(a.clone()) as Arc<dyn Agent>))
+                .collect(),
+        };
         // The executor hands the registry the factory (`set_websocket_manager`) and keeps it.
         let executor = RunExecutor::new(registry, factory, config.limits.run_timeout);
         if executor.registry().agent("echo").is_none() {
@@ -380,6 +395,7 @@ impl Startup<BridgeConfigured> {
                 bridge,
                 executor,
                 mcp_checks,
+                llm_agents,
             },
         ))
     }
@@ -401,6 +417,7 @@ impl Startup<AgentsWired> {
             bridge,
             executor,
             mcp_checks,
+            llm_agents,
         } = self.state;
         let mut monitor = HealthMonitor::new(config.health.check_timeout);
         let critical_path = Arc::new(CriticalPathCheck::new(
@@ -410,6 +427,9 @@ impl Startup<AgentsWired> {
         ));
         monitor.register(critical_path.clone());
         monitor.register(Arc::new(BrokerCheck::new(bridge.broker().clone())));
+        for agent in &llm_agents {
+            monitor.register(Arc::new(ModelEndpointCheck::new(agent.clone())));
+        }
         for check in mcp_checks.into_iter().chain(extra) {
             monitor.register(check);
         }
@@ -427,6 +447,7 @@ impl Startup<AgentsWired> {
                 executor,
                 monitor,
                 critical_path,
+                llm_agents,
             },
         )
     }
@@ -445,6 +466,7 @@ impl Startup<HealthRegistered> {
             executor,
             monitor,
             critical_path,
+            llm_agents,
         } = self.state;
         critical_path.round_trip().await.map_err(|cause| {
             StartupError::new(
@@ -468,6 +490,7 @@ impl Startup<HealthRegistered> {
             executor,
             monitor: Arc::new(monitor),
             report: Arc::new(done.report),
+            llm_agents: llm_agents.into(),
         })
     }
 }
@@ -491,6 +514,11 @@ impl Ready {
     /// The health monitor.
     pub fn monitor(&self) -> &Arc<HealthMonitor> {
         &self.monitor
+    }
+
+    /// The agents defined in configuration (`[agents.<name>]`).
+    pub fn llm_agents(&self) -> &[OpenAiAgent] {
+        &self.llm_agents
     }
 
     /// The startup timings.

@@ -131,6 +131,8 @@ mod tests {
         EventKind::AgentCompleted(AgentCompleted {
             result: json!("done"),
             duration_ms: 1,
+            usage: None,
+            model: None,
         })
     }
 

@@ -17,6 +17,20 @@ impl Tool for CalculatorTool {
         "Evaluates an arithmetic expression: + - * / %, parentheses, decimals."
     }
 
+    fn parameters(&self) -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "expression": {
+                    "type": "string",
+                    "description": "The arithmetic to evaluate, e.g. \"(2 + 3) * 4 / 5\"."
+                }
+            },
+            "required": ["expression"],
+            "additionalProperties": false
+        })
+    }
+
     async fn call(&self, args: Value) -> Result<Value, String> {
         let expr = args
             .get("expression")

@@ -19,6 +19,10 @@ impl Tool for ClockTool {
         "The current time in UTC (RFC 3339) and as Unix milliseconds."
     }
 
+    fn parameters(&self) -> Value {
+        json!({"type": "object", "properties": {}, "additionalProperties": false})
+    }
+
     async fn call(&self, _args: Value) -> Result<Value, String> {
         let now = SystemTime::now();
         Ok(json!({

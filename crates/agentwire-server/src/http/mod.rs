@@ -1,6 +1,7 @@
-//! The HTTP API of SPEC §5: `/v1/runs`, `/v1/events`, `/v1/stream` (SSE), `/v1/publish` and the
-//! AG-UI endpoint `/agui/{agent}`.
+//! The HTTP API of SPEC §5: `/v1/runs`, `/v1/events`, `/v1/stream` (SSE), `/v1/publish`,
+//! `/v1/agents` and the AG-UI endpoint `/agui/{agent}`.
 
+mod agents;
 mod agui;
 mod events;
 mod extract;
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/v1/stream", get(stream::stream))
         .route("/v1/publish", post(publish::publish))
         .route("/agui/{agent}", post(agui::run))
+        .route("/v1/agents", get(agents::list))
 }
 
 /// The HTTP status that fits a wire code.
