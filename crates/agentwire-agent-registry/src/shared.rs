@@ -36,6 +36,10 @@ impl<T: Tool + ?Sized> Tool for Arc<T> {
         (**self).description()
     }
 
+    fn parameters(&self) -> Value {
+        (**self).parameters()
+    }
+
     async fn call(&self, args: Value) -> Result<Value, String> {
         (**self).call(args).await
     }

@@ -170,6 +170,10 @@ impl Tool for McpTool {
         &self.spec.description
     }
 
+    fn parameters(&self) -> Value {
+        self.input_schema().clone()
+    }
+
     async fn call(&self, args: Value) -> Result<Value, String> {
         self.invoke(args, None).await
     }
