@@ -187,6 +187,8 @@ pub struct AgentwireConfig {
     pub metrics: MetricsConfig,
     /// Built-in agents.
     pub agents: AgentsConfig,
+    /// The Durable Streams protocol under `/ds` (docs/durable-streams.md).
+    pub durable_streams: agentwire_durable_streams::DurableStreamsConfig,
 }
 
 impl Default for AgentwireConfig {
@@ -204,6 +206,7 @@ impl Default for AgentwireConfig {
             health: HealthConfig::default(),
             metrics: MetricsConfig::default(),
             agents: AgentsConfig::default(),
+            durable_streams: Default::default(),
         }
     }
 }
@@ -223,6 +226,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "health",
     "metrics",
     "agents",
+    "durable_streams",
 ];
 
 /// Settings given on the command line; they override file and env.
@@ -343,6 +347,13 @@ impl AgentwireConfig {
                     );
                 }
             }
+        }
+        if let Err((component, cause)) = self.durable_streams.validate(self.listen) {
+            return bad(
+                component,
+                cause,
+                "listen on 127.0.0.1, or turn insecure_no_auth off",
+            );
         }
         if self.limits.max_frame_bytes < 256 {
             return bad(

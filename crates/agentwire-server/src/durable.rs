@@ -1,0 +1,66 @@
+//! Mounting the Durable Streams protocol (`agentwire-durable-streams`) at `/ds` with this
+//! server's authentication: a stream belongs to the user a request authenticates as, or to the
+//! API key (`Authorization: Bearer <api_key>`).
+
+use std::sync::Arc;
+
+use agentwire_durable_streams::model::Owner;
+use agentwire_durable_streams::{DsError, DurableStreams, MemoryStore, StreamStore, no_auth};
+use agentwire_startup::AgentwireConfig;
+use axum::http::HeaderMap;
+
+use crate::{AuthRequest, Authenticate};
+
+/// The `/ds` surface `config` asks for, authenticating with `auth`; `None` when disabled.
+pub(crate) fn build(
+    config: &AgentwireConfig,
+    auth: Arc<dyn Authenticate>,
+) -> Option<DurableStreams> {
+    let settings = config.durable_streams.clone();
+    if !settings.enabled {
+        return None;
+    }
+    let store: Arc<dyn StreamStore> = Arc::new(MemoryStore::new(settings.owner_limits()));
+    let authenticate = if settings.insecure_no_auth {
+        // Validated at startup: only on a loopback listener.
+        no_auth()
+    } else {
+        let api_key = config.api_key.clone();
+        Arc::new(move |headers: &HeaderMap, query: &str| {
+            owner(&*auth, api_key.as_deref(), headers, query)
+        })
+    };
+    Some(DurableStreams::new(store, authenticate, settings))
+}
+
+fn owner(
+    auth: &dyn Authenticate,
+    api_key: Option<&str>,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Owner, DsError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let (Some(key), Some(given)) = (api_key, bearer)
+        && given.trim() == key
+    {
+        return Ok(Owner("apikey".into()));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let request = AuthRequest {
+        headers,
+        token: param("token"),
+        user: param("user"),
+    };
+    auth.authenticate(&request)
+        .map(|user| Owner::user(user.as_str()))
+        .map_err(|e| DsError::Unauthorized(e.to_string()))
+}
