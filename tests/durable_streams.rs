@@ -4,7 +4,10 @@
 //!   every case must pass;
 //! - authentication: a stream belongs to the user who created it; others get 403, anonymous
 //!   requests 401; the per-user stream bound answers 429;
-//! - `insecure_no_auth` is refused off loopback.
+//! - `insecure_no_auth` is refused off loopback;
+//! - on the redis store (`REDIS_URL`, SKIP without Redis unless `AGENTWIRE_REQUIRE_REDIS=1`):
+//!   the suite again, and a stream appended on node A is tailed live (long-poll, SSE) and read
+//!   by offset on node B.
 //!
 //! The Node test needs `npm ci` in `tests/durable-streams`; without `node_modules` it prints
 //! `SKIP` and passes, unless `AGENTWIRE_REQUIRE_INTEROP=1` (as `.ci/run` sets), then it fails.
@@ -97,18 +100,15 @@ fn counts(output: &str) -> Option<(u32, u32, u32)> {
     Some((count("failed"), count("passed"), count("skipped")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_conformance_suite_passes_on_the_memory_store() {
-    let dir = suite_dir();
-    if !suite_ready(&dir) {
-        return;
-    }
-    let mut config = agentwire_test::test_config();
+/// Runs the official suite with its CLI against a live server on `config` (auth off, loopback)
+/// and asserts every case passes, printing the counts.
+async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str) {
     config.durable_streams.insecure_no_auth = true;
     // The suite's long-poll cases wait 5 s for a 204; the reference server runs it with 0.5 s.
     config.durable_streams.long_poll_timeout = Duration::from_secs(1);
     let server = TestServer::start_with(config, Vec::new()).await;
     let base = server.http_url("/ds");
+    let dir = suite_dir();
     // The CLI spawns `vitest` from PATH when it is installed as a dependency (as `npx` would).
     let bin = dir.join("node_modules/.bin");
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -133,7 +133,7 @@ async fn the_official_conformance_suite_passes_on_the_memory_store() {
         )
     });
     println!(
-        "durable streams conformance (memory store): {passed} passed, {failed} failed, {skipped} skipped by the suite (subscription APIs, off in --run)"
+        "durable streams conformance ({store} store): {passed} passed, {failed} failed, {skipped} skipped by the suite (subscription APIs, off in --run)"
     );
     assert_eq!(failed, 0, "failing cases:\n{}", failures.join("\n"));
     assert!(passed >= 330, "only {passed} cases ran");
@@ -143,6 +143,184 @@ async fn the_official_conformance_suite_passes_on_the_memory_store() {
         output.status
     );
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_conformance_suite_passes_on_the_memory_store() {
+    if !suite_ready(&suite_dir()) {
+        return;
+    }
+    conformance(agentwire_test::test_config(), "memory").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_conformance_suite_passes_on_the_redis_store() {
+    if !suite_ready(&suite_dir()) || !redis_or_skip("durable streams conformance on redis") {
+        return;
+    }
+    let redis = TestRedis::new("conformance").await;
+    conformance(redis.config(), "redis").await;
+    redis.clean().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn appended_on_node_a_is_tailed_live_and_by_offset_on_node_b() {
+    if !redis_or_skip("durable streams cross-node") {
+        return;
+    }
+    let redis = TestRedis::new("cross-node").await;
+    let a = TestServer::start_with(redis.config(), Vec::new()).await;
+    let b = TestServer::start_with(redis.config(), Vec::new()).await;
+    let http = reqwest::Client::new();
+    let on = |node: &TestServer, query: &str| node.http_url(&format!("/ds/chat?user=ada{query}"));
+
+    let created = http
+        .put(on(&a, ""))
+        .header("content-type", "application/json")
+        .body(r#"{"n":0}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let start = created.headers()["stream-next-offset"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+
+    // B tails live (long-poll and SSE) at the tail before A appends.
+    let poll = tokio::spawn(
+        http.get(on(&b, &format!("&offset={start}&live=long-poll")))
+            .send(),
+    );
+    let mut sse = http
+        .get(on(&b, &format!("&offset={start}&live=sse")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sse.status(), 200);
+    let first = sse.chunk().await.unwrap().expect("the first control event");
+    assert!(
+        String::from_utf8_lossy(&first).contains("upToDate"),
+        "{first:?}"
+    );
+
+    let appended = http
+        .post(on(&a, ""))
+        .header("content-type", "application/json")
+        .body(r#"[{"n":1},{"n":2}]"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(appended.status(), 204);
+
+    let polled = poll.await.unwrap().unwrap();
+    assert_eq!(polled.status(), 200, "B's long-poll wakes on A's append");
+    assert_eq!(polled.text().await.unwrap(), r#"[{"n":1},{"n":2}]"#);
+
+    let mut events = String::new();
+    while !events.contains("event: control") {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), sse.chunk())
+            .await
+            .expect("B's SSE gets A's append")
+            .unwrap()
+            .expect("the stream stays open");
+        events.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(events.contains(r#"data:[{"n":1},{"n":2}]"#), "{events}");
+
+    let caught_up = http.get(on(&b, "&offset=-1")).send().await.unwrap();
+    assert_eq!(
+        caught_up.text().await.unwrap(),
+        r#"[{"n":0},{"n":1},{"n":2}]"#
+    );
+    let from_offset = http
+        .get(on(&b, &format!("&offset={start}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_offset.text().await.unwrap(), r#"[{"n":1},{"n":2}]"#);
+
+    drop(sse);
+    a.stop().await;
+    b.stop().await;
+    redis.clean().await;
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Returns false (after printing SKIP) when Redis is not there and not required.
+fn redis_or_skip(test: &str) -> bool {
+    let answers = redis::Client::open(redis_url())
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
+        .is_ok();
+    if answers {
+        return true;
+    }
+    assert!(
+        std::env::var("AGENTWIRE_REQUIRE_REDIS").as_deref() != Ok("1"),
+        "{test}: Redis at {} does not answer and AGENTWIRE_REQUIRE_REDIS=1",
+        redis_url()
+    );
+    println!("SKIP: {test}: no Redis at {} (set REDIS_URL)", redis_url());
+    false
+}
+
+/// A key prefix of this test's own in the shared Redis, removed afterwards.
+struct TestRedis {
+    prefix: String,
+}
+
+impl TestRedis {
+    async fn new(name: &str) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        Self {
+            prefix: format!("aw-test-ds:{name}:{}:{nanos}", std::process::id()),
+        }
+    }
+
+    /// Dev auth, the Redis broker, and the redis store under this prefix.
+    fn config(&self) -> agentwire_startup::AgentwireConfig {
+        let mut config = agentwire_test::test_config();
+        config.broker = redis_url();
+        config.durable_streams.store = agentwire_durable_streams::StoreKind::Redis;
+        config.durable_streams.redis_prefix = self.prefix.clone();
+        config
+    }
+
+    async fn clean(self) {
+        let client = redis::Client::open(redis_url()).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        // SCAN, not KEYS: the Redis is shared.
+        let mut cursor = 0u64;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(format!("{}:*", self.prefix))
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if !keys.is_empty() {
+                let _: () = redis::cmd("DEL")
+                    .arg(&keys)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+    }
 }
 
 #[tokio::test]

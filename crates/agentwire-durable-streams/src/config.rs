@@ -14,7 +14,7 @@ pub enum StoreKind {
     /// In this process; lost on restart (the embedded default).
     #[default]
     Memory,
-    /// In Redis (`redis.url`), shared by every node.
+    /// In the Redis that `broker` names, shared by every node.
     Redis,
 }
 
@@ -26,6 +26,8 @@ pub struct DurableStreamsConfig {
     pub enabled: bool,
     /// Where streams live.
     pub store: StoreKind,
+    /// Prefix of the Redis keys (and the notification channel) of the `redis` store.
+    pub redis_prefix: String,
     /// Serve without authentication, every request as one anonymous owner. For running the
     /// conformance suite against a loopback server only: refused unless the server listens on
     /// a loopback address.
@@ -56,6 +58,7 @@ impl Default for DurableStreamsConfig {
         Self {
             enabled: true,
             store: StoreKind::Memory,
+            redis_prefix: "aw:ds".into(),
             insecure_no_auth: false,
             long_poll_timeout: Duration::from_secs(15),
             sse_lifetime: Duration::from_secs(60),
@@ -73,8 +76,15 @@ impl DurableStreamsConfig {
     /// Checks the settings against the address the server listens on.
     ///
     /// # Errors
-    /// The setting at fault and why: `insecure_no_auth` off loopback, or a zero bound.
-    pub fn validate(&self, listen: SocketAddr) -> Result<(), (&'static str, String)> {
+    /// The setting at fault and why: `insecure_no_auth` off loopback, the `redis` store without
+    /// a Redis `broker`, or a zero bound.
+    pub fn validate(&self, listen: SocketAddr, broker: &str) -> Result<(), (&'static str, String)> {
+        if self.enabled && self.store == StoreKind::Redis && !broker.starts_with("redis") {
+            return Err((
+                "durable_streams.store",
+                format!("the redis store uses the broker's Redis, but broker is {broker:?}"),
+            ));
+        }
         if self.insecure_no_auth && !listen.ip().is_loopback() {
             return Err((
                 "durable_streams.insecure_no_auth",

@@ -22,11 +22,13 @@
 #![warn(missing_docs)]
 
 mod config;
+pub mod create;
 mod error;
 mod http;
 mod memory;
 pub mod model;
 pub mod offset;
+mod redis_store;
 mod store;
 pub mod stream;
 
@@ -34,4 +36,5 @@ pub use config::{DurableStreamsConfig, StoreKind};
 pub use error::DsError;
 pub use http::{Authenticate, DurableStreams, no_auth};
 pub use memory::MemoryStore;
+pub use redis_store::RedisStore;
 pub use store::{OwnerLimits, StreamStore};

@@ -8,13 +8,13 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 
 use crate::DsError;
+use crate::create::{confirm_existing, new_stream, source_error};
 use crate::model::{
-    AppendRequest, Appended, CreateRequest, Created, Owner, ReadChunk, ReadRequest, StreamConfig,
-    StreamInfo,
+    AppendRequest, Appended, CreateRequest, Created, Owner, ReadChunk, ReadRequest, StreamInfo,
 };
 use crate::offset::{Offset, ReadFrom};
 use crate::store::{OwnerLimits, StreamStore};
-use crate::stream::{Admission, Chunk, StreamMeta, fork_position, prefix, read_chunks, split_body};
+use crate::stream::{Admission, Chunk, StreamMeta, read_chunks};
 
 /// Streams held in memory: one lock over all of them, so every operation (and a fork's
 /// bookkeeping across two streams) is atomic.
@@ -44,9 +44,6 @@ struct Entry {
     /// Bumped on every change; dropped with the entry, which wakes waiters too.
     changed: watch::Sender<u64>,
 }
-
-/// Default content type of a `PUT` without one (§5.1).
-const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -156,92 +153,26 @@ impl Inner {
         if let Some(existing) = self.streams.get(path) {
             return confirm_existing(&existing.meta, &req);
         }
-        let (config, chunks, fork_source) = match &req.fork {
-            None => {
-                let config = StreamConfig {
-                    content_type: req
-                        .content_type
-                        .clone()
-                        .unwrap_or_else(|| DEFAULT_CONTENT_TYPE.into()),
-                    ttl_secs: req.ttl_secs,
-                    expires_at: req.expires_at.clone(),
-                };
-                (config, Vec::new(), None)
-            }
+        let incarnation = self.incarnations + 1;
+        let source = match &req.fork {
+            None => None,
             Some(fork) => {
                 let source = self
                     .live(&fork.source, &req.caller, now)
-                    .map_err(|e| match e {
-                        DsError::Gone => DsError::Conflict("the source stream was deleted".into()),
-                        other => other,
-                    })?;
-                let src = &source.meta;
-                if let Some(ct) = &req.content_type
-                    && !src.config.same_content_type(ct)
-                {
-                    return Err(DsError::Conflict(format!(
-                        "content type {ct:?} differs from the source's {:?}",
-                        src.config.content_type
-                    )));
-                }
-                let at = fork_position(&source.chunks, src.tail, fork.offset, fork.sub_offset)?;
-                let (ttl_secs, expires_at) = match (&req.ttl_secs, &req.expires_at) {
-                    (None, None) => (src.config.ttl_secs, src.config.expires_at.clone()),
-                    _ => (req.ttl_secs, req.expires_at.clone()),
-                };
-                let config = StreamConfig {
-                    content_type: req
-                        .content_type
-                        .clone()
-                        .unwrap_or_else(|| src.config.content_type.clone()),
-                    ttl_secs,
-                    expires_at,
-                };
-                (
-                    config,
-                    prefix(&source.chunks, at),
-                    Some((fork.source.clone(), at)),
-                )
+                    .map_err(source_error)?;
+                Some((&source.meta, source.chunks.as_slice()))
             }
         };
-        let initial = split_body(&config, &req.body, true)?;
-        let json = config.is_json();
-        let mut chunks = chunks;
-        let mut tail = fork_source.as_ref().map_or(0, |(_, at)| *at);
-        if !initial.is_empty() {
-            let chunk = Chunk {
-                start: tail,
-                parts: initial,
-                json,
-            };
-            tail += chunk.len();
-            chunks.push(chunk);
-        }
-        let bytes: u64 = chunks.iter().map(Chunk::byte_len).sum();
-        self.charge(&req.caller, 1, bytes, limits)?;
-        if let Some((source, _)) = &fork_source {
+        let (meta, chunks) = new_stream(&req, source, incarnation, now)?;
+        self.charge(&req.caller, 1, meta.bytes, limits)?;
+        if let Some(fork) = &meta.fork {
             self.streams
-                .get_mut(source)
+                .get_mut(&fork.source)
                 .expect("looked up above")
                 .meta
                 .fork_refs += 1;
         }
         self.incarnations += 1;
-        let meta = StreamMeta {
-            owner: req.caller.clone(),
-            config,
-            fork: req.fork.clone(),
-            incarnation: self.incarnations,
-            tail,
-            closed: req.closed,
-            closed_by: None,
-            stream_seq: None,
-            producers: HashMap::new(),
-            bytes,
-            last_access_ms: now,
-            fork_refs: 0,
-            soft_deleted: false,
-        };
         let info = meta.info();
         let (changed, _) = watch::channel(0);
         self.streams.insert(
@@ -253,38 +184,6 @@ impl Inner {
             },
         );
         Ok(Created { new: true, info })
-    }
-}
-
-/// `PUT` on an existing stream: 200 when the configuration matches, 409 when not (§5.1).
-fn confirm_existing(meta: &StreamMeta, req: &CreateRequest) -> Result<Created, DsError> {
-    if meta.soft_deleted {
-        return Err(DsError::Conflict(
-            "a deleted stream's path cannot be re-created while forks use it".into(),
-        ));
-    }
-    if meta.owner != req.caller {
-        return Err(DsError::Forbidden);
-    }
-    let content_type_matches = match &req.content_type {
-        Some(ct) => meta.config.same_content_type(ct),
-        None => req.fork.is_some() || meta.config.same_content_type(DEFAULT_CONTENT_TYPE),
-    };
-    let same = content_type_matches
-        && meta.config.ttl_secs == req.ttl_secs
-        && meta.config.expires_at.as_ref().map(|e| e.unix_ms)
-            == req.expires_at.as_ref().map(|e| e.unix_ms)
-        && meta.closed == req.closed
-        && meta.fork == req.fork;
-    if same {
-        Ok(Created {
-            new: false,
-            info: meta.info(),
-        })
-    } else {
-        Err(DsError::Conflict(
-            "a stream exists at this path with a different configuration".into(),
-        ))
     }
 }
 

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use agentwire_durable_streams::model::Owner;
-use agentwire_durable_streams::{DsError, DurableStreams, MemoryStore, StreamStore, no_auth};
+use agentwire_durable_streams::{
+    DsError, DurableStreams, MemoryStore, RedisStore, StoreKind, StreamStore, no_auth,
+};
 use agentwire_startup::AgentwireConfig;
 use axum::http::HeaderMap;
 
@@ -20,7 +22,18 @@ pub(crate) fn build(
     if !settings.enabled {
         return None;
     }
-    let store: Arc<dyn StreamStore> = Arc::new(MemoryStore::new(settings.owner_limits()));
+    let limits = settings.owner_limits();
+    let store: Arc<dyn StreamStore> = match settings.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new(limits)),
+        // Validated at startup: `broker` is a Redis URL (connected lazily on first use).
+        StoreKind::Redis => match RedisStore::new(&config.broker, &settings.redis_prefix, limits) {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                tracing::error!(error = %e, "durable streams: the redis store cannot start; /ds is off");
+                return None;
+            }
+        },
+    };
     let authenticate = if settings.insecure_no_auth {
         // Validated at startup: only on a loopback listener.
         no_auth()

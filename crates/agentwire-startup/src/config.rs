@@ -348,7 +348,7 @@ impl AgentwireConfig {
                 }
             }
         }
-        if let Err((component, cause)) = self.durable_streams.validate(self.listen) {
+        if let Err((component, cause)) = self.durable_streams.validate(self.listen, &self.broker) {
             return bad(
                 component,
                 cause,
