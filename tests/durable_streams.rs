@@ -391,3 +391,96 @@ fn insecure_no_auth_is_refused_off_loopback() {
     config.listen = SocketAddr::from(([127, 0, 0, 1], 8080));
     config.validate().expect("allowed on loopback");
 }
+
+#[tokio::test]
+async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs() {
+    let server = TestServer::start().await;
+    let http = reqwest::Client::new();
+    let mut ada = server.connect("ada").await;
+    let (ack, events) = ada.run("r1", "demo", "what is 6*7?").await;
+    let run_id = ack["run_id"].as_str().unwrap().to_owned();
+    let run_url =
+        |query: &str| server.http_url(&format!("/ds/agentwire/runs/{run_id}?user=ada{query}"));
+
+    // Catch-up from the start: the run's events, in order, then EOF (the run ended).
+    let read = http.get(run_url("&offset=-1")).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.headers()["content-type"], "application/json");
+    let next = read.headers()["stream-next-offset"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        read.headers()["stream-closed"],
+        "true",
+        "a finished run is a closed stream"
+    );
+    let got: Vec<serde_json::Value> = read.json().await.unwrap();
+    assert_eq!(got, events, "the same events /ws delivered");
+    let last_seq = events.last().unwrap()["seq"].as_u64().unwrap();
+    assert!(
+        next.ends_with(&format!("{last_seq:016}")),
+        "the offset is the last seq: {next}"
+    );
+
+    // Resuming after the second event returns the rest; offsets map to seqs.
+    let second = events[1]["seq"].as_u64().unwrap();
+    let resumed: Vec<serde_json::Value> = http
+        .get(run_url(&format!("&offset=0000000000000000_{second:016}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(resumed, events[2..]);
+
+    // Read-only; and another user's run is not visible.
+    let append = http
+        .post(run_url(""))
+        .header("content-type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(append.status(), 405);
+    let bob: Vec<serde_json::Value> = http
+        .get(server.http_url(&format!("/ds/agentwire/runs/{run_id}?user=bob&offset=-1")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(bob.is_empty(), "bob's stream has no events of ada's run");
+
+    // The user's event stream: a long-poll at its tail wakes with the next run's first event.
+    let tail = http
+        .head(server.http_url("/ds/agentwire/events?user=ada"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tail.status(), 200);
+    let tail = tail.headers()["stream-next-offset"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(tail.ends_with(&format!("{last_seq:016}")));
+    let poll = tokio::spawn(
+        http.get(server.http_url(&format!(
+            "/ds/agentwire/events?user=ada&offset={tail}&live=long-poll"
+        )))
+        .send(),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (_, more) = ada.run("r2", "demo", "again").await;
+    let polled = poll.await.unwrap().unwrap();
+    assert_eq!(polled.status(), 200);
+    let woke: Vec<serde_json::Value> = polled.json().await.unwrap();
+    assert_eq!(
+        woke[0], more[0],
+        "the long-poll returns the next run's first event"
+    );
+    ada.close().await;
+    server.stop().await;
+}

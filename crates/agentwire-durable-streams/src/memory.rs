@@ -256,7 +256,13 @@ impl StreamStore for MemoryStore {
         Ok(())
     }
 
-    async fn wait(&self, path: &str, seen: Offset, timeout: Duration) -> Result<(), DsError> {
+    async fn wait(
+        &self,
+        path: &str,
+        _caller: &Owner,
+        seen: Offset,
+        timeout: Duration,
+    ) -> Result<(), DsError> {
         let mut changed = {
             let inner = self.inner.lock();
             let Some(entry) = inner.streams.get(path) else {

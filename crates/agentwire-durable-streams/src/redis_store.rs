@@ -585,7 +585,13 @@ impl StreamStore for RedisStore {
         Err(lost_race())
     }
 
-    async fn wait(&self, path: &str, seen: Offset, timeout: Duration) -> Result<(), DsError> {
+    async fn wait(
+        &self,
+        path: &str,
+        _caller: &Owner,
+        seen: Offset,
+        timeout: Duration,
+    ) -> Result<(), DsError> {
         self.ensure_subscriber().await?;
         // Register before looking, so a notification after the look is not missed.
         let mut changed = self

@@ -46,5 +46,11 @@ pub trait StreamStore: Send + Sync + 'static {
     /// `DELETE` (soft delete while forks reference the stream).
     async fn delete(&self, path: &str, caller: &Owner) -> Result<(), DsError>;
     /// Waits for data past `seen` (see the trait docs).
-    async fn wait(&self, path: &str, seen: Offset, timeout: Duration) -> Result<(), DsError>;
+    async fn wait(
+        &self,
+        path: &str,
+        caller: &Owner,
+        seen: Offset,
+        timeout: Duration,
+    ) -> Result<(), DsError>;
 }

@@ -1,6 +1,7 @@
 //! Mounting the Durable Streams protocol (`agentwire-durable-streams`) at `/ds` with this
 //! server's authentication: a stream belongs to the user a request authenticates as, or to the
-//! API key (`Authorization: Bearer <api_key>`).
+//! API key (`Authorization: Bearer <api_key>`). The user's own event streams are served
+//! read-only under `/ds/agentwire/` (`durable_events.rs`).
 
 use std::sync::Arc;
 
@@ -8,16 +9,14 @@ use agentwire_durable_streams::model::Owner;
 use agentwire_durable_streams::{
     DsError, DurableStreams, MemoryStore, RedisStore, StoreKind, StreamStore, no_auth,
 };
-use agentwire_startup::AgentwireConfig;
+use agentwire_startup::Ready;
 use axum::http::HeaderMap;
 
 use crate::{AuthRequest, Authenticate};
 
-/// The `/ds` surface `config` asks for, authenticating with `auth`; `None` when disabled.
-pub(crate) fn build(
-    config: &AgentwireConfig,
-    auth: Arc<dyn Authenticate>,
-) -> Option<DurableStreams> {
+/// The `/ds` surface the config asks for, authenticating with `auth`; `None` when disabled.
+pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<DurableStreams> {
+    let config = ready.config();
     let settings = config.durable_streams.clone();
     if !settings.enabled {
         return None;
@@ -34,6 +33,11 @@ pub(crate) fn build(
             }
         },
     };
+    let store = Arc::new(crate::durable_events::WithAgentwireStreams {
+        stored: store,
+        bridge: ready.bridge().clone(),
+        queue_bytes: config.limits.queue_bytes,
+    });
     let authenticate = if settings.insecure_no_auth {
         // Validated at startup: only on a loopback listener.
         no_auth()

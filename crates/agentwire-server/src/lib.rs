@@ -26,6 +26,7 @@ mod auth;
 mod debug;
 mod demo;
 mod durable;
+mod durable_events;
 mod error;
 mod health;
 mod http;

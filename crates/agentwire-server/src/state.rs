@@ -61,7 +61,7 @@ impl AppState {
             },
         );
         let auth: Arc<dyn Authenticate> = Arc::new(auth);
-        let durable_streams = crate::durable::build(ready.config(), auth.clone());
+        let durable_streams = crate::durable::build(&ready, auth.clone());
         Self {
             inner: Arc::new(Inner {
                 ready,

@@ -116,7 +116,7 @@ async fn long_poll(
     if chunk.parts.is_empty() && !chunk.info.closed {
         // At the tail of an open stream: wait once, then read what arrived.
         ds.store
-            .wait(path, chunk.next, ds.config.long_poll_timeout)
+            .wait(path, &read.caller, chunk.next, ds.config.long_poll_timeout)
             .await?;
         read.from = ReadFrom::At(chunk.next);
         chunk = ds.store.read(path, read).await?;

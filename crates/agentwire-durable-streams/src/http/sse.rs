@@ -100,7 +100,7 @@ impl Tail {
             if self
                 .ds
                 .store
-                .wait(&self.path, chunk.next, left)
+                .wait(&self.path, &self.read.caller, chunk.next, left)
                 .await
                 .is_err()
             {
