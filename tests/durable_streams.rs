@@ -484,3 +484,76 @@ async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs() {
     ada.close().await;
     server.stop().await;
 }
+
+/// How long the server keeps an SSE response open in the forced-disconnect test.
+const SSE_LIFETIME: Duration = Duration::from_millis(1200);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stock_client_follows_a_run_across_forced_disconnects() {
+    let dir = suite_dir();
+    if !suite_ready(&dir) {
+        return;
+    }
+    let mut config = agentwire_test::test_config();
+    // A demo run paced to last ~3 s, and SSE responses the server ends every 1.2 s: the client
+    // must reconnect at its offset at least twice during the run. (Under 1 s the client counts
+    // each as a "short connection" and, after three, @durable-streams/client 0.2.7 ends the
+    // stream instead of falling back to long-poll: docs/durable-streams.md.)
+    config.agents.demo = Default::default();
+    config.agents.demo.token_delay = Duration::from_millis(200);
+    config.durable_streams.sse_lifetime = SSE_LIFETIME;
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let mut ada = server.connect("ada").await;
+    ada.send_json(serde_json::json!({
+        "type": "user_message", "id": "f1", "agent": "demo", "content": "tell me a story"
+    }))
+    .await;
+    // Events may come before the ack: keep every event frame, filter by the run afterwards.
+    let mut frames = Vec::new();
+    let ack = loop {
+        let frame = ada.next_json().await.expect("the ack");
+        if frame["type"] == "ack" {
+            break frame;
+        }
+        frames.push(frame);
+    };
+    let run_id = ack["run_id"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let mut node = Command::new("node");
+    node.current_dir(&dir)
+        .arg("follow_run.mjs")
+        .arg(server.http_url(&format!("/ds/agentwire/runs/{run_id}?user=ada")));
+    let client = tokio::spawn(run_bounded(node));
+    while !frames.last().is_some_and(|f: &serde_json::Value| {
+        f["run_id"] == run_id.as_str()
+            && matches!(f["type"].as_str(), Some("agent_completed" | "agent_error"))
+    }) {
+        frames.push(ada.next_json().await.expect("the run's events"));
+    }
+    let events: Vec<serde_json::Value> = frames
+        .into_iter()
+        .filter(|f| f.get("seq").is_some() && f["run_id"] == run_id.as_str())
+        .collect();
+    let output = client.await.unwrap();
+    let took = started.elapsed();
+    assert!(
+        output.status.success(),
+        "status {:?}\n{}",
+        output.status,
+        plain(&output.stderr)
+    );
+    let received: Vec<serde_json::Value> =
+        serde_json::from_slice(&output.stdout).expect("the client prints the events as JSON");
+    assert_eq!(
+        received,
+        events,
+        "every event exactly once, in order; client stderr:\n{}",
+        plain(&output.stderr)
+    );
+    assert!(
+        took > SSE_LIFETIME * 2,
+        "the run outlived at least two SSE responses ({took:?})"
+    );
+    ada.close().await;
+    server.stop().await;
+}
