@@ -14,8 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use futures_util::StreamExt;
 use parking_lot::Mutex;
 use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
@@ -31,28 +29,13 @@ use crate::offset::{Offset, ReadFrom};
 use crate::store::{OwnerLimits, StreamStore};
 use crate::stream::{Admission, Chunk, StreamMeta, read_chunks};
 
-/// Compare-and-set of one stream's metadata (and optionally its fork source's), with its data,
-/// usage counters and the live notification, in one step.
-const COMMIT: &str = r"
-local cur = redis.call('GET', KEYS[1])
-if ARGV[1] == '' then
-  if cur then return 0 end
-elseif cur ~= ARGV[1] then return 0 end
-if ARGV[5] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[5] then return 0 end
-if ARGV[2] == '' then
-  redis.call('DEL', KEYS[1], KEYS[2], KEYS[3])
-else
-  redis.call('SET', KEYS[1], ARGV[2])
-end
-if ARGV[5] ~= '' then redis.call('SET', KEYS[5], ARGV[6]) end
-local n = tonumber(ARGV[7])
-local b = tonumber(ARGV[8])
-if n ~= 0 then redis.call('HINCRBY', KEYS[4], 'streams', n) end
-if b ~= 0 then redis.call('HINCRBY', KEYS[4], 'bytes', b) end
-for i = 9, #ARGV, 2 do redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
-redis.call('PUBLISH', ARGV[3], ARGV[4])
-return 1
-";
+mod codec;
+mod commit;
+mod notify;
+
+use codec::{decode, encode};
+use commit::{COMMIT, Commit};
+use notify::subscribe;
 
 /// Retries of a compare-and-set that lost a race before giving up with 503.
 const MAX_ATTEMPTS: usize = 64;
@@ -76,18 +59,6 @@ impl std::fmt::Debug for RedisStore {
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
     }
-}
-
-/// One optimistic write.
-struct Commit<'a> {
-    path: &'a str,
-    expected: Option<&'a str>,
-    new: Option<&'a StreamMeta>,
-    source: Option<(&'a str, &'a str, &'a StreamMeta)>,
-    owner: &'a Owner,
-    streams_delta: i64,
-    bytes_delta: i64,
-    chunks: &'a [Chunk],
 }
 
 fn store_error(e: impl std::fmt::Display) -> DsError {
@@ -247,43 +218,6 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn run(&self, c: Commit<'_>) -> Result<bool, DsError> {
-        let mut conn = self.conn().await?;
-        let new = c
-            .new
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(store_error)?;
-        let source_new = c
-            .source
-            .map(|(_, _, m)| serde_json::to_string(m))
-            .transpose()
-            .map_err(store_error)?;
-        let mut invocation = self.commit.prepare_invoke();
-        invocation
-            .key(self.key("m", c.path))
-            .key(self.key("d", c.path))
-            .key(self.key("a", c.path))
-            .key(self.key("u", &c.owner.0))
-            .key(self.key("m", c.source.map_or(c.path, |(p, _, _)| p)))
-            .arg(c.expected.unwrap_or(""))
-            .arg(new.as_deref().unwrap_or(""))
-            .arg(self.channel())
-            .arg(c.path)
-            .arg(c.source.map_or("", |(_, raw, _)| raw))
-            .arg(source_new.as_deref().unwrap_or(""))
-            .arg(c.streams_delta)
-            .arg(c.bytes_delta);
-        for chunk in c.chunks {
-            invocation.arg(chunk.start).arg(encode(chunk));
-        }
-        let done: i64 = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(store_error)?;
-        Ok(done == 1)
-    }
-
     async fn usage(&self, owner: &Owner) -> Result<(u64, u64), DsError> {
         let (streams, bytes): (Option<u64>, Option<u64>) = redis::cmd("HMGET")
             .arg(self.key("u", &owner.0))
@@ -344,92 +278,6 @@ impl RedisStore {
             .await
             .map(|_| ())
     }
-}
-
-impl<'a> Commit<'a> {
-    fn update(path: &'a str, raw: &'a str, new: &'a StreamMeta, owner: &'a Owner) -> Self {
-        Self {
-            path,
-            expected: Some(raw),
-            new: Some(new),
-            source: None,
-            owner,
-            streams_delta: 0,
-            bytes_delta: 0,
-            chunks: &[],
-        }
-    }
-}
-
-/// The subscriber loop: wakes local waiters for each published path; on reconnect wakes them
-/// all (a notification may have been missed while disconnected).
-async fn subscribe(
-    client: redis::Client,
-    channel: String,
-    watchers: Arc<Mutex<HashMap<String, watch::Sender<u64>>>>,
-    ready: tokio::sync::oneshot::Sender<()>,
-) {
-    let mut ready = Some(ready);
-    loop {
-        if let Ok(mut pubsub) = client.get_async_pubsub().await
-            && pubsub.subscribe(&channel).await.is_ok()
-        {
-            if let Some(ready) = ready.take() {
-                let _ = ready.send(());
-            }
-            for tx in watchers.lock().values() {
-                tx.send_modify(|v| *v += 1);
-            }
-            let mut messages = pubsub.on_message();
-            while let Some(message) = messages.next().await {
-                let path = String::from_utf8_lossy(message.get_payload_bytes()).into_owned();
-                let mut map = watchers.lock();
-                if let Some(tx) = map.get(&path) {
-                    if tx.receiver_count() == 0 {
-                        map.remove(&path);
-                    } else {
-                        tx.send_modify(|v| *v += 1);
-                    }
-                }
-            }
-            tracing::warn!("durable streams: redis notification connection lost; reconnecting");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// `start (8 bytes BE) | kind (0 bytes, 1 json) | payload`; JSON messages are length-prefixed.
-fn encode(chunk: &Chunk) -> Vec<u8> {
-    let mut out = Vec::with_capacity(9 + chunk.byte_len() as usize + 4 * chunk.parts.len());
-    out.extend_from_slice(&chunk.start.to_be_bytes());
-    out.push(u8::from(chunk.json));
-    for part in &chunk.parts {
-        if chunk.json {
-            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
-        }
-        out.extend_from_slice(part);
-    }
-    out
-}
-
-fn decode(member: &[u8]) -> Result<Chunk, DsError> {
-    let corrupt = || store_error("a stored chunk is corrupt");
-    let (head, mut rest) = member.split_at_checked(9).ok_or_else(corrupt)?;
-    let start = u64::from_be_bytes(head[..8].try_into().map_err(|_| corrupt())?);
-    let json = head[8] == 1;
-    let mut parts = Vec::new();
-    if json {
-        while !rest.is_empty() {
-            let (len, tail) = rest.split_at_checked(4).ok_or_else(corrupt)?;
-            let len = u32::from_be_bytes(len.try_into().map_err(|_| corrupt())?) as usize;
-            let (part, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
-            parts.push(Bytes::copy_from_slice(part));
-            rest = tail;
-        }
-    } else {
-        parts.push(Bytes::copy_from_slice(rest));
-    }
-    Ok(Chunk { start, parts, json })
 }
 
 #[async_trait]
