@@ -402,3 +402,78 @@ pub fn prefix(chunks: &[Chunk], at: u64) -> Vec<Chunk> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_config() -> StreamConfig {
+        StreamConfig {
+            content_type: "application/json; charset=utf-8".into(),
+            ttl_secs: None,
+            expires_at: None,
+        }
+    }
+
+    #[test]
+    fn json_bodies_flatten_one_level_and_keep_their_text() {
+        let split = |body: &'static str, creating| {
+            split_body(
+                &json_config(),
+                &Bytes::from_static(body.as_bytes()),
+                creating,
+            )
+        };
+        let parts = split(r#"[{"a": 1}, [2, 3]]"#, false).unwrap();
+        assert_eq!(
+            parts,
+            vec![
+                Bytes::from_static(br#"{"a": 1}"#),
+                Bytes::from_static(b"[2, 3]")
+            ]
+        );
+        assert_eq!(split(r#"{"x":1}"#, false).unwrap().len(), 1);
+        assert!(
+            split("[]", false).is_err(),
+            "an empty array appends nothing"
+        );
+        assert!(
+            split("[]", true).unwrap().is_empty(),
+            "but creates an empty stream"
+        );
+        assert!(split("{oops", false).is_err());
+    }
+
+    #[test]
+    fn a_fork_sub_offset_stays_inside_the_anchor_chunk() {
+        let chunks = vec![
+            Chunk {
+                start: 0,
+                parts: vec![Bytes::from_static(b"hello")],
+                json: false,
+            },
+            Chunk {
+                start: 5,
+                parts: vec![Bytes::from_static(b"world")],
+                json: false,
+            },
+        ];
+        assert_eq!(fork_position(&chunks, 10, Some(Offset(0)), 3).unwrap(), 3);
+        assert_eq!(fork_position(&chunks, 10, Some(Offset(5)), 5).unwrap(), 10);
+        assert!(
+            fork_position(&chunks, 10, Some(Offset(0)), 6).is_err(),
+            "crosses a boundary"
+        );
+        assert!(
+            fork_position(&chunks, 10, Some(Offset(11)), 0).is_err(),
+            "past the tail"
+        );
+        assert!(
+            fork_position(&chunks, 10, Some(Offset(10)), 1).is_err(),
+            "nothing after the tail"
+        );
+        let cut = prefix(&chunks, 7);
+        assert_eq!(cut.len(), 2);
+        assert_eq!(cut[1].parts, vec![Bytes::from_static(b"wo")]);
+    }
+}
