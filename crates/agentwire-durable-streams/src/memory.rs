@@ -29,6 +29,8 @@ struct Inner {
     streams: HashMap<String, Entry>,
     usage: HashMap<Owner, Usage>,
     incarnations: u64,
+    /// `PUT`s handled, for pacing sweeps.
+    creates: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
@@ -44,6 +46,9 @@ struct Entry {
     /// Bumped on every change; dropped with the entry, which wakes waiters too.
     changed: watch::Sender<u64>,
 }
+
+/// Creations between two sweeps of expired streams.
+const SWEEP_EVERY: u64 = 1024;
 
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now()
@@ -138,6 +143,20 @@ impl Inner {
         Ok(())
     }
 
+    /// Drops every expired stream. Run every [`SWEEP_EVERY`] creations, so streams nobody
+    /// touches again do not pile up (and count against their owner) forever.
+    fn sweep(&mut self, now: i64) {
+        let expired: Vec<String> = self
+            .streams
+            .iter()
+            .filter(|(_, e)| !e.meta.soft_deleted && e.meta.expired(now))
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in expired {
+            self.expire(&path);
+        }
+    }
+
     fn create(
         &mut self,
         path: &str,
@@ -145,6 +164,10 @@ impl Inner {
         limits: OwnerLimits,
     ) -> Result<Created, DsError> {
         let now = now_ms();
+        self.creates += 1;
+        if self.creates % SWEEP_EVERY == 0 {
+            self.sweep(now);
+        }
         if let Some(existing) = self.streams.get(path)
             && existing.meta.expired(now)
         {
@@ -276,5 +299,49 @@ impl StreamStore for MemoryStore {
         // Subscribed under the lock: an append after it bumps the version we now wait on.
         let _ = tokio::time::timeout(timeout, changed.changed()).await;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Expiry;
+
+    fn put(caller: &Owner, expires_at: Option<Expiry>) -> CreateRequest {
+        CreateRequest {
+            caller: caller.clone(),
+            content_type: None,
+            ttl_secs: None,
+            expires_at,
+            closed: false,
+            fork: None,
+            body: bytes::Bytes::from_static(b"data"),
+        }
+    }
+
+    #[test]
+    fn expired_streams_nobody_touches_are_swept() {
+        let limits = OwnerLimits {
+            max_streams: 10_000,
+            max_bytes: 1 << 20,
+        };
+        let mut inner = Inner::default();
+        let ada = Owner::user("ada");
+        let past = Expiry {
+            raw: "1970-01-01T00:00:01Z".into(),
+            unix_ms: 1_000,
+        };
+        inner.create("/old", put(&ada, Some(past)), limits).unwrap();
+        for i in 1..SWEEP_EVERY {
+            inner
+                .create(&format!("/s{i}"), put(&ada, None), limits)
+                .unwrap();
+        }
+        assert!(
+            !inner.streams.contains_key("/old"),
+            "swept on the {SWEEP_EVERY}th PUT"
+        );
+        assert_eq!(inner.usage[&ada].streams, SWEEP_EVERY - 1);
+        assert_eq!(inner.usage[&ada].bytes, 4 * (SWEEP_EVERY - 1));
     }
 }
