@@ -25,6 +25,8 @@
 mod auth;
 mod debug;
 mod demo;
+mod durable;
+mod durable_events;
 mod error;
 mod health;
 mod http;
@@ -189,6 +191,9 @@ impl RouterBuilder {
         // Debug routes exist only with agentwire's own dev auth, which is refused off loopback.
         if dev {
             router = router.route("/debug/disconnect", axum::routing::post(debug::disconnect));
+        }
+        if let Some(ds) = state.durable_streams() {
+            router = router.nest("/ds", ds.clone().router());
         }
         if self.demo_page {
             router = router

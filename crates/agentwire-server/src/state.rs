@@ -26,6 +26,7 @@ struct Inner {
     draining: AtomicBool,
     external: ExternalRuns,
     ws: WsTransport,
+    durable_streams: Option<agentwire_durable_streams::DurableStreams>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -61,10 +62,13 @@ impl AppState {
             },
         );
         let ws = WsTransport::new(ready.clone());
+        let auth: Arc<dyn Authenticate> = Arc::new(auth);
+        let durable_streams = crate::durable::build(&ready, auth.clone());
         Self {
             inner: Arc::new(Inner {
                 ready,
-                auth: Arc::new(auth),
+                auth,
+                durable_streams,
                 builtin_auth: false,
                 started: Instant::now(),
                 draining: AtomicBool::new(false),
@@ -84,6 +88,11 @@ impl AppState {
     /// The started components.
     pub fn ready(&self) -> &Ready {
         &self.inner.ready
+    }
+
+    /// The Durable Streams surface mounted at `/ds`, unless `durable_streams.enabled` is off.
+    pub fn durable_streams(&self) -> Option<&agentwire_durable_streams::DurableStreams> {
+        self.inner.durable_streams.as_ref()
     }
 
     /// The authenticator.

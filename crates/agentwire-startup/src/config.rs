@@ -204,6 +204,8 @@ pub struct AgentwireConfig {
     pub agents: AgentsConfig,
     /// MCP servers whose tools agents may call (`[mcp.<name>]`, docs/mcp.md).
     pub mcp: agentwire_mcp::McpConfig,
+    /// The Durable Streams protocol under `/ds` (docs/durable-streams.md).
+    pub durable_streams: agentwire_durable_streams::DurableStreamsConfig,
 }
 
 impl Default for AgentwireConfig {
@@ -222,6 +224,7 @@ impl Default for AgentwireConfig {
             metrics: MetricsConfig::default(),
             agents: AgentsConfig::default(),
             mcp: agentwire_mcp::McpConfig::default(),
+            durable_streams: Default::default(),
         }
     }
 }
@@ -242,6 +245,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "metrics",
     "agents",
     "mcp",
+    "durable_streams",
 ];
 
 /// Settings given on the command line; they override file and env.
@@ -362,6 +366,13 @@ impl AgentwireConfig {
                     );
                 }
             }
+        }
+        if let Err((component, cause)) = self.durable_streams.validate(self.listen, &self.broker) {
+            return bad(
+                component,
+                cause,
+                "listen on 127.0.0.1, or turn insecure_no_auth off",
+            );
         }
         if self.limits.max_frame_bytes < 256 {
             return bad(

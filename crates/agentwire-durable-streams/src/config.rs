@@ -1,0 +1,112 @@
+//! `[durable_streams]`: the settings of the Durable Streams surface.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::OwnerLimits;
+
+/// Which store holds the streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreKind {
+    /// In this process; lost on restart (the embedded default).
+    #[default]
+    Memory,
+    /// In the Redis that `broker` names, shared by every node.
+    Redis,
+}
+
+/// `[durable_streams]`
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DurableStreamsConfig {
+    /// Serve the protocol under `/ds`.
+    pub enabled: bool,
+    /// Where streams live.
+    pub store: StoreKind,
+    /// Prefix of the Redis keys (and the notification channel) of the `redis` store.
+    pub redis_prefix: String,
+    /// Serve without authentication, every request as one anonymous owner. For running the
+    /// conformance suite against a loopback server only: refused unless the server listens on
+    /// a loopback address.
+    pub insecure_no_auth: bool,
+    /// How long a long-poll waits for data before answering 204.
+    #[serde(with = "humantime_serde")]
+    pub long_poll_timeout: Duration,
+    /// How long an SSE response lives before the server closes it (the client reconnects at
+    /// its offset; PROTOCOL.md §10.2 suggests about 60 s).
+    #[serde(with = "humantime_serde")]
+    pub sse_lifetime: Duration,
+    /// Largest payload one read returns (more is paged by `Stream-Next-Offset`).
+    pub max_read_bytes: usize,
+    /// Largest append or initial body (413 past it).
+    pub max_append_bytes: usize,
+    /// Streams a user may hold at once (429 past it).
+    pub max_streams_per_user: u64,
+    /// Payload bytes a user may hold across their streams (429 past it).
+    pub max_bytes_per_user: u64,
+    /// Sustained appends per second per user (429 past it).
+    pub appends_per_second: u32,
+    /// Appends a user may make in a burst above the sustained rate.
+    pub append_burst: u32,
+}
+
+impl Default for DurableStreamsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            store: StoreKind::Memory,
+            redis_prefix: "aw:ds".into(),
+            insecure_no_auth: false,
+            long_poll_timeout: Duration::from_secs(15),
+            sse_lifetime: Duration::from_secs(60),
+            max_read_bytes: 1 << 20,
+            max_append_bytes: 4 << 20,
+            max_streams_per_user: 10_000,
+            max_bytes_per_user: 1 << 30,
+            appends_per_second: 1_000,
+            append_burst: 5_000,
+        }
+    }
+}
+
+impl DurableStreamsConfig {
+    /// Checks the settings against the address the server listens on.
+    ///
+    /// # Errors
+    /// The setting at fault and why: `insecure_no_auth` off loopback, the `redis` store without
+    /// a Redis `broker`, or a zero bound.
+    pub fn validate(&self, listen: SocketAddr, broker: &str) -> Result<(), (&'static str, String)> {
+        if self.enabled && self.store == StoreKind::Redis && !broker.starts_with("redis") {
+            return Err((
+                "durable_streams.store",
+                format!("the redis store uses the broker's Redis, but broker is {broker:?}"),
+            ));
+        }
+        if self.insecure_no_auth && !listen.ip().is_loopback() {
+            return Err((
+                "durable_streams.insecure_no_auth",
+                format!(
+                    "unauthenticated Durable Streams would be reachable on {listen}; it is for a loopback conformance server only"
+                ),
+            ));
+        }
+        if self.max_read_bytes == 0 || self.max_append_bytes == 0 || self.appends_per_second == 0 {
+            return Err((
+                "durable_streams",
+                "max_read_bytes, max_append_bytes and appends_per_second must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The per-user bounds a store enforces.
+    pub fn owner_limits(&self) -> OwnerLimits {
+        OwnerLimits {
+            max_streams: self.max_streams_per_user,
+            max_bytes: self.max_bytes_per_user,
+        }
+    }
+}

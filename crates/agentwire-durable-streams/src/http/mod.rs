@@ -1,0 +1,242 @@
+//! The protocol over HTTP: one catch-all route; the method picks the operation.
+
+mod headers;
+mod read;
+mod sse;
+mod write;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+
+use crate::model::Owner;
+use crate::{DsError, DurableStreamsConfig, StreamStore};
+
+pub(crate) const STREAM_NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
+pub(crate) const STREAM_CLOSED: HeaderName = HeaderName::from_static("stream-closed");
+pub(crate) const STREAM_UP_TO_DATE: HeaderName = HeaderName::from_static("stream-up-to-date");
+pub(crate) const STREAM_CURSOR: HeaderName = HeaderName::from_static("stream-cursor");
+pub(crate) const STREAM_TTL: HeaderName = HeaderName::from_static("stream-ttl");
+pub(crate) const STREAM_EXPIRES_AT: HeaderName = HeaderName::from_static("stream-expires-at");
+pub(crate) const STREAM_SEQ: HeaderName = HeaderName::from_static("stream-seq");
+pub(crate) const STREAM_FORKED_FROM: HeaderName = HeaderName::from_static("stream-forked-from");
+pub(crate) const STREAM_FORK_OFFSET: HeaderName = HeaderName::from_static("stream-fork-offset");
+pub(crate) const STREAM_FORK_SUB_OFFSET: HeaderName =
+    HeaderName::from_static("stream-fork-sub-offset");
+pub(crate) const SSE_DATA_ENCODING: HeaderName =
+    HeaderName::from_static("stream-sse-data-encoding");
+pub(crate) const PRODUCER_ID: HeaderName = HeaderName::from_static("producer-id");
+pub(crate) const PRODUCER_EPOCH: HeaderName = HeaderName::from_static("producer-epoch");
+pub(crate) const PRODUCER_SEQ: HeaderName = HeaderName::from_static("producer-seq");
+pub(crate) const PRODUCER_EXPECTED_SEQ: HeaderName =
+    HeaderName::from_static("producer-expected-seq");
+pub(crate) const PRODUCER_RECEIVED_SEQ: HeaderName =
+    HeaderName::from_static("producer-received-seq");
+
+/// Response headers browsers may read (CORS).
+const EXPOSED: &str = "stream-next-offset, stream-closed, stream-up-to-date, stream-cursor, \
+    stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, \
+    producer-expected-seq, producer-received-seq, etag, location, content-type";
+
+/// Decides who a request is from its headers and query string. agentwire's server passes its
+/// own authentication here; [`no_auth`] is the loopback conformance setting.
+pub type Authenticate = Arc<dyn Fn(&HeaderMap, &str) -> Result<Owner, DsError> + Send + Sync>;
+
+/// Every request is the anonymous owner (`durable_streams.insecure_no_auth`, loopback only).
+pub fn no_auth() -> Authenticate {
+    Arc::new(|_, _| Ok(Owner::anonymous()))
+}
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct DurableStreams {
+    pub(crate) store: Arc<dyn StreamStore>,
+    pub(crate) auth: Authenticate,
+    pub(crate) config: Arc<DurableStreamsConfig>,
+    buckets: Arc<Mutex<HashMap<Owner, Bucket>>>,
+}
+
+impl std::fmt::Debug for DurableStreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DurableStreams")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl DurableStreams {
+    /// The protocol over `store`, authenticating with `auth`.
+    pub fn new(
+        store: Arc<dyn StreamStore>,
+        auth: Authenticate,
+        config: DurableStreamsConfig,
+    ) -> Self {
+        Self {
+            store,
+            auth,
+            config: Arc::new(config),
+            buckets: Arc::default(),
+        }
+    }
+
+    /// The routes: mount them with `Router::nest("/ds", …)`. A stream's URL is the mount
+    /// point followed by any path, e.g. `/ds/v1/stream/chat-1`.
+    pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {
+        let limit = self.config.max_append_bytes;
+        Router::new()
+            .route("/{*path}", axum::routing::any(dispatch))
+            .layer(DefaultBodyLimit::max(limit))
+            .layer(axum::middleware::map_response(security_headers))
+            .with_state(self)
+    }
+
+    pub(crate) fn authenticate(&self, headers: &HeaderMap, query: &str) -> Result<Owner, DsError> {
+        (self.auth)(headers, query)
+    }
+
+    /// Takes one append token from `owner`'s bucket.
+    pub(crate) fn charge_append(&self, owner: &Owner) -> Result<(), DsError> {
+        let (rate, burst) = (
+            f64::from(self.config.appends_per_second),
+            f64::from(self.config.append_burst.max(1)),
+        );
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock();
+        let bucket = buckets.entry(owner.clone()).or_insert(Bucket {
+            tokens: burst,
+            at: now,
+        });
+        let refill = now.duration_since(bucket.at).as_secs_f64() * rate;
+        bucket.tokens = (bucket.tokens + refill).min(burst);
+        bucket.at = now;
+        if bucket.tokens < 1.0 {
+            return Err(DsError::TooMany(format!(
+                "append rate limit: {} appends per second per user",
+                self.config.appends_per_second
+            )));
+        }
+        bucket.tokens -= 1.0;
+        Ok(())
+    }
+}
+
+async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    if parts.method == Method::OPTIONS {
+        return preflight(&parts.headers);
+    }
+    let path = parts.uri.path().to_owned();
+    let location = absolute_url(&parts);
+    let query = parts.uri.query().unwrap_or_default().to_owned();
+    let owner = match ds.authenticate(&parts.headers, &query) {
+        Ok(owner) => owner,
+        Err(e) => return e.into_response(),
+    };
+    let result = match parts.method {
+        Method::GET => read::get(&ds, &path, &query, &parts.headers, owner).await,
+        Method::HEAD => write::head(&ds, &path, owner).await,
+        Method::DELETE => write::delete(&ds, &path, owner).await,
+        Method::PUT | Method::POST => {
+            match axum::body::to_bytes(body, ds.config.max_append_bytes).await {
+                Err(_) => Err(DsError::TooLarge(format!(
+                    "the body exceeds {} bytes (durable_streams.max_append_bytes)",
+                    ds.config.max_append_bytes
+                ))),
+                Ok(bytes) if parts.method == Method::PUT => {
+                    write::put(&ds, &path, &location, &parts.headers, bytes, owner).await
+                }
+                Ok(bytes) => write::post(&ds, &path, &parts.headers, bytes, owner).await,
+            }
+        }
+        _ => Err(DsError::MethodNotAllowed(
+            "use GET, HEAD, PUT, POST or DELETE",
+        )),
+    };
+    result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// The stream's absolute URL, for `Location` (from `Host` and `X-Forwarded-Proto`).
+fn absolute_url(parts: &axum::http::request::Parts) -> String {
+    let path = parts
+        .extensions
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(|| parts.uri.path().to_owned(), |u| u.0.path().to_owned());
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    match header("host") {
+        Some(host) => {
+            let scheme = header("x-forwarded-proto").unwrap_or("http");
+            format!("{scheme}://{host}{path}")
+        }
+        None => path,
+    }
+}
+
+/// CORS preflight: any origin may call with any of the protocol's headers.
+fn preflight(headers: &HeaderMap) -> Response {
+    let allow_headers = headers
+        .get(header::ACCESS_CONTROL_REQUEST_HEADERS)
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("*"));
+    (
+        StatusCode::NO_CONTENT,
+        [
+            (
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, HEAD, PUT, POST, DELETE, OPTIONS"),
+            ),
+            (header::ACCESS_CONTROL_ALLOW_HEADERS, allow_headers),
+            (
+                header::ACCESS_CONTROL_MAX_AGE,
+                HeaderValue::from_static("600"),
+            ),
+        ],
+    )
+        .into_response()
+}
+
+/// PROTOCOL.md §12.7 on every response, plus CORS for browser clients.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        HeaderName::from_static("cross-origin-resource-policy"),
+        HeaderValue::from_static("cross-origin"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED),
+    );
+    response
+}
+
+/// Adds a header whose value is text the server produced (never fails for valid text).
+pub(crate) fn set(headers: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(name, v);
+    }
+}
+
+/// A body-less or bodied response with headers.
+pub(crate) fn respond(status: StatusCode, headers: HeaderMap, body: Bytes) -> Response {
+    (status, headers, body).into_response()
+}

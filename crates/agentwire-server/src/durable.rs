@@ -1,0 +1,83 @@
+//! Mounting the Durable Streams protocol (`agentwire-durable-streams`) at `/ds` with this
+//! server's authentication: a stream belongs to the user a request authenticates as, or to the
+//! API key (`Authorization: Bearer <api_key>`). The user's own event streams are served
+//! read-only under `/ds/agentwire/` (`durable_events.rs`).
+
+use std::sync::Arc;
+
+use agentwire_durable_streams::model::Owner;
+use agentwire_durable_streams::{
+    DsError, DurableStreams, MemoryStore, RedisStore, StoreKind, StreamStore, no_auth,
+};
+use agentwire_startup::Ready;
+use axum::http::HeaderMap;
+
+use crate::{AuthRequest, Authenticate};
+
+/// The `/ds` surface the config asks for, authenticating with `auth`; `None` when disabled.
+pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<DurableStreams> {
+    let config = ready.config();
+    let settings = config.durable_streams.clone();
+    if !settings.enabled {
+        return None;
+    }
+    let limits = settings.owner_limits();
+    let store: Arc<dyn StreamStore> = match settings.store {
+        StoreKind::Memory => Arc::new(MemoryStore::new(limits)),
+        // Validated at startup: `broker` is a Redis URL (connected lazily on first use).
+        StoreKind::Redis => match RedisStore::new(&config.broker, &settings.redis_prefix, limits) {
+            Ok(store) => Arc::new(store),
+            Err(e) => {
+                tracing::error!(error = %e, "durable streams: the redis store cannot start; /ds is off");
+                return None;
+            }
+        },
+    };
+    let store = Arc::new(crate::durable_events::WithAgentwireStreams {
+        stored: store,
+        bridge: ready.bridge().clone(),
+        queue_bytes: config.limits.queue_bytes,
+    });
+    let authenticate = if settings.insecure_no_auth {
+        // Validated at startup: only on a loopback listener.
+        no_auth()
+    } else {
+        let api_key = config.api_key.clone();
+        Arc::new(move |headers: &HeaderMap, query: &str| {
+            owner(&*auth, api_key.as_deref(), headers, query)
+        })
+    };
+    Some(DurableStreams::new(store, authenticate, settings))
+}
+
+fn owner(
+    auth: &dyn Authenticate,
+    api_key: Option<&str>,
+    headers: &HeaderMap,
+    query: &str,
+) -> Result<Owner, DsError> {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if let (Some(key), Some(given)) = (api_key, bearer)
+        && given.trim() == key
+    {
+        return Ok(Owner("apikey".into()));
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let request = AuthRequest {
+        headers,
+        token: param("token"),
+        user: param("user"),
+    };
+    auth.authenticate(&request)
+        .map(|user| Owner::user(user.as_str()))
+        .map_err(|e| DsError::Unauthorized(e.to_string()))
+}
