@@ -317,7 +317,7 @@ impl RunContext {
         let started = Instant::now();
         let call = ToolCall {
             emitter: &self.emitter,
-            call_id: &call_id,
+            call_id,
             tool: name,
         };
         let outcome = tool.call_in_run(args, &call).await;

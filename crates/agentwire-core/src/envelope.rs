@@ -397,12 +397,23 @@ mod tests {
             (text(), text()).prop_map(|(message_id, delta)| {
                 EventKind::AgentMessageDelta(AgentMessageDelta { message_id, delta })
             }),
-            (arb_value(), any::<u64>()).prop_map(|(result, duration_ms)| {
-                EventKind::AgentCompleted(AgentCompleted {
-                    result,
-                    duration_ms,
-                })
-            }),
+            (
+                arb_value(),
+                any::<u64>(),
+                proptest::option::of((any::<u64>(), any::<u64>())),
+                proptest::option::of(text())
+            )
+                .prop_map(|(result, duration_ms, usage, model)| {
+                    EventKind::AgentCompleted(AgentCompleted {
+                        result,
+                        duration_ms,
+                        usage: usage.map(|(prompt_tokens, completion_tokens)| crate::TokenUsage {
+                            prompt_tokens,
+                            completion_tokens,
+                        }),
+                        model,
+                    })
+                }),
             (text(), text(), any::<u64>()).prop_map(|(code, message, duration_ms)| {
                 EventKind::AgentError(AgentErrorData {
                     code,
