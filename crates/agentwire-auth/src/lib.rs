@@ -1,6 +1,6 @@
 //! Who a request is: the [`Authenticate`] trait an application implements to plug its own
 //! authentication into agentwire's routes, and [`Authenticator`], agentwire's own — HS256 JWTs or
-//! dev auth, from the places SPEC §4 lists (`Authorization: Bearer`, the `bearer.<jwt>`
+//! dev auth, from the places docs/protocol.md lists (`Authorization: Bearer`, the `bearer.<jwt>`
 //! subprotocol, `?token=`, and `?user=` in dev mode).
 //!
 //! No HTTP server here: the server crate runs an [`Authenticate`] once per request, in its
@@ -89,7 +89,7 @@ struct Claims {
     iat: Option<u64>,
 }
 
-/// The credentials of one request, from the places SPEC §4 lists.
+/// The credentials of one request, from the places docs/protocol.md lists.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthRequest<'a> {
     /// The request headers (`Authorization`, `Sec-WebSocket-Protocol`, cookies, …).

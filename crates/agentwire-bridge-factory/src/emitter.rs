@@ -19,7 +19,7 @@ use crate::publish::publish_in_grammar;
 /// other: the user is fixed when the emitter is made by
 /// [`BridgeFactory::begin_run`](crate::BridgeFactory::begin_run), and nothing can change it.
 ///
-/// Every event goes through the run grammar (SPEC §3); one that does not fit is refused with
+/// Every event goes through the run grammar (docs/protocol.md); one that does not fit is refused with
 /// [`FactoryError::Publish`] and not forwarded. Methods take `&self`, so concurrent tool calls can
 /// share the emitter; events are published in the order the grammar accepted them.
 ///

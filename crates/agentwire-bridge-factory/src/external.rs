@@ -38,7 +38,7 @@ impl Default for ExternalLimits {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ExternalError {
-    /// The event does not fit its run (SPEC §3); nothing was published.
+    /// The event does not fit its run (docs/protocol.md); nothing was published.
     #[error("event rejected: {0}")]
     Grammar(#[from] GrammarError),
     /// The run ended recently; its id cannot start another run.

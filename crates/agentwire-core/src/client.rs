@@ -1,4 +1,4 @@
-//! Frames a client sends (SPEC §4, client → server) and how they are decoded.
+//! Frames a client sends (docs/protocol.md, client → server) and how they are decoded.
 
 use std::borrow::Cow;
 
@@ -31,7 +31,7 @@ fn default_agent() -> String {
     DEFAULT_AGENT.to_owned()
 }
 
-/// A frame a client sends (SPEC §4, client → server).
+/// A frame a client sends (docs/protocol.md, client → server).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum ClientFrame {
@@ -166,7 +166,7 @@ fn take_type(
     }
 }
 
-/// The limits of a decoded `user_message` (SPEC §4, docs/protocol.md).
+/// The limits of a decoded `user_message` (docs/protocol.md).
 fn check_user_message(m: &UserMessage, id: Option<String>) -> Result<(), FrameError> {
     if m.id.is_empty() || m.id.len() > crate::ids::MAX_ID_LEN {
         return Err(FrameError::new(

@@ -179,7 +179,7 @@ pub trait EventSink: Send + Sync + 'static {
 /// synthetic critical-path run, and transports use it for `user_message`.
 ///
 /// # What an implementor must guarantee
-/// - On `Ok`, the run publishes a complete run (SPEC §3) to `ctx.user_id`'s stream, and to no
+/// - On `Ok`, the run publishes a complete run (docs/protocol.md) to `ctx.user_id`'s stream, and to no
 ///   other.
 /// - On `Err`, nothing was published for `ctx.run_id`.
 /// - `launch` does not await. It may run the agent's first step inline — up to the agent's first

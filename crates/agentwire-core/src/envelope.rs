@@ -1,4 +1,4 @@
-//! Writing the wire envelope of an event (SPEC §4) straight into bytes.
+//! Writing the wire envelope of an event (docs/protocol.md) straight into bytes.
 //!
 //! Every accepted event is serialized once, here. The keys are literals (the `type` prefix comes
 //! from the event kinds' table in `event.rs`), ids are written as they are (they are validated

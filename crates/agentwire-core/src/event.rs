@@ -1,4 +1,5 @@
-//! The event model of SPEC §3: what a run emits, and how an accepted event is framed on the wire.
+//! The event model (docs/protocol.md): what a run emits, and how an accepted event is framed on
+//! the wire.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -36,7 +37,7 @@ impl RunEvent {
         }
     }
 
-    /// Serializes the event as the wire envelope with `seq` (SPEC §4): one JSON object with
+    /// Serializes the event as the wire envelope with `seq` (docs/protocol.md): one JSON object with
     /// `type`, `seq`, `run_id`, `thread_id`, `agent`, `ts` and `data`.
     pub fn to_envelope_json(&self, seq: u64) -> Vec<u8> {
         let mut out = Vec::with_capacity(256);

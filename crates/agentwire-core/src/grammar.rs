@@ -1,4 +1,4 @@
-//! The run grammar of SPEC §3, as a checker every producer of run events goes through.
+//! The run grammar (docs/protocol.md), as a checker every producer of run events goes through.
 //!
 //! ```text
 //! agent_started

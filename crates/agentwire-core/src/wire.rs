@@ -1,4 +1,4 @@
-//! The native WebSocket protocol v1 (SPEC §4): client frames, control frames, codes.
+//! The native WebSocket protocol v1 (docs/protocol.md): client frames, control frames, codes.
 
 use std::time::Instant;
 
@@ -313,7 +313,7 @@ pub struct ReplayGap {
     pub to_seq: u64,
 }
 
-/// Server frames without a `seq`. Their fields sit at the top level (SPEC §4), except
+/// Server frames without a `seq`. Their fields sit at the top level (docs/protocol.md), except
 /// `connection_established` and `replay_gap`, which carry `data` like events do.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

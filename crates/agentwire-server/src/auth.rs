@@ -56,9 +56,15 @@ fn refuse(parts: &Parts, message: String) -> AuthRejection {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str().trim_start_matches('/'))
         .to_owned();
+    count_failure(route, &message);
+    AuthRejection::Unauthorized(message)
+}
+
+/// Logs and counts one refused authentication on `route` (every route that authenticates goes
+/// through here, the extractors and the `/ds` surface alike).
+pub(crate) fn count_failure(route: String, message: &str) {
     tracing::info!(route = %route, error = %message, "authentication failed");
     metrics::counter!("agentwire_auth_failures_total", "route" => route).increment(1);
-    AuthRejection::Unauthorized(message)
 }
 
 /// The credentials a query string may carry (`?token=` for JWTs, `?user=` for dev auth).
@@ -157,7 +163,7 @@ impl FromRequestParts<AppState> for MetricsScraper {
 }
 
 /// Whether the `Authorization: Bearer` token equals `key`, compared in constant time.
-fn bearer_matches(headers: &HeaderMap, key: &str) -> bool {
+pub(crate) fn bearer_matches(headers: &HeaderMap, key: &str) -> bool {
     let Some(value) = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return false;
     };

@@ -50,18 +50,16 @@ pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<Durabl
     Some(DurableStreams::new(store, authenticate, settings))
 }
 
+/// Who a `/ds` request is: the API key's holder, or the user the server's [`Authenticate`]
+/// proves. A refusal is counted like every other route's (`route="ds"`).
 fn owner(
     auth: &dyn Authenticate,
     api_key: Option<&str>,
     headers: &HeaderMap,
     query: &str,
 ) -> Result<Owner, DsError> {
-    let bearer = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    if let (Some(key), Some(given)) = (api_key, bearer)
-        && given.trim() == key
+    if let Some(key) = api_key
+        && crate::auth::bearer_matches(headers, key)
     {
         return Ok(Owner("apikey".into()));
     }
@@ -79,5 +77,9 @@ fn owner(
     };
     auth.authenticate(&request)
         .map(|user| Owner::user(user.as_str()))
-        .map_err(|e| DsError::Unauthorized(e.to_string()))
+        .map_err(|e| {
+            let message = e.to_string();
+            crate::auth::count_failure("ds".to_owned(), &message);
+            DsError::Unauthorized(message)
+        })
 }

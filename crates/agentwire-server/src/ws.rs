@@ -1,4 +1,4 @@
-//! `GET /ws`: the native WebSocket protocol v1 (SPEC §4).
+//! `GET /ws`: the native WebSocket protocol v1 (docs/protocol.md).
 
 use agentwire_bridge::ResumeFrom;
 use agentwire_core::ErrorCode;

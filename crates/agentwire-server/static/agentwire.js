@@ -4,7 +4,7 @@
 // with the last delivered seq, and delivers every event exactly once (deduplicated by seq),
 // to handlers per event type and per run.
 
-/** The WebSocket subprotocol of the native protocol (SPEC §4). */
+/** The WebSocket subprotocol of the native protocol (docs/protocol.md). */
 export const PROTOCOL = "agentwire.v1";
 
 /** The run event types, in lifecycle order. */

@@ -28,12 +28,12 @@ use crate::io::Io;
 pub struct WsHandshake {
     accept: HeaderValue,
     on_upgrade: OnUpgrade,
-    /// `agentwire.v1` when the client offered it (SPEC §4), selected in the 101 response.
+    /// `agentwire.v1` when the client offered it (docs/protocol.md), selected in the 101 response.
     protocol: Option<&'static str>,
 }
 
 /// Why an upgrade request was refused: answered with agentwire's JSON error body
-/// (`{"error": {"code", "message"}}`, SPEC §5), and with `Sec-WebSocket-Version: 13` when the
+/// (`{"error": {"code", "message"}}`, docs/protocol.md), and with `Sec-WebSocket-Version: 13` when the
 /// client asked for another version (RFC 6455 §4.2.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{message}")]

@@ -1,4 +1,4 @@
-//! agentwire's WebSocket transport (SPEC §4): the RFC 6455 upgrade on hyper ([`WsHandshake`]),
+//! agentwire's WebSocket transport (docs/protocol.md): the RFC 6455 upgrade on hyper ([`WsHandshake`]),
 //! one session per connection (greeting, reader loop, client frames, rate limit, heartbeat), and
 //! the writer task that encodes server frames itself, one buffer and one write per batch.
 //!

@@ -21,7 +21,7 @@ pub(crate) struct EventsQuery {
 }
 
 /// `{epoch, head, gap, events, next_after}`: the held events after `after` (at most `limit`,
-/// default and maximum 1000), in seq order, each in the wire envelope of SPEC §4. `gap` names
+/// default and maximum 1000), in seq order, each in the wire envelope of docs/protocol.md. `gap` names
 /// events asked for that history no longer holds; `next_after` is the `after` of the next page.
 pub(crate) async fn list(
     State(state): State<AppState>,

@@ -1,4 +1,4 @@
-//! The HTTP API of SPEC §5: `/v1/runs`, `/v1/events`, `/v1/stream` (SSE), `/v1/publish`,
+//! The HTTP API of docs/protocol.md: `/v1/runs`, `/v1/events`, `/v1/stream` (SSE), `/v1/publish`,
 //! `/v1/agents` and the AG-UI endpoint `/agui/{agent}`.
 
 mod agents;

@@ -12,7 +12,7 @@ use crate::{ApiError, AppState, Publisher};
 /// The longest accepted agent name, in bytes.
 const MAX_AGENT_LEN: usize = 64;
 
-/// The event types `/v1/publish` accepts (SPEC §3).
+/// The event types `/v1/publish` accepts (docs/protocol.md).
 const EVENT_TYPES: [&str; 7] = [
     "agent_started",
     "agent_thinking",
