@@ -101,6 +101,13 @@ if len(ir) == 2:
     print(f"| instructions / event | {ir['agentwire']:,.0f} | {ir['baseline']:,.0f} | "
           f"{ir['agentwire'] / ir['baseline']:.2f}× |")
 
+if runs_of("agentwire-before", "fanout"):
+    print()
+    print("This build beside the earlier one (`BEFORE_BIN`), same rounds, same generator, memory broker:")
+    print()
+    table(CASES[1:4], "agentwire", "agentwire-before",
+          "| scenario | metric | agentwire (now) | agentwire (before) | now / before |")
+
 if runs_of("agentwire-redis", "fanout"):
     print()
     print("Through Redis (`--broker redis://127.0.0.1:6379`, Redis itself unpinned), same rounds, "

@@ -6,6 +6,8 @@
 #   bash benches/run.sh                 # ROUNDS=3 DURATION=3 IDLE_N=19000 by default
 #   IDLE_N=50000 bash benches/run.sh    # needs a hard fd limit above 50000 (ulimit -Hn)
 #   CALLGRIND=0 bash benches/run.sh     # skip the instruction count (valgrind)
+#   BEFORE_BIN=/path/to/old/agentwire bash benches/run.sh
+#                                       # also an earlier build, same rounds (a before/after table)
 #
 # Every throughput and latency scenario runs ROUNDS times, agentwire and the baseline
 # alternating within each round on fresh servers, and the report gives the median with the
@@ -48,6 +50,10 @@ if redis-cli -u "$REDIS_URL" ping >/dev/null 2>&1; then
 else
   echo "no Redis at $REDIS_URL: skipping agentwire-redis" >&2
 fi
+# An earlier build of agentwire beside this one, alternating in every round, for a before/after
+# comparison measured in the same run.
+BEFORE_BIN=${BEFORE_BIN:-}
+if [ -n "$BEFORE_BIN" ]; then LABELS="$LABELS agentwire-before"; fi
 
 SERVER_PID=""
 cleanup() { if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi; }
@@ -57,6 +63,7 @@ server_cmd() { # server_cmd LABEL PORT — the command line of one server
   case $1 in
     agentwire) echo "$BIN/agentwire serve --listen 127.0.0.1:$2" ;;
     agentwire-redis) echo "$BIN/agentwire serve --broker $REDIS_URL --listen 127.0.0.1:$2" ;;
+    agentwire-before) echo "$BEFORE_BIN serve --listen 127.0.0.1:$2" ;;
     baseline) echo "$BIN/agentwire-baseline 127.0.0.1:$2" ;;
   esac
 }
