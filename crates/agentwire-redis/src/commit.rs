@@ -13,9 +13,9 @@ use std::time::{Duration, Instant};
 use agentwire_bridge::BridgeError;
 use agentwire_core::{RunEvent, UserId, unix_millis};
 use parking_lot::Mutex;
-use redis::Script;
 use tokio::sync::oneshot;
 
+use crate::scripts::{Lua, is_no_script};
 use crate::store::Store;
 use crate::{Names, epoch_candidate, unavailable};
 
@@ -55,7 +55,7 @@ pub(crate) struct ReplicaWait {
 pub(crate) struct Committer {
     pub(crate) store: Store,
     pub(crate) names: Names,
-    script: Script,
+    script: Lua,
     max_events: usize,
     ttl: Duration,
     wait: Option<ReplicaWait>,
@@ -81,7 +81,7 @@ impl Committer {
         Self {
             store,
             names,
-            script: Script::new(crate::scripts::APPEND),
+            script: Lua::new(crate::scripts::APPEND),
             max_events,
             ttl,
             wait,
@@ -177,52 +177,50 @@ impl Committer {
         batch: &[Pending],
         refresh: bool,
     ) -> Result<u64, BridgeError> {
-        let [seq_key, stream, epoch_key] = self.names.keys(user);
+        let keys = self.names.keys(user);
         let channel = self.names.channel(user);
-        let mut invocation = self.script.key(seq_key);
-        invocation
-            .key(stream)
-            .key(epoch_key)
-            .arg(epoch_candidate())
-            .arg(self.max_events)
-            .arg(self.expiry_ms())
-            .arg(if self.wait.is_none() {
-                &channel[..]
+        let header = [
+            epoch_candidate(),
+            self.max_events.to_string(),
+            self.expiry_ms().to_string(),
+            if self.wait.is_none() {
+                channel.clone()
             } else {
-                ""
-            })
-            .arg(unix_millis())
-            .arg(self.names.publish_command())
-            .arg(if refresh { "1" } else { "0" })
-            .arg(self.ttl.as_millis() as u64)
-            .arg(self.jump);
+                String::new()
+            },
+            unix_millis().to_string(),
+            self.names.publish_command().to_owned(),
+            if refresh { "1" } else { "0" }.to_owned(),
+            (self.ttl.as_millis() as u64).to_string(),
+            self.jump.to_string(),
+        ];
+        let mut args: Vec<&[u8]> = header.iter().map(|a| a.as_bytes()).collect();
         for pending in batch {
-            invocation.arg(&pending.prefix[..]).arg(&pending.suffix[..]);
+            args.push(&pending.prefix);
+            args.push(&pending.suffix);
         }
         let mut conn = self.store.clone();
         let Some(wait) = self.wait else {
-            let (first, _epoch): (u64, String) = invocation
-                .invoke_async(&mut conn)
+            let (first, _epoch): (u64, String) = self
+                .script
+                .run(&mut conn, &keys, &args)
                 .await
                 .map_err(unavailable)?;
             return Ok(first);
         };
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&invocation)
-            .cmd("WAIT")
-            .arg(wait.replicas)
-            .arg(wait.timeout.as_millis() as u64);
-        let mut reply: redis::RedisResult<((u64, String), u32)> = pipe.query_async(&mut conn).await;
-        if reply
-            .as_ref()
-            .is_err_and(|e| e.to_string().contains("NOSCRIPT"))
-        {
-            // A primary that never saw the script (a new one after a failover): load and retry.
-            invocation
-                .load_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            reply = pipe.query_async(&mut conn).await;
+        let pipe = |by_source: bool| {
+            let mut pipe = redis::pipe();
+            pipe.add_command(self.script.cmd(by_source, &keys, &args))
+                .cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout.as_millis() as u64);
+            pipe
+        };
+        let mut reply: redis::RedisResult<((u64, String), u32)> =
+            pipe(false).query_async(&mut conn).await;
+        if reply.as_ref().is_err_and(is_no_script) {
+            // A primary that never ran the script (a new one after a failover).
+            reply = pipe(true).query_async(&mut conn).await;
         }
         let ((first, epoch), acked) = reply.map_err(unavailable)?;
         // Published even on a shortfall: the batch is in the primary's history either way, and

@@ -42,10 +42,11 @@ use std::time::Duration;
 
 use agentwire_bridge::{BridgeError, Broker, HistoryConfig, LiveSink, StreamSlice};
 use agentwire_core::{Frame, RunEvent, UserId, async_trait, unix_millis};
-use redis::{Script, Value};
+use redis::Value;
 
 use commit::{Committer, ReplicaWait};
 use live::{LiveConn, LiveFeed};
+use scripts::Lua;
 use store::{COMMAND_TIMEOUT, Store, Target};
 
 pub use commit::FAILOVER_SEQ_JUMP;
@@ -158,8 +159,8 @@ impl Names {
 /// The Redis broker. Cheap to share (`Arc`); one per node.
 pub struct RedisBroker {
     commits: Arc<Committer>,
-    read: Script,
-    touch: Script,
+    read: Lua,
+    touch: Lua,
     history: HistoryConfig,
     live: Arc<LiveFeed>,
     url: String,
@@ -239,15 +240,17 @@ impl RedisBroker {
                 }
                 Target::Cluster(seeds) => {
                     let store = Store::cluster(seeds).await.map_err(unreachable)?;
-                    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                    let client = store::cluster_builder(seeds)
-                        .use_protocol(redis::ProtocolVersion::RESP3)
-                        .push_sender(tx)
-                        .build()
-                        .map_err(invalid)?;
-                    let conn = client.get_async_connection().await.map_err(unreachable)?;
-                    let lost = tokio::sync::Notify::new();
-                    Ok((store, LiveConn::Cluster { conn, lost }, Some(rx)))
+                    let (pushes, rx) = tokio::sync::mpsc::unbounded_channel();
+                    let conn = store::cluster_pubsub(seeds, pushes.clone())
+                        .await
+                        .map_err(unreachable)?;
+                    let live = LiveConn::Cluster {
+                        conn: parking_lot::RwLock::new(conn),
+                        seeds: seeds.clone(),
+                        pushes,
+                        lost: tokio::sync::Notify::new(),
+                    };
+                    Ok((store, live, Some(rx)))
                 }
             }
         };
@@ -275,8 +278,8 @@ impl RedisBroker {
         let live = Arc::new(LiveFeed::new(names, store, live_conn));
         let broker = Arc::new(Self {
             commits: Arc::new(commits),
-            read: Script::new(scripts::READ),
-            touch: Script::new(scripts::TOUCH),
+            read: Lua::new(scripts::READ),
+            touch: Lua::new(scripts::TOUCH),
             history,
             live: live.clone(),
             url: url.to_owned(),
@@ -375,19 +378,18 @@ impl Broker for RedisBroker {
         epoch: Option<&str>,
         limit: usize,
     ) -> Result<StreamSlice, BridgeError> {
-        let [seq_key, stream, epoch_key] = self.keys(user);
-        let mut conn = self.conn();
+        let keys = self.keys(user);
+        let args = [
+            after.to_string(),
+            epoch.unwrap_or("").to_owned(),
+            limit.to_string(),
+            epoch_candidate(),
+            self.ttl_ms().to_string(),
+        ];
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let values: Vec<Value> = self
             .read
-            .key(seq_key)
-            .key(stream)
-            .key(epoch_key)
-            .arg(after)
-            .arg(epoch.unwrap_or(""))
-            .arg(limit)
-            .arg(epoch_candidate())
-            .arg(self.ttl_ms())
-            .invoke_async(&mut conn)
+            .run(&mut self.conn(), &keys, &args)
             .await
             .map_err(unavailable)?;
         slice::parse_slice(values).ok_or_else(|| unavailable("unexpected reply to the read script"))
@@ -413,17 +415,10 @@ impl Broker for RedisBroker {
 
     async fn touch(&self, users: &[UserId]) {
         let mut conn = self.conn();
+        let args = [self.ttl_ms().to_string(), unix_millis().to_string()];
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         for user in users {
-            let [a, b, c] = self.keys(user);
-            let r: Result<i64, _> = self
-                .touch
-                .key(a)
-                .key(b)
-                .key(c)
-                .arg(self.ttl_ms())
-                .arg(unix_millis())
-                .invoke_async(&mut conn)
-                .await;
+            let r: Result<i64, _> = self.touch.run(&mut conn, &self.keys(user), &args).await;
             if let Err(e) = r {
                 tracing::debug!(error = %e, "touch failed");
                 return;

@@ -11,12 +11,12 @@ use std::time::Duration;
 use agentwire_bridge::{BridgeError, LiveSink};
 use agentwire_core::{Frame, UserId};
 use futures_util::StreamExt;
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 use redis::aio::PubSubSink;
 use redis::cluster_async::ClusterConnection;
 use redis::{PushInfo, PushKind, Value};
 use tokio::sync::Notify;
-use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 use crate::store::Store;
 use crate::{Names, unavailable};
@@ -30,7 +30,10 @@ pub(crate) enum LiveConn {
     },
     /// A cluster: the cluster client in RESP3 with a push channel; [`run_cluster`] reads it.
     Cluster {
-        conn: ClusterConnection,
+        conn: RwLock<ClusterConnection>,
+        /// Seed nodes and the push channel, to build the client again when it is stuck.
+        seeds: Vec<String>,
+        pushes: UnboundedSender<PushInfo>,
         /// Wakes the re-subscriber after a node connection dropped.
         lost: Notify,
     },
@@ -73,9 +76,14 @@ impl LiveFeed {
         let channel = self.names.channel(user);
         let result = match &self.conn {
             LiveConn::Single { pubsub, .. } => subscribe_single(pubsub, channel).await,
-            LiveConn::Cluster { conn, .. } => {
-                let mut conn = conn.clone();
-                conn.ssubscribe(channel).await.map_err(unavailable)
+            LiveConn::Cluster { conn, lost, .. } => {
+                let mut conn = conn.read().clone();
+                let subscribed = conn.ssubscribe(channel).await.map_err(unavailable);
+                if subscribed.is_err() {
+                    // Let the re-subscriber check (and if need be rebuild) the connection.
+                    lost.notify_one();
+                }
+                subscribed
             }
         };
         if result.is_err() {
@@ -97,7 +105,8 @@ impl LiveFeed {
                 }
             }
             LiveConn::Cluster { conn, .. } => {
-                let _ = conn.clone().sunsubscribe(channel).await;
+                let mut conn = conn.read().clone();
+                let _ = conn.sunsubscribe(channel).await;
             }
         }
     }
@@ -281,19 +290,33 @@ pub(crate) async fn run_cluster(feed: Arc<LiveFeed>, mut pushes: UnboundedReceiv
 /// user again — routed by the refreshed slot map to the shard's current primary — retrying with
 /// backoff until all succeed; meanwhile the feed counts as disconnected.
 pub(crate) async fn resubscribe_cluster(feed: Arc<LiveFeed>) {
-    let LiveConn::Cluster { conn, lost } = &feed.conn else {
+    let LiveConn::Cluster {
+        conn,
+        seeds,
+        pushes,
+        lost,
+    } = &feed.conn
+    else {
         return;
     };
     loop {
         lost.notified().await;
         feed.connected.store(false, Ordering::Relaxed);
         let mut backoff = Duration::from_millis(100);
-        loop {
+        for attempt in 1.. {
             tokio::time::sleep(backoff).await;
-            let mut conn = conn.clone();
+            if attempt % 4 == 0 {
+                // Still failing after a few tries: build the client afresh from the seed nodes
+                // rather than rely on its internal recovery alone.
+                match crate::store::cluster_pubsub(seeds, pushes.clone()).await {
+                    Ok(fresh) => *conn.write() = fresh,
+                    Err(e) => tracing::debug!(error = %e, "pub/sub client rebuild failed"),
+                }
+            }
+            let mut current = conn.read().clone();
             let mut ok = true;
             for user in feed.followed() {
-                if let Err(e) = conn.ssubscribe(feed.names.channel(&user)).await {
+                if let Err(e) = current.ssubscribe(feed.names.channel(&user)).await {
                     tracing::debug!(error = %e, "sharded re-subscribe failed; retrying");
                     ok = false;
                     break;

@@ -116,3 +116,51 @@ for i = 1, 3 do
 end
 return 1
 "#;
+
+/// One of the scripts above, called by its SHA1 (`EVALSHA`) and, when the server does not know
+/// it (`NOSCRIPT`: a new primary after a failover, a restarted server), by its source (`EVAL`,
+/// which also caches it there). Never `SCRIPT LOAD`: on a cluster that goes to every node and
+/// fails while one is down.
+#[derive(Debug)]
+pub(crate) struct Lua {
+    source: &'static str,
+    hash: String,
+}
+
+impl Lua {
+    pub(crate) fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            hash: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+
+    /// The call of the script on `keys` with `args`; by source when `by_source`.
+    pub(crate) fn cmd(&self, by_source: bool, keys: &[String], args: &[&[u8]]) -> redis::Cmd {
+        let mut cmd = redis::cmd(if by_source { "EVAL" } else { "EVALSHA" });
+        cmd.arg(if by_source { self.source } else { &self.hash })
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
+        cmd
+    }
+
+    /// Runs the script: `EVALSHA`, then `EVAL` on `NOSCRIPT`.
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        keys: &[String],
+        args: &[&[u8]],
+    ) -> redis::RedisResult<T> {
+        match self.cmd(false, keys, args).query_async(conn).await {
+            Err(e) if is_no_script(&e) => self.cmd(true, keys, args).query_async(conn).await,
+            reply => reply,
+        }
+    }
+}
+
+/// `NOSCRIPT`, on its own or inside a pipeline's error.
+pub(crate) fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        || e.to_string().to_ascii_lowercase().contains("noscript")
+}

@@ -100,6 +100,20 @@ pub(crate) fn cluster_builder(seeds: &[String]) -> redis::cluster::ClusterClient
         .max_retry_wait(500)
 }
 
+/// The pub/sub client of a cluster: RESP3, pushes (shard messages, subscription confirmations,
+/// disconnections) to `pushes`.
+pub(crate) async fn cluster_pubsub(
+    seeds: &[String],
+    pushes: tokio::sync::mpsc::UnboundedSender<redis::PushInfo>,
+) -> redis::RedisResult<ClusterConnection> {
+    cluster_builder(seeds)
+        .use_protocol(redis::ProtocolVersion::RESP3)
+        .push_sender(pushes)
+        .build()?
+        .get_async_connection()
+        .await
+}
+
 impl ConnectionLike for Store {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {

@@ -150,6 +150,26 @@ pub struct MetricsConfig {
     pub token: Option<String>,
 }
 
+/// `[redis]`: settings of the Redis broker (ignored by the memory broker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Replicas that must acknowledge an append (`WAIT`) before it counts as stored; 0 = none.
+    pub wait_replicas: u32,
+    /// How long an append waits for them before it fails.
+    #[serde(with = "humantime_serde")]
+    pub wait_timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 /// `[agents]`
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -165,7 +185,7 @@ pub struct AgentsConfig {
 pub struct AgentwireConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// `memory` or `redis://…`.
+    /// `memory`, `redis://…`, or `redis+cluster://host:port,host:port`.
     pub broker: String,
     /// API key for `POST /v1/publish`; the route is disabled without one.
     pub api_key: Option<String>,
@@ -187,6 +207,8 @@ pub struct AgentwireConfig {
     pub metrics: MetricsConfig,
     /// Built-in agents.
     pub agents: AgentsConfig,
+    /// The Redis broker.
+    pub redis: RedisSettings,
 }
 
 impl Default for AgentwireConfig {
@@ -204,6 +226,7 @@ impl Default for AgentwireConfig {
             health: HealthConfig::default(),
             metrics: MetricsConfig::default(),
             agents: AgentsConfig::default(),
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -223,6 +246,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "health",
     "metrics",
     "agents",
+    "redis",
 ];
 
 /// Settings given on the command line; they override file and env.

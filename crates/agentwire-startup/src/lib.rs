@@ -30,7 +30,7 @@ mod startup;
 
 pub use config::{
     AgentsConfig, AgentwireConfig, AuthConfig, AuthMode, ConfigOverrides, HealthConfig,
-    HeartbeatConfig, LimitsConfig, MetricsConfig, ShutdownConfig, TOP_LEVEL_KEYS,
+    HeartbeatConfig, LimitsConfig, MetricsConfig, RedisSettings, ShutdownConfig, TOP_LEVEL_KEYS,
 };
 pub use error::{Phase, StartupError};
 pub use startup::{

@@ -8,7 +8,7 @@ use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, Broker, MemoryBroker}
 use agentwire_bridge_factory::{BridgeFactory, RunLimits};
 use agentwire_core::Configurable;
 use agentwire_health_monitor::{BrokerCheck, CriticalPathCheck, HealthCheck, HealthMonitor};
-use agentwire_redis::RedisBroker;
+use agentwire_redis::{RedisBroker, RedisOptions};
 use serde::Serialize;
 
 use crate::{AgentwireConfig, Phase, StartupError};
@@ -178,25 +178,33 @@ impl Startup<ConfigLoaded> {
     pub async fn connect_broker(self) -> Result<Startup<BrokerReady>, StartupError> {
         let config = self.state.config;
         let broker: Arc<dyn Broker> = match config.broker.as_str() {
-            "memory" => Arc::new(MemoryBroker::new(config.history.clone(), config.limits.max_users)),
-            url if url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("redis+unix://") => {
-                RedisBroker::connect(url, config.history.clone())
-                    .await
-                    .map_err(|e| {
-                        StartupError::new(
-                            Phase::Broker,
-                            "redis",
-                            e.to_string(),
-                            "start Redis or fix the broker URL (check with `redis-cli -u <url> ping`)",
-                        )
-                    })?
+            "memory" => Arc::new(MemoryBroker::new(
+                config.history.clone(),
+                config.limits.max_users,
+            )),
+            url if url.starts_with("redis://")
+                || url.starts_with("rediss://")
+                || url.starts_with("redis+unix://")
+                || url.starts_with("redis+cluster://") =>
+            {
+                let options = RedisOptions::new(config.history.clone())
+                    .wait_replicas(config.redis.wait_replicas)
+                    .wait_timeout(config.redis.wait_timeout);
+                RedisBroker::connect_with(url, options).await.map_err(|e| {
+                    StartupError::new(
+                        Phase::Broker,
+                        "redis",
+                        e.to_string(),
+                        "start Redis or fix the broker URL (check with `redis-cli -u <url> ping`)",
+                    )
+                })?
             }
             other => {
                 return Err(StartupError::new(
                     Phase::Broker,
                     "broker",
                     format!("unknown broker {other:?}"),
-                    "use \"memory\" or a redis:// URL",
+                    "use \"memory\", a redis:// URL or redis+cluster://host:port,host:port",
                 ));
             }
         };

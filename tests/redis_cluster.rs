@@ -1,0 +1,333 @@
+//! Two real `agentwire` nodes on a Redis Cluster the test starts itself (3 primaries, 3
+//! replicas, `redis-server` processes on free ports, killed by PID afterwards): a chaos client
+//! that disconnects and resumes at random on either node receives every event exactly once
+//! while the primary of its stream is killed and its replica takes over. With
+//! `redis.wait_replicas = 1` nothing is lost; without it, any loss is announced by a
+//! `replay_gap` and nothing else is lost. Without `redis-server` the tests print SKIP, unless
+//! `AGENTWIRE_REQUIRE_REDIS=1`.
+
+#[path = "../crates/agentwire-redis/tests/support/procs.rs"]
+mod procs;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use agentwire_test::WsClient;
+use procs::{Cluster, redis_server_or_skip, unique};
+use serde_json::{Value, json};
+
+fn binary() -> PathBuf {
+    let mut dir = std::env::current_exe().unwrap();
+    dir.pop();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let bin = dir.join("agentwire");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let ok = Command::new(cargo)
+            .args(["build", "-p", "agentwire-server", "--bin", "agentwire"])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "building the agentwire binary");
+    }
+    bin
+}
+
+/// One `agentwire serve` process on an ephemeral port, killed when dropped.
+struct Node {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Node {
+    fn start(broker: &str, env: &[(&str, &str)]) -> Node {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+            .args(["--broker", broker])
+            .env("RUST_LOG", "info")
+            .env("AGENTWIRE_HEALTH__CACHE", "0s")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("agentwire starts");
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let started = Instant::now();
+        let addr = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("the node exited before it was ready");
+            };
+            if line.contains("agentwire ready") {
+                let log: Value = serde_json::from_str(&line).unwrap();
+                break log["fields"]["listen"].as_str().unwrap().parse().unwrap();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "node not ready"
+            );
+        };
+        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
+        Node { child, addr }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A small deterministic generator (the seed is printed, so a failure can be replayed).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// What the chaos client saw, over all its connections.
+#[derive(Default)]
+struct Seen {
+    last: u64,
+    epoch: Option<String>,
+    events: u64,
+    gaps: Vec<(u64, u64)>,
+    connections: u32,
+}
+
+impl Seen {
+    /// Checks one frame against the guarantee: each event exactly once, in order, and a hole
+    /// only where a `replay_gap` announces it. Returns the stream head on `connection_established`.
+    fn take(&mut self, frame: &Value) -> Option<u64> {
+        match frame["type"].as_str() {
+            Some("connection_established") => {
+                let epoch = frame["data"]["epoch"].as_str().unwrap().to_owned();
+                let first = self.epoch.get_or_insert_with(|| epoch.clone());
+                assert_eq!(
+                    *first, epoch,
+                    "the stream keeps its epoch through the failover"
+                );
+                return frame["data"]["last_seq"].as_u64();
+            }
+            Some("replay_gap") => {
+                let gap = &frame["data"];
+                let (from, to) = (
+                    gap["from_seq"].as_u64().unwrap(),
+                    gap["to_seq"].as_u64().unwrap(),
+                );
+                assert_eq!(
+                    from,
+                    self.last + 1,
+                    "a gap starts right after the last event: {frame}"
+                );
+                self.gaps.push((from, to));
+                self.last = to;
+            }
+            _ => {
+                if let Some(seq) = frame["seq"].as_u64() {
+                    assert_eq!(
+                        seq,
+                        self.last + 1,
+                        "event {seq} after {}: {frame}",
+                        self.last
+                    );
+                    self.last = seq;
+                    self.events += 1;
+                }
+            }
+        }
+        None
+    }
+}
+
+/// One connection to `node` resuming after what was seen, read for `hold` (or until `until`
+/// is reached); returns the head the server announced.
+async fn visit(
+    node: &Node,
+    user: &str,
+    seen: &mut Seen,
+    hold: Duration,
+    until: u64,
+) -> Option<u64> {
+    let mut query = format!("user={user}");
+    if let Some(epoch) = &seen.epoch {
+        query.push_str(&format!("&last_seq={}&epoch={epoch}", seen.last));
+    }
+    let url = format!("ws://{}/ws?{query}", node.addr);
+    let Ok(Ok(mut ws)) =
+        tokio::time::timeout(Duration::from_secs(3), WsClient::connect(&url)).await
+    else {
+        return None;
+    };
+    seen.connections += 1;
+    let hello = ws.hello.clone();
+    let head = seen.take(&hello);
+    let deadline = tokio::time::Instant::now() + hold;
+    while seen.last < until {
+        match tokio::time::timeout_at(deadline, ws.next_json()).await {
+            Ok(Some(frame)) => {
+                seen.take(&frame);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    head
+}
+
+async fn chaos_through_failover(wait_replicas: u32) {
+    let mut cluster = Cluster::start();
+    let wait = wait_replicas.to_string();
+    let env = [
+        ("AGENTWIRE_REDIS__WAIT_REPLICAS", wait.as_str()),
+        ("AGENTWIRE_REDIS__WAIT_TIMEOUT", "500ms"),
+        ("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000"),
+        ("AGENTWIRE_HISTORY__MAX_EVENTS", "100000"),
+    ];
+    let nodes = Arc::new([
+        Node::start(&cluster.url(), &env),
+        Node::start(&cluster.url(), &env),
+    ]);
+    let user = unique("chaos");
+    let primary = cluster.primary_of(&format!("aw:{{{user}}}:seq"));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("chaos seed {seed}");
+
+    // Runs started on either node, ~40 a second, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let driver = tokio::spawn({
+        let (nodes, user, stop) = (nodes.clone(), user.clone(), stop.clone());
+        let (started, refused) = (started.clone(), refused.clone());
+        async move {
+            let http = reqwest::Client::new();
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let node = &nodes[(i % 2) as usize];
+                let url = format!("http://{}/v1/runs?user={user}", node.addr);
+                let body = json!({"agent": "echo", "content": format!("run {i}")});
+                let ok = http
+                    .post(url)
+                    .json(&body)
+                    .timeout(Duration::from_secs(3))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().as_u16() == 202);
+                (if ok { &started } else { &refused }).fetch_add(1, Ordering::Relaxed);
+                i += 1;
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        }
+    });
+
+    let mut rng = Rng(seed);
+    let mut seen = Seen::default();
+    let begin = Instant::now();
+    let mut killed = false;
+    let mut recovered_at = None;
+    loop {
+        let node = &nodes[rng.below(2) as usize];
+        let hold = Duration::from_millis(50 + rng.below(400));
+        visit(node, &user, &mut seen, hold, u64::MAX).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        if !killed && begin.elapsed() > Duration::from_secs(2) {
+            cluster.nodes[primary].kill();
+            killed = true;
+            println!("killed the primary at event {}", seen.last);
+        }
+        if killed && recovered_at.is_none() {
+            if cluster.is_ok() {
+                if wait_replicas > 0 {
+                    // The promoted replica needs a replica of its own to acknowledge writes.
+                    cluster.nodes[primary].restart();
+                }
+                recovered_at = Some(Instant::now());
+                println!(
+                    "failover done at event {} after {:?}",
+                    seen.last,
+                    begin.elapsed()
+                );
+            }
+        }
+        if recovered_at.is_some_and(|at| at.elapsed() > Duration::from_secs(3)) {
+            break;
+        }
+        assert!(
+            begin.elapsed() < Duration::from_secs(45),
+            "the failover did not finish"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    driver.await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Catch up on the last node visited: everything up to the head.
+    let mut head = 0;
+    for attempt in 0.. {
+        let node = &nodes[attempt % 2];
+        if let Some(h) = visit(node, &user, &mut seen, Duration::from_secs(10), head.max(1)).await {
+            head = head.max(h);
+        }
+        if head > 0 && seen.last >= head {
+            break;
+        }
+        assert!(
+            attempt < 20,
+            "could not catch up to {head} (at {})",
+            seen.last
+        );
+    }
+    let gap_total: u64 = seen.gaps.iter().map(|(f, t)| t + 1 - f).sum();
+    println!(
+        "wait {wait_replicas}: {} runs started ({} refused), {} connections, {} events, head {head}, gaps {:?}",
+        started.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+        seen.connections,
+        seen.events,
+        seen.gaps
+    );
+    assert!(seen.events > 100, "the stream moved");
+    assert_eq!(seen.last, head, "caught up to the head");
+    assert_eq!(
+        seen.events + gap_total,
+        head,
+        "every seq received once or announced as a gap"
+    );
+    if wait_replicas > 0 {
+        assert!(
+            seen.gaps.is_empty(),
+            "with the replica wait nothing is lost: {:?}",
+            seen.gaps
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_client_through_a_failover_with_the_replica_wait_loses_nothing() {
+    if !redis_server_or_skip("cluster chaos with wait") {
+        return;
+    }
+    chaos_through_failover(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_client_through_a_failover_without_the_wait_sees_any_loss_as_a_gap() {
+    if !redis_server_or_skip("cluster chaos without wait") {
+        return;
+    }
+    chaos_through_failover(0).await;
+}
