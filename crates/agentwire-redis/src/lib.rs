@@ -385,6 +385,7 @@ impl Broker for RedisBroker {
             limit.to_string(),
             epoch_candidate(),
             self.ttl_ms().to_string(),
+            if self.commits.names.cluster { "1" } else { "0" }.to_owned(),
         ];
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let values: Vec<Value> = self

@@ -69,10 +69,14 @@ return {first, epoch}
 
 /// Reads a slice: head, epoch (created for a stream that has none, so it is stable from the first
 /// look), the effective `after` (0 when the caller's epoch is another), the first held seq after
-/// `after` (head + 1 when none), and up to `limit` entries after `after` as (id, frame) pairs.
+/// `after` (head + 1 when none), and up to `limit` consecutive entries after `after` as (id,
+/// frame) pairs — the page stops before a hole inside the stream.
+///
+/// On a cluster a created epoch names the primary (as `APPEND` does), so that appends on another
+/// primary after a failover skip seqs the old one may have given out unreplicated.
 ///
 /// KEYS: seq, stream, epoch. ARGV: after, requested epoch ('' for none), limit, candidate epoch,
-/// ttl_ms.
+/// ttl_ms, cluster ('1'/'0').
 pub(crate) const READ: &str = r#"
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
 local stored = redis.call('GET', KEYS[3])
@@ -81,7 +85,9 @@ if stored then
   epoch = string.match(stored, '^([^/]*)')
 else
   epoch = ARGV[4]
-  redis.call('SET', KEYS[3], epoch, 'PX', ARGV[5])
+  local value = epoch
+  if ARGV[6] == '1' then value = epoch .. '/' .. redis.call('CLUSTER', 'MYID') end
+  redis.call('SET', KEYS[3], value, 'PX', ARGV[5])
 end
 local after = tonumber(ARGV[1])
 if ARGV[2] ~= '' and ARGV[2] ~= epoch then after = 0 end
@@ -93,9 +99,15 @@ if after < head then
   local entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', count)
   if #entries > 0 then out[4] = tonumber(string.match(entries[1][1], '^(%d+)')) end
   if limit > 0 then
+    -- A page ends before an interior hole (seqs skipped after a failover), so the reader's next
+    -- page starts at the hole and reports it as a gap.
+    local expect = nil
     for _, e in ipairs(entries) do
+      local seq = tonumber(string.match(e[1], '^(%d+)'))
+      if expect and seq ~= expect then break end
       table.insert(out, e[1])
       table.insert(out, e[2][4])
+      expect = seq + 1
     end
   end
 end

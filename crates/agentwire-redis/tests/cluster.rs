@@ -120,6 +120,25 @@ async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shar
         "cluster: redis commands per event {:.2} (60 events, one per batch)",
         cluster.broker_calls() as f64 / 60.0
     );
+    // A burst from concurrent publishers goes out in batches; every frame still carries its seq.
+    let burst: Vec<_> = (0..40)
+        .map(|i| {
+            let (node, user) = (
+                if i % 2 == 0 { a.clone() } else { b.clone() },
+                alice.clone(),
+            );
+            tokio::spawn(async move { node.append(&user, &delta(&format!("burst-{i}"))).await })
+        })
+        .collect();
+    for t in burst {
+        t.await.unwrap().unwrap();
+    }
+    let all: Vec<u64> = (1..=60).collect();
+    assert_eq!(rec_a.wait_for(alice, 60).await, all);
+    for seq in 1..=60 {
+        let text = rec_a.text_of(alice, seq).unwrap();
+        assert!(text.contains(&format!("\"seq\":{seq},")), "{text}");
+    }
 }
 
 /// Appends from two nodes to one stream while the stream's primary is killed and its replica

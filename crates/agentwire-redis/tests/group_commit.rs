@@ -168,3 +168,45 @@ async fn redis_commands_per_event_are_reported() {
         "one XADD per event"
     );
 }
+
+/// Seqs skipped by the counter (as after a failover on a cluster) read as a gap on resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_seq_range_reads_as_a_replay_gap() {
+    if !shared_redis_or_skip("skipped range") {
+        return;
+    }
+    let prefix = unique("skip");
+    let broker = brokers(&redis_url(), &prefix, 1).await.remove(0);
+    let user = UserId::new(unique("u")).unwrap();
+    for i in 0..3 {
+        broker
+            .append(&user, &delta(&format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: u64 = redis::cmd("INCRBY")
+        .arg(format!("{prefix}:{{{user}}}:seq"))
+        .arg(1000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(broker.append(&user, &delta("b")).await.unwrap(), 1004);
+    for after in [2, 3] {
+        let slice = broker.read_after(&user, after, None, 10).await.unwrap();
+        let gap = slice.gap.map(|g| (g.from_seq, g.to_seq));
+        if after == 3 {
+            assert_eq!(gap, Some((4, 1003)));
+            assert_eq!(
+                slice.frames.iter().map(|f| f.seq()).collect::<Vec<_>>(),
+                vec![1004]
+            );
+        } else {
+            assert_eq!(gap, None, "seq 3 is held");
+            let seqs: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
+            assert_eq!(seqs, vec![3], "the page stops before the hole");
+        }
+    }
+    broker.remove(&user).await.unwrap();
+}

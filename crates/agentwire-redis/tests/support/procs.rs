@@ -181,9 +181,11 @@ impl RedisProc {
 
     /// SIGKILL, as a crash.
     pub fn kill(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status();
+        if self.child.try_wait().is_ok_and(|status| status.is_none()) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.child.id().to_string()])
+                .status();
+        }
         let _ = self.child.wait();
     }
 
@@ -302,35 +304,33 @@ impl Cluster {
         }
     }
 
-    /// Waits until the killed node `killed` is no longer a primary of any slot (its replica took
-    /// over) and the cluster is ok again.
+    /// Waits until [`Self::failed_over`].
     pub fn wait_failover(&self, killed: usize, limit: Duration) {
         let started = Instant::now();
-        let killed_port = self.nodes[killed].port;
-        loop {
-            let promoted = self
-                .nodes
-                .iter()
-                .filter(|n| n.port != killed_port)
-                .any(|n| {
-                    raw(n.port, &["CLUSTER", "NODES"]).is_some_and(|nodes| {
-                        nodes.lines().any(|l| {
-                            l.contains(&format!(":{killed_port}@"))
-                                && (l.contains("slave") || l.contains("fail"))
-                                && !l.contains("master,fail?")
-                        }) && !nodes.lines().any(|l| {
-                            l.contains(&format!(":{killed_port}@"))
-                                && l.contains("master")
-                                && l.split(' ').count() > 8
-                        })
-                    })
-                });
-            if promoted && self.is_ok() {
-                return;
-            }
+        while !self.failed_over(killed) {
             assert!(started.elapsed() < limit, "no failover of node {killed}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// The killed node `killed` serves no slot any more (its replica took over) and the cluster
+    /// is ok again.
+    pub fn failed_over(&self, killed: usize) -> bool {
+        let killed_port = format!(":{}@", self.nodes[killed].port);
+        let serves_slots = |nodes: &str| {
+            nodes.lines().any(|l| {
+                let fields: Vec<&str> = l.split(' ').collect();
+                fields.get(1).is_some_and(|a| a.contains(&killed_port)) && fields.len() > 8
+            })
+        };
+        let others = self
+            .nodes
+            .iter()
+            .filter(|n| n.port != self.nodes[killed].port);
+        let moved = others
+            .filter_map(|n| raw(n.port, &["CLUSTER", "NODES"]))
+            .all(|nodes| !serves_slots(&nodes));
+        moved && self.is_ok()
     }
 
     /// Every live node reports `cluster_state:ok` with all slots served.
