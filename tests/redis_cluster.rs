@@ -264,19 +264,17 @@ async fn chaos_through_failover(wait_replicas: u32) {
             killed = true;
             println!("killed the primary at event {}", seen.last);
         }
-        if killed && recovered_at.is_none() {
-            if cluster.failed_over(primary) {
-                if wait_replicas > 0 {
-                    // The promoted replica needs a replica of its own to acknowledge writes.
-                    cluster.nodes[primary].restart();
-                }
-                recovered_at = Some(Instant::now());
-                println!(
-                    "failover done at event {} after {:?}",
-                    seen.last,
-                    begin.elapsed()
-                );
+        if killed && recovered_at.is_none() && cluster.failed_over(primary) {
+            if wait_replicas > 0 {
+                // The promoted replica needs a replica of its own to acknowledge writes.
+                cluster.nodes[primary].restart();
             }
+            recovered_at = Some(Instant::now());
+            println!(
+                "failover done at event {} after {:?}",
+                seen.last,
+                begin.elapsed()
+            );
         }
         if recovered_at.is_some_and(|at| at.elapsed() > Duration::from_secs(3)) {
             break;
