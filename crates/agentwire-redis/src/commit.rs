@@ -15,7 +15,7 @@ use agentwire_core::{RunEvent, UserId, unix_millis};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::scripts::{Lua, is_no_script};
+use crate::scripts::{Lua, is_no_script, refresh_after};
 use crate::store::Store;
 use crate::{Names, epoch_candidate, unavailable};
 
@@ -221,6 +221,9 @@ impl Committer {
         if reply.as_ref().is_err_and(is_no_script) {
             // A primary that never ran the script (a new one after a failover).
             reply = pipe(true).query_async(&mut conn).await;
+        }
+        if let Err(e) = &reply {
+            refresh_after(e, &mut conn, &keys[1]).await;
         }
         let ((first, epoch), acked) = reply.map_err(unavailable)?;
         // Published even on a shortfall: the batch is in the primary's history either way, and

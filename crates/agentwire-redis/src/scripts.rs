@@ -164,10 +164,34 @@ impl Lua {
         keys: &[String],
         args: &[&[u8]],
     ) -> redis::RedisResult<T> {
-        match self.cmd(false, keys, args).query_async(conn).await {
+        let reply = match self.cmd(false, keys, args).query_async(conn).await {
             Err(e) if is_no_script(&e) => self.cmd(true, keys, args).query_async(conn).await,
             reply => reply,
+        };
+        if let Err(e) = &reply {
+            refresh_after(e, conn, &keys[1]).await;
         }
+        reply
+    }
+}
+
+/// After `READONLY` — a script sent to a node that is a replica now (a failed-over primary that
+/// came back, or a replica the client fell back to) — makes the cluster client learn the slot's
+/// primary: a plain write on that replica answers `MOVED`, on which the client rebuilds its slot
+/// map. (The client does not refresh on `READONLY` by itself and would keep sending the scripts
+/// to the replica.) The write is an `XTRIM` of the stream that never trims.
+pub(crate) async fn refresh_after(
+    e: &redis::RedisError,
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream_key: &str,
+) {
+    if e.to_string().to_ascii_lowercase().contains("readonly") {
+        let _: redis::RedisResult<redis::Value> = redis::cmd("XTRIM")
+            .arg(stream_key)
+            .arg("MAXLEN")
+            .arg(u32::MAX)
+            .query_async(conn)
+            .await;
     }
 }
 

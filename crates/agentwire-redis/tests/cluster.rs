@@ -216,7 +216,7 @@ async fn append_through_failover(wait_replicas: u32) -> Failover {
         acked.iter().filter(|(s, _)| *s > before).count() >= 100,
         "appends resumed after the failover"
     );
-    let slice = read_from(&a, &user, 0, 100_000).await;
+    let slice = read_all(&a, &user).await;
     Failover {
         acked,
         slice,
@@ -332,5 +332,23 @@ async fn read_from(
             }
             Err(e) => panic!("cannot read after the failover: {e}"),
         }
+    }
+}
+
+/// The whole stream, page by page (a page stops before a skipped range), as one slice.
+async fn read_all(node: &RedisBroker, user: &UserId) -> agentwire_bridge::StreamSlice {
+    let mut all = read_from(node, user, 0, 100_000).await;
+    loop {
+        let after = all.frames.last().map_or(0, |f| f.seq());
+        if after >= all.head {
+            return all;
+        }
+        let page = read_from(node, user, after, 100_000).await;
+        let next = page.gap.map_or(after, |g| g.to_seq);
+        assert!(
+            next > after || !page.frames.is_empty(),
+            "no progress at {after}"
+        );
+        all.frames.extend(page.frames);
     }
 }
