@@ -200,64 +200,72 @@ async fn visit(
     head
 }
 
-async fn chaos_through_failover(wait_replicas: u32) {
-    let mut cluster = Cluster::start();
-    let wait = wait_replicas.to_string();
-    let env = [
-        ("AGENTWIRE_REDIS__WAIT_REPLICAS", wait.as_str()),
-        ("AGENTWIRE_REDIS__WAIT_TIMEOUT", "500ms"),
-        ("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000"),
-        ("AGENTWIRE_HISTORY__MAX_EVENTS", "100000"),
-    ];
-    let nodes = Arc::new([
-        Node::start(&cluster.url(), &env),
-        Node::start(&cluster.url(), &env),
-    ]);
-    let user = unique("chaos");
-    let primary = cluster.primary_of(&format!("aw:{{{user}}}:seq"));
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        | 1;
-    println!("chaos seed {seed}");
+/// Starts echo runs on the two nodes in turn until `stop`, counting the accepted and refused.
+async fn drive_runs(
+    nodes: Arc<[Node; 2]>,
+    user: String,
+    stop: Arc<AtomicBool>,
+    started: Arc<AtomicU64>,
+    refused: Arc<AtomicU64>,
+) {
+    let http = reqwest::Client::new();
+    let mut i = 0u64;
+    while !stop.load(Ordering::Relaxed) {
+        let node = &nodes[(i % 2) as usize];
+        let url = format!("http://{}/v1/runs?user={user}", node.addr);
+        let body = json!({"agent": "echo", "content": format!("run {i}")});
+        let ok = http
+            .post(url)
+            .json(&body)
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().as_u16() == 202);
+        (if ok { &started } else { &refused }).fetch_add(1, Ordering::Relaxed);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
 
-    // Runs started on either node, ~40 a second, until told to stop.
-    let stop = Arc::new(AtomicBool::new(false));
-    let (started, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let driver = tokio::spawn({
-        let (nodes, user, stop) = (nodes.clone(), user.clone(), stop.clone());
-        let (started, refused) = (started.clone(), refused.clone());
-        async move {
-            let http = reqwest::Client::new();
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                let node = &nodes[(i % 2) as usize];
-                let url = format!("http://{}/v1/runs?user={user}", node.addr);
-                let body = json!({"agent": "echo", "content": format!("run {i}")});
-                let ok = http
-                    .post(url)
-                    .json(&body)
-                    .timeout(Duration::from_secs(3))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().as_u16() == 202);
-                (if ok { &started } else { &refused }).fetch_add(1, Ordering::Relaxed);
-                i += 1;
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+/// Resumes on the nodes in turn until everything up to the stream's head was seen; the head.
+async fn catch_up(nodes: &[Node; 2], user: &str, seen: &mut Seen) -> u64 {
+    let mut head = 0;
+    for attempt in 0.. {
+        let node = &nodes[attempt % 2];
+        if let Some(h) = visit(node, user, seen, Duration::from_secs(10), head.max(1)).await {
+            head = head.max(h);
         }
-    });
+        if head > 0 && seen.last >= head {
+            return head;
+        }
+        assert!(
+            attempt < 20,
+            "could not catch up to {head} (at {})",
+            seen.last
+        );
+    }
+    unreachable!()
+}
 
-    let mut rng = Rng(seed);
-    let mut seen = Seen::default();
+/// Connects to a random node, reads for a random while, disconnects, resumes elsewhere — and
+/// kills the stream's primary after 2 s; returns 3 s after the replica took over (the old primary
+/// restarted as a replica when `wait_replicas` needs one).
+async fn chaos_client(
+    nodes: &[Node; 2],
+    user: &str,
+    seen: &mut Seen,
+    mut rng: Rng,
+    cluster: &mut Cluster,
+    primary: usize,
+    wait_replicas: u32,
+) {
     let begin = Instant::now();
     let mut killed = false;
     let mut recovered_at = None;
     loop {
         let node = &nodes[rng.below(2) as usize];
         let hold = Duration::from_millis(50 + rng.below(400));
-        visit(node, &user, &mut seen, hold, u64::MAX).await;
+        visit(node, user, seen, hold, u64::MAX).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         if !killed && begin.elapsed() > Duration::from_secs(2) {
             cluster.nodes[primary].kill();
@@ -284,26 +292,57 @@ async fn chaos_through_failover(wait_replicas: u32) {
             "the failover did not finish"
         );
     }
+}
+
+async fn chaos_through_failover(wait_replicas: u32) {
+    let mut cluster = Cluster::start();
+    let wait = wait_replicas.to_string();
+    let env = [
+        ("AGENTWIRE_REDIS__WAIT_REPLICAS", wait.as_str()),
+        ("AGENTWIRE_REDIS__WAIT_TIMEOUT", "500ms"),
+        ("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000"),
+        ("AGENTWIRE_HISTORY__MAX_EVENTS", "100000"),
+    ];
+    let nodes = Arc::new([
+        Node::start(&cluster.url(), &env),
+        Node::start(&cluster.url(), &env),
+    ]);
+    let user = unique("chaos");
+    let primary = cluster.primary_of(&format!("aw:{{{user}}}:seq"));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("chaos seed {seed}");
+
+    // Runs started on either node, ~40 a second, until told to stop.
+    let stop = Arc::new(AtomicBool::new(false));
+    let (started, refused) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let driver = tokio::spawn(drive_runs(
+        nodes.clone(),
+        user.clone(),
+        stop.clone(),
+        started.clone(),
+        refused.clone(),
+    ));
+
+    let mut seen = Seen::default();
+    chaos_client(
+        &nodes,
+        &user,
+        &mut seen,
+        Rng(seed),
+        &mut cluster,
+        primary,
+        wait_replicas,
+    )
+    .await;
     stop.store(true, Ordering::Relaxed);
     driver.await.unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    // Catch up on the last node visited: everything up to the head.
-    let mut head = 0;
-    for attempt in 0.. {
-        let node = &nodes[attempt % 2];
-        if let Some(h) = visit(node, &user, &mut seen, Duration::from_secs(10), head.max(1)).await {
-            head = head.max(h);
-        }
-        if head > 0 && seen.last >= head {
-            break;
-        }
-        assert!(
-            attempt < 20,
-            "could not catch up to {head} (at {})",
-            seen.last
-        );
-    }
+    let head = catch_up(&nodes, &user, &mut seen).await;
     let gap_total: u64 = seen.gaps.iter().map(|(f, t)| t + 1 - f).sum();
     println!(
         "wait {wait_replicas}: {} runs started ({} refused), {} connections, {} events, head {head}, gaps {:?}",

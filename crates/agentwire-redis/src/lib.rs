@@ -43,6 +43,7 @@ use std::time::Duration;
 use agentwire_bridge::{BridgeError, Broker, HistoryConfig, LiveSink, StreamSlice};
 use agentwire_core::{Frame, RunEvent, UserId, async_trait, unix_millis};
 use redis::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use commit::{Committer, ReplicaWait};
 use live::{LiveConn, LiveFeed};
@@ -222,44 +223,17 @@ impl RedisBroker {
             url: url.to_owned(),
             cause: e.to_string(),
         };
-        let invalid = |e: redis::RedisError| RedisBrokerError::InvalidUrl {
-            url: url.to_owned(),
-            cause: e.to_string(),
-        };
         let names = Names {
             prefix: options.prefix.clone(),
             cluster: matches!(target, Target::Cluster(_)),
         };
-        let connecting = async {
-            match &target {
-                Target::Single(url) => {
-                    let client = redis::Client::open(url.as_str()).map_err(invalid)?;
-                    let store = Store::single(client.clone()).await.map_err(unreachable)?;
-                    let pubsub = tokio::sync::Mutex::new(None);
-                    Ok((store, LiveConn::Single { client, pubsub }, None))
-                }
-                Target::Cluster(seeds) => {
-                    let store = Store::cluster(seeds).await.map_err(unreachable)?;
-                    let (pushes, rx) = tokio::sync::mpsc::unbounded_channel();
-                    let conn = store::cluster_pubsub(seeds, pushes.clone())
-                        .await
-                        .map_err(unreachable)?;
-                    let live = LiveConn::Cluster {
-                        conn: parking_lot::RwLock::new(conn),
-                        seeds: seeds.clone(),
-                        pushes,
-                        lost: tokio::sync::Notify::new(),
-                    };
-                    Ok((store, live, Some(rx)))
-                }
-            }
-        };
-        let (mut store, live_conn, pushes) = tokio::time::timeout(COMMAND_TIMEOUT * 2, connecting)
-            .await
-            .map_err(|_| RedisBrokerError::Unreachable {
-                url: url.to_owned(),
-                cause: "no answer within 4s".into(),
-            })??;
+        let (mut store, live_conn, pushes) =
+            tokio::time::timeout(COMMAND_TIMEOUT * 2, open(&target, url))
+                .await
+                .map_err(|_| RedisBrokerError::Unreachable {
+                    url: url.to_owned(),
+                    cause: "no answer within 4s".into(),
+                })??;
         let _: Value = redis::cmd("PING")
             .query_async(&mut store)
             .await
@@ -323,6 +297,44 @@ impl RedisBroker {
     /// wait, too few replicas acknowledged it in time).
     pub async fn append_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
         self.commits.append(user, event).await
+    }
+}
+
+/// What [`open`] connects: the command connection, the live feed's connection, and on a cluster
+/// the receiver of its pushes.
+type Opened = (Store, LiveConn, Option<UnboundedReceiver<redis::PushInfo>>);
+
+/// Connects the command and the pub/sub side to `target`.
+async fn open(target: &Target, url: &str) -> Result<Opened, RedisBrokerError> {
+    let unreachable = |e: redis::RedisError| RedisBrokerError::Unreachable {
+        url: url.to_owned(),
+        cause: e.to_string(),
+    };
+    let invalid = |e: redis::RedisError| RedisBrokerError::InvalidUrl {
+        url: url.to_owned(),
+        cause: e.to_string(),
+    };
+    match target {
+        Target::Single(url) => {
+            let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+            let store = Store::single(client.clone()).await.map_err(unreachable)?;
+            let pubsub = tokio::sync::Mutex::new(None);
+            Ok((store, LiveConn::Single { client, pubsub }, None))
+        }
+        Target::Cluster(seeds) => {
+            let store = Store::cluster(seeds).await.map_err(unreachable)?;
+            let (pushes, rx) = tokio::sync::mpsc::unbounded_channel();
+            let conn = store::cluster_pubsub(seeds, pushes.clone())
+                .await
+                .map_err(unreachable)?;
+            let live = LiveConn::Cluster {
+                conn: parking_lot::RwLock::new(conn),
+                seeds: seeds.clone(),
+                pushes,
+                lost: tokio::sync::Notify::new(),
+            };
+            Ok((store, live, Some(rx)))
+        }
     }
 }
 
