@@ -64,7 +64,8 @@ def table(cases, left, right, header):
 half = runs_of("agentwire", "runs_half")
 rate = half[0]["params"]["rate_per_s"] if half else "?"
 LOAD = ["runs_per_s", "events_per_s", "latency_p50_us", "latency_p99_us", "latency_p999_us", "latency_max_us",
-        "server_cpu_pct", "events_per_server_cpu_s", "error_frames"]
+        "server_cpu_pct", "events_per_server_cpu_s", "error_frames",
+        "redis_commands_per_event", "redis_cpu_us_per_event"]
 CASES = [
     ("startup", "startup", ["ready_min_ms", "ready_median_ms", "ready_max_ms"]),
     ("runs_max", "runs (max, 100×4 in flight)", LOAD),
@@ -120,3 +121,16 @@ if runs_of("agentwire-redis", "fanout"):
     print()
     table(CASES[1:4], "agentwire-redis", "agentwire",
           "| scenario | metric | agentwire (Redis) | agentwire (memory) | Redis / memory |")
+
+for label, what in (("agentwire-redis-cluster", "a local Redis Cluster, 3 primaries + 3 replicas"),
+                    ("agentwire-redis-cluster-wait", "the same cluster with `redis.wait_replicas = 1`")):
+    if not runs_of(label, "runs_max"):
+        continue
+    print()
+    half_runs = runs_of(label, "runs_half")
+    label_rate = half_runs[0]["params"]["rate_per_s"] if half_runs else "?"
+    print(f"Through {what} (Redis unpinned); the open-loop row at half of its own maximum, "
+          f"{label_rate}/s:")
+    print()
+    table(CASES[1:4], label, "agentwire",
+          f"| scenario | metric | {label} | agentwire (memory) | {label} / memory |")

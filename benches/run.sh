@@ -55,8 +55,42 @@ fi
 BEFORE_BIN=${BEFORE_BIN:-}
 if [ -n "$BEFORE_BIN" ]; then LABELS="$LABELS agentwire-before"; fi
 
+# And on a local Redis Cluster (issue 24): 3 primaries + 3 replicas started here (CLUSTER=0
+# skips it), measured without and with the replica wait (redis.wait_replicas = 1).
+CLUSTER=${CLUSTER:-1}
+CLUSTER_PIDS=""
+REDIS_PORT=${REDIS_URL##*:}; REDIS_PORT=${REDIS_PORT%%/*}
+if [ "$CLUSTER" = 1 ] && command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+  rm -rf "$OUT/cluster"
+  nodes=""
+  for port in 17201 17202 17203 17204 17205 17206; do
+    mkdir -p "$OUT/cluster/$port"
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no \
+      --cluster-enabled yes --cluster-config-file nodes.conf --cluster-node-timeout 2000 \
+      --dir "$OUT/cluster/$port" >"$OUT/cluster/$port/log" 2>&1 &
+    CLUSTER_PIDS="$CLUSTER_PIDS $!"
+    nodes="$nodes 127.0.0.1:$port"
+  done
+  for port in 17201 17202 17203 17204 17205 17206; do
+    for _ in $(seq 1 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  # shellcheck disable=SC2086
+  redis-cli --cluster create $nodes --cluster-replicas 1 --cluster-yes >"$OUT/cluster/create.log"
+  for _ in $(seq 1 100); do
+    redis-cli -p 17201 cluster info | grep -q 'cluster_state:ok' && break; sleep 0.1
+  done
+  CLUSTER_URL="redis+cluster://127.0.0.1:17201,127.0.0.1:17202,127.0.0.1:17203"
+  # Redis's counters are read from the primaries (a replica counts the replicated commands too).
+  CLUSTER_PRIMARIES=$(redis-cli -p 17201 cluster nodes | awk '$3 ~ /master/ {split($2, a, "@"); print a[1]}' | paste -sd, -)
+  LABELS="$LABELS agentwire-redis-cluster agentwire-redis-cluster-wait"
+fi
+
 SERVER_PID=""
-cleanup() { if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi; }
+cleanup() {
+  if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; fi
+  # shellcheck disable=SC2086
+  if [ -n "$CLUSTER_PIDS" ]; then kill $CLUSTER_PIDS 2>/dev/null || true; fi
+}
 trap cleanup EXIT
 
 server_cmd() { # server_cmd LABEL PORT — the command line of one server
@@ -64,6 +98,9 @@ server_cmd() { # server_cmd LABEL PORT — the command line of one server
     agentwire) echo "$BIN/agentwire serve --listen 127.0.0.1:$2" ;;
     agentwire-redis) echo "$BIN/agentwire serve --broker $REDIS_URL --listen 127.0.0.1:$2" ;;
     agentwire-before) echo "$BEFORE_BIN serve --listen 127.0.0.1:$2" ;;
+    agentwire-redis-cluster) echo "$BIN/agentwire serve --broker $CLUSTER_URL --listen 127.0.0.1:$2" ;;
+    agentwire-redis-cluster-wait)
+      echo "env AGENTWIRE_REDIS__WAIT_REPLICAS=1 $BIN/agentwire serve --broker $CLUSTER_URL --listen 127.0.0.1:$2" ;;
     baseline) echo "$BIN/agentwire-baseline 127.0.0.1:$2" ;;
   esac
 }
@@ -86,10 +123,17 @@ stop_server() {
   SERVER_PID=""
 }
 # bench CASE LABEL SCENARIO ARGS… — one report as a JSON line, tagged with its case.
+redis_of() { # redis_of LABEL — the Redis servers whose INFO the bench reads for LABEL
+  case $1 in
+    agentwire-redis) echo "--redis 127.0.0.1:$REDIS_PORT" ;;
+    agentwire-redis-cluster*) echo "--redis $CLUSTER_PRIMARIES" ;;
+  esac
+}
 bench() {
   local case=$1 label=$2; shift 2
+  # shellcheck disable=SC2046
   taskset -c "$LOAD_CPU" "$BIN/agentwire-bench" --json --label "$label" --addr 127.0.0.1:$PORT \
-    --server-pid "$SERVER_PID" "$@" |
+    --server-pid "$SERVER_PID" $(redis_of "$label") "$@" |
     python3 -c 'import json,sys; r=json.load(sys.stdin); r["case"]=sys.argv[1]; print(json.dumps(r))' "$case" \
       >>"$OUT/results.jsonl"
 }
@@ -130,7 +174,7 @@ echo "== runs at half of agentwire's median max rate: $HALF runs/s over 100 conn
 for round in $(seq 1 "$ROUNDS"); do
   for label in $LABELS; do
     rate=$HALF
-    if [ "$label" = agentwire-redis ]; then rate=$(half agentwire-redis); fi
+    case $label in agentwire-redis*) rate=$(half "$label") ;; esac
     echo "   runs_half round $round: $label at $rate/s" >&2
     start_server "$label"
     bench runs_half "$label" runs -c 100 --rate "$rate" -d "$DURATION"

@@ -15,6 +15,9 @@
 //!   the agent's OpenAI-compatible model, streaming tokens at a set rate; the latency agentwire
 //!   adds per streamed token, and the server's CPU per token.
 //!
+//! With `--redis host:port[,…]` (the Redis servers behind a Redis broker), `runs` also reports
+//! Redis CPU and Redis commands per event, from `INFO cpu` and `INFO commandstats`.
+//!
 //! Latency needs no bookkeeping: the message `content` is the send time (µs since the generator
 //! started) and the `echo` agent returns it as the `agent_completed` result.
 //!
@@ -22,6 +25,7 @@
 
 mod conn;
 mod llm;
+mod redis_stats;
 mod report;
 mod scenario;
 
@@ -51,6 +55,10 @@ pub struct BenchArgs {
     /// The server's PID: adds its CPU time (runs, fanout) and RSS (idle) from /proc.
     #[arg(long, global = true)]
     pub server_pid: Option<u32>,
+    /// Redis servers behind the server's broker (`host:port`, comma-separated: one Redis or a
+    /// cluster's primaries): adds Redis CPU and commands per event (`runs`) from `INFO`.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub redis: Vec<String>,
 }
 
 /// One benchmark scenario.
@@ -157,6 +165,34 @@ fn secs(s: &str) -> Result<Duration, String> {
 /// # Errors
 /// A message when the server cannot be reached or the scenario cannot run.
 pub async fn run(args: &BenchArgs) -> Result<Report, String> {
+    if args.redis.is_empty() || !matches!(args.scenario, Scenario::Runs { .. }) {
+        return run_scenario(args).await;
+    }
+    let before = redis_stats::read(&args.redis)?;
+    let mut report = run_scenario(args).await?;
+    let after = redis_stats::read(&args.redis)?;
+    // In `runs` every event goes to exactly one connection: events received = events published
+    // (warm-up included on both sides).
+    let events = report
+        .metrics
+        .iter()
+        .find(|(k, _)| k == "events_total")
+        .and_then(|(_, v)| v.as_u64())
+        .unwrap_or(0)
+        .max(1) as f64;
+    report
+        .metric(
+            "redis_commands_per_event",
+            after.calls.saturating_sub(before.calls) as f64 / events,
+        )
+        .metric(
+            "redis_cpu_us_per_event",
+            (after.cpu_s - before.cpu_s).max(0.0) * 1e6 / events,
+        );
+    Ok(report)
+}
+
+async fn run_scenario(args: &BenchArgs) -> Result<Report, String> {
     match &args.scenario {
         Scenario::Runs {
             connections,

@@ -1,43 +1,59 @@
-//! A [`Broker`] on Redis, so that many agentwire nodes behind a plain load balancer serve any
-//! user: a client resumes on any node, and a node that dies loses nothing that was acknowledged.
+//! A [`Broker`] on Redis — one server or a Redis Cluster — so that many agentwire nodes behind a
+//! plain load balancer serve any user: a client resumes on any node, and a node that dies loses
+//! nothing that was acknowledged.
 //!
-//! Per user, three keys share a hash tag (`aw:{user}:…`): a counter for the seq, a Redis
-//! Stream for history (length-capped at `history.max_events`, entries older than `history.ttl`
-//! trimmed) and the epoch. One Lua script appends an event atomically — seq, history, expiry,
-//! and a `PUBLISH` on `aw:live:<user>` — so every node sees the same seqs in the same order.
-//! Each node holds one subscriber connection and subscribes only to the users it has
-//! connections for. See `docs/scaling.md` for the design and its costs.
+//! Per user, three keys share a hash tag (`aw:{user}:…`, one cluster slot): a counter for the
+//! seq, a Redis Stream for history (length-capped at `history.max_events`, entries older than
+//! `history.ttl` trimmed) and the epoch. Appends are group-committed per user: while one batch of
+//! a user is being stored, that user's later events queue, and the next batch stores them all in
+//! one Lua script call — seqs, history, expiry and one publication of the whole batch — so every
+//! node sees the same seqs in the same order. Each node subscribes only to the users it has
+//! connections for; on a cluster with sharded pub/sub (`SSUBSCRIBE`), so live traffic stays on
+//! the shard that owns the user. See `docs/scaling.md` for the design, the guarantees with and
+//! without the replica wait, and the costs.
 //!
 //! ```no_run
-//! use std::sync::Arc;
 //! use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, HistoryConfig};
 //! use agentwire_core::Configurable;
-//! use agentwire_redis::RedisBroker;
+//! use agentwire_redis::{RedisBroker, RedisOptions};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // One Redis: "redis://127.0.0.1:6379". A cluster: its seed nodes.
+//! let options = RedisOptions::new(HistoryConfig::default()).wait_replicas(1);
 //! let builder = AgentWebSocketBridge::builder();
-//! let broker =
-//!     RedisBroker::connect("redis://127.0.0.1:6379", HistoryConfig::default(), builder.live_sink())
-//!         .await?;
+//! let broker = RedisBroker::connect_with(
+//!     "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+//!     options,
+//!     builder.live_sink(),
+//! )
+//! .await?;
 //! let bridge = builder.broker(broker).configure(BridgeConfig::default())?;
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod commit;
 mod live;
 mod scripts;
+mod slice;
+mod store;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use agentwire_bridge::{BridgeError, Broker, HistoryConfig, LiveSink, StreamSlice};
-use agentwire_core::{Frame, NowOrLater, ReplayGap, RunEvent, UserId, async_trait, unix_millis};
-use redis::aio::ConnectionManager;
-use redis::{AsyncConnectionConfig, Script, Value};
+use agentwire_core::{Frame, NowOrLater, RunEvent, UserId, async_trait, unix_millis};
+use redis::Value;
+use tokio::sync::mpsc::UnboundedReceiver;
 
-use live::LiveFeed;
+use commit::{Committer, ReplicaWait};
+use live::{LiveConn, LiveFeed};
+use scripts::Lua;
+use store::{COMMAND_TIMEOUT, Store, Target};
+
+pub use commit::FAILOVER_SEQ_JUMP;
 
 /// Errors of the Redis broker's setup.
 #[derive(Debug, thiserror::Error)]
@@ -61,18 +77,95 @@ pub enum RedisBrokerError {
     },
 }
 
-/// How long one Redis command may take before it counts as a failure.
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// How a [`RedisBroker`] keeps streams. Optional settings return `Self`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    history: HistoryConfig,
+    prefix: String,
+    wait: Option<(u32, Duration)>,
+}
+
+impl RedisOptions {
+    /// History as configured, key prefix `aw`, no replica wait.
+    pub fn new(history: HistoryConfig) -> Self {
+        Self {
+            history,
+            prefix: "aw".to_owned(),
+            wait: None,
+        }
+    }
+
+    /// Another key prefix (several deployments on one Redis, or isolated tests).
+    pub fn prefix(mut self, prefix: &str) -> Self {
+        self.prefix = prefix.to_owned();
+        self
+    }
+
+    /// An append counts as stored only once `replicas` replicas acknowledged it (`WAIT`); 0 (the
+    /// default) does not wait. The timeout defaults to 1 s; see [`Self::wait_timeout`].
+    pub fn wait_replicas(mut self, replicas: u32) -> Self {
+        let timeout = self.wait.map_or(Duration::from_secs(1), |(_, t)| t);
+        self.wait = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
+    /// How long an append waits for its replicas before it fails (with the replica wait on).
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        if let Some((_, t)) = &mut self.wait {
+            *t = timeout;
+        }
+        self
+    }
+}
+
+/// Key and channel names of one deployment.
+#[derive(Debug, Clone)]
+pub(crate) struct Names {
+    prefix: String,
+    cluster: bool,
+}
+
+impl Names {
+    fn keys(&self, user: &UserId) -> [String; 3] {
+        let p = &self.prefix;
+        [
+            format!("{p}:{{{user}}}:seq"),
+            format!("{p}:{{{user}}}:s"),
+            format!("{p}:{{{user}}}:e"),
+        ]
+    }
+
+    /// The user's live channel; on a cluster in the user's hash slot, so `SPUBLISH` from the
+    /// append script stays on the shard.
+    fn channel(&self, user: &UserId) -> String {
+        if self.cluster {
+            format!("{}:{{{user}}}:live", self.prefix)
+        } else {
+            format!("{}:live:{user}", self.prefix)
+        }
+    }
+
+    fn user_of_channel(&self, channel: &str) -> Option<UserId> {
+        let rest = channel.strip_prefix(&self.prefix)?;
+        let user = if self.cluster {
+            rest.strip_prefix(":{")?.strip_suffix("}:live")?
+        } else {
+            rest.strip_prefix(":live:")?
+        };
+        UserId::new(user).ok()
+    }
+
+    fn publish_command(&self) -> &'static str {
+        if self.cluster { "SPUBLISH" } else { "PUBLISH" }
+    }
+}
 
 /// The Redis broker. Cheap to share (`Arc`); one per node.
 pub struct RedisBroker {
-    client: redis::Client,
-    conn: ConnectionManager,
-    append: Script,
-    read: Script,
-    touch: Script,
+    commits: Arc<Committer>,
+    read: Lua,
+    touch: Lua,
     history: HistoryConfig,
-    prefix: String,
     live: Arc<LiveFeed>,
     url: String,
 }
@@ -99,9 +192,9 @@ fn epoch_candidate() -> String {
 }
 
 impl RedisBroker {
-    /// Connects to `url`, proves it with a round trip (`PING`), and starts the live feed into
-    /// `live` (the bridge builder's
-    /// [`live_sink`](agentwire_bridge::UnconfiguredBridge::live_sink)).
+    /// Connects to `url` (`redis://…`, or `redis+cluster://host:port,host:port` for a cluster),
+    /// proves it with a round trip (`PING`), and starts the live feed into `live` (the bridge
+    /// builder's [`live_sink`](agentwire_bridge::UnconfiguredBridge::live_sink)).
     ///
     /// # Errors
     /// [`RedisBrokerError::InvalidUrl`] or [`RedisBrokerError::Unreachable`].
@@ -110,11 +203,10 @@ impl RedisBroker {
         history: HistoryConfig,
         live: Arc<dyn LiveSink>,
     ) -> Result<Arc<Self>, RedisBrokerError> {
-        Self::connect_with_prefix(url, history, "aw", live).await
+        Self::connect_with(url, RedisOptions::new(history), live).await
     }
 
-    /// As [`Self::connect`], with another key prefix (several deployments on one Redis, or
-    /// isolated tests).
+    /// As [`Self::connect`], with another key prefix.
     ///
     /// # Errors
     /// As [`Self::connect`].
@@ -124,49 +216,70 @@ impl RedisBroker {
         prefix: &str,
         live: Arc<dyn LiveSink>,
     ) -> Result<Arc<Self>, RedisBrokerError> {
-        let client = redis::Client::open(url).map_err(|e| RedisBrokerError::InvalidUrl {
-            url: url.to_owned(),
-            cause: e.to_string(),
-        })?;
+        Self::connect_with(url, RedisOptions::new(history).prefix(prefix), live).await
+    }
+
+    /// As [`Self::connect`], with every option.
+    ///
+    /// # Errors
+    /// As [`Self::connect`].
+    pub async fn connect_with(
+        url: &str,
+        options: RedisOptions,
+        sink: Arc<dyn LiveSink>,
+    ) -> Result<Arc<Self>, RedisBrokerError> {
+        let target = Target::parse(url)?;
         let unreachable = |e: redis::RedisError| RedisBrokerError::Unreachable {
             url: url.to_owned(),
             cause: e.to_string(),
         };
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(COMMAND_TIMEOUT))
-            .set_response_timeout(Some(COMMAND_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_secs(1));
-        let mut conn = tokio::time::timeout(
-            COMMAND_TIMEOUT * 2,
-            ConnectionManager::new_with_config(client.clone(), config),
-        )
-        .await
-        .map_err(|_| RedisBrokerError::Unreachable {
-            url: url.to_owned(),
-            cause: "no answer within 4s".into(),
-        })?
-        .map_err(unreachable)?;
-        let _: String = redis::cmd("PING")
-            .query_async(&mut conn)
+        let names = Names {
+            prefix: options.prefix.clone(),
+            cluster: matches!(target, Target::Cluster(_)),
+        };
+        let (mut store, live_conn, pushes) =
+            tokio::time::timeout(COMMAND_TIMEOUT * 2, open(&target, url))
+                .await
+                .map_err(|_| RedisBrokerError::Unreachable {
+                    url: url.to_owned(),
+                    cause: "no answer within 4s".into(),
+                })??;
+        let _: Value = redis::cmd("PING")
+            .query_async(&mut store)
             .await
             .map_err(unreachable)?;
-        let _ = AsyncConnectionConfig::new();
+        let wait = options
+            .wait
+            .map(|(replicas, timeout)| ReplicaWait { replicas, timeout });
+        let history = options.history;
+        let commits = Committer::new(
+            store.clone(),
+            names.clone(),
+            history.max_events,
+            history.ttl,
+            wait,
+        );
+        let live = Arc::new(LiveFeed::new(names, store, live_conn, sink));
         let broker = Arc::new(Self {
-            client,
-            conn,
-            append: Script::new(scripts::APPEND),
-            read: Script::new(scripts::READ),
-            touch: Script::new(scripts::TOUCH),
+            commits: Arc::new(commits),
+            read: Lua::new(scripts::READ),
+            touch: Lua::new(scripts::TOUCH),
             history,
-            prefix: prefix.to_owned(),
-            live: Arc::new(LiveFeed::new(prefix.to_owned(), live)),
+            live: live.clone(),
             url: url.to_owned(),
         });
-        tokio::spawn(live::run(broker.clone()));
+        match pushes {
+            None => {
+                tokio::spawn(live::run_single(live.clone()));
+            }
+            Some(pushes) => {
+                tokio::spawn(live::run_cluster(live.clone(), pushes));
+                tokio::spawn(live::resubscribe_cluster(live.clone()));
+            }
+        }
         // Wait briefly for the subscriber connection so the first attach does not race it.
         for _ in 0..100 {
-            if broker.live.connected.load(Ordering::Relaxed) {
+            if live.connected.load(Ordering::Relaxed) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -174,52 +287,97 @@ impl RedisBroker {
         Ok(broker)
     }
 
-    fn keys(&self, user: &UserId) -> [String; 3] {
-        let p = &self.prefix;
-        [
-            format!("{p}:{{{user}}}:seq"),
-            format!("{p}:{{{user}}}:s"),
-            format!("{p}:{{{user}}}:e"),
-        ]
-    }
-
     fn ttl_ms(&self) -> u64 {
         self.history.ttl.as_millis() as u64
     }
 
-    /// The newest held event of `user`, with the stream's epoch.
-    pub(crate) async fn newest(
-        &self,
-        user: &UserId,
-    ) -> Result<Option<(String, Frame)>, BridgeError> {
-        let [_, stream, epoch_key] = self.keys(user);
-        let mut conn = self.conn.clone();
-        let (epoch, entries): (Option<String>, StreamEntries) = redis::pipe()
-            .get(&epoch_key)
-            .cmd("XREVRANGE")
-            .arg(&stream)
-            .arg("+")
-            .arg("-")
-            .arg("COUNT")
-            .arg(1)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let (Some(epoch), Some((id, fields))) = (epoch, entries.into_iter().next()) else {
-            return Ok(None);
-        };
-        let seq = parse_seq(&id).ok_or_else(|| unavailable(format!("bad stream id {id}")))?;
-        let frame = fields.into_iter().find(|(k, _)| k == "f").map(|(_, v)| v);
-        Ok(frame.map(|f| (epoch, Frame::event(seq, f))))
+    fn conn(&self) -> Store {
+        self.commits.store.clone()
     }
+
+    fn keys(&self, user: &UserId) -> [String; 3] {
+        self.commits.names.keys(user)
+    }
+
+    /// Accepts `event` into `user`'s stream through the group commit: returns its seq once the
+    /// batch holding it is stored (and, with the replica wait, acknowledged by the replicas).
+    ///
+    /// # Errors
+    /// [`BridgeError::BrokerUnavailable`] when Redis does not store it (or, with the replica
+    /// wait, too few replicas acknowledged it in time).
+    pub async fn append_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
+        self.commits.append(user, event).await
+    }
+}
+
+/// What [`open`] connects: the command connection, the live feed's connection, and on a cluster
+/// the receiver of its pushes.
+type Opened = (Store, LiveConn, Option<UnboundedReceiver<redis::PushInfo>>);
+
+/// Connects the command and the pub/sub side to `target`.
+async fn open(target: &Target, url: &str) -> Result<Opened, RedisBrokerError> {
+    let unreachable = |e: redis::RedisError| RedisBrokerError::Unreachable {
+        url: url.to_owned(),
+        cause: e.to_string(),
+    };
+    let invalid = |e: redis::RedisError| RedisBrokerError::InvalidUrl {
+        url: url.to_owned(),
+        cause: e.to_string(),
+    };
+    match target {
+        Target::Single(url) => {
+            let client = redis::Client::open(url.as_str()).map_err(invalid)?;
+            let store = Store::single(client.clone()).await.map_err(unreachable)?;
+            let pubsub = tokio::sync::Mutex::new(None);
+            Ok((store, LiveConn::Single { client, pubsub }, None))
+        }
+        Target::Cluster(seeds) => {
+            let store = Store::cluster(seeds).await.map_err(unreachable)?;
+            let (pushes, rx) = tokio::sync::mpsc::unbounded_channel();
+            let conn = store::cluster_pubsub(seeds, pushes.clone())
+                .await
+                .map_err(unreachable)?;
+            let live = LiveConn::Cluster {
+                conn: parking_lot::RwLock::new(conn),
+                seeds: seeds.clone(),
+                pushes,
+                lost: tokio::sync::Notify::new(),
+            };
+            Ok((store, live, Some(rx)))
+        }
+    }
+}
+
+/// The newest held event of `user`, with the stream's epoch.
+pub(crate) async fn newest(
+    store: &Store,
+    names: &Names,
+    user: &UserId,
+) -> Result<Option<(String, Frame)>, BridgeError> {
+    let [_, stream, epoch_key] = names.keys(user);
+    let mut conn = store.clone();
+    let (epoch, entries): (Option<String>, StreamEntries) = redis::pipe()
+        .get(&epoch_key)
+        .cmd("XREVRANGE")
+        .arg(&stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .map_err(unavailable)?;
+    let (Some(epoch), Some((id, fields))) = (epoch, entries.into_iter().next()) else {
+        return Ok(None);
+    };
+    let epoch = epoch.split('/').next().unwrap_or_default().to_owned();
+    let seq = slice::parse_seq(&id).ok_or_else(|| unavailable(format!("bad stream id {id}")))?;
+    let frame = fields.into_iter().find(|(k, _)| k == "f").map(|(_, v)| v);
+    Ok(frame.map(|f| (epoch, Frame::event(seq, f))))
 }
 
 /// `XREVRANGE` entries: (id, [(field, value)]).
 type StreamEntries = Vec<(String, Vec<(String, Vec<u8>)>)>;
-
-fn parse_seq(id: &str) -> Option<u64> {
-    id.split('-').next()?.parse().ok()
-}
 
 #[async_trait]
 impl Broker for RedisBroker {
@@ -232,25 +390,8 @@ impl Broker for RedisBroker {
         user: &'a UserId,
         event: RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
-        NowOrLater::later(async move {
-            let [seq_key, stream, epoch_key] = self.keys(user);
-            let (prefix, suffix) = event.to_envelope_parts();
-            let mut conn = self.conn.clone();
-            self.append
-                .key(seq_key)
-                .key(stream)
-                .key(epoch_key)
-                .arg(epoch_candidate())
-                .arg(prefix)
-                .arg(suffix)
-                .arg(self.history.max_events)
-                .arg(self.ttl_ms())
-                .arg(self.live.channel(user))
-                .arg(unix_millis())
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)
-        })
+        // Stored only once the group-commit batch holding it is (the contract's "stored").
+        NowOrLater::later(async move { self.append_event(user, &event).await })
     }
 
     async fn read_after(
@@ -260,65 +401,35 @@ impl Broker for RedisBroker {
         epoch: Option<&str>,
         limit: usize,
     ) -> Result<StreamSlice, BridgeError> {
-        let [seq_key, stream, epoch_key] = self.keys(user);
-        let mut conn = self.conn.clone();
+        let keys = self.keys(user);
+        let args = [
+            after.to_string(),
+            epoch.unwrap_or("").to_owned(),
+            limit.to_string(),
+            epoch_candidate(),
+            self.ttl_ms().to_string(),
+            if self.commits.names.cluster { "1" } else { "0" }.to_owned(),
+        ];
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let values: Vec<Value> = self
             .read
-            .key(seq_key)
-            .key(stream)
-            .key(epoch_key)
-            .arg(after)
-            .arg(epoch.unwrap_or(""))
-            .arg(limit)
-            .arg(epoch_candidate())
-            .arg(self.ttl_ms())
-            .invoke_async(&mut conn)
+            .run(&mut self.conn(), &keys, &args)
             .await
             .map_err(unavailable)?;
-        parse_slice(values).ok_or_else(|| unavailable("unexpected reply to the read script"))
+        slice::parse_slice(values).ok_or_else(|| unavailable("unexpected reply to the read script"))
     }
 
     async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
-        let first = {
-            let mut users = self.live.users.lock();
-            let n = users.entry(user.clone()).or_insert(0);
-            *n += 1;
-            *n == 1
-        };
-        if !first {
-            return Ok(());
-        }
-        // Wait up to a few seconds for the subscriber connection (it may be reconnecting).
-        for _ in 0..200 {
-            let mut guard = self.live.pubsub.lock().await;
-            if let Some(sink) = guard.as_mut() {
-                return match sink.subscribe(self.live.channel(user)).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => {
-                        drop(guard);
-                        self.release(user);
-                        Err(unavailable(e))
-                    }
-                };
-            }
-            drop(guard);
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        self.release(user);
-        Err(unavailable("the live feed is not connected"))
+        self.live.subscribe(user).await
     }
 
     async fn unsubscribe(&self, user: &UserId) {
-        if self.release(user)
-            && let Some(sink) = self.live.pubsub.lock().await.as_mut()
-        {
-            let _ = sink.unsubscribe(self.live.channel(user)).await;
-        }
+        self.live.unsubscribe(user).await;
     }
 
     async fn remove(&self, user: &UserId) -> Result<(), BridgeError> {
         let keys = self.keys(user);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         redis::cmd("DEL")
             .arg(&keys[..])
             .query_async::<()>(&mut conn)
@@ -327,18 +438,11 @@ impl Broker for RedisBroker {
     }
 
     async fn touch(&self, users: &[UserId]) {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
+        let args = [self.ttl_ms().to_string(), unix_millis().to_string()];
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         for user in users {
-            let [a, b, c] = self.keys(user);
-            let r: Result<i64, _> = self
-                .touch
-                .key(a)
-                .key(b)
-                .key(c)
-                .arg(self.ttl_ms())
-                .arg(unix_millis())
-                .invoke_async(&mut conn)
-                .await;
+            let r: Result<i64, _> = self.touch.run(&mut conn, &self.keys(user), &args).await;
             if let Err(e) = r {
                 tracing::debug!(error = %e, "touch failed");
                 return;
@@ -347,8 +451,8 @@ impl Broker for RedisBroker {
     }
 
     async fn ping(&self) -> Result<(), BridgeError> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("PING")
+        let mut conn = self.conn();
+        let _: Value = redis::cmd("PING")
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -357,64 +461,9 @@ impl Broker for RedisBroker {
         }
         Ok(())
     }
-}
 
-impl RedisBroker {
-    /// Drops one subscription of `user`; true when it was the last.
-    fn release(&self, user: &UserId) -> bool {
-        let mut users = self.live.users.lock();
-        match users.get_mut(user) {
-            Some(n) if *n > 1 => {
-                *n -= 1;
-                false
-            }
-            Some(_) => {
-                users.remove(user);
-                true
-            }
-            None => false,
-        }
+    async fn sweep(&self) -> usize {
+        self.commits.sweep();
+        0
     }
-}
-
-fn as_u64(v: &Value) -> Option<u64> {
-    match v {
-        Value::Int(i) => u64::try_from(*i).ok(),
-        Value::BulkString(b) => std::str::from_utf8(b).ok()?.parse().ok(),
-        Value::SimpleString(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
-fn as_bytes(v: Value) -> Option<Vec<u8>> {
-    match v {
-        Value::BulkString(b) => Some(b),
-        Value::SimpleString(s) => Some(s.into_bytes()),
-        _ => None,
-    }
-}
-
-/// `[head, epoch, after, first_seq, id1, frame1, id2, frame2, …]` → a slice.
-fn parse_slice(values: Vec<Value>) -> Option<StreamSlice> {
-    let mut it = values.into_iter();
-    let head = as_u64(&it.next()?)?;
-    let epoch = String::from_utf8(as_bytes(it.next()?)?).ok()?;
-    let after = as_u64(&it.next()?)?;
-    let first_seq = as_u64(&it.next()?)?;
-    let mut frames = Vec::new();
-    while let Some(id) = it.next() {
-        let id = String::from_utf8(as_bytes(id)?).ok()?;
-        let frame = as_bytes(it.next()?)?;
-        frames.push(Frame::event(parse_seq(&id)?, frame));
-    }
-    let gap = (after < head && first_seq > after + 1).then(|| ReplayGap {
-        from_seq: after + 1,
-        to_seq: (first_seq - 1).min(head),
-    });
-    Some(StreamSlice {
-        epoch: epoch.into(),
-        head,
-        gap,
-        frames,
-    })
 }

@@ -1,62 +1,114 @@
 //! The Lua scripts that make each stream operation atomic on the Redis server.
 
-/// Appends one event: the next seq (INCR), the epoch (kept, or set for a new stream), the frame
-/// joined around the seq, XADD with an exact length cap, entries older than the ttl trimmed from
-/// the front, every key's expiry refreshed, and the frame published to the user's channel — all
-/// in one atomic step, so publication order is seq order.
+/// Appends a batch of events of one user (group commit): the next `n` seqs (one `INCRBY`), the
+/// epoch (kept, or set for a new stream), each frame joined around its seq and added to the
+/// stream with an exact length cap, and — on a new stream or when the node asks (at most every
+/// `ttl/8`) — entries older than the ttl trimmed and every key's expiry refreshed; finally the
+/// whole batch published as one message, so publication order is seq order.
 ///
-/// KEYS: seq, stream, epoch. ARGV: candidate epoch, json prefix, json suffix, max_events, ttl_ms,
-/// channel, now_ms.
+/// The epoch key holds `<epoch>` or, on a cluster, `<epoch>/<id of the primary that last
+/// wrote>`. When the primary changed since the last write (a failover, or the slot moved), the
+/// old primary may have acknowledged writes it never replicated: the counter then jumps by
+/// `ARGV[9]` so no seq a client may have seen is ever given to another event — the skipped
+/// range reaches clients as a `replay_gap`, never as a silent hole.
+///
+/// KEYS: seq, stream, epoch. ARGV: 1 candidate epoch, 2 max_events, 3 expiry_ms, 4 channel ('' =
+/// publish nothing), 5 now_ms, 6 publish command (`PUBLISH`/`SPUBLISH`), 7 refresh ('1'/'0'),
+/// 8 history ttl_ms, 9 seq jump on a primary change ('0' = no writer check), then one
+/// (json prefix, json suffix) pair per event. Returns {first seq, epoch}.
 pub(crate) const APPEND: &str = r#"
-local seq = redis.call('INCR', KEYS[1])
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
+local n = (#ARGV - 9) / 2
+local stored = redis.call('GET', KEYS[3])
+local epoch, writer
+if stored then
+  epoch, writer = string.match(stored, '^([^/]*)/?(.*)$')
+end
+local jump = tonumber(ARGV[9])
+local me = ''
+if jump > 0 then me = redis.call('CLUSTER', 'MYID') end
+local fresh = false
+if not stored then
   epoch = ARGV[1]
-  redis.call('SET', KEYS[3], epoch)
+  fresh = true
 end
-local frame = ARGV[2] .. seq .. ARGV[3]
-local id = seq .. '-1'
-if tonumber(ARGV[4]) > 0 then
-  redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[4], id, 't', ARGV[7], 'f', frame)
+local last = redis.call('INCRBY', KEYS[1], n)
+if last == n then fresh = true end
+if jump > 0 and stored and writer ~= me then
+  last = redis.call('INCRBY', KEYS[1], jump)
 end
-local min_ts = tonumber(ARGV[7]) - tonumber(ARGV[5])
-for _ = 1, 64 do
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-  if #oldest == 0 or tonumber(oldest[1][2][2]) >= min_ts then break end
-  redis.call('XDEL', KEYS[2], oldest[1][1])
+if fresh or (jump > 0 and writer ~= me) then
+  local value = epoch
+  if jump > 0 then value = epoch .. '/' .. me end
+  redis.call('SET', KEYS[3], value)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[5])
-redis.call('PEXPIRE', KEYS[2], ARGV[5])
-redis.call('PEXPIRE', KEYS[3], ARGV[5])
-redis.call('PUBLISH', ARGV[6], seq .. ' ' .. epoch .. ' ' .. frame)
-return seq
+local first = last - n + 1
+local max = tonumber(ARGV[2])
+local frames = {}
+for i = 1, n do
+  local seq = first + i - 1
+  local frame = ARGV[8 + 2 * i] .. seq .. ARGV[9 + 2 * i]
+  frames[i] = frame
+  if max > 0 then
+    redis.call('XADD', KEYS[2], 'MAXLEN', max, seq .. '-1', 't', ARGV[5], 'f', frame)
+  end
+end
+if fresh or ARGV[7] == '1' then
+  local min_ts = tonumber(ARGV[5]) - tonumber(ARGV[8])
+  for _ = 1, 64 do
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+    if #oldest == 0 or tonumber(oldest[1][2][2]) >= min_ts then break end
+    redis.call('XDEL', KEYS[2], oldest[1][1])
+  end
+  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+end
+if ARGV[4] ~= '' then
+  redis.call(ARGV[6], ARGV[4], first .. ' ' .. epoch .. ' ' .. table.concat(frames, '\n'))
+end
+return {first, epoch}
 "#;
 
 /// Reads a slice: head, epoch (created for a stream that has none, so it is stable from the first
-/// look), the effective `after` (0 when the caller's epoch is another), the oldest held seq, and
-/// up to `limit` entries after `after` as (id, frame) pairs.
+/// look), the effective `after` (0 when the caller's epoch is another), the first held seq after
+/// `after` (head + 1 when none), and up to `limit` consecutive entries after `after` as (id,
+/// frame) pairs — the page stops before a hole inside the stream.
+///
+/// On a cluster a created epoch names the primary (as `APPEND` does), so that appends on another
+/// primary after a failover skip seqs the old one may have given out unreplicated.
 ///
 /// KEYS: seq, stream, epoch. ARGV: after, requested epoch ('' for none), limit, candidate epoch,
-/// ttl_ms.
+/// ttl_ms, cluster ('1'/'0').
 pub(crate) const READ: &str = r#"
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-local epoch = redis.call('GET', KEYS[3])
-if not epoch then
+local stored = redis.call('GET', KEYS[3])
+local epoch
+if stored then
+  epoch = string.match(stored, '^([^/]*)')
+else
   epoch = ARGV[4]
-  redis.call('SET', KEYS[3], epoch, 'PX', ARGV[5])
+  local value = epoch
+  if ARGV[6] == '1' then value = epoch .. '/' .. redis.call('CLUSTER', 'MYID') end
+  redis.call('SET', KEYS[3], value, 'PX', ARGV[5])
 end
 local after = tonumber(ARGV[1])
 if ARGV[2] ~= '' and ARGV[2] ~= epoch then after = 0 end
-local first = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-local first_seq = head + 1
-if #first > 0 then first_seq = tonumber(string.match(first[1][1], '^(%d+)')) end
-local out = {head, epoch, after, first_seq}
 local limit = tonumber(ARGV[3])
-if limit > 0 and after < head then
-  local entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', limit)
-  for _, e in ipairs(entries) do
-    table.insert(out, e[1])
-    table.insert(out, e[2][4])
+local out = {head, epoch, after, head + 1}
+if after < head then
+  local count = limit
+  if count < 1 then count = 1 end
+  local entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', count)
+  if #entries > 0 then out[4] = tonumber(string.match(entries[1][1], '^(%d+)')) end
+  if limit > 0 then
+    -- A page ends before an interior hole (seqs skipped after a failover), so the reader's next
+    -- page starts at the hole and reports it as a gap.
+    local expect = nil
+    for _, e in ipairs(entries) do
+      local seq = tonumber(string.match(e[1], '^(%d+)'))
+      if expect and seq ~= expect then break end
+      table.insert(out, e[1])
+      table.insert(out, e[2][4])
+      expect = seq + 1
+    end
   end
 end
 return out
@@ -76,3 +128,75 @@ for i = 1, 3 do
 end
 return 1
 "#;
+
+/// One of the scripts above, called by its SHA1 (`EVALSHA`) and, when the server does not know
+/// it (`NOSCRIPT`: a new primary after a failover, a restarted server), by its source (`EVAL`,
+/// which also caches it there). Never `SCRIPT LOAD`: on a cluster that goes to every node and
+/// fails while one is down.
+#[derive(Debug)]
+pub(crate) struct Lua {
+    source: &'static str,
+    hash: String,
+}
+
+impl Lua {
+    pub(crate) fn new(source: &'static str) -> Self {
+        Self {
+            source,
+            hash: redis::Script::new(source).get_hash().to_owned(),
+        }
+    }
+
+    /// The call of the script on `keys` with `args`; by source when `by_source`.
+    pub(crate) fn cmd(&self, by_source: bool, keys: &[String], args: &[&[u8]]) -> redis::Cmd {
+        let mut cmd = redis::cmd(if by_source { "EVAL" } else { "EVALSHA" });
+        cmd.arg(if by_source { self.source } else { &self.hash })
+            .arg(keys.len())
+            .arg(keys)
+            .arg(args);
+        cmd
+    }
+
+    /// Runs the script: `EVALSHA`, then `EVAL` on `NOSCRIPT`.
+    pub(crate) async fn run<T: redis::FromRedisValue>(
+        &self,
+        conn: &mut impl redis::aio::ConnectionLike,
+        keys: &[String],
+        args: &[&[u8]],
+    ) -> redis::RedisResult<T> {
+        let reply = match self.cmd(false, keys, args).query_async(conn).await {
+            Err(e) if is_no_script(&e) => self.cmd(true, keys, args).query_async(conn).await,
+            reply => reply,
+        };
+        if let Err(e) = &reply {
+            refresh_after(e, conn, &keys[1]).await;
+        }
+        reply
+    }
+}
+
+/// After `READONLY` — a script sent to a node that is a replica now (a failed-over primary that
+/// came back, or a replica the client fell back to) — makes the cluster client learn the slot's
+/// primary: a plain write on that replica answers `MOVED`, on which the client rebuilds its slot
+/// map. (The client does not refresh on `READONLY` by itself and would keep sending the scripts
+/// to the replica.) The write is an `XTRIM` of the stream that never trims.
+pub(crate) async fn refresh_after(
+    e: &redis::RedisError,
+    conn: &mut impl redis::aio::ConnectionLike,
+    stream_key: &str,
+) {
+    if e.to_string().to_ascii_lowercase().contains("readonly") {
+        let _: redis::RedisResult<redis::Value> = redis::cmd("XTRIM")
+            .arg(stream_key)
+            .arg("MAXLEN")
+            .arg(u32::MAX)
+            .query_async(conn)
+            .await;
+    }
+}
+
+/// `NOSCRIPT`, on its own or inside a pipeline's error.
+pub(crate) fn is_no_script(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
+        || e.to_string().to_ascii_lowercase().contains("noscript")
+}

@@ -152,6 +152,26 @@ pub struct MetricsConfig {
     pub token: Option<String>,
 }
 
+/// `[redis]`: settings of the Redis broker (ignored by the memory broker).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSettings {
+    /// Replicas that must acknowledge an append (`WAIT`) before it counts as stored; 0 = none.
+    pub wait_replicas: u32,
+    /// How long an append waits for them before it fails.
+    #[serde(with = "humantime_serde")]
+    pub wait_timeout: Duration,
+}
+
+impl Default for RedisSettings {
+    fn default() -> Self {
+        Self {
+            wait_replicas: 0,
+            wait_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
 /// `[agents]`: the built-in `demo` agent's pacing, and agents defined in configuration
 /// (`[agents.<name>]` with a `kind`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -180,7 +200,7 @@ pub enum AgentDefinition {
 pub struct AgentwireConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// `memory` or `redis://…`.
+    /// `memory`, `redis://…`, or `redis+cluster://host:port,host:port`.
     pub broker: String,
     /// API key for `POST /v1/publish`; the route is disabled without one.
     pub api_key: Option<String>,
@@ -206,6 +226,8 @@ pub struct AgentwireConfig {
     pub mcp: agentwire_mcp::McpConfig,
     /// The Durable Streams protocol under `/ds` (docs/durable-streams.md).
     pub durable_streams: agentwire_durable_streams::DurableStreamsConfig,
+    /// The Redis broker.
+    pub redis: RedisSettings,
 }
 
 impl Default for AgentwireConfig {
@@ -225,6 +247,7 @@ impl Default for AgentwireConfig {
             agents: AgentsConfig::default(),
             mcp: agentwire_mcp::McpConfig::default(),
             durable_streams: Default::default(),
+            redis: RedisSettings::default(),
         }
     }
 }
@@ -246,6 +269,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "agents",
     "mcp",
     "durable_streams",
+    "redis",
 ];
 
 /// Settings given on the command line; they override file and env.

@@ -36,7 +36,8 @@ mod startup;
 
 pub use config::{
     AgentDefinition, AgentsConfig, AgentwireConfig, AuthConfig, AuthMode, ConfigOverrides,
-    HealthConfig, HeartbeatConfig, LimitsConfig, MetricsConfig, ShutdownConfig, TOP_LEVEL_KEYS,
+    HealthConfig, HeartbeatConfig, LimitsConfig, MetricsConfig, RedisSettings, ShutdownConfig,
+    TOP_LEVEL_KEYS,
 };
 pub use error::{Phase, StartupError};
 pub use startup::{

@@ -209,7 +209,7 @@ impl Startup<ConfigLoaded> {
                     Phase::Broker,
                     "broker",
                     format!("unknown broker {other:?}"),
-                    "use \"memory\" or a redis:// URL",
+                    "use \"memory\", a redis:// URL or redis+cluster://host:port,host:port",
                 ));
             }
         };
@@ -240,7 +240,7 @@ impl Startup<ConfigLoaded> {
 }
 
 fn is_redis_url(url: &str) -> bool {
-    ["redis://", "rediss://", "redis+unix://"]
+    ["redis://", "rediss://", "redis+unix://", "redis+cluster://"]
         .iter()
         .any(|scheme| url.starts_with(scheme))
 }
@@ -252,7 +252,10 @@ async fn connect_redis(
     config: &AgentwireConfig,
     live: Arc<dyn agentwire_bridge::LiveSink>,
 ) -> Result<Arc<dyn Broker>, StartupError> {
-    let broker = agentwire_redis::RedisBroker::connect(url, config.history.clone(), live)
+    let options = agentwire_redis::RedisOptions::new(config.history.clone())
+        .wait_replicas(config.redis.wait_replicas)
+        .wait_timeout(config.redis.wait_timeout);
+    let broker = agentwire_redis::RedisBroker::connect_with(url, options, live)
         .await
         .map_err(|e| {
             StartupError::new(

@@ -1,0 +1,277 @@
+//! Group commit: per user stream, one append batch is in flight at a time; events of that user
+//! that arrive meanwhile queue, and all of them go to Redis together in the next script call.
+//!
+//! Under light load a batch holds one event and costs what a single append did (one task
+//! spawn and one channel hand-off more, ~1 µs); under load, a user's events share one `EVALSHA`,
+//! one `INCRBY`, one `GET` and one publication. Batches of different users run concurrently and
+//! are pipelined on the multiplexed connection(s): nothing waits for another user's round trip.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agentwire_bridge::BridgeError;
+use agentwire_core::{RunEvent, UserId, unix_millis};
+use parking_lot::Mutex;
+use tokio::sync::oneshot;
+
+use crate::scripts::{Lua, is_no_script, refresh_after};
+use crate::store::Store;
+use crate::{Names, epoch_candidate, unavailable};
+
+/// Most events in one script call (bounds the script's argument list and one reply's latency).
+const MAX_BATCH: usize = 256;
+
+/// How far a stream's seq counter jumps when its primary changed on a cluster without the
+/// replica wait: the seqs skipped may include events the old primary acknowledged but never
+/// replicated, and clients see the range as one `replay_gap` instead of a silent hole.
+pub const FAILOVER_SEQ_JUMP: u64 = 100_000;
+
+/// One event waiting for its seq.
+struct Pending {
+    prefix: Vec<u8>,
+    suffix: Vec<u8>,
+    done: oneshot::Sender<Result<u64, BridgeError>>,
+}
+
+/// The queue of one user on this node.
+#[derive(Default)]
+struct Line {
+    queue: Vec<Pending>,
+    /// A drain task owns the line (one batch of this user in flight at a time).
+    draining: bool,
+    /// When this node last refreshed the stream's expiry and trimmed it by age.
+    refreshed: Option<Instant>,
+}
+
+/// Wait for replicas before an append counts as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReplicaWait {
+    pub(crate) replicas: u32,
+    pub(crate) timeout: Duration,
+}
+
+/// The append path of one node.
+pub(crate) struct Committer {
+    pub(crate) store: Store,
+    pub(crate) names: Names,
+    script: Lua,
+    max_events: usize,
+    ttl: Duration,
+    wait: Option<ReplicaWait>,
+    /// Seq jump on a primary change; 0 on one Redis, and with the replica wait (an acknowledged
+    /// event is on a replica, and an unacknowledged one is never published).
+    jump: u64,
+    lines: Mutex<HashMap<UserId, Line>>,
+}
+
+impl Committer {
+    pub(crate) fn new(
+        store: Store,
+        names: Names,
+        max_events: usize,
+        ttl: Duration,
+        wait: Option<ReplicaWait>,
+    ) -> Self {
+        let jump = if names.cluster && wait.is_none() {
+            FAILOVER_SEQ_JUMP
+        } else {
+            0
+        };
+        Self {
+            store,
+            names,
+            script: Lua::new(crate::scripts::APPEND),
+            max_events,
+            ttl,
+            wait,
+            jump,
+            lines: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// How often a node refreshes a stream's expiry while appending to it. The keys expire
+    /// `ttl + ttl/8` after a refresh, so an idle stream lives at least `ttl` after its last event.
+    fn refresh_every(&self) -> Duration {
+        self.ttl / 8
+    }
+
+    fn expiry_ms(&self) -> u64 {
+        (self.ttl + self.refresh_every()).as_millis().max(1) as u64
+    }
+
+    /// Accepts `event` into `user`'s stream: queues it, starts the user's drain task when none
+    /// runs, and returns its seq once the batch holding it is stored.
+    pub(crate) async fn append(
+        self: &Arc<Self>,
+        user: &UserId,
+        event: &RunEvent,
+    ) -> Result<u64, BridgeError> {
+        let (prefix, suffix) = event.to_envelope_parts();
+        let (done, stored) = oneshot::channel();
+        let start = {
+            let mut lines = self.lines.lock();
+            let line = lines.entry(user.clone()).or_default();
+            line.queue.push(Pending {
+                prefix,
+                suffix,
+                done,
+            });
+            !std::mem::replace(&mut line.draining, true)
+        };
+        if start {
+            tokio::spawn(self.clone().drain(user.clone()));
+        }
+        stored
+            .await
+            .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
+    }
+
+    /// Stores the user's queued events batch by batch until the queue is empty.
+    async fn drain(self: Arc<Self>, user: UserId) {
+        loop {
+            let (batch, refresh) = {
+                let mut lines = self.lines.lock();
+                let Some(line) = lines.get_mut(&user) else {
+                    return;
+                };
+                if line.queue.is_empty() {
+                    line.draining = false;
+                    return;
+                }
+                let take = line.queue.len().min(MAX_BATCH);
+                let batch: Vec<Pending> = line.queue.drain(..take).collect();
+                let refresh = line
+                    .refreshed
+                    .is_none_or(|at| at.elapsed() >= self.refresh_every());
+                (batch, refresh)
+            };
+            metrics::histogram!("agentwire_redis_batch_events").record(batch.len() as f64);
+            let result = self.store_batch(&user, &batch, refresh).await;
+            if refresh
+                && result.is_ok()
+                && let Some(line) = self.lines.lock().get_mut(&user)
+            {
+                line.refreshed = Some(Instant::now());
+            }
+            match result {
+                Ok(first) => {
+                    for (seq, pending) in (first..).zip(batch) {
+                        let _ = pending.done.send(Ok(seq));
+                    }
+                }
+                Err(e) => {
+                    for pending in batch {
+                        let _ = pending.done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One script call for the batch (and, with the replica wait, `WAIT` in the same pipeline
+    /// and the publication after it). Returns the first seq.
+    async fn store_batch(
+        &self,
+        user: &UserId,
+        batch: &[Pending],
+        refresh: bool,
+    ) -> Result<u64, BridgeError> {
+        let keys = self.names.keys(user);
+        let channel = self.names.channel(user);
+        let header = [
+            epoch_candidate(),
+            self.max_events.to_string(),
+            self.expiry_ms().to_string(),
+            if self.wait.is_none() {
+                channel.clone()
+            } else {
+                String::new()
+            },
+            unix_millis().to_string(),
+            self.names.publish_command().to_owned(),
+            if refresh { "1" } else { "0" }.to_owned(),
+            (self.ttl.as_millis() as u64).to_string(),
+            self.jump.to_string(),
+        ];
+        let mut args: Vec<&[u8]> = header.iter().map(|a| a.as_bytes()).collect();
+        for pending in batch {
+            args.push(&pending.prefix);
+            args.push(&pending.suffix);
+        }
+        let mut conn = self.store.clone();
+        let Some(wait) = self.wait else {
+            let (first, _epoch): (u64, String) = self
+                .script
+                .run(&mut conn, &keys, &args)
+                .await
+                .map_err(unavailable)?;
+            return Ok(first);
+        };
+        let pipe = |by_source: bool| {
+            let mut pipe = redis::pipe();
+            pipe.add_command(self.script.cmd(by_source, &keys, &args))
+                .cmd("WAIT")
+                .arg(wait.replicas)
+                .arg(wait.timeout.as_millis() as u64);
+            pipe
+        };
+        let mut reply: redis::RedisResult<((u64, String), u32)> =
+            pipe(false).query_async(&mut conn).await;
+        if reply.as_ref().is_err_and(is_no_script) {
+            // A primary that never ran the script (a new one after a failover).
+            reply = pipe(true).query_async(&mut conn).await;
+        }
+        if let Err(e) = &reply {
+            refresh_after(e, &mut conn, &keys[1]).await;
+        }
+        let ((first, epoch), acked) = reply.map_err(unavailable)?;
+        // Published even on a shortfall: the batch is in the primary's history either way, and
+        // live order must stay seq order.
+        let payload = batch_payload(first, &epoch, batch);
+        if let Err(e) = redis::cmd(self.names.publish_command())
+            .arg(&channel)
+            .arg(payload)
+            .query_async::<()>(&mut conn)
+            .await
+        {
+            // The events are stored; a node that misses them finds the hole by seq.
+            tracing::warn!(error = %e, "live publication after WAIT failed");
+        }
+        if acked < wait.replicas {
+            metrics::counter!("agentwire_redis_wait_shortfall_total").increment(1);
+            return Err(unavailable(format!(
+                "stored on the primary but acknowledged by {acked} of {} replicas within {:?}",
+                wait.replicas, wait.timeout
+            )));
+        }
+        Ok(first)
+    }
+
+    /// Forgets the state of users whose last expiry refresh is old enough that the next append
+    /// refreshes anyway. Returns how many were dropped.
+    pub(crate) fn sweep(&self) -> usize {
+        let every = self.refresh_every();
+        let mut lines = self.lines.lock();
+        let before = lines.len();
+        lines.retain(|_, line| {
+            line.draining || line.refreshed.is_some_and(|at| at.elapsed() < every)
+        });
+        before - lines.len()
+    }
+}
+
+/// A live message: `"<first seq> <epoch> <frame>\n<frame>…"` (frames are compact JSON, which
+/// never holds a raw newline). One event is exactly the single-event form `"<seq> <epoch> <frame>"`.
+fn batch_payload(first: u64, epoch: &str, batch: &[Pending]) -> Vec<u8> {
+    let mut out = format!("{first} {epoch} ").into_bytes();
+    for (i, (seq, pending)) in (first..).zip(batch).enumerate() {
+        if i > 0 {
+            out.push(b'\n');
+        }
+        out.extend_from_slice(&pending.prefix);
+        out.extend_from_slice(seq.to_string().as_bytes());
+        out.extend_from_slice(&pending.suffix);
+    }
+    out
+}

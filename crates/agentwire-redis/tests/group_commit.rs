@@ -1,0 +1,218 @@
+//! Group commit on the shared Redis at `REDIS_URL` (one or two brokers — two nodes — on one
+//! stream) and, on a private `redis-server`, what it costs in Redis commands per event.
+//! Without Redis these tests print SKIP, unless `AGENTWIRE_REQUIRE_REDIS=1`.
+
+mod support;
+
+use std::sync::Arc;
+
+use agentwire_bridge::{Broker, HistoryConfig};
+use agentwire_core::UserId;
+use agentwire_redis::{RedisBroker, RedisOptions};
+use proptest::prelude::*;
+use support::*;
+
+/// `n` brokers (nodes), each with the recorder its live feed delivers into.
+async fn brokers(url: &str, prefix: &str, n: usize) -> Vec<(Arc<RedisBroker>, Arc<Recorder>)> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        let options = RedisOptions::new(HistoryConfig::default()).prefix(prefix);
+        let live = recorder();
+        let broker = RedisBroker::connect_with(url, options, live.clone())
+            .await
+            .unwrap();
+        out.push((broker, live));
+    }
+    out
+}
+
+/// `publishers` tasks spread over `nodes` brokers each append `per` events to one stream, one
+/// after the other; all run at once. Every seq 1..=N is given exactly once, each publisher's seqs
+/// rise, every node's live feed delivers 1..=N in order with the event that got each seq, and
+/// history holds the same.
+async fn concurrent_publishers(nodes: usize, publishers: usize, per: usize) {
+    let prefix = unique("gc");
+    let (brokers, sinks): (Vec<_>, Vec<_>) = brokers(&redis_url(), &prefix, nodes)
+        .await
+        .into_iter()
+        .unzip();
+    let user = UserId::new(unique("u")).unwrap();
+    for b in &brokers {
+        b.subscribe(&user).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for p in 0..publishers {
+        let broker = brokers[p % nodes].clone();
+        let user = user.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut got = Vec::new();
+            for i in 0..per {
+                let tag = format!("p{p}-e{i}");
+                got.push((broker.append(&user, delta(&tag)).await.unwrap(), tag));
+            }
+            got
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        let got = t.await.unwrap();
+        assert!(
+            got.windows(2).all(|w| w[0].0 < w[1].0),
+            "a publisher's seqs rise: {got:?}"
+        );
+        all.extend(got);
+    }
+    let total = publishers * per;
+    let mut seqs: Vec<u64> = all.iter().map(|(s, _)| *s).collect();
+    seqs.sort_unstable();
+    assert_eq!(
+        seqs,
+        (1..=total as u64).collect::<Vec<_>>(),
+        "gap-free, each seq once"
+    );
+    for sink in &sinks {
+        let live = sink.wait_for(&user, total).await;
+        assert_eq!(
+            live,
+            (1..=total as u64).collect::<Vec<_>>(),
+            "live order is seq order"
+        );
+        for (seq, tag) in &all {
+            let text = sink.text_of(&user, *seq).unwrap();
+            assert!(
+                text.contains(&format!("\"{tag}\"")),
+                "seq {seq} carries {tag}: {text}"
+            );
+            assert!(text.contains(&format!("\"seq\":{seq},")), "{text}");
+        }
+    }
+    let slice = brokers[0]
+        .read_after(&user, 0, None, total + 10)
+        .await
+        .unwrap();
+    let held: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
+    assert_eq!(held, (1..=total as u64).collect::<Vec<_>>());
+    assert_eq!((slice.head, slice.gap), (total as u64, None));
+    brokers[0].remove(&user).await.unwrap();
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+
+    #[test]
+    fn seqs_are_gap_free_and_published_in_order_under_concurrent_publishers(
+        nodes in 1usize..=2,
+        publishers in 1usize..=8,
+        per in 1usize..=40,
+    ) {
+        if !shared_redis_or_skip("group commit property") {
+            return Ok(());
+        }
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(concurrent_publishers(nodes, publishers, per));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_eight_publishers_each_on_one_stream() {
+    if !shared_redis_or_skip("two nodes, one stream") {
+        return;
+    }
+    concurrent_publishers(2, 16, 50).await;
+}
+
+/// Redis commands per event (from `INFO commandstats` of a private server) while 8 users each
+/// get events from 8 concurrent publishers. Printed, not asserted beyond the unbatched cost: the
+/// batch sizes depend on timing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_commands_per_event_are_reported() {
+    if !redis_server_or_skip("commands per event") {
+        return;
+    }
+    let server = RedisProc::start(false);
+    let broker = brokers(&server.url(), "aw", 1).await.remove(0).0;
+    let users: Vec<UserId> = (0..8)
+        .map(|i| UserId::new(format!("user{i}")).unwrap())
+        .collect();
+    raw(server.port, &["CONFIG", "RESETSTAT"]).unwrap();
+    let cpu = server.cpu_seconds();
+    let mut tasks = Vec::new();
+    for user in &users {
+        for p in 0..8 {
+            let (broker, user) = (broker.clone(), user.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..50 {
+                    broker
+                        .append(&user, delta(&format!("{p}-{i}")))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let events = (8 * 8 * 50) as f64;
+    let calls = server.command_calls();
+    let per_event = broker_calls(&calls) as f64 / events;
+    let cpu_us = (server.cpu_seconds() - cpu) * 1e6 / events;
+    println!(
+        "redis commands per event: {per_event:.2} ({calls:?}); redis cpu per event: {cpu_us:.1} us"
+    );
+    let scripts = calls.get("evalsha").copied().unwrap_or(0) as f64;
+    println!(
+        "events per script call (batch size): {:.1}",
+        events / scripts
+    );
+    // Unbatched, one event costs EVALSHA, GET, INCRBY, XADD and PUBLISH.
+    assert!(per_event <= 5.5, "{per_event} commands per event");
+    assert_eq!(
+        calls.get("xadd").copied(),
+        Some(events as u64),
+        "one XADD per event"
+    );
+}
+
+/// Seqs skipped by the counter (as after a failover on a cluster) read as a gap on resume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skipped_seq_range_reads_as_a_replay_gap() {
+    if !shared_redis_or_skip("skipped range") {
+        return;
+    }
+    let prefix = unique("skip");
+    let broker = brokers(&redis_url(), &prefix, 1).await.remove(0).0;
+    let user = UserId::new(unique("u")).unwrap();
+    for i in 0..3 {
+        broker
+            .append(&user, delta(&format!("a{i}")))
+            .await
+            .unwrap();
+    }
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let _: u64 = redis::cmd("INCRBY")
+        .arg(format!("{prefix}:{{{user}}}:seq"))
+        .arg(1000)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(broker.append(&user, delta("b")).await.unwrap(), 1004);
+    for after in [2, 3] {
+        let slice = broker.read_after(&user, after, None, 10).await.unwrap();
+        let gap = slice.gap.map(|g| (g.from_seq, g.to_seq));
+        if after == 3 {
+            assert_eq!(gap, Some((4, 1003)));
+            assert_eq!(
+                slice.frames.iter().map(|f| f.seq()).collect::<Vec<_>>(),
+                vec![1004]
+            );
+        } else {
+            assert_eq!(gap, None, "seq 3 is held");
+            let seqs: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
+            assert_eq!(seqs, vec![3], "the page stops before the hole");
+        }
+    }
+    broker.remove(&user).await.unwrap();
+}
