@@ -85,6 +85,13 @@ impl DurableStreamsConfig {
                 format!("the redis store uses the broker's Redis, but broker is {broker:?}"),
             ));
         }
+        if self.enabled && self.store == StoreKind::Redis && broker.starts_with("redis+cluster://")
+        {
+            return Err((
+                "durable_streams.store",
+                "the redis store needs one Redis server; it does not speak Redis Cluster yet".into(),
+            ));
+        }
         if self.insecure_no_auth && !listen.ip().is_loopback() {
             return Err((
                 "durable_streams.insecure_no_auth",

@@ -28,6 +28,7 @@ mod http;
 mod memory;
 pub mod model;
 pub mod offset;
+#[cfg(feature = "redis")]
 mod redis_store;
 mod store;
 pub mod stream;
@@ -36,5 +37,6 @@ pub use config::{DurableStreamsConfig, StoreKind};
 pub use error::DsError;
 pub use http::{Authenticate, DurableStreams, no_auth};
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use store::{OwnerLimits, StreamStore};

@@ -34,6 +34,7 @@ mod client;
 mod config;
 mod error;
 mod health;
+#[cfg(feature = "redis")]
 mod redis_threads;
 mod threads;
 mod turn;
@@ -43,6 +44,7 @@ pub use agent::OpenAiAgent;
 pub use config::{ApiKey, MemoryConfig, OpenAiAgentConfig};
 pub use error::LlmError;
 pub use health::ModelEndpointCheck;
+#[cfg(feature = "redis")]
 pub use redis_threads::RedisThreadStore;
 pub use threads::{InMemoryThreadStore, ThreadKey, ThreadStore, Turn};
 pub use wire::{ChatMessage, FunctionCall, ToolCall};

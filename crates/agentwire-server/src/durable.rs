@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use agentwire_durable_streams::model::Owner;
 use agentwire_durable_streams::{
-    DsError, DurableStreams, MemoryStore, RedisStore, StoreKind, StreamStore, no_auth,
+    DsError, DurableStreams, MemoryStore, StoreKind, StreamStore, no_auth,
 };
 use agentwire_startup::Ready;
 use axum::http::HeaderMap;
@@ -25,13 +25,7 @@ pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<Durabl
     let store: Arc<dyn StreamStore> = match settings.store {
         StoreKind::Memory => Arc::new(MemoryStore::new(limits)),
         // Validated at startup: `broker` is a Redis URL (connected lazily on first use).
-        StoreKind::Redis => match RedisStore::new(&config.broker, &settings.redis_prefix, limits) {
-            Ok(store) => Arc::new(store),
-            Err(e) => {
-                tracing::error!(error = %e, "durable streams: the redis store cannot start; /ds is off");
-                return None;
-            }
-        },
+        StoreKind::Redis => redis_store(&config.broker, &settings.redis_prefix, limits)?,
     };
     let store = Arc::new(crate::durable_events::WithAgentwireStreams {
         stored: store,
@@ -52,6 +46,34 @@ pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<Durabl
 
 /// Who a `/ds` request is: the API key's holder, or the user the server's [`Authenticate`]
 /// proves. A refusal is counted like every other route's (`route="ds"`).
+/// The `redis` store over the broker's Redis (validated at startup: `broker` is a Redis URL),
+/// connected lazily on first use; `None` (and `/ds` off) when it cannot start.
+#[cfg(feature = "redis")]
+fn redis_store(
+    broker: &str,
+    prefix: &str,
+    limits: agentwire_durable_streams::OwnerLimits,
+) -> Option<Arc<dyn StreamStore>> {
+    match agentwire_durable_streams::RedisStore::new(broker, prefix, limits) {
+        Ok(store) => Some(Arc::new(store)),
+        Err(e) => {
+            tracing::error!(error = %e, "durable streams: the redis store cannot start; /ds is off");
+            None
+        }
+    }
+}
+
+/// Without the `redis` feature there is no Redis store (nor a Redis broker, which it needs).
+#[cfg(not(feature = "redis"))]
+fn redis_store(
+    _broker: &str,
+    _prefix: &str,
+    _limits: agentwire_durable_streams::OwnerLimits,
+) -> Option<Arc<dyn StreamStore>> {
+    tracing::error!("durable streams: this build has no redis store (the `redis` feature); /ds is off");
+    None
+}
+
 fn owner(
     auth: &dyn Authenticate,
     api_key: Option<&str>,

@@ -352,9 +352,13 @@ impl AgentwireConfig {
     /// # Errors
     /// A [`StartupError`] in phase `Config` with the key and a hint.
     pub fn validate(&self) -> Result<(), StartupError> {
-        let bad = |component: &str, cause: String, hint: &str| {
-            Err(StartupError::new(Phase::Config, component, cause, hint))
-        };
+        self.validate_auth()?;
+        self.validate_limits()?;
+        self.validate_sections()
+    }
+
+    /// Auth: the secret's length, and dev auth only on loopback.
+    fn validate_auth(&self) -> Result<(), StartupError> {
         // A secret is checked whenever one is set: dev mode verifies tokens with it too.
         if let Some(secret) = &self.auth.jwt_secret
             && secret.len() < 32
@@ -391,13 +395,11 @@ impl AgentwireConfig {
                 }
             }
         }
-        if let Err((component, cause)) = self.durable_streams.validate(self.listen, &self.broker) {
-            return bad(
-                component,
-                cause,
-                "listen on 127.0.0.1, or turn insecure_no_auth off",
-            );
-        }
+        Ok(())
+    }
+
+    /// Limits and heartbeat: values that would make the server refuse everything.
+    fn validate_limits(&self) -> Result<(), StartupError> {
         if self.limits.max_frame_bytes < 256 {
             return bad(
                 "limits.max_frame_bytes",
@@ -431,6 +433,18 @@ impl AgentwireConfig {
                 "heartbeat.timeout",
                 "heartbeat.interval must be positive and heartbeat.timeout longer than it".into(),
                 "the defaults are 20s and 60s",
+            );
+        }
+        Ok(())
+    }
+
+    /// The optional sections: API and metrics keys, Durable Streams, MCP servers, agents.
+    fn validate_sections(&self) -> Result<(), StartupError> {
+        if let Err((component, cause)) = self.durable_streams.validate(self.listen, &self.broker) {
+            return bad(
+                component,
+                cause,
+                "listen on 127.0.0.1, or turn insecure_no_auth off",
             );
         }
         if let Some(key) = &self.api_key
@@ -472,4 +486,9 @@ impl AgentwireConfig {
         }
         Ok(())
     }
+}
+
+/// A refused setting: phase `Config`, the key as `component`, what is wrong and what to do.
+fn bad(component: &str, cause: String, hint: &str) -> Result<(), StartupError> {
+    Err(StartupError::new(Phase::Config, component, cause, hint))
 }

@@ -8,8 +8,12 @@ use figment::error::Kind;
 pub(crate) fn describe(error: &figment::Error) -> (String, String) {
     let mut path = error.path.clone();
     let problem = match &error.kind {
-        // figment's path already ends with the unknown field.
-        Kind::UnknownField(_, expected) => {
+        // figment's path usually ends with the unknown field already, but not inside a
+        // flattened table (`[agents.<name>]`).
+        Kind::UnknownField(field, expected) => {
+            if path.last() != Some(field) {
+                path.push(field.clone());
+            }
             format!("unknown key; the keys here are {}", expected.join(", "))
         }
         Kind::UnknownVariant(found, expected) => {

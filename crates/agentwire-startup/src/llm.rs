@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use agentwire_agent_registry::{Agent, AgentInfo, AgentRegistry, Tool, ToolInfo};
 use agentwire_bridge_factory::BridgeFactory;
-use agentwire_llm::{InMemoryThreadStore, OpenAiAgent, RedisThreadStore, ThreadStore};
+use agentwire_llm::{InMemoryThreadStore, OpenAiAgent, ThreadStore};
 
 use crate::{AgentDefinition, AgentwireConfig, Phase, Ready, StartupError};
 
@@ -81,17 +81,7 @@ pub(crate) fn build_agents(
                 format!("use registered tools: {}", known.join(", ")),
             ));
         }
-        let threads: Arc<dyn ThreadStore> = if config.broker.starts_with("redis") {
-            Arc::new(
-                RedisThreadStore::new(&config.broker, "agentwire", settings.memory).map_err(
-                    |cause| {
-                        StartupError::new(Phase::Agents, &component, cause, "fix the broker URL")
-                    },
-                )?,
-            )
-        } else {
-            Arc::new(InMemoryThreadStore::new(settings.memory))
-        };
+        let threads = thread_store(config, &component, settings.memory.clone())?;
         let agent = OpenAiAgent::new(name.clone(), settings.clone(), threads).map_err(|cause| {
             StartupError::new(
                 Phase::Agents,
@@ -103,6 +93,30 @@ pub(crate) fn build_agents(
         agents.push(agent);
     }
     Ok(agents)
+}
+
+/// Where an agent's thread memory lives: in the broker's Redis when the broker is one Redis
+/// server (every node remembers), in this process otherwise. A Redis Cluster broker keeps
+/// threads in the process for now (docs/llm-agents.md), with a warning.
+fn thread_store(
+    config: &AgentwireConfig,
+    component: &str,
+    memory: agentwire_llm::MemoryConfig,
+) -> Result<Arc<dyn ThreadStore>, StartupError> {
+    if config.broker.starts_with("redis+cluster://") {
+        tracing::warn!(
+            agent = component,
+            "thread memory stays in this process: the Redis thread store does not speak Redis Cluster yet"
+        );
+    } else if config.broker.starts_with("redis") {
+        #[cfg(feature = "redis")]
+        return agentwire_llm::RedisThreadStore::new(&config.broker, "agentwire", memory)
+            .map(|store| Arc::new(store) as Arc<dyn ThreadStore>)
+            .map_err(|cause| {
+                StartupError::new(Phase::Agents, component, cause, "fix the broker URL")
+            });
+    }
+    Ok(Arc::new(InMemoryThreadStore::new(memory)))
 }
 
 impl Ready {
