@@ -89,7 +89,8 @@ impl DurableStreamsConfig {
         {
             return Err((
                 "durable_streams.store",
-                "the redis store needs one Redis server; it does not speak Redis Cluster yet".into(),
+                "the redis store needs one Redis server; it does not speak Redis Cluster yet"
+                    .into(),
             ));
         }
         if self.insecure_no_auth && !listen.ip().is_loopback() {

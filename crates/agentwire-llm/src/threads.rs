@@ -2,7 +2,7 @@
 //! implementation applies.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use agentwire_core::{ThreadId, UserId};
 use async_trait::async_trait;
@@ -166,13 +166,15 @@ impl ThreadStore for InMemoryThreadStore {
 }
 
 /// A TTL for Redis `PEXPIRE`, at least 1 ms.
-pub(crate) fn ttl_millis(ttl: Duration) -> u64 {
+#[cfg(feature = "redis")]
+pub(crate) fn ttl_millis(ttl: std::time::Duration) -> u64 {
     u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn key(user: &str, thread: &str) -> ThreadKey {
         ThreadKey {

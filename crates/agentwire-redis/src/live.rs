@@ -4,8 +4,8 @@
 //! only touches the shard that owns the user and only the nodes that follow the user.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use agentwire_bridge::{BridgeError, LiveSink};
@@ -52,12 +52,7 @@ pub(crate) struct LiveFeed {
 }
 
 impl LiveFeed {
-    pub(crate) fn new(
-        names: Names,
-        store: Store,
-        conn: LiveConn,
-        sink: Arc<dyn LiveSink>,
-    ) -> Self {
+    pub(crate) fn new(names: Names, store: Store, conn: LiveConn, sink: Arc<dyn LiveSink>) -> Self {
         Self {
             sink,
             users: Mutex::new(HashMap::new()),

@@ -66,13 +66,9 @@ async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shar
     }
     for i in 0..20 {
         // Cross-node: alice's events appended on B reach A, bob's appended on A reach B.
-        b.append(alice, delta(&format!("alice-{i}")))
-            .await
-            .unwrap();
+        b.append(alice, delta(&format!("alice-{i}"))).await.unwrap();
         a.append(bob, delta(&format!("bob-{i}"))).await.unwrap();
-        a.append(carol, delta(&format!("carol-{i}")))
-            .await
-            .unwrap();
+        a.append(carol, delta(&format!("carol-{i}"))).await.unwrap();
     }
     let one_to_20: Vec<u64> = (1..=20).collect();
     assert_eq!(rec_a.wait_for(alice, 20).await, one_to_20);

@@ -185,10 +185,7 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
     let broker = brokers(&redis_url(), &prefix, 1).await.remove(0).0;
     let user = UserId::new(unique("u")).unwrap();
     for i in 0..3 {
-        broker
-            .append(&user, delta(&format!("a{i}")))
-            .await
-            .unwrap();
+        broker.append(&user, delta(&format!("a{i}"))).await.unwrap();
     }
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();

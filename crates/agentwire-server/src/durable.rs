@@ -70,7 +70,9 @@ fn redis_store(
     _prefix: &str,
     _limits: agentwire_durable_streams::OwnerLimits,
 ) -> Option<Arc<dyn StreamStore>> {
-    tracing::error!("durable streams: this build has no redis store (the `redis` feature); /ds is off");
+    tracing::error!(
+        "durable streams: this build has no redis store (the `redis` feature); /ds is off"
+    );
     None
 }
 

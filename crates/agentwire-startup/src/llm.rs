@@ -81,7 +81,7 @@ pub(crate) fn build_agents(
                 format!("use registered tools: {}", known.join(", ")),
             ));
         }
-        let threads = thread_store(config, &component, settings.memory.clone())?;
+        let threads = thread_store(config, &component, settings.memory)?;
         let agent = OpenAiAgent::new(name.clone(), settings.clone(), threads).map_err(|cause| {
             StartupError::new(
                 Phase::Agents,
