@@ -60,13 +60,53 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
     let counters = Arc::new(Counters::default());
     let begin = Instant::now();
     let measure_from = begin + load.timing.warmup;
-    let end = measure_from + load.timing.duration;
-    let measure_from_us = now_us() + load.timing.warmup.as_micros() as u64;
-    // Open loop: one pacer tells the drivers when to send (see `pace`).
+    let window = Window {
+        begin,
+        measure_from,
+        end: measure_from + load.timing.duration,
+    };
+    let tasks = spawn_jobs(conns, &load, &counters, &window);
+    let sample = watch(args, name, &load, &counters, &window).await;
+    let mut latency = histogram();
+    let mut failures = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(h)) => latency.add(&h).map_err(|e| e.to_string())?,
+            _ => failures += 1,
+        }
+    }
+    Ok(drive_report(
+        args, name, &load, &counters, &sample, &latency, failures,
+    ))
+}
+
+/// When a `runs`/`fanout` load starts, starts counting (after the warm-up) and ends.
+struct Window {
+    begin: Instant,
+    measure_from: Instant,
+    end: Instant,
+}
+
+/// The counters at the start and the end of the measured window, and the server's CPU ticks.
+struct Sample {
+    measured_s: f64,
+    events: (u64, u64),
+    runs: (u64, u64),
+    cpu_ticks: (Option<u64>, Option<u64>),
+}
+
+/// One task per connection; in an open loop, one pacer tells the drivers when to send (`pace`).
+fn spawn_jobs(
+    conns: Vec<(bool, Ws)>,
+    load: &Load,
+    counters: &Arc<Counters>,
+    window: &Window,
+) -> Vec<tokio::task::JoinHandle<Result<Histogram<u64>, String>>> {
+    let measure_from_us =
+        now_us() + window.measure_from.duration_since(window.begin).as_micros() as u64;
     let mut sends = Vec::new();
     let mut tasks = Vec::with_capacity(conns.len());
     for (driver, ws) in conns {
-        let counters = counters.clone();
         let due = match (driver, load.rate) {
             (true, Some(_)) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -80,14 +120,24 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
             inflight: load.inflight,
             due,
             measure_from_us,
-            end,
+            end: window.end,
         };
-        tasks.push(tokio::spawn(job.run(ws, counters)));
+        tasks.push(tokio::spawn(job.run(ws, counters.clone())));
     }
     if let Some(rate) = load.rate {
-        tokio::spawn(pace(sends, rate, begin, end));
+        tokio::spawn(pace(sends, rate, window.begin, window.end));
     }
+    tasks
+}
 
+/// Shows progress until the window ends and samples the counters at its two edges.
+async fn watch(
+    args: &BenchArgs,
+    name: &str,
+    load: &Load,
+    counters: &Counters,
+    window: &Window,
+) -> Sample {
     let total_ms = (load.timing.warmup + load.timing.duration).as_millis() as u64;
     let pb = bar(
         total_ms,
@@ -96,32 +146,45 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
             args.label
         ),
     );
-    tokio::time::sleep_until(measure_from.into()).await;
+    tokio::time::sleep_until(window.measure_from.into()).await;
     let cpu0 = args.server_pid.and_then(cpu_ticks);
     let (ev0, runs0) = (counters.events.load(Relaxed), counters.runs.load(Relaxed));
     let mut last = (Instant::now(), ev0);
-    while Instant::now() < end {
+    while Instant::now() < window.end {
         tokio::time::sleep(Duration::from_millis(250)).await;
         let now = Instant::now();
         let ev = counters.events.load(Relaxed);
         let rate = (ev - last.1) as f64 / now.duration_since(last.0).as_secs_f64();
         last = (now, ev);
-        pb.set_position(now.duration_since(begin).as_millis() as u64);
+        pb.set_position(now.duration_since(window.begin).as_millis() as u64);
         pb.set_message(format!("{rate:.0} events/s"));
     }
-    let measured = Instant::now().duration_since(measure_from).as_secs_f64();
+    let measured_s = Instant::now()
+        .duration_since(window.measure_from)
+        .as_secs_f64();
     let (ev1, runs1) = (counters.events.load(Relaxed), counters.runs.load(Relaxed));
     let cpu1 = args.server_pid.and_then(cpu_ticks);
     pb.finish_and_clear();
-
-    let mut latency = histogram();
-    let mut failures = 0;
-    for t in tasks {
-        match t.await {
-            Ok(Ok(h)) => latency.add(&h).map_err(|e| e.to_string())?,
-            _ => failures += 1,
-        }
+    Sample {
+        measured_s,
+        events: (ev0, ev1),
+        runs: (runs0, runs1),
+        cpu_ticks: (cpu0, cpu1),
     }
+}
+
+/// The report of a `runs`/`fanout` load.
+fn drive_report(
+    args: &BenchArgs,
+    name: &str,
+    load: &Load,
+    counters: &Counters,
+    sample: &Sample,
+    latency: &Histogram<u64>,
+    failures: u64,
+) -> Report {
+    let measured = sample.measured_s;
+    let events = (sample.events.1 - sample.events.0) as f64;
     let mut report = Report::new(&args.label, name);
     report
         .param("users", load.users as u64)
@@ -133,25 +196,25 @@ pub(crate) async fn drive(args: &BenchArgs, name: &str, load: Load) -> Result<Re
         )
         .param("seconds", load.timing.duration.as_secs_f64());
     report
-        .metric("runs_per_s", (runs1 - runs0) as f64 / measured)
-        .metric("events_per_s", (ev1 - ev0) as f64 / measured)
-        .latency("latency", &latency)
+        .metric(
+            "runs_per_s",
+            (sample.runs.1 - sample.runs.0) as f64 / measured,
+        )
+        .metric("events_per_s", events / measured)
+        .latency("latency", latency)
         .metric("error_frames", counters.errors.load(Relaxed))
         // Every event frame received, warm-up included: the denominator for a whole-run count
         // such as callgrind's instructions (benches/run.sh).
         .metric("events_total", counters.events.load(Relaxed))
-        .metric("failed_connections", failures as u64);
-    if let (Some(a), Some(b)) = (cpu0, cpu1) {
+        .metric("failed_connections", failures);
+    if let (Some(a), Some(b)) = sample.cpu_ticks {
         // Linux reports CPU time in clock ticks of 10 ms (USER_HZ = 100).
         let cpu_s = b.saturating_sub(a) as f64 / 100.0;
         report
             .metric("server_cpu_pct", 100.0 * cpu_s / measured)
-            .metric(
-                "events_per_server_cpu_s",
-                (ev1 - ev0) as f64 / cpu_s.max(0.01),
-            );
+            .metric("events_per_server_cpu_s", events / cpu_s.max(0.01));
     }
-    Ok(report)
+    report
 }
 
 /// Open loop: the `k`th message of the run is due at `begin + k / rate`, sent by driver
@@ -295,41 +358,16 @@ pub(crate) async fn idle(
     hold: Duration,
 ) -> Result<Report, String> {
     let before = server_pid.and_then(rss_kib);
-    let gate = Arc::new(tokio::sync::Semaphore::new(parallel.max(1)));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let opened = Arc::new(AtomicU64::new(0));
-    let first_error = Arc::new(std::sync::Mutex::new(None::<String>));
-    let tag = std::process::id();
+    let holders = IdleHolders {
+        gate: Arc::new(tokio::sync::Semaphore::new(parallel.max(1))),
+        opened: Arc::new(AtomicU64::new(0)),
+        first_error: Arc::new(std::sync::Mutex::new(None::<String>)),
+    };
     let began = Instant::now();
-    let mut tasks = Vec::with_capacity(n);
-    for i in 0..n {
-        let (gate, opened, first_error) = (gate.clone(), opened.clone(), first_error.clone());
-        let mut stop = stop_rx.clone();
-        let addr = args.addr;
-        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i % SOURCE_IPS) as u8));
-        tasks.push(tokio::spawn(async move {
-            let permit = gate.acquire_owned().await;
-            let ws = connect(addr, &format!("idle{tag}x{i}"), Some(source)).await;
-            drop(permit);
-            opened.fetch_add(1, Relaxed);
-            let mut ws = match ws {
-                Ok(ws) => ws,
-                Err(e) => {
-                    first_error
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .get_or_insert(e);
-                    return false;
-                }
-            };
-            loop {
-                tokio::select! {
-                    _ = stop.changed() => return true,
-                    msg = ws.next() => if !matches!(msg, Some(Ok(_))) { return false },
-                }
-            }
-        }));
-    }
+    let tasks: Vec<_> = (0..n)
+        .map(|i| holders.spawn(args.addr, i, stop_rx.clone()))
+        .collect();
     let pb = bar(
         n as u64,
         &format!(
@@ -337,8 +375,8 @@ pub(crate) async fn idle(
             args.label
         ),
     );
-    while (opened.load(Relaxed) as usize) < n {
-        pb.set_position(opened.load(Relaxed));
+    while (holders.opened.load(Relaxed) as usize) < n {
+        pb.set_position(holders.opened.load(Relaxed));
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let connect_secs = began.elapsed().as_secs_f64();
@@ -369,10 +407,59 @@ pub(crate) async fn idle(
                 a.saturating_sub(b) as f64 * 1024.0 / held.max(1) as f64,
             );
     }
-    if let Some(e) = first_error.lock().unwrap_or_else(|e| e.into_inner()).take() {
+    let first_error = holders.first_error.lock();
+    if let Some(e) = first_error.unwrap_or_else(|e| e.into_inner()).take() {
         report.metric("first_error", e);
     }
     Ok(report)
+}
+
+/// What the idle connections share: the gate on parallel connects, how many have finished
+/// connecting, and the first connect error.
+struct IdleHolders {
+    gate: Arc<tokio::sync::Semaphore>,
+    opened: Arc<AtomicU64>,
+    first_error: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl IdleHolders {
+    /// Opens idle connection `i` and holds it until `stop`; true if it was held to the end.
+    fn spawn(
+        &self,
+        addr: std::net::SocketAddr,
+        i: usize,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<bool> {
+        let (gate, opened, first_error) = (
+            self.gate.clone(),
+            self.opened.clone(),
+            self.first_error.clone(),
+        );
+        let tag = std::process::id();
+        let source = IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + (i % SOURCE_IPS) as u8));
+        tokio::spawn(async move {
+            let permit = gate.acquire_owned().await;
+            let ws = connect(addr, &format!("idle{tag}x{i}"), Some(source)).await;
+            drop(permit);
+            opened.fetch_add(1, Relaxed);
+            let mut ws = match ws {
+                Ok(ws) => ws,
+                Err(e) => {
+                    first_error
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get_or_insert(e);
+                    return false;
+                }
+            };
+            loop {
+                tokio::select! {
+                    _ = stop.changed() => return true,
+                    msg = ws.next() => if !matches!(msg, Some(Ok(_))) { return false },
+                }
+            }
+        })
+    }
 }
 
 /// `startup`: spawn the server command, time until it greets a WebSocket client, kill it.

@@ -32,6 +32,7 @@ mod config;
 mod config_error;
 mod error;
 mod llm;
+mod broker;
 mod startup;
 
 pub use config::{

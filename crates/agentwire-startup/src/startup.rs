@@ -203,7 +203,9 @@ impl Startup<ConfigLoaded> {
                 config.limits.max_users,
                 live,
             )),
-            url if is_redis_url(url) => connect_redis(url, &config, live).await?,
+            url if crate::broker::is_redis_url(url) => {
+                crate::broker::connect_redis(url, &config, live).await?
+            }
             other => {
                 return Err(StartupError::new(
                     Phase::Broker,
@@ -237,56 +239,6 @@ impl Startup<ConfigLoaded> {
             },
         ))
     }
-}
-
-fn is_redis_url(url: &str) -> bool {
-    ["redis://", "rediss://", "redis+unix://", "redis+cluster://"]
-        .iter()
-        .any(|scheme| url.starts_with(scheme))
-}
-
-/// The Redis broker at `url` (the `redis` feature).
-#[cfg(feature = "redis")]
-async fn connect_redis(
-    url: &str,
-    config: &AgentwireConfig,
-    live: Arc<dyn agentwire_bridge::LiveSink>,
-) -> Result<Arc<dyn Broker>, StartupError> {
-    let options = agentwire_redis::RedisOptions::new(config.history.clone())
-        .wait_replicas(config.redis.wait_replicas)
-        .wait_timeout(config.redis.wait_timeout);
-    let broker = agentwire_redis::RedisBroker::connect_with(url, options, live)
-        .await
-        .map_err(|e| {
-            StartupError::new(
-                Phase::Broker,
-                "redis",
-                e.to_string(),
-                "start Redis or fix the broker URL (check with `redis-cli -u <url> ping`)",
-            )
-        })?;
-    Ok(broker)
-}
-
-/// Without the `redis` feature a Redis URL is refused, naming the feature.
-#[cfg(not(feature = "redis"))]
-async fn connect_redis(
-    _url: &str,
-    _config: &AgentwireConfig,
-    _live: Arc<dyn agentwire_bridge::LiveSink>,
-) -> Result<Arc<dyn Broker>, StartupError> {
-    Err(redis_not_built())
-}
-
-/// The error for a `redis://` broker in a build without the `redis` feature.
-#[cfg(not(feature = "redis"))]
-pub(crate) fn redis_not_built() -> StartupError {
-    StartupError::new(
-        Phase::Broker,
-        "redis",
-        "this build has no Redis broker: agentwire-startup was built without its `redis` cargo feature",
-        "enable the `redis` feature (agentwire-server enables it by default) or use broker = \"memory\"",
-    )
 }
 
 impl Startup<BrokerReady> {
