@@ -57,4 +57,3 @@ pub(crate) fn redis_not_built() -> StartupError {
         "enable the `redis` feature (agentwire-server enables it by default) or use broker = \"memory\"",
     )
 }
-

@@ -28,11 +28,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod broker;
 mod config;
 mod config_error;
 mod error;
 mod llm;
-mod broker;
 mod startup;
 
 pub use config::{
