@@ -23,6 +23,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod claims;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentwire_core::UserId;
@@ -135,6 +137,7 @@ pub struct Authenticator {
     decoding: Option<DecodingKey>,
     encoding: Option<EncodingKey>,
     validation: Validation,
+    max_lifetime: Duration,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -149,10 +152,9 @@ impl Authenticator {
     /// The authenticator `config.auth` describes.
     pub fn from_config(config: &AgentwireConfig) -> Self {
         let secret = config.auth.jwt_secret.as_deref().map(str::as_bytes);
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
+        let validation = claims::validation(&config.auth, Algorithm::HS256);
         Self {
+            max_lifetime: config.auth.max_token_lifetime,
             mode: config.auth.mode,
             decoding: secret.map(DecodingKey::from_secret),
             encoding: secret.map(EncodingKey::from_secret),
@@ -188,6 +190,7 @@ impl Authenticator {
             .ok_or_else(|| AuthError::InvalidToken("this server has no JWT secret".into()))?;
         let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
+        claims::check_lifetime(data.claims.exp, unix_now(), self.max_lifetime)?;
         user_id(&data.claims.sub)
     }
 
@@ -202,10 +205,14 @@ impl Authenticator {
             )
         })?;
         let user = user_id(user)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        if ttl > self.max_lifetime {
+            return Err(AuthError::InvalidToken(format!(
+                "a token valid for {}s would be refused: auth.max_token_lifetime is {}s",
+                ttl.as_secs(),
+                self.max_lifetime.as_secs()
+            )));
+        }
+        let now = unix_now();
         let claims = Claims {
             sub: user.to_string(),
             exp: now + ttl.as_secs(),
@@ -220,6 +227,13 @@ impl Authenticate for Authenticator {
     fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
         self.check(request)
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// Validates a user id from credentials: well-formed and not reserved.

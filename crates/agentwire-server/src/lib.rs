@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
 mod auth;
 mod debug;
 mod demo;
@@ -230,6 +231,11 @@ pub async fn serve(
 /// Serves your own `app` — a router that contains agentwire's routes (see [`RouterBuilder`]) —
 /// with agentwire's background upkeep and graceful drain, exactly as [`serve`] does.
 ///
+/// It also enforces the bounds that hold before a request is read (docs/security.md): the
+/// connection caps of `limits.max_connections` and `limits.max_connections_per_ip`, the
+/// header and body read timeouts. It serves HTTP/1.1 (with WebSocket upgrades); put a
+/// TLS-terminating proxy in front for HTTP/2.
+///
 /// ```no_run
 /// use agentwire_server::{AppState, router, serve_router, shutdown_signal, start};
 /// use agentwire_startup::AgentwireConfig;
@@ -254,17 +260,15 @@ pub async fn serve_router(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = spawn_background(&state);
-    // Event frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm holds a
-    // flush back until the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            drain(&state).await;
-        })
-        .await;
+    let limits = state.ready().config().limits.clone();
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_read_timeout,
+    ));
+    let result = accept::serve_bounded(listener, app, &limits, async move {
+        shutdown.await;
+        drain(&state).await;
+    })
+    .await;
     drop(background);
     result
 }

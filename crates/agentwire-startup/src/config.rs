@@ -25,13 +25,32 @@ pub enum AuthMode {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `dev` or `jwt`.
     pub mode: AuthMode,
     /// The HS256 secret (at least 32 bytes); required for `jwt`.
     pub jwt_secret: Option<String>,
+    /// When set, a token's `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must contain it; when unset, `aud` is not checked.
+    pub audience: Option<String>,
+    /// The furthest ahead a token's `exp` may lie; a token valid for longer is refused.
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::default(),
+            jwt_secret: None,
+            issuer: None,
+            audience: None,
+            max_token_lifetime: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// `[limits]`
@@ -57,6 +76,19 @@ pub struct LimitsConfig {
     /// Longest a run may take before it ends with `agent_error {code:"timeout"}`.
     #[serde(with = "humantime_serde")]
     pub run_timeout: Duration,
+    /// Open TCP connections on this node, before any request is read; over it a connection is
+    /// refused at once with 503. Lowered at startup to fit the open-file limit.
+    pub max_connections: usize,
+    /// Open TCP connections from one IP address; over it a connection is refused at once.
+    pub max_connections_per_ip: usize,
+    /// Longest a connection may take to send a whole request head, counted from when the
+    /// server starts waiting for one (a fresh connection, or the idle time between keep-alive
+    /// requests).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest a request body may take to arrive.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -71,6 +103,10 @@ impl Default for LimitsConfig {
             messages_per_second: 20,
             burst: 40,
             run_timeout: Duration::from_secs(300),
+            max_connections: 100_000,
+            max_connections_per_ip: 1_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -363,6 +399,27 @@ impl AgentwireConfig {
                 "limits.messages_per_second",
                 "messages_per_second and burst must be at least 1".into(),
                 "the defaults are 20 and 40",
+            );
+        }
+        if self.auth.max_token_lifetime.is_zero() {
+            return bad(
+                "auth.max_token_lifetime",
+                "must be positive".into(),
+                "the default is 24h",
+            );
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            return bad(
+                "limits.max_connections",
+                "max_connections and max_connections_per_ip must be at least 1".into(),
+                "the defaults are 100000 and 1000",
+            );
+        }
+        if self.limits.header_read_timeout.is_zero() || self.limits.body_read_timeout.is_zero() {
+            return bad(
+                "limits.header_read_timeout",
+                "header_read_timeout and body_read_timeout must be positive".into(),
+                "the defaults are 10s and 30s",
             );
         }
         if self.heartbeat.interval.is_zero() || self.heartbeat.timeout <= self.heartbeat.interval {
