@@ -24,6 +24,9 @@
 #![warn(missing_docs)]
 
 mod claims;
+mod jwks;
+
+pub use jwks::{JwksKeys, MIN_REFRESH_INTERVAL, PERIODIC_REFRESH};
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -138,6 +141,8 @@ pub struct Authenticator {
     encoding: Option<EncodingKey>,
     validation: Validation,
     max_lifetime: Duration,
+    auth: agentwire_startup::AuthConfig,
+    jwks: Option<std::sync::Arc<JwksKeys>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -153,7 +158,14 @@ impl Authenticator {
     pub fn from_config(config: &AgentwireConfig) -> Self {
         let secret = config.auth.jwt_secret.as_deref().map(str::as_bytes);
         let validation = claims::validation(&config.auth, Algorithm::HS256);
+        let jwks = config.auth.jwks_url.as_deref().map(JwksKeys::new);
+        // Refreshed in the background on the runtime that builds the authenticator.
+        if let (Some(keys), Ok(runtime)) = (&jwks, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(JwksKeys::run(std::sync::Arc::downgrade(keys)));
+        }
         Self {
+            auth: config.auth.clone(),
+            jwks,
             max_lifetime: config.auth.max_token_lifetime,
             mode: config.auth.mode,
             decoding: secret.map(DecodingKey::from_secret),
@@ -184,14 +196,37 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &str) -> Result<UserId, AuthError> {
-        let key = self
-            .decoding
-            .as_ref()
-            .ok_or_else(|| AuthError::InvalidToken("this server has no JWT secret".into()))?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|e| AuthError::InvalidToken(e.to_string()))?;
-        claims::check_lifetime(data.claims.exp, unix_now(), self.max_lifetime)?;
-        user_id(&data.claims.sub)
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::InvalidToken(e.to_string());
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let claims = match (&self.jwks, header.kid) {
+            (Some(jwks), Some(kid)) if header.alg != Algorithm::HS256 => {
+                let Some((key, algorithm)) = jwks.key(&kid) else {
+                    jwks.want_refresh();
+                    return Err(AuthError::InvalidToken(
+                        "the token is signed with a key this server has not loaded yet; retry in a few seconds".into(),
+                    ));
+                };
+                let validation = claims::validation(&self.auth, algorithm);
+                jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(invalid)?
+            }
+            _ => {
+                let key = self.decoding.as_ref().ok_or_else(|| {
+                    AuthError::InvalidToken(
+                        "this server verifies only tokens of its identity provider (with a `kid`)"
+                            .into(),
+                    )
+                })?;
+                jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(invalid)?
+            }
+        }
+        .claims;
+        claims::check_lifetime(claims.exp, unix_now(), self.max_lifetime)?;
+        user_id(&claims.sub)
+    }
+
+    /// The identity provider's key cache, when `auth.jwks_url` is set.
+    pub fn jwks(&self) -> Option<&std::sync::Arc<JwksKeys>> {
+        self.jwks.as_ref()
     }
 
     /// Mints an HS256 token for `user`, valid for `ttl` (for `agentwire token`).

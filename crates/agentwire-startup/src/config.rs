@@ -32,6 +32,9 @@ pub struct AuthConfig {
     pub mode: AuthMode,
     /// The HS256 secret (at least 32 bytes); required for `jwt`.
     pub jwt_secret: Option<String>,
+    /// The identity provider's JWKS endpoint: tokens with a `kid` are verified with its RS256,
+    /// ES256 or EdDSA keys.
+    pub jwks_url: Option<String>,
     /// When set, a token's `iss` must equal it.
     pub issuer: Option<String>,
     /// When set, a token's `aud` must contain it; when unset, `aud` is not checked.
@@ -46,6 +49,7 @@ impl Default for AuthConfig {
         Self {
             mode: AuthMode::default(),
             jwt_secret: None,
+            jwks_url: None,
             issuer: None,
             audience: None,
             max_token_lifetime: Duration::from_secs(24 * 3600),
@@ -359,10 +363,11 @@ impl AgentwireConfig {
         }
         match self.auth.mode {
             AuthMode::Jwt => {
-                if self.auth.jwt_secret.is_none() {
+                if self.auth.jwt_secret.is_none() && self.auth.jwks_url.is_none() {
                     return bad(
                         "auth.jwt_secret",
-                        "auth.mode is jwt but no auth.jwt_secret is set".into(),
+                        "auth.mode is jwt but neither auth.jwt_secret nor auth.jwks_url is set"
+                            .into(),
                         "set AGENTWIRE_AUTH__JWT_SECRET to a random string of at least 32 bytes",
                     );
                 }
