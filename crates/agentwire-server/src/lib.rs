@@ -29,6 +29,7 @@ mod demo;
 mod error;
 mod health;
 mod http;
+mod origin;
 mod shutdown;
 mod state;
 mod telemetry;
@@ -199,8 +200,16 @@ impl RouterBuilder {
         if self.fallback {
             router = router.fallback(not_found);
         }
+        let config = state.ready().config();
+        // `allow_insecure_dev` serves dev auth to other machines on purpose: no Host check then.
+        let origins =
+            origin::OriginPolicy::new(dev && !config.allow_insecure_dev, &config.allowed_origins);
         router
             .layer(DefaultBodyLimit::max(body_limit))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(origins),
+                origin::guard,
+            ))
             .with_state(state)
     }
 }

@@ -211,6 +211,9 @@ pub struct AgentwireConfig {
     pub api_key: Option<String>,
     /// Allow dev auth on a non-loopback address (never in production).
     pub allow_insecure_dev: bool,
+    /// Web origins (`https://app.example.com`) whose pages may call this server from a
+    /// browser, besides its own origin (and loopback origins with dev auth).
+    pub allowed_origins: Vec<String>,
     /// User authentication.
     pub auth: AuthConfig,
     /// History kept per user.
@@ -236,6 +239,7 @@ impl Default for AgentwireConfig {
             broker: "memory".to_owned(),
             api_key: None,
             allow_insecure_dev: false,
+            allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
             history: HistoryConfig::default(),
             limits: LimitsConfig::default(),
@@ -255,6 +259,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "broker",
     "api_key",
     "allow_insecure_dev",
+    "allowed_origins",
     "auth",
     "history",
     "limits",
