@@ -84,6 +84,9 @@ mod tests {
         // No inline script or event handler that the policy would block.
         assert!(!INDEX_HTML.contains("<script>"));
         assert!(!INDEX_HTML.contains(" onclick="));
-        assert!(!INDEX_HTML.contains(" style=\""), "an inline style attribute would be blocked");
+        assert!(
+            !INDEX_HTML.contains(" style=\""),
+            "an inline style attribute would be blocked"
+        );
     }
 }
