@@ -29,6 +29,7 @@ mod demo;
 mod error;
 mod health;
 mod http;
+mod json_errors;
 mod origin;
 mod shutdown;
 mod state;
@@ -206,6 +207,7 @@ impl RouterBuilder {
             origin::OriginPolicy::new(dev && !config.allow_insecure_dev, &config.allowed_origins);
         router
             .layer(DefaultBodyLimit::max(body_limit))
+            .layer(axum::middleware::map_response(json_errors::as_json))
             .layer(axum::middleware::from_fn_with_state(
                 Arc::new(origins),
                 origin::guard,

@@ -168,3 +168,19 @@ async fn jwt_mode_allows_only_its_own_and_listed_origins() {
         assert_eq!(status, 401, "{origin}: {body}");
     }
 }
+
+#[tokio::test]
+async fn every_error_body_is_json_even_from_axum_rejections() {
+    let (addr, _stop) = server(AgentwireConfig::default()).await;
+    let host = addr.to_string();
+    // A duplicated query parameter, and a method the route does not have.
+    for (method, path) in [
+        ("GET", "/v1/events?user=alice&after=1&after=2"),
+        ("GET", "/v1/runs"),
+    ] {
+        let (status, body) = send(addr, method, path, &host, None, "").await;
+        assert!((400..500).contains(&status), "{path}: {status}");
+        assert!(body["error"]["code"].is_string(), "{path}: {body}");
+        assert!(body["error"]["message"].is_string(), "{path}: {body}");
+    }
+}
