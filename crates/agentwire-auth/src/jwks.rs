@@ -107,7 +107,7 @@ impl JwksKeys {
     }
 
     /// Keeps the cache of `keys` fresh while it is in use: fetches at once, then every
-    /// [`PERIODIC_REFRESH`] and whenever [`Self::want_refresh`] is called, never twice within
+    /// [`PERIODIC_REFRESH`] and whenever a token names an unknown `kid`, never twice within
     /// [`MIN_REFRESH_INTERVAL`]. Ends at its next wake-up after the last other `Arc` of the cache
     /// is dropped.
     pub async fn run(keys: Weak<Self>) {
