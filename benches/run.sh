@@ -40,7 +40,8 @@ fi
 # agentwire with dev auth and the in-memory broker; the per-connection inbound rate limit and the
 # runs-per-user cap are raised so the generator measures delivery, not the limiter.
 export RUST_LOG=warn AGENTWIRE_LIMITS__MESSAGES_PER_SECOND=1000000 AGENTWIRE_LIMITS__BURST=1000000 \
-  AGENTWIRE_LIMITS__MAX_RUNS_PER_USER=1000 AGENTWIRE_LIMITS__MAX_USERS=1000000
+  AGENTWIRE_LIMITS__MAX_RUNS_PER_USER=1000 AGENTWIRE_LIMITS__MAX_USERS=1000000 \
+  AGENTWIRE_LIMITS__MAX_CONNECTIONS_PER_IP=1000000
 PORT=18081 START_PORT=18083
 # agentwire on the Redis broker as well, when Redis answers (issue 4: through Redis beside memory).
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379}

@@ -23,6 +23,11 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod claims;
+mod jwks;
+
+pub use jwks::{JwksKeys, MIN_REFRESH_INTERVAL, PERIODIC_REFRESH};
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentwire_core::UserId;
@@ -72,7 +77,7 @@ fn token_problem(e: &jsonwebtoken::errors::Error) -> String {
         ErrorKind::ExpiredSignature => "it has expired: get a new one".into(),
         ErrorKind::ImmatureSignature => "it is not valid yet (nbf is in the future)".into(),
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            "it is not signed with HS256, the only algorithm this server accepts".into()
+            "it is signed with an algorithm this server does not accept (HS256 with auth.jwt_secret, or the keys of auth.jwks_url)".into()
         }
         ErrorKind::MissingRequiredClaim(claim) => {
             format!("it has no `{claim}` claim (it needs `sub`, the user id, and `exp`)")
@@ -167,6 +172,9 @@ pub struct Authenticator {
     decoding: Option<DecodingKey>,
     encoding: Option<EncodingKey>,
     validation: Validation,
+    max_lifetime: Duration,
+    auth: agentwire_startup::AuthConfig,
+    jwks: Option<std::sync::Arc<JwksKeys>>,
 }
 
 impl std::fmt::Debug for Authenticator {
@@ -181,10 +189,16 @@ impl Authenticator {
     /// The authenticator `config.auth` describes.
     pub fn from_config(config: &AgentwireConfig) -> Self {
         let secret = config.auth.jwt_secret.as_deref().map(str::as_bytes);
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        validation.leeway = 5;
+        let validation = claims::validation(&config.auth, Algorithm::HS256);
+        let jwks = config.auth.jwks_url.as_deref().map(JwksKeys::new);
+        // Refreshed in the background on the runtime that builds the authenticator.
+        if let (Some(keys), Ok(runtime)) = (&jwks, tokio::runtime::Handle::try_current()) {
+            runtime.spawn(JwksKeys::run(std::sync::Arc::downgrade(keys)));
+        }
         Self {
+            auth: config.auth.clone(),
+            jwks,
+            max_lifetime: config.auth.max_token_lifetime,
             mode: config.auth.mode,
             decoding: secret.map(DecodingKey::from_secret),
             encoding: secret.map(EncodingKey::from_secret),
@@ -217,10 +231,41 @@ impl Authenticator {
     }
 
     fn verify(&self, token: &str) -> Result<UserId, AuthError> {
-        let key = self.decoding.as_ref().ok_or(AuthError::NoSecret)?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|e| AuthError::InvalidToken(token_problem(&e)))?;
-        user_id(&data.claims.sub)
+        let invalid = |e: jsonwebtoken::errors::Error| AuthError::InvalidToken(token_problem(&e));
+        let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
+        let claims = match (&self.jwks, header.kid) {
+            (Some(jwks), Some(kid)) if header.alg != Algorithm::HS256 => {
+                let Some((key, algorithm)) = jwks.key(&kid) else {
+                    jwks.want_refresh();
+                    return Err(AuthError::InvalidToken(
+                        "the token is signed with a key this server has not loaded yet; retry in a few seconds".into(),
+                    ));
+                };
+                let validation = claims::validation(&self.auth, algorithm);
+                jsonwebtoken::decode::<Claims>(token, &key, &validation).map_err(invalid)?
+            }
+            _ => {
+                let key = match (&self.decoding, &self.jwks) {
+                    (Some(key), _) => key,
+                    (None, Some(_)) => {
+                        return Err(AuthError::InvalidToken(
+                            "this server verifies only tokens of its identity provider (with a `kid`)"
+                                .into(),
+                        ));
+                    }
+                    (None, None) => return Err(AuthError::NoSecret),
+                };
+                jsonwebtoken::decode::<Claims>(token, key, &self.validation).map_err(invalid)?
+            }
+        }
+        .claims;
+        claims::check_lifetime(claims.exp, unix_now(), self.max_lifetime)?;
+        user_id(&claims.sub)
+    }
+
+    /// The identity provider's key cache, when `auth.jwks_url` is set.
+    pub fn jwks(&self) -> Option<&std::sync::Arc<JwksKeys>> {
+        self.jwks.as_ref()
     }
 
     /// Mints an HS256 token for `user`, valid for `ttl` (for `agentwire token`).
@@ -230,10 +275,14 @@ impl Authenticator {
     pub fn mint(&self, user: &str, ttl: Duration) -> Result<String, AuthError> {
         let key = self.encoding.as_ref().ok_or(AuthError::NoSecret)?;
         let user = user_id(user)?;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs();
+        if ttl > self.max_lifetime {
+            return Err(AuthError::InvalidToken(format!(
+                "a token valid for {}s would be refused: auth.max_token_lifetime is {}s",
+                ttl.as_secs(),
+                self.max_lifetime.as_secs()
+            )));
+        }
+        let now = unix_now();
         let claims = Claims {
             sub: user.to_string(),
             exp: now + ttl.as_secs(),
@@ -248,6 +297,13 @@ impl Authenticate for Authenticator {
     fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
         self.check(request)
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
 }
 
 /// Validates a user id from credentials: well-formed and not reserved.

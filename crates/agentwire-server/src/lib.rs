@@ -22,6 +22,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod accept;
 mod auth;
 mod debug;
 mod demo;
@@ -30,6 +31,8 @@ mod durable_events;
 mod error;
 mod health;
 mod http;
+mod json_errors;
+mod origin;
 mod shutdown;
 mod state;
 mod telemetry;
@@ -204,8 +207,17 @@ impl RouterBuilder {
         if self.fallback {
             router = router.fallback(not_found);
         }
+        let config = state.ready().config();
+        // `allow_insecure_dev` serves dev auth to other machines on purpose: no Host check then.
+        let origins =
+            origin::OriginPolicy::new(dev && !config.allow_insecure_dev, &config.allowed_origins);
         router
             .layer(DefaultBodyLimit::max(body_limit))
+            .layer(axum::middleware::map_response(json_errors::as_json))
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(origins),
+                origin::guard,
+            ))
             .with_state(state)
     }
 }
@@ -236,6 +248,11 @@ pub async fn serve(
 /// Serves your own `app` — a router that contains agentwire's routes (see [`RouterBuilder`]) —
 /// with agentwire's background upkeep and graceful drain, exactly as [`serve`] does.
 ///
+/// It also enforces the bounds that hold before a request is read (docs/security.md): the
+/// connection caps of `limits.max_connections` and `limits.max_connections_per_ip`, the
+/// header and body read timeouts. It serves HTTP/1.1 (with WebSocket upgrades); put a
+/// TLS-terminating proxy in front for HTTP/2.
+///
 /// ```no_run
 /// use agentwire_server::{AppState, router, serve_router, shutdown_signal, start};
 /// use agentwire_startup::AgentwireConfig;
@@ -260,17 +277,15 @@ pub async fn serve_router(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = spawn_background(&state);
-    // Event frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm holds a
-    // flush back until the client's delayed ACK.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            drain(&state).await;
-        })
-        .await;
+    let limits = state.ready().config().limits.clone();
+    let app = app.layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+        limits.body_read_timeout,
+    ));
+    let result = accept::serve_bounded(listener, app, &limits, async move {
+        shutdown.await;
+        drain(&state).await;
+    })
+    .await;
     drop(background);
     result
 }

@@ -80,6 +80,24 @@ const METRICS: &[(Kind, &str, Option<Unit>, &str)] = &[
     ),
     (
         Kind::Gauge,
+        "agentwire_tcp_connections",
+        None,
+        "Open TCP connections on this node, counted against limits.max_connections.",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_connections_refused_total",
+        None,
+        "Connections refused before a request was read, by reason (global, per_ip, fd_limit).",
+    ),
+    (
+        Kind::Counter,
+        "agentwire_accept_errors_total",
+        None,
+        "accept() failures other than a reset by the peer (e.g. EMFILE); each backs off.",
+    ),
+    (
+        Kind::Gauge,
         "agentwire_users_online",
         None,
         "Users with at least one live connection on this node.",

@@ -168,7 +168,7 @@ fn serve_becomes_ready_and_exits_zero_on_sigterm() {
     let body = std::thread::spawn(move || {
         let mut s = std::net::TcpStream::connect(&addr).unwrap();
         use std::io::{Read, Write};
-        s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        s.write_all(b"GET /health/ready HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .unwrap();
         let mut out = String::new();
         s.read_to_string(&mut out).unwrap();

@@ -60,7 +60,7 @@ fn rss_kib(pid: u32) -> u64 {
 
 async fn health(addr: &str) -> Value {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
     let mut out = String::new();
@@ -74,7 +74,7 @@ async fn stalled(addr: &str, user: &str) -> tokio::net::TcpStream {
     sock.set_recv_buffer_size(4096).unwrap();
     let mut tcp = sock.connect(addr.parse().unwrap()).await.unwrap();
     let req = format!(
-        "GET /ws?user={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET /ws?user={user} HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     tcp.write_all(req.as_bytes()).await.unwrap();

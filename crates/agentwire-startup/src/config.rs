@@ -27,13 +27,36 @@ pub enum AuthMode {
 }
 
 /// `[auth]`
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
     /// `dev` or `jwt`.
     pub mode: AuthMode,
     /// The HS256 secret (at least 32 bytes); required for `jwt`.
     pub jwt_secret: Option<String>,
+    /// The identity provider's JWKS endpoint: tokens with a `kid` are verified with its RS256,
+    /// ES256 or EdDSA keys.
+    pub jwks_url: Option<String>,
+    /// When set, a token's `iss` must equal it.
+    pub issuer: Option<String>,
+    /// When set, a token's `aud` must contain it; when unset, `aud` is not checked.
+    pub audience: Option<String>,
+    /// The furthest ahead a token's `exp` may lie; a token valid for longer is refused.
+    #[serde(with = "humantime_serde")]
+    pub max_token_lifetime: Duration,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::default(),
+            jwt_secret: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            max_token_lifetime: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// `[limits]`
@@ -59,6 +82,19 @@ pub struct LimitsConfig {
     /// Longest a run may take before it ends with `agent_error {code:"timeout"}`.
     #[serde(with = "humantime_serde")]
     pub run_timeout: Duration,
+    /// Open TCP connections on this node, before any request is read; over it a connection is
+    /// refused at once with 503. Lowered at startup to fit the open-file limit.
+    pub max_connections: usize,
+    /// Open TCP connections from one IP address; over it a connection is refused at once.
+    pub max_connections_per_ip: usize,
+    /// Longest a connection may take to send a whole request head, counted from when the
+    /// server starts waiting for one (a fresh connection, or the idle time between keep-alive
+    /// requests).
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// Longest a request body may take to arrive.
+    #[serde(with = "humantime_serde")]
+    pub body_read_timeout: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -73,6 +109,10 @@ impl Default for LimitsConfig {
             messages_per_second: 20,
             burst: 40,
             run_timeout: Duration::from_secs(300),
+            max_connections: 100_000,
+            max_connections_per_ip: 1_000,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -206,6 +246,9 @@ pub struct AgentwireConfig {
     pub api_key: Option<String>,
     /// Allow dev auth on a non-loopback address (never in production).
     pub allow_insecure_dev: bool,
+    /// Web origins (`https://app.example.com`) whose pages may call this server from a
+    /// browser, besides its own origin (and loopback origins with dev auth).
+    pub allowed_origins: Vec<String>,
     /// User authentication.
     pub auth: AuthConfig,
     /// History kept per user.
@@ -237,6 +280,7 @@ impl Default for AgentwireConfig {
             broker: "memory".to_owned(),
             api_key: None,
             allow_insecure_dev: false,
+            allowed_origins: Vec::new(),
             auth: AuthConfig::default(),
             history: HistoryConfig::default(),
             limits: LimitsConfig::default(),
@@ -259,6 +303,7 @@ pub const TOP_LEVEL_KEYS: &[&str] = &[
     "broker",
     "api_key",
     "allow_insecure_dev",
+    "allowed_origins",
     "auth",
     "history",
     "limits",
@@ -374,10 +419,11 @@ impl AgentwireConfig {
         }
         match self.auth.mode {
             AuthMode::Jwt => {
-                if self.auth.jwt_secret.is_none() {
+                if self.auth.jwt_secret.is_none() && self.auth.jwks_url.is_none() {
                     return bad(
                         "auth.jwt_secret",
-                        "auth.mode is jwt but no auth.jwt_secret is set".into(),
+                        "auth.mode is jwt but neither auth.jwt_secret nor auth.jwks_url is set"
+                            .into(),
                         "set AGENTWIRE_AUTH__JWT_SECRET to a random string of at least 32 bytes",
                     );
                 }
@@ -426,6 +472,27 @@ impl AgentwireConfig {
                 "limits.messages_per_second",
                 "messages_per_second and burst must be at least 1".into(),
                 "the defaults are 20 and 40",
+            );
+        }
+        if self.auth.max_token_lifetime.is_zero() {
+            return bad(
+                "auth.max_token_lifetime",
+                "must be positive".into(),
+                "the default is 24h",
+            );
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            return bad(
+                "limits.max_connections",
+                "max_connections and max_connections_per_ip must be at least 1".into(),
+                "the defaults are 100000 and 1000",
+            );
+        }
+        if self.limits.header_read_timeout.is_zero() || self.limits.body_read_timeout.is_zero() {
+            return bad(
+                "limits.header_read_timeout",
+                "header_read_timeout and body_read_timeout must be positive".into(),
+                "the defaults are 10s and 30s",
             );
         }
         if self.heartbeat.interval.is_zero() || self.heartbeat.timeout <= self.heartbeat.interval {

@@ -203,6 +203,9 @@ impl Session<'_> {
                     if is_too_big(&e) {
                         count_close("frame_too_big");
                         self.queue.close(CloseCode::TOO_BIG, "frame too large");
+                    } else if let Some((code, reason)) = protocol_violation(&e) {
+                        count_close("protocol_error");
+                        self.queue.close(code, reason);
                     }
                     tracing::debug!(error = %e, "read error");
                     return;
@@ -315,6 +318,17 @@ impl Session<'_> {
 /// Counts a close decided by the session (`agentwire_connection_closes_total`).
 fn count_close(reason: &'static str) {
     metrics::counter!("agentwire_connection_closes_total", "reason" => reason).increment(1);
+}
+
+/// The close RFC 6455 §7.4.1 names for a peer's violation: 1007 for a text message that is not
+/// UTF-8, 1002 for any other protocol error (RSV bits, a fragmented or oversized control
+/// frame, an unmasked frame, a bad opcode).
+fn protocol_violation(e: &WsError) -> Option<(CloseCode, &'static str)> {
+    match e {
+        WsError::Utf8(_) => Some((CloseCode(1007), "text frame is not valid UTF-8")),
+        WsError::Protocol(_) => Some((CloseCode(1002), "WebSocket protocol violation")),
+        _ => None,
+    }
 }
 
 fn is_too_big(e: &WsError) -> bool {
