@@ -24,6 +24,7 @@
 //! `docs/benchmarks.md` has the method and the figures; `benches/run.sh` reproduces them.
 
 mod conn;
+mod idle;
 mod llm;
 mod redis_stats;
 mod report;
@@ -228,7 +229,7 @@ async fn run_scenario(args: &BenchArgs) -> Result<Report, String> {
             connections,
             parallel,
             hold,
-        } => scenario::idle(args, *connections, args.server_pid, *parallel, *hold).await,
+        } => idle::idle(args, *connections, args.server_pid, *parallel, *hold).await,
         Scenario::Startup { repeat, cmd } => scenario::startup(args, *repeat, cmd).await,
         Scenario::Llm {
             streams,

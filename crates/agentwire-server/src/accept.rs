@@ -235,8 +235,7 @@ pub(crate) async fn serve_bounded(
         drop(signal_rx);
     });
     let (close_tx, close_rx) = watch::channel(());
-    let mut reserve_fd = open_reserve_fd();
-    let mut backoff = Duration::from_millis(5);
+    let mut accept_errors = AcceptErrors::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
@@ -244,26 +243,12 @@ pub(crate) async fn serve_bounded(
         };
         let (tcp, peer) = match accepted {
             Ok(conn) => {
-                backoff = Duration::from_millis(5);
+                accept_errors.reset();
                 conn
             }
             Err(e) if is_connection_error(&e) => continue,
             Err(e) => {
-                metrics::counter!("agentwire_accept_errors_total").increment(1);
-                tracing::error!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept error");
-                if e.raw_os_error() == Some(EMFILE) || e.raw_os_error() == Some(ENFILE) {
-                    // Free one fd to take the waiting connection off the backlog and close it,
-                    // so the kernel does not keep reporting it while we back off.
-                    drop(reserve_fd.take());
-                    if let Ok(Ok((tcp, _))) =
-                        tokio::time::timeout(Duration::ZERO, listener.accept()).await
-                    {
-                        refuse(&tcp, "fd_limit");
-                    }
-                    reserve_fd = open_reserve_fd();
-                }
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
+                accept_errors.back_off(&e, &listener).await;
                 continue;
             }
         };
@@ -297,6 +282,7 @@ pub(crate) async fn serve_bounded(
                     () = &mut signal_closed => conn.as_mut().graceful_shutdown(),
                 }
             }
+            // Shutdown waits until every connection task has dropped its receiver.
             drop(close_rx);
         });
     }
@@ -308,6 +294,44 @@ pub(crate) async fn serve_bounded(
 
 const EMFILE: i32 = 24;
 const ENFILE: i32 = 23;
+
+/// What the accept loop does after an error that is not one connection's: count and log it,
+/// back off (5 ms doubling to 1 s), and when the process is out of file descriptors, spend the
+/// reserve descriptor to take the waiting connection off the backlog and refuse it, so the kernel
+/// does not keep reporting it while the loop backs off.
+struct AcceptErrors {
+    reserve_fd: Option<std::fs::File>,
+    backoff: Duration,
+}
+
+impl AcceptErrors {
+    fn new() -> Self {
+        Self {
+            reserve_fd: open_reserve_fd(),
+            backoff: Duration::from_millis(5),
+        }
+    }
+
+    /// A connection was accepted: the next error starts from the shortest backoff.
+    fn reset(&mut self) {
+        self.backoff = Duration::from_millis(5);
+    }
+
+    async fn back_off(&mut self, e: &io::Error, listener: &TcpListener) {
+        metrics::counter!("agentwire_accept_errors_total").increment(1);
+        tracing::error!(error = %e, backoff_ms = self.backoff.as_millis() as u64, "accept error");
+        if e.raw_os_error() == Some(EMFILE) || e.raw_os_error() == Some(ENFILE) {
+            drop(self.reserve_fd.take());
+            if let Ok(Ok((tcp, _))) = tokio::time::timeout(Duration::ZERO, listener.accept()).await
+            {
+                refuse(&tcp, "fd_limit");
+            }
+            self.reserve_fd = open_reserve_fd();
+        }
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+    }
+}
 
 fn open_reserve_fd() -> Option<std::fs::File> {
     std::fs::File::open("/dev/null").ok()

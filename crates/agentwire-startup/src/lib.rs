@@ -34,6 +34,7 @@ mod config_error;
 mod error;
 mod llm;
 mod startup;
+mod validate;
 
 pub use config::{
     AgentDefinition, AgentsConfig, AgentwireConfig, AuthConfig, AuthMode, ConfigOverrides,
