@@ -33,6 +33,7 @@ mod agent;
 mod client;
 mod config;
 mod error;
+mod functions;
 mod health;
 mod redis_threads;
 mod threads;
