@@ -188,3 +188,60 @@ async fn an_agent_naming_an_unknown_mcp_server_or_tool_stops_startup() {
         assert!(line.contains("hint: use mcp:<server>/*"), "{line}");
     }
 }
+
+#[tokio::test]
+async fn progress_of_an_mcp_call_the_model_made_reaches_the_user_as_thinking_lines() {
+    let Some(command) = crate::support::everything_command() else {
+        return;
+    };
+    let model = ScriptedModel::start(vec![
+        tool_calls(&[(
+            "call_long",
+            "mcp__everything__trigger-long-running-operation",
+            r#"{"duration": 0.6, "steps": 3}"#,
+        )]),
+        answer("Done."),
+    ])
+    .await;
+    let mut config = test_config();
+    config.mcp.insert(
+        "everything".into(),
+        McpServerConfig::stdio(command).with_timeout(Duration::from_secs(20)),
+    );
+    let mut agent = OpenAiAgentConfig::new(&model.base_url, "scripted");
+    agent.tools = vec!["mcp:everything/trigger-long-running-operation".into()];
+    config
+        .agents
+        .defined
+        .insert("assistant".into(), AgentDefinition::Openai(agent));
+    let server = TestServer::serve(start(config).await.expect("startup")).await;
+    let mut ws = server.connect("ada").await;
+    let events = ask(&mut ws, "c1", "run the long operation").await;
+
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let executing = kinds.iter().position(|k| *k == "tool_executing").unwrap();
+    let completed = kinds.iter().position(|k| *k == "tool_completed").unwrap();
+    assert_eq!(
+        events[executing]["data"]["tool"],
+        "mcp:everything/trigger-long-running-operation"
+    );
+    // rmcp may deliver the last report after the result, so 2 or 3 lines.
+    let thoughts = &events[executing + 1..completed];
+    assert!((2..=3).contains(&thoughts.len()), "{kinds:?}");
+    assert_eq!(
+        thoughts[0]["data"]["thought"],
+        "mcp:everything/trigger-long-running-operation (call_long): 1/3"
+    );
+    assert_eq!(events[completed]["data"]["ok"], true);
+    let back = model.requests()[1]["messages"].as_array().unwrap().clone();
+    let result = back.last().unwrap();
+    assert_eq!(result["tool_call_id"], "call_long");
+    assert!(
+        result["content"]
+            .as_str()
+            .unwrap()
+            .contains("Long running operation completed"),
+        "{result}"
+    );
+    server.stop().await;
+}
