@@ -10,6 +10,7 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 
 use crate::client::ChatClient;
+use crate::functions::ToolMenu;
 use crate::threads::{ThreadKey, ThreadStore};
 use crate::turn::{Piece, TurnBuilder, TurnEnd};
 use crate::wire::{ChatMessage, ChatRequest, StreamOptions, ToolCall};
@@ -83,22 +84,6 @@ impl OpenAiAgent {
         self.client.list_models().await
     }
 
-    /// The configured tools as OpenAI function definitions.
-    fn tool_definitions(&self, ctx: &RunContext) -> Vec<Value> {
-        self.config()
-            .tools
-            .iter()
-            .filter_map(|name| ctx.tool(name))
-            .map(|tool| {
-                json!({"type": "function", "function": {
-                    "name": tool.name(),
-                    "description": tool.description(),
-                    "parameters": tool.parameters(),
-                }})
-            })
-            .collect()
-    }
-
     /// Streams one model turn, publishing its text and reasoning as they arrive.
     async fn stream_turn(
         &self,
@@ -147,6 +132,7 @@ impl OpenAiAgent {
     async fn run_tools(
         &self,
         ctx: &RunContext,
+        menu: &ToolMenu,
         calls: &[ToolCall],
         used_ids: &mut HashSet<String>,
     ) -> Result<Vec<ChatMessage>, AgentError> {
@@ -170,7 +156,7 @@ impl OpenAiAgent {
         let pending: Vec<_> = calls
             .iter()
             .zip(&wire_ids)
-            .map(|(call, wire_id)| self.run_tool(ctx, call, wire_id))
+            .map(|(call, wire_id)| self.run_tool(ctx, menu, call, wire_id))
             .collect();
         let results: Vec<Result<String, AgentError>> = futures_util::stream::iter(pending)
             .buffered(self.config().parallel_tools.max(1))
@@ -189,14 +175,17 @@ impl OpenAiAgent {
     }
 
     /// One tool call: the text the model gets back (the result as JSON, or the error). Only a
-    /// failure to publish is an `Err`.
+    /// failure to publish is an `Err`. Events name the agentwire tool behind the function.
     async fn run_tool(
         &self,
         ctx: &RunContext,
+        menu: &ToolMenu,
         call: &ToolCall,
         wire_id: &str,
     ) -> Result<String, AgentError> {
-        let name = call.function.name.as_str();
+        let function = call.function.name.as_str();
+        let tool = menu.tool(function).filter(|t| ctx.tool(t).is_some());
+        let name = tool.unwrap_or(function);
         let raw = call.function.arguments.trim();
         // Models send "" for a call without arguments.
         let parsed = if raw.is_empty() {
@@ -204,11 +193,10 @@ impl OpenAiAgent {
         } else {
             serde_json::from_str::<Value>(raw)
         };
-        let refusal = if !self.config().tools.iter().any(|t| t == name) || ctx.tool(name).is_none()
-        {
+        let refusal = if tool.is_none() {
             Some(format!(
-                "unknown tool {name:?}; the tools you can call are: {}",
-                self.config().tools.join(", ")
+                "unknown tool {function:?}; the tools you can call are: {}",
+                menu.function_names().join(", ")
             ))
         } else {
             parsed
@@ -267,13 +255,21 @@ impl Agent for OpenAiAgent {
         messages.push(ChatMessage::User {
             content: ctx.input().to_owned(),
         });
-        let tools = self.tool_definitions(ctx);
+        // Resolved once per run: `*` selectors see the tools registered now.
+        let menu = ToolMenu::resolve(&config.tools, ctx);
         let mut usage = TokenUsage::default();
         let mut model = config.model.clone();
         let mut used_ids = HashSet::new();
         for step in 1..=config.max_steps {
             let end = self
-                .stream_turn(ctx, &messages, &tools, step, &mut usage, &mut model)
+                .stream_turn(
+                    ctx,
+                    &messages,
+                    menu.definitions(),
+                    step,
+                    &mut usage,
+                    &mut model,
+                )
                 .await?;
             match end {
                 TurnEnd::Answer(text) => {
@@ -289,7 +285,7 @@ impl Agent for OpenAiAgent {
                     return Ok(Value::String(text));
                 }
                 TurnEnd::ToolCalls { text, calls } => {
-                    let results = self.run_tools(ctx, &calls, &mut used_ids).await?;
+                    let results = self.run_tools(ctx, &menu, &calls, &mut used_ids).await?;
                     messages.push(ChatMessage::Assistant {
                         content: text,
                         tool_calls: calls,

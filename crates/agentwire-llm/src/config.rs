@@ -36,7 +36,9 @@ pub struct OpenAiAgentConfig {
     /// The system message that starts every conversation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
-    /// Registered tools offered to the model as functions; each must exist at startup.
+    /// Registered tools offered to the model as functions; each must exist at startup. A name
+    /// ending in `*` offers every tool whose name starts with the rest (`mcp:files/*`: every
+    /// tool of MCP server `files`), resolved when each run starts.
     #[serde(default)]
     pub tools: Vec<String>,
     /// Model turns per run; one more ends the run with `agent_error {code:"max_steps"}`.

@@ -33,6 +33,7 @@ mod agent;
 mod client;
 mod config;
 mod error;
+mod functions;
 mod health;
 #[cfg(feature = "redis")]
 mod redis_threads;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use agentwire_agent_registry::{Agent, AgentInfo, AgentRegistry, Tool};
+use agentwire_agent_registry::{Agent, AgentInfo, AgentRegistry, Tool, ToolInfo};
 use agentwire_bridge_factory::BridgeFactory;
 use agentwire_health_monitor::HealthCheck;
 
@@ -172,6 +172,19 @@ impl<R: AgentRegistry> AgentRegistry for WithMcpTools<R> {
 
     fn agents(&self) -> Vec<AgentInfo> {
         self.inner.agents()
+    }
+
+    /// `inner`'s tools and every tool the servers list now, with its input schema, by name.
+    fn tools(&self) -> Vec<ToolInfo> {
+        let mut all = self.inner.tools();
+        all.extend(
+            self.servers
+                .iter()
+                .flat_map(McpServer::tools)
+                .map(|tool| ToolInfo::of(&tool)),
+        );
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use agentwire_agent_registry::{Agent, AgentInfo, AgentRegistry, Tool, ToolInfo};
 use agentwire_bridge_factory::BridgeFactory;
 use agentwire_llm::{InMemoryThreadStore, OpenAiAgent, ThreadStore};
+use agentwire_mcp::{MCP_PREFIX, McpServers};
 
 use crate::{AgentDefinition, AgentwireConfig, Phase, Ready, StartupError};
 
@@ -62,24 +63,22 @@ impl<R: AgentRegistry> AgentRegistry for WithConfiguredAgents<R> {
 }
 
 /// Builds the configured agents, checking that each one's tools are registered in `registry`
-/// and its key variable is set. Threads are kept in Redis when the broker is Redis (so every
-/// node remembers them), in memory otherwise.
+/// (`mcp:<server>/<tool>` and `mcp:<server>/*` through `mcp`) and its key variable is set.
+/// Threads are kept in Redis when the broker is Redis (so every node remembers them), in memory
+/// otherwise.
 pub(crate) fn build_agents(
     config: &AgentwireConfig,
     registry: &dyn AgentRegistry,
+    mcp: &McpServers,
 ) -> Result<Vec<OpenAiAgent>, StartupError> {
     let mut agents = Vec::new();
     for (name, definition) in &config.agents.defined {
         let AgentDefinition::Openai(settings) = definition;
         let component = format!("agents.{name}");
-        if let Some(missing) = settings.tools.iter().find(|t| registry.tool(t).is_none()) {
-            let known: Vec<String> = registry.tools().into_iter().map(|t| t.name).collect();
-            return Err(StartupError::new(
-                Phase::Agents,
-                component,
-                format!("tool {missing:?} is not registered"),
-                format!("use registered tools: {}", known.join(", ")),
-            ));
+        for selector in &settings.tools {
+            check_tool_selector(selector, registry, mcp).map_err(|(cause, hint)| {
+                StartupError::new(Phase::Agents, &component, cause, hint)
+            })?;
         }
         let threads = thread_store(config, &component, settings.memory)?;
         let agent = OpenAiAgent::new(name.clone(), settings.clone(), threads).map_err(|cause| {
@@ -117,6 +116,35 @@ fn thread_store(
             });
     }
     Ok(Arc::new(InMemoryThreadStore::new(memory)))
+}
+
+/// Whether an agent's `tools` entry names something: an MCP selector resolves through its server
+/// (a server whose `*` lists no tool yet is fine: it may add some), any other name ending in `*`
+/// matches at least one registered tool, a plain name is registered. `Err((cause, hint))`.
+fn check_tool_selector(
+    selector: &str,
+    registry: &dyn AgentRegistry,
+    mcp: &McpServers,
+) -> Result<(), (String, String)> {
+    if selector.starts_with(MCP_PREFIX) {
+        return mcp
+            .resolve(selector)
+            .map(drop)
+            .map_err(|e| (e.to_string(), e.hint().to_owned()));
+    }
+    let known = || {
+        let names: Vec<String> = registry.tools().into_iter().map(|t| t.name).collect();
+        format!("use registered tools: {}", names.join(", "))
+    };
+    let found = match selector.strip_suffix('*') {
+        Some(prefix) => registry.tools().iter().any(|t| t.name.starts_with(prefix)),
+        None => registry.tool(selector).is_some(),
+    };
+    if found {
+        Ok(())
+    } else {
+        Err((format!("tool {selector:?} is not registered"), known()))
+    }
 }
 
 impl Ready {

@@ -319,7 +319,7 @@ impl Startup<BridgeConfigured> {
                 max_runs_per_user: config.limits.max_runs_per_user,
             },
         );
-        let llm_agents = crate::llm::build_agents(&config, &registry)?;
+        let llm_agents = crate::llm::build_agents(&config, &registry, registry.servers())?;
         let registry = crate::llm::WithConfiguredAgents {
             inner: registry,
             configured: llm_agents
