@@ -9,7 +9,6 @@
 
 #[allow(dead_code)] // each suite uses part of the shared harness
 mod harness;
-#[allow(dead_code)] // shared with the agentwire-redis tests, which use the rest
 #[path = "../crates/agentwire-redis/tests/support/procs.rs"]
 mod procs;
 
