@@ -5,16 +5,22 @@
 //! - authentication: a stream belongs to the user who created it; others get 403, anonymous
 //!   requests 401; the per-user stream bound answers 429;
 //! - `insecure_no_auth` is refused off loopback;
-//! - on the redis store (`REDIS_URL`, SKIP without Redis unless `AGENTWIRE_REQUIRE_REDIS=1`):
-//!   the suite again, and a stream appended on node A is tailed live (long-poll, SSE) and read
-//!   by offset on node B.
+//! - on the redis store (`REDIS_URL`; when it does not answer, a private `redis-server` on a free
+//!   port): the suite again, and a stream appended on node A is tailed live (long-poll, SSE) and
+//!   read by offset on node B.
 //!
-//! The Node test needs `npm ci` in `tests/durable-streams`; without `node_modules` it prints
-//! `SKIP` and passes, unless `AGENTWIRE_REQUIRE_INTEROP=1` (as `.ci/run` sets), then it fails.
+//! Runs on the `libtest-mimic` harness (`tests/harness`). The Node tests run `npm ci` in
+//! `tests/durable-streams` themselves; without Node (or without Redis and `redis-server`) a test
+//! is reported as ignored with the reason, unless `AGENTWIRE_REQUIRE_INTEROP=1`
+//! (`AGENTWIRE_REQUIRE_REDIS=1`), as `.ci/run` sets, makes it fail.
+
+#[allow(dead_code)] // each suite uses part of the shared harness
+mod harness;
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agentwire_test::TestServer;
@@ -26,21 +32,69 @@ fn suite_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/durable-streams")
 }
 
-fn suite_ready(dir: &Path) -> bool {
-    if dir
-        .join("node_modules/@durable-streams/server-conformance-tests")
-        .is_dir()
-    {
-        return true;
+/// Installs the pinned packages (`npm ci`) when they are not there yet.
+fn suite_ready() -> Result<(), String> {
+    harness::npm_ci(&suite_dir(), "@durable-streams/server-conformance-tests")
+}
+
+/// The Redis these tests share, provisioned once by the first test that needs it.
+static REDIS: OnceLock<Result<(String, Option<harness::PrivateRedis>), String>> = OnceLock::new();
+
+fn redis_ready() -> Result<(), String> {
+    REDIS
+        .get_or_init(harness::provision_redis)
+        .as_ref()
+        .map(|_| ())
+        .map_err(Clone::clone)
+}
+
+const INTEROP: &str = "AGENTWIRE_REQUIRE_INTEROP";
+const REDIS_NEEDED: &str = "AGENTWIRE_REQUIRE_REDIS";
+
+fn main() -> std::process::ExitCode {
+    let code = harness::run(vec![
+        harness::trial(
+            "the_official_conformance_suite_passes_on_the_memory_store",
+            INTEROP,
+            suite_ready,
+            the_official_conformance_suite_passes_on_the_memory_store,
+        ),
+        harness::trial_needing(
+            "the_official_conformance_suite_passes_on_the_redis_store",
+            vec![(INTEROP, suite_ready), (REDIS_NEEDED, redis_ready)],
+            the_official_conformance_suite_passes_on_the_redis_store,
+        ),
+        harness::trial(
+            "appended_on_node_a_is_tailed_live_and_by_offset_on_node_b",
+            REDIS_NEEDED,
+            redis_ready,
+            appended_on_node_a_is_tailed_live_and_by_offset_on_node_b,
+        ),
+        harness::trial_needing(
+            "a_stream_belongs_to_its_creator",
+            Vec::new(),
+            a_stream_belongs_to_its_creator,
+        ),
+        harness::Trial::test("insecure_no_auth_is_refused_off_loopback", || {
+            insecure_no_auth_is_refused_off_loopback();
+            Ok(())
+        }),
+        harness::trial_needing(
+            "a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs",
+            Vec::new(),
+            a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs,
+        ),
+        harness::trial(
+            "the_stock_client_follows_a_run_across_forced_disconnects",
+            INTEROP,
+            suite_ready,
+            the_stock_client_follows_a_run_across_forced_disconnects,
+        ),
+    ]);
+    if let Some(Ok((_, Some(private)))) = REDIS.get() {
+        private.stop();
     }
-    if std::env::var("AGENTWIRE_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!(
-            "AGENTWIRE_REQUIRE_INTEROP=1 but {} has no node_modules: run npm ci there",
-            dir.display()
-        );
-    }
-    println!("SKIP: Durable Streams conformance (run npm ci in tests/durable-streams)");
-    false
+    code
 }
 
 /// Runs `command` on a blocking thread (the server keeps serving on the runtime), killing it
@@ -149,29 +203,17 @@ async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str
     server.stop().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_conformance_suite_passes_on_the_memory_store() {
-    if !suite_ready(&suite_dir()) {
-        return;
-    }
     conformance(agentwire_test::test_config(), "memory").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_conformance_suite_passes_on_the_redis_store() {
-    if !suite_ready(&suite_dir()) || !redis_or_skip("durable streams conformance on redis") {
-        return;
-    }
     let redis = TestRedis::new("conformance");
     conformance(redis.config(), "redis").await;
     drop(redis);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn appended_on_node_a_is_tailed_live_and_by_offset_on_node_b() {
-    if !redis_or_skip("durable streams cross-node") {
-        return;
-    }
     let redis = TestRedis::new("cross-node");
     let a = TestServer::start_with(redis.config(), Vec::new()).await;
     let b = TestServer::start_with(redis.config(), Vec::new()).await;
@@ -249,26 +291,12 @@ async fn appended_on_node_a_is_tailed_live_and_by_offset_on_node_b() {
     b.stop().await;
 }
 
+/// The provisioned Redis: `REDIS_URL`'s, or the private one started for this run.
 fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// Returns false (after printing SKIP) when Redis is not there and not required.
-fn redis_or_skip(test: &str) -> bool {
-    let answers = redis::Client::open(redis_url())
-        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-        .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-        .is_ok();
-    if answers {
-        return true;
+    match REDIS.get() {
+        Some(Ok((url, _))) => url.clone(),
+        _ => unreachable!("redis_ready passed before the test ran"),
     }
-    assert!(
-        std::env::var("AGENTWIRE_REQUIRE_REDIS").as_deref() != Ok("1"),
-        "{test}: Redis at {} does not answer and AGENTWIRE_REQUIRE_REDIS=1",
-        redis_url()
-    );
-    println!("SKIP: {test}: no Redis at {} (set REDIS_URL)", redis_url());
-    false
 }
 
 /// A key prefix of this test's own in the shared Redis, removed afterwards.
@@ -327,7 +355,6 @@ impl Drop for TestRedis {
     }
 }
 
-#[tokio::test]
 async fn a_stream_belongs_to_its_creator() {
     let mut config = agentwire_test::test_config();
     config.durable_streams.max_streams_per_user = 2;
@@ -380,7 +407,6 @@ async fn a_stream_belongs_to_its_creator() {
     server.stop().await;
 }
 
-#[test]
 fn insecure_no_auth_is_refused_off_loopback() {
     let mut config = agentwire_test::test_config();
     config.durable_streams.insecure_no_auth = true;
@@ -392,7 +418,6 @@ fn insecure_no_auth_is_refused_off_loopback() {
     config.validate().expect("allowed on loopback");
 }
 
-#[tokio::test]
 async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs() {
     let server = TestServer::start().await;
     let http = reqwest::Client::new();
@@ -488,12 +513,8 @@ async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs() {
 /// How long the server keeps an SSE response open in the forced-disconnect test.
 const SSE_LIFETIME: Duration = Duration::from_millis(1200);
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_stock_client_follows_a_run_across_forced_disconnects() {
     let dir = suite_dir();
-    if !suite_ready(&dir) {
-        return;
-    }
     let mut config = agentwire_test::test_config();
     // A demo run paced to last ~3 s, and SSE responses the server ends every 1.2 s: the client
     // must reconnect at its offset at least twice during the run. (Under 1 s the client counts

@@ -3,9 +3,12 @@
 //! that disconnects and resumes at random on either node receives every event exactly once
 //! while the primary of its stream is killed and its replica takes over. With
 //! `redis.wait_replicas = 1` nothing is lost; without it, any loss is announced by a
-//! `replay_gap` and nothing else is lost. Without `redis-server` the tests print SKIP, unless
-//! `AGENTWIRE_REQUIRE_REDIS=1`.
+//! `replay_gap` and nothing else is lost. Without `redis-server`/`redis-cli` the tests are
+//! reported as ignored with the reason, unless `AGENTWIRE_REQUIRE_REDIS=1` (CI) makes them fail.
+//! Runs on the `libtest-mimic` harness (`tests/harness`).
 
+#[allow(dead_code)] // each suite uses part of the shared harness
+mod harness;
 #[path = "../crates/agentwire-redis/tests/support/procs.rs"]
 mod procs;
 
@@ -18,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use procs::{Cluster, redis_server_or_skip, unique};
+use procs::{Cluster, unique};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -368,18 +371,40 @@ async fn chaos_through_failover(wait_replicas: u32) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_client_through_a_failover_with_the_replica_wait_loses_nothing() {
-    if !redis_server_or_skip("cluster chaos with wait") {
-        return;
+fn main() -> std::process::ExitCode {
+    const REQUIRE: &str = "AGENTWIRE_REQUIRE_REDIS";
+    harness::run(vec![
+        harness::trial(
+            "chaos_client_through_a_failover_with_the_replica_wait_loses_nothing",
+            REQUIRE,
+            redis_binaries_ready,
+            chaos_client_through_a_failover_with_the_replica_wait_loses_nothing,
+        ),
+        harness::trial(
+            "chaos_client_through_a_failover_without_the_wait_sees_any_loss_as_a_gap",
+            REQUIRE,
+            redis_binaries_ready,
+            chaos_client_through_a_failover_without_the_wait_sees_any_loss_as_a_gap,
+        ),
+    ])
+}
+
+/// The cluster is made of `redis-server` processes and formed with `redis-cli --cluster`.
+fn redis_binaries_ready() -> Result<(), String> {
+    for program in ["redis-server", "redis-cli"] {
+        if !harness::program_runs(program) {
+            return Err(format!(
+                "{program} not found: install it (apt-get install -y redis-server)"
+            ));
+        }
     }
+    Ok(())
+}
+
+async fn chaos_client_through_a_failover_with_the_replica_wait_loses_nothing() {
     chaos_through_failover(1).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_client_through_a_failover_without_the_wait_sees_any_loss_as_a_gap() {
-    if !redis_server_or_skip("cluster chaos without wait") {
-        return;
-    }
     chaos_through_failover(0).await;
 }

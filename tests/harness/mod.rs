@@ -30,30 +30,40 @@ pub(crate) fn run(trials: Vec<Trial>) -> ExitCode {
     }
 }
 
+/// A check that a prerequisite is there: `Err` says what is missing and how to get it.
+pub(crate) type Ready = fn() -> Result<(), String>;
+
 /// A trial that runs `body` on its own multi-thread runtime once `ready` says the
 /// prerequisites are there; otherwise it is ignored with the reason (or fails when
 /// `require_var` is `1`). `ready` runs inside the trial, so `--list` provisions nothing.
-pub(crate) fn trial<B, F>(
-    name: &str,
-    require_var: &'static str,
-    ready: fn() -> Result<(), String>,
-    body: B,
-) -> Trial
+pub(crate) fn trial<B, F>(name: &str, require_var: &'static str, ready: Ready, body: B) -> Trial
 where
     B: FnOnce() -> F + Send + 'static,
     F: Future<Output = ()>,
 {
-    Trial::ignorable_test(name, move || match ready() {
-        Ok(()) => {
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("a tokio runtime")
-                .block_on(body());
-            Ok(Completion::Completed)
+    trial_needing(name, vec![(require_var, ready)], body)
+}
+
+/// [`trial`] with several prerequisites, each with its own `AGENTWIRE_REQUIRE_*` variable,
+/// checked in order: the first missing one decides. With none, `body` always runs.
+pub(crate) fn trial_needing<B, F>(name: &str, needs: Vec<(&'static str, Ready)>, body: B) -> Trial
+where
+    B: FnOnce() -> F + Send + 'static,
+    F: Future<Output = ()>,
+{
+    Trial::ignorable_test(name, move || {
+        for (require_var, ready) in needs {
+            if let Err(reason) = ready() {
+                return missing(require_var, reason);
+            }
         }
-        Err(reason) => missing(require_var, reason),
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(body());
+        Ok(Completion::Completed)
     })
 }
 
@@ -76,15 +86,19 @@ pub(crate) fn program_runs(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Makes sure `dir/node_modules/<package>` is installed: runs `npm ci` in `dir` when it is not
-/// and Node is there. `Err` says what is missing and how to get it.
+/// Makes sure Node runs and `dir/node_modules/<package>` is installed: runs `npm ci` in `dir`
+/// when it is not. `Err` says what is missing and how to get it.
 pub(crate) fn npm_ci(dir: &Path, package: &str) -> Result<(), String> {
+    // Node first: installed packages are of no use to a test without it.
+    if !program_runs("node") {
+        return Err("node not found: install Node.js 20 or newer".into());
+    }
+    // One `npm ci` at a time: trials run in parallel, and `npm ci` first deletes `node_modules`.
+    static NPM: Mutex<()> = Mutex::new(());
+    let _turn = NPM.lock().unwrap_or_else(|e| e.into_inner());
     let installed = || dir.join("node_modules").join(package).is_dir();
     if installed() {
         return Ok(());
-    }
-    if !program_runs("node") {
-        return Err("node not found: install Node.js 20 or newer".into());
     }
     if !program_runs("npm") {
         return Err("npm not found: install npm (it comes with Node.js)".into());

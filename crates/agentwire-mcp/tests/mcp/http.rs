@@ -8,8 +8,7 @@ use serde_json::json;
 
 use crate::support::start_probe;
 
-#[tokio::test]
-async fn structured_content_and_is_error_come_back() {
+pub(crate) async fn structured_content_and_is_error_come_back() {
     let probe = start_probe().await;
     let server = McpServer::connect("probe", McpServerConfig::http(&probe.url))
         .await
@@ -28,8 +27,7 @@ async fn structured_content_and_is_error_come_back() {
     assert!(error.contains("must be a JSON object"), "{error}");
 }
 
-#[tokio::test]
-async fn a_call_that_times_out_fails_and_the_server_is_told() {
+pub(crate) async fn a_call_that_times_out_fails_and_the_server_is_told() {
     let mut probe = start_probe().await;
     let config = McpServerConfig::http(&probe.url).with_timeout(Duration::from_millis(500));
     let server = McpServer::connect("probe", config).await.unwrap();
@@ -45,8 +43,7 @@ async fn a_call_that_times_out_fails_and_the_server_is_told() {
     assert_eq!(cancelled.reason.as_deref(), Some("request timeout"));
 }
 
-#[tokio::test]
-async fn a_dropped_call_sends_notifications_cancelled() {
+pub(crate) async fn a_dropped_call_sends_notifications_cancelled() {
     let mut probe = start_probe().await;
     let server = McpServer::connect("probe", McpServerConfig::http(&probe.url))
         .await
@@ -65,8 +62,7 @@ async fn a_dropped_call_sends_notifications_cancelled() {
     );
 }
 
-#[tokio::test]
-async fn list_changed_refreshes_the_tools() {
+pub(crate) async fn list_changed_refreshes_the_tools() {
     let probe = start_probe().await;
     let server = McpServer::connect("probe", McpServerConfig::http(&probe.url))
         .await
@@ -84,8 +80,7 @@ async fn list_changed_refreshes_the_tools() {
     assert_eq!(server.tools().len(), 5);
 }
 
-#[tokio::test]
-async fn an_unreachable_server_fails_to_connect_with_the_reason() {
+pub(crate) async fn an_unreachable_server_fails_to_connect_with_the_reason() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());
     drop(listener);

@@ -61,8 +61,7 @@ fn offered(request: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn the_model_calls_mcp_tools_under_mapped_names_and_the_user_sees_their_names() {
+pub(crate) async fn the_model_calls_mcp_tools_under_mapped_names_and_the_user_sees_their_names() {
     let probe = start_probe().await;
     let model = ScriptedModel::start(vec![
         tool_calls(&[("call_add", "mcp__probe__add", r#"{"a": 20, "b": 22}"#)]),
@@ -166,8 +165,7 @@ async fn the_model_calls_mcp_tools_under_mapped_names_and_the_user_sees_their_na
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_agent_naming_an_unknown_mcp_server_or_tool_stops_startup() {
+pub(crate) async fn an_agent_naming_an_unknown_mcp_server_or_tool_stops_startup() {
     let probe = start_probe().await;
     let model = ScriptedModel::start(Vec::new()).await;
     for (selector, cause) in [
@@ -189,8 +187,7 @@ async fn an_agent_naming_an_unknown_mcp_server_or_tool_stops_startup() {
     }
 }
 
-#[tokio::test]
-async fn progress_of_an_mcp_call_the_model_made_reaches_the_user_as_thinking_lines() {
+pub(crate) async fn progress_of_an_mcp_call_the_model_made_reaches_the_user_as_thinking_lines() {
     let Some(command) = crate::support::everything_command() else {
         return;
     };

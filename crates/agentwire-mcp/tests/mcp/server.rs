@@ -25,8 +25,7 @@ async fn serve_with_probe(url: &str) -> TestServer {
     TestServer::serve(AppState::new(ready)).await
 }
 
-#[tokio::test]
-async fn a_websocket_client_sees_an_mcp_call_as_tool_events_in_order() {
+pub(crate) async fn a_websocket_client_sees_an_mcp_call_as_tool_events_in_order() {
     let probe = start_probe().await;
     let server = serve_with_probe(&probe.url).await;
     let mut ada = server.connect("ada").await;
@@ -75,8 +74,7 @@ async fn a_websocket_client_sees_an_mcp_call_as_tool_events_in_order() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn cancelling_a_run_cancels_its_mcp_call() {
+pub(crate) async fn cancelling_a_run_cancels_its_mcp_call() {
     let mut probe = start_probe().await;
     let server = serve_with_probe(&probe.url).await;
     let mut ada = server.connect("ada").await;
@@ -118,8 +116,7 @@ async fn cancelling_a_run_cancels_its_mcp_call() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_required_server_that_cannot_start_stops_startup_with_one_clear_line() {
+pub(crate) async fn a_required_server_that_cannot_start_stops_startup_with_one_clear_line() {
     let mut config = test_config();
     config.mcp.insert(
         "files".into(),
@@ -142,8 +139,7 @@ async fn a_required_server_that_cannot_start_stops_startup_with_one_clear_line()
     assert!(line.contains("hint: "), "{line}");
 }
 
-#[tokio::test]
-async fn an_optional_server_that_cannot_start_is_skipped() {
+pub(crate) async fn an_optional_server_that_cannot_start_is_skipped() {
     let mut config = test_config();
     let mut files = McpServerConfig::stdio(["/nonexistent/mcp-server"]);
     files.optional = true;

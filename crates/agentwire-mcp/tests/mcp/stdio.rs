@@ -25,8 +25,7 @@ fn servers(server: &McpServer) -> McpServers {
     servers
 }
 
-#[tokio::test]
-async fn tools_are_listed_with_their_description_and_schema() {
+pub(crate) async fn tools_are_listed_with_their_description_and_schema() {
     let Some(server) = everything(Duration::from_secs(20)).await else {
         return;
     };
@@ -42,8 +41,7 @@ async fn tools_are_listed_with_their_description_and_schema() {
     assert!(all.iter().any(|t| t.name() == "mcp:everything/get-sum"));
 }
 
-#[tokio::test]
-async fn echo_add_and_an_error_reach_the_user_as_tool_events() {
+pub(crate) async fn echo_add_and_an_error_reach_the_user_as_tool_events() {
     let Some(server) = everything(Duration::from_secs(20)).await else {
         return;
     };
@@ -109,8 +107,7 @@ async fn echo_add_and_an_error_reach_the_user_as_tool_events() {
     assert!(events[2]["data"].get("result").is_none());
 }
 
-#[tokio::test]
-async fn progress_of_a_long_operation_becomes_thinking_lines_of_the_call() {
+pub(crate) async fn progress_of_a_long_operation_becomes_thinking_lines_of_the_call() {
     let Some(server) = everything(Duration::from_secs(20)).await else {
         return;
     };
@@ -152,8 +149,7 @@ async fn progress_of_a_long_operation_becomes_thinking_lines_of_the_call() {
     );
 }
 
-#[tokio::test]
-async fn a_server_killed_mid_call_fails_the_call_and_is_restarted() {
+pub(crate) async fn a_server_killed_mid_call_fails_the_call_and_is_restarted() {
     let Some(server) = everything(Duration::from_secs(20)).await else {
         return;
     };

@@ -71,25 +71,21 @@ pub(crate) fn types(events: &[Value]) -> Vec<&str> {
 }
 
 /// The command that runs the pinned `@modelcontextprotocol/server-everything` (tests/mcp,
-/// installed by `npm ci`), or `None` with a SKIP line when it is not installed and
-/// `AGENTWIRE_REQUIRE_INTEROP` is not set (CI sets it: there a missing install fails).
+/// installed by `npm ci`). The harness provisions it before a stdio test runs, so its absence
+/// here is a failure.
 pub(crate) fn everything_command() -> Option<Vec<String>> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
-    let node = std::process::Command::new("node").arg("--version").output();
-    if script.is_file() && node.is_ok_and(|o| o.status.success()) {
-        return Some(vec![
-            "node".into(),
-            script.to_string_lossy().into_owned(),
-            "stdio".into(),
-        ]);
-    }
     assert!(
-        std::env::var("AGENTWIRE_REQUIRE_INTEROP").as_deref() != Ok("1"),
-        "server-everything is not installed: run `npm ci` in tests/mcp (AGENTWIRE_REQUIRE_INTEROP=1)"
+        script.is_file(),
+        "server-everything is not installed at {} although the harness provisioned it",
+        script.display()
     );
-    eprintln!("SKIP: server-everything not installed (run `npm ci` in tests/mcp) or no node");
-    None
+    Some(vec![
+        "node".into(),
+        script.to_string_lossy().into_owned(),
+        "stdio".into(),
+    ])
 }
 
 /// An MCP server written with rmcp, served over streamable HTTP. Its tools:
