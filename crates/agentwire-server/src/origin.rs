@@ -35,8 +35,10 @@ impl OriginPolicy {
         }
     }
 
-    /// `Err(message)` when the request must be refused.
-    fn check(&self, headers: &HeaderMap) -> Result<(), String> {
+    /// `Err(message)` when the request must be refused. A CORS preflight (`OPTIONS`) is checked
+    /// for its `Host` only: it carries no credentials and does nothing, and the request it
+    /// announces is checked for its `Origin` when it comes.
+    fn check(&self, method: &axum::http::Method, headers: &HeaderMap) -> Result<(), String> {
         let host = headers
             .get(header::HOST)
             .and_then(|h| h.to_str().ok())
@@ -45,6 +47,9 @@ impl OriginPolicy {
             return Err(format!(
                 "this development server answers only to localhost or a loopback address, not to the host name {host:?}"
             ));
+        }
+        if method == axum::http::Method::OPTIONS {
+            return Ok(());
         }
         let Some(origin) = headers.get(header::ORIGIN) else {
             return Ok(());
@@ -73,7 +78,7 @@ pub(crate) async fn guard(
     request: Request,
     next: Next,
 ) -> Response {
-    match policy.check(request.headers()) {
+    match policy.check(request.method(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(message) => {
             ApiError::new(StatusCode::FORBIDDEN, ErrorCode::Unauthorized, message).into_response()
@@ -108,6 +113,9 @@ fn is_loopback_host(authority: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::Method;
+
+    const GET: Method = Method::GET;
 
     fn headers(host: &str, origin: Option<&str>) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -127,10 +135,10 @@ mod tests {
             "[::1]:8080",
             "app.localhost",
         ] {
-            assert!(dev.check(&headers(host, None)).is_ok(), "{host}");
+            assert!(dev.check(&GET, &headers(host, None)).is_ok(), "{host}");
         }
         for host in ["evil.example:8080", "192.168.1.5:8080", ""] {
-            assert!(dev.check(&headers(host, None)).is_err(), "{host}");
+            assert!(dev.check(&GET, &headers(host, None)).is_err(), "{host}");
         }
     }
 
@@ -138,23 +146,33 @@ mod tests {
     fn origins_same_listed_or_loopback_in_dev() {
         let dev = OriginPolicy::new(true, &[]);
         let h = |o| headers("127.0.0.1:8080", Some(o));
-        assert!(dev.check(&h("http://127.0.0.1:8080")).is_ok());
-        assert!(dev.check(&h("http://localhost:3000")).is_ok());
-        assert!(dev.check(&h("https://evil.example")).is_err());
-        assert!(dev.check(&h("null")).is_err());
+        assert!(dev.check(&GET, &h("http://127.0.0.1:8080")).is_ok());
+        assert!(dev.check(&GET, &h("http://localhost:3000")).is_ok());
+        assert!(dev.check(&GET, &h("https://evil.example")).is_err());
+        assert!(dev.check(&GET, &h("null")).is_err());
 
         let jwt = OriginPolicy::new(false, &["https://app.example.com/".into()]);
         let h = |o| headers("api.example.com", Some(o));
-        assert!(jwt.check(&h("https://api.example.com")).is_ok());
-        assert!(jwt.check(&h("https://app.example.com")).is_ok());
-        assert!(jwt.check(&h("http://localhost:3000")).is_err());
-        assert!(jwt.check(&h("https://evil.example")).is_err());
+        assert!(jwt.check(&GET, &h("https://api.example.com")).is_ok());
+        assert!(jwt.check(&GET, &h("https://app.example.com")).is_ok());
+        assert!(jwt.check(&GET, &h("http://localhost:3000")).is_err());
+        assert!(jwt.check(&GET, &h("https://evil.example")).is_err());
         assert!(
-            jwt.check(&headers(
+            jwt.check(&GET, &headers(
                 "api.example.com:443",
                 Some("https://api.example.com")
             ))
             .is_ok()
         );
+    }
+
+    #[test]
+    fn a_preflight_is_checked_for_its_host_only() {
+        let dev = OriginPolicy::new(true, &[]);
+        let foreign = headers("127.0.0.1:8080", Some("https://evil.example"));
+        assert!(dev.check(&Method::OPTIONS, &foreign).is_ok());
+        assert!(dev.check(&Method::POST, &foreign).is_err());
+        let rebound = headers("evil.example", Some("https://evil.example"));
+        assert!(dev.check(&Method::OPTIONS, &rebound).is_err());
     }
 }

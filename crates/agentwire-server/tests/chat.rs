@@ -53,7 +53,7 @@ impl Server {
         let mut s = std::net::TcpStream::connect(&self.addr).unwrap();
         write!(
             s,
-            "POST /debug/disconnect?user={user} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "POST /debug/disconnect?user={user} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut answer = String::new();
