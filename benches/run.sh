@@ -98,7 +98,8 @@ server_cmd() { # server_cmd LABEL PORT — the command line of one server
   case $1 in
     agentwire) echo "$BIN/agentwire serve --listen 127.0.0.1:$2" ;;
     agentwire-redis) echo "$BIN/agentwire serve --broker $REDIS_URL --listen 127.0.0.1:$2" ;;
-    agentwire-before) echo "$BEFORE_BIN serve --listen 127.0.0.1:$2" ;;
+    # An earlier build may not know the newer limits keys (unknown keys are refused).
+    agentwire-before) echo "env -u AGENTWIRE_LIMITS__MAX_CONNECTIONS_PER_IP $BEFORE_BIN serve --listen 127.0.0.1:$2" ;;
     agentwire-redis-cluster) echo "$BIN/agentwire serve --broker $CLUSTER_URL --listen 127.0.0.1:$2" ;;
     agentwire-redis-cluster-wait)
       echo "env AGENTWIRE_REDIS__WAIT_REPLICAS=1 $BIN/agentwire serve --broker $CLUSTER_URL --listen 127.0.0.1:$2" ;;

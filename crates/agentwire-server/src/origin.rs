@@ -158,10 +158,10 @@ mod tests {
         assert!(jwt.check(&GET, &h("http://localhost:3000")).is_err());
         assert!(jwt.check(&GET, &h("https://evil.example")).is_err());
         assert!(
-            jwt.check(&GET, &headers(
-                "api.example.com:443",
-                Some("https://api.example.com")
-            ))
+            jwt.check(
+                &GET,
+                &headers("api.example.com:443", Some("https://api.example.com"))
+            )
             .is_ok()
         );
     }
