@@ -12,86 +12,15 @@ mod harness;
 #[path = "../crates/agentwire-redis/tests/support/procs.rs"]
 mod procs;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
+use harness::node::Node;
 use procs::{Cluster, unique};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
-
-fn binary() -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("agentwire");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "agentwire-server", "--bin", "agentwire"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building the agentwire binary");
-    }
-    bin
-}
-
-/// One `agentwire serve` process on an ephemeral port, killed when dropped.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Node {
-    fn start(broker: &str, env: &[(&str, &str)]) -> Node {
-        let mut cmd = Command::new(binary());
-        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-            .args(["--broker", broker])
-            .env("RUST_LOG", "info")
-            .env("AGENTWIRE_HEALTH__CACHE", "0s")
-            .envs(env.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("agentwire starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let started = Instant::now();
-        let mut seen = Vec::new();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!(
-                    "the node exited before it was ready; its log:\n{}",
-                    seen.join("\n")
-                );
-            };
-            seen.push(line.clone());
-            if line.contains("agentwire ready") {
-                let log: Value = serde_json::from_str(&line).unwrap();
-                break log["fields"]["listen"].as_str().unwrap().parse().unwrap();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "node not ready"
-            );
-        };
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Node { child, addr }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A small deterministic generator (the seed is printed, so a failure can be replayed).
 struct Rng(u64);

@@ -7,15 +7,14 @@
 #[allow(dead_code)] // each suite uses part of the shared harness
 mod harness;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::PathBuf;
+use harness::node::Node;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agentwire_test::WsClient;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The Redis these tests share, provisioned once by the first test that needs it.
 static REDIS: OnceLock<Result<(String, Option<harness::PrivateRedis>), String>> = OnceLock::new();
@@ -75,101 +74,6 @@ fn main() -> std::process::ExitCode {
         private.stop();
     }
     code
-}
-
-fn binary() -> PathBuf {
-    let mut dir = std::env::current_exe().unwrap();
-    dir.pop();
-    if dir.ends_with("deps") {
-        dir.pop();
-    }
-    let bin = dir.join("agentwire");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ok = Command::new(cargo)
-            .args(["build", "-p", "agentwire-server", "--bin", "agentwire"])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "building the agentwire binary");
-    }
-    bin
-}
-
-/// One `agentwire serve` process on an ephemeral port.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Node {
-    fn start(broker: &str, env: &[(&str, &str)]) -> Node {
-        let mut cmd = Command::new(binary());
-        cmd.args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-format",
-            "json",
-            "--broker",
-            broker,
-        ])
-        .env("RUST_LOG", "info")
-        .env("AGENTWIRE_AGENTS__DEMO__STEP_DELAY", "0s")
-        .env("AGENTWIRE_AGENTS__DEMO__TOKEN_DELAY", "0s")
-        .env("AGENTWIRE_HEALTH__CACHE", "0s")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("agentwire starts");
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let started = Instant::now();
-        let mut seen = Vec::new();
-        let addr = loop {
-            let Some(Ok(line)) = lines.next() else {
-                panic!(
-                    "the node exited before it was ready; its log:\n{}",
-                    seen.join("\n")
-                );
-            };
-            seen.push(line.clone());
-            if line.contains("agentwire ready") {
-                let log: Value = serde_json::from_str(&line).unwrap();
-                break log["fields"]["listen"].as_str().unwrap().parse().unwrap();
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "node not ready: {line}"
-            );
-        };
-        // Keep draining its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-        Node { child, addr }
-    }
-
-    fn ws(&self, query: &str) -> String {
-        format!("ws://{}/ws?{query}", self.addr)
-    }
-
-    fn http(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn kill9(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// A user name no other test run uses, so tests share one Redis safely.

@@ -8,6 +8,8 @@
 //! A test is ignored only when a program is truly absent. With its `AGENTWIRE_REQUIRE_*`
 //! variable set to `1` (as `.ci/run` does) a missing prerequisite is a failure instead.
 
+pub(crate) mod node;
+
 use std::future::Future;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
