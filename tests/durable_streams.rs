@@ -19,7 +19,7 @@ mod harness;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -97,29 +97,6 @@ fn main() -> std::process::ExitCode {
     code
 }
 
-/// Runs `command` on a blocking thread (the server keeps serving on the runtime), killing it
-/// after [`SUITE_TIMEOUT`].
-async fn run_bounded(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("node starts");
-        let deadline = Instant::now() + SUITE_TIMEOUT;
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        child.wait_with_output().expect("the suite's output")
-    })
-    .await
-    .expect("the suite thread")
-}
-
 /// The text without ANSI colour sequences (the CLI forces colour on).
 fn plain(text: &[u8]) -> String {
     let text = String::from_utf8_lossy(text);
@@ -177,7 +154,7 @@ async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str
         .arg("node_modules/@durable-streams/server-conformance-tests/dist/cli.js")
         .args(["--run", &base])
         .env("PATH", std::env::join_paths(paths).expect("PATH entries"));
-    let output = run_bounded(node).await;
+    let output = harness::run_bounded(node, SUITE_TIMEOUT).await;
     let stdout = plain(&output.stdout);
     let failures: Vec<&str> = stdout
         .lines()
@@ -544,7 +521,7 @@ async fn the_stock_client_follows_a_run_across_forced_disconnects() {
     node.current_dir(&dir)
         .arg("follow_run.mjs")
         .arg(server.http_url(&format!("/ds/agentwire/runs/{run_id}?user=ada")));
-    let client = tokio::spawn(run_bounded(node));
+    let client = tokio::spawn(harness::run_bounded(node, SUITE_TIMEOUT));
     while !frames.last().is_some_and(|f: &serde_json::Value| {
         f["run_id"] == run_id.as_str()
             && matches!(f["type"].as_str(), Some("agent_completed" | "agent_error"))

@@ -13,8 +13,8 @@
 mod harness;
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use agentwire_test::TestServer;
 
@@ -23,29 +23,6 @@ const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Runs `command` on a blocking thread (the server keeps serving on the runtime), killing it
-/// after [`CLIENT_TIMEOUT`].
-async fn run_bounded(mut command: Command) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let mut child = command
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the client starts");
-        let deadline = Instant::now() + CLIENT_TIMEOUT;
-        while child.try_wait().expect("wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.wait_with_output().expect("the client's output")
-    })
-    .await
-    .expect("the client thread")
 }
 
 fn report(output: &Output) -> String {
@@ -108,7 +85,7 @@ async fn the_official_ag_ui_client_accepts_the_agui_stream() {
         .arg("agui.mjs")
         .arg(server.http_url(""))
         .env("SUPPRESS_TRANSFORMATION_WARNINGS", "true");
-    let output = run_bounded(node).await;
+    let output = harness::run_bounded(node, CLIENT_TIMEOUT).await;
     assert!(output.status.success(), "{}", report(&output));
     server.stop().await;
 }
@@ -131,7 +108,7 @@ async fn the_python_example_publishes_a_run_a_websocket_client_receives() {
             "--user",
             "py-user",
         ]);
-    let output = run_bounded(python).await;
+    let output = harness::run_bounded(python, CLIENT_TIMEOUT).await;
     assert!(output.status.success(), "{}", report(&output));
     let summary: serde_json::Value =
         serde_json::from_slice(&output.stdout).expect("the example prints its run as JSON");
@@ -190,7 +167,7 @@ async fn the_browser_client_stops_and_reports_a_refused_token_instead_of_retryin
     node.current_dir(root().join("tests/interop"))
         .arg("auth_refusal.mjs")
         .arg(server.http_url(""));
-    let output = run_bounded(node).await;
+    let output = harness::run_bounded(node, CLIENT_TIMEOUT).await;
     assert!(output.status.success(), "{}", report(&output));
     server.stop().await;
 }

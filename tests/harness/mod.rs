@@ -22,6 +22,31 @@ use libtest_mimic::{Arguments, Completion, Failed};
 /// What a trial's runner returns.
 pub(crate) type Outcome = Result<Completion, Failed>;
 
+/// Runs `command` on a blocking thread (the server under test keeps serving on the runtime),
+/// killing it after `timeout`, and returns its output.
+pub(crate) async fn run_bounded(mut command: Command, timeout: Duration) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the external program starts");
+        let deadline = Instant::now() + timeout;
+        while child.try_wait().expect("wait").is_none() {
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+            .wait_with_output()
+            .expect("the external program's output")
+    })
+    .await
+    .expect("the external program's thread")
+}
+
 /// Runs the trials with the command-line arguments libtest understands (`--ignored`, filters …).
 pub(crate) fn run(trials: Vec<Trial>) -> ExitCode {
     let conclusion = libtest_mimic::run(&Arguments::from_args(), trials);
