@@ -130,6 +130,9 @@ async fn killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_n
         ("AGENTWIRE_LIMITS__BURST", "100000"),
         ("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000"),
         ("AGENTWIRE_HISTORY__MAX_EVENTS", "50000"),
+        // Both clients read only after all 3,000 runs are sent: their queues must hold the
+        // 15,000 events (~2 MB) or node A closes them as slow consumers (4008) first.
+        ("AGENTWIRE_LIMITS__QUEUE_BYTES", "67108864"),
     ];
     let mut a = Node::start(&redis_url(), &env);
     let b = Node::start(&redis_url(), &env);
