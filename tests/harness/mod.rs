@@ -13,7 +13,7 @@ pub(crate) mod node;
 use std::future::Future;
 use std::path::Path;
 use std::process::{Child, Command, ExitCode, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub(crate) use libtest_mimic::Trial;
@@ -47,9 +47,13 @@ pub(crate) async fn run_bounded(mut command: Command, timeout: Duration) -> std:
     .expect("the external program's thread")
 }
 
-/// Runs the trials with the command-line arguments libtest understands (`--ignored`, filters …).
+/// Runs the trials with the command-line arguments libtest understands (`--ignored`, filters …),
+/// then stops the private `redis-server` [`shared_redis_ready`] may have started.
 pub(crate) fn run(trials: Vec<Trial>) -> ExitCode {
     let conclusion = libtest_mimic::run(&Arguments::from_args(), trials);
+    if let Some(Ok((_, Some(private)))) = SHARED_REDIS.get() {
+        private.stop();
+    }
     if conclusion.has_failed() {
         ExitCode::from(101)
     } else {
@@ -149,6 +153,56 @@ pub(crate) fn npm_ci(dir: &Path, package: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// The variable that makes a missing Redis (or `redis-server`) a failure instead of an ignore.
+pub(crate) const REQUIRE_REDIS: &str = "AGENTWIRE_REQUIRE_REDIS";
+
+/// The Redis a suite's tests share, provisioned ([`provision_redis`]) once, by the first test
+/// that needs it; [`run`] stops a private one at the end.
+static SHARED_REDIS: OnceLock<Result<(String, Option<PrivateRedis>), String>> = OnceLock::new();
+
+/// [`Ready`] for the tests on the shared Redis (then [`shared_redis_url`] names it).
+pub(crate) fn shared_redis_ready() -> Result<(), String> {
+    SHARED_REDIS
+        .get_or_init(provision_redis)
+        .as_ref()
+        .map(|_| ())
+        .map_err(Clone::clone)
+}
+
+/// The shared Redis: `REDIS_URL`'s, or the private one started for this run.
+///
+/// # Panics
+///
+/// Before [`shared_redis_ready`] succeeded (a trial's body runs only after it did).
+pub(crate) fn shared_redis_url() -> String {
+    match SHARED_REDIS.get() {
+        Some(Ok((url, _))) => url.clone(),
+        _ => unreachable!("shared_redis_ready passed before the test ran"),
+    }
+}
+
+/// [`Ready`] for the tests that start their own `redis-server`.
+pub(crate) fn redis_server_ready() -> Result<(), String> {
+    installed("redis-server")
+}
+
+/// [`Ready`] for the tests that start their own Redis Cluster: `redis-server` processes,
+/// formed with `redis-cli --cluster`.
+pub(crate) fn redis_cluster_ready() -> Result<(), String> {
+    installed("redis-server").and_then(|()| installed("redis-cli"))
+}
+
+/// Whether a program of the `redis-server` package runs.
+fn installed(program: &str) -> Result<(), String> {
+    if program_runs(program) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{program} not found: install it (apt-get install -y redis-server)"
+        ))
+    }
 }
 
 /// `REDIS_URL`, or the default local Redis.

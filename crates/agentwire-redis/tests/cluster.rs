@@ -1,8 +1,14 @@
 //! The broker on a Redis Cluster the test starts itself: 3 primaries, 3 replicas, private
 //! `redis-server` processes on free ports (killed by PID afterwards). Two brokers play two
-//! agentwire nodes. Without `redis-server` these tests print SKIP, unless
-//! `AGENTWIRE_REQUIRE_REDIS=1`.
+//! agentwire nodes.
+//!
+//! Runs on the `libtest-mimic` harness of the root `tests/harness`: without `redis-server` and
+//! `redis-cli` the tests are reported as ignored with the reason, unless
+//! `AGENTWIRE_REQUIRE_REDIS=1` (CI) makes them fail.
 
+#[allow(dead_code)] // each suite uses part of the shared harness
+#[path = "../../../tests/harness/mod.rs"]
+mod harness;
 mod support;
 
 use std::collections::BTreeMap;
@@ -12,7 +18,31 @@ use std::time::{Duration, Instant};
 use agentwire_bridge::{Broker, HistoryConfig};
 use agentwire_core::{ReplayGap, UserId};
 use agentwire_redis::{FAILOVER_SEQ_JUMP, RedisBroker, RedisOptions};
+use harness::REQUIRE_REDIS;
 use support::*;
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        harness::trial(
+            "cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shard",
+            REQUIRE_REDIS,
+            harness::redis_cluster_ready,
+            cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shard,
+        ),
+        harness::trial(
+            "with_the_replica_wait_a_failover_loses_no_acknowledged_event",
+            REQUIRE_REDIS,
+            harness::redis_cluster_ready,
+            with_the_replica_wait_a_failover_loses_no_acknowledged_event,
+        ),
+        harness::trial(
+            "without_the_replica_wait_a_failover_shows_any_loss_as_a_gap",
+            REQUIRE_REDIS,
+            harness::redis_cluster_ready,
+            without_the_replica_wait_a_failover_shows_any_loss_as_a_gap,
+        ),
+    ])
+}
 
 /// One node: a broker and the recorder its live feed delivers into.
 async fn node(url: &str, wait_replicas: u32) -> (Arc<RedisBroker>, Arc<Recorder>) {
@@ -48,11 +78,7 @@ fn users_on_distinct_shards(cluster: &Cluster) -> Vec<(UserId, usize)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shard() {
-    if !redis_server_or_skip("cluster delivery") {
-        return;
-    }
     let cluster = Cluster::start();
     let ((a, rec_a), (b, rec_b)) = (node(&cluster.url(), 0).await, node(&cluster.url(), 0).await);
     let users = users_on_distinct_shards(&cluster);
@@ -224,11 +250,7 @@ async fn append_through_failover(wait_replicas: u32) -> Failover {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_replica_wait_a_failover_loses_no_acknowledged_event() {
-    if !redis_server_or_skip("failover with wait") {
-        return;
-    }
     let Failover { acked, slice, .. } = append_through_failover(1).await;
     let held: BTreeMap<u64, String> = slice
         .frames
@@ -253,11 +275,7 @@ async fn with_the_replica_wait_a_failover_loses_no_acknowledged_event() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_replica_wait_a_failover_shows_any_loss_as_a_gap() {
-    if !redis_server_or_skip("failover without wait") {
-        return;
-    }
     let Failover {
         acked,
         slice,

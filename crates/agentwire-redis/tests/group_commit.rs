@@ -1,7 +1,13 @@
 //! Group commit on the shared Redis at `REDIS_URL` (one or two brokers — two nodes — on one
 //! stream) and, on a private `redis-server`, what it costs in Redis commands per event.
-//! Without Redis these tests print SKIP, unless `AGENTWIRE_REQUIRE_REDIS=1`.
+//!
+//! Runs on the `libtest-mimic` harness of the root `tests/harness`: when `REDIS_URL`'s Redis does
+//! not answer the tests start a private `redis-server`; without that binary they are reported as
+//! ignored with the reason, unless `AGENTWIRE_REQUIRE_REDIS=1` (CI) makes them fail.
 
+#[allow(dead_code)] // each suite uses part of the shared harness
+#[path = "../../../tests/harness/mod.rs"]
+mod harness;
 mod support;
 
 use std::sync::Arc;
@@ -9,8 +15,38 @@ use std::sync::Arc;
 use agentwire_bridge::{Broker, HistoryConfig};
 use agentwire_core::UserId;
 use agentwire_redis::{RedisBroker, RedisOptions};
-use proptest::prelude::*;
+use harness::{REQUIRE_REDIS, shared_redis_url as redis_url};
+use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
 use support::*;
+
+fn main() -> std::process::ExitCode {
+    harness::run(vec![
+        harness::trial(
+            "seqs_are_gap_free_and_published_in_order_under_concurrent_publishers",
+            REQUIRE_REDIS,
+            harness::shared_redis_ready,
+            seqs_are_gap_free_and_published_in_order_under_concurrent_publishers,
+        ),
+        harness::trial(
+            "two_nodes_eight_publishers_each_on_one_stream",
+            REQUIRE_REDIS,
+            harness::shared_redis_ready,
+            two_nodes_eight_publishers_each_on_one_stream,
+        ),
+        harness::trial(
+            "redis_commands_per_event_are_reported",
+            REQUIRE_REDIS,
+            harness::redis_server_ready,
+            redis_commands_per_event_are_reported,
+        ),
+        harness::trial(
+            "a_skipped_seq_range_reads_as_a_replay_gap",
+            REQUIRE_REDIS,
+            harness::shared_redis_ready,
+            a_skipped_seq_range_reads_as_a_replay_gap,
+        ),
+    ])
+}
 
 /// `n` brokers (nodes), each with the recorder its live feed delivers into.
 async fn brokers(url: &str, prefix: &str, n: usize) -> Vec<(Arc<RedisBroker>, Arc<Recorder>)> {
@@ -96,40 +132,39 @@ async fn concurrent_publishers(nodes: usize, publishers: usize, per: usize) {
     brokers[0].remove(&user).await.unwrap();
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
-
-    #[test]
-    fn seqs_are_gap_free_and_published_in_order_under_concurrent_publishers(
-        nodes in 1usize..=2,
-        publishers in 1usize..=8,
-        per in 1usize..=40,
-    ) {
-        if !shared_redis_or_skip("group commit property") {
-            return Ok(());
-        }
-        tokio::runtime::Runtime::new()
-            .unwrap()
-            .block_on(concurrent_publishers(nodes, publishers, per));
+/// The property test (proptest: 6 cases of 1–2 nodes, 1–8 publishers, 1–40 events each), run
+/// on a blocking thread since proptest's runner is synchronous; a failing case is shrunk and
+/// reported as the `proptest!` macro does.
+async fn seqs_are_gap_free_and_published_in_order_under_concurrent_publishers() {
+    let runtime = tokio::runtime::Handle::current();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut runner = TestRunner::new(ProptestConfig {
+            cases: 6,
+            source_file: Some(file!()),
+            ..ProptestConfig::default()
+        });
+        let strategy = (1usize..=2, 1usize..=8, 1usize..=40);
+        let result = runner.run(&strategy, |(nodes, publishers, per)| {
+            runtime.block_on(concurrent_publishers(nodes, publishers, per));
+            Ok::<(), TestCaseError>(())
+        });
+        result.map_err(|e| format!("{e}\n{runner}"))
+    })
+    .await
+    .expect("the property test's thread");
+    if let Err(failure) = result {
+        panic!("{failure}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_eight_publishers_each_on_one_stream() {
-    if !shared_redis_or_skip("two nodes, one stream") {
-        return;
-    }
     concurrent_publishers(2, 16, 50).await;
 }
 
 /// Redis commands per event (from `INFO commandstats` of a private server) while 8 users each
 /// get events from 8 concurrent publishers. Printed, not asserted beyond the unbatched cost: the
 /// batch sizes depend on timing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_commands_per_event_are_reported() {
-    if !redis_server_or_skip("commands per event") {
-        return;
-    }
     let server = RedisProc::start(false);
     let broker = brokers(&server.url(), "aw", 1).await.remove(0).0;
     let users: Vec<UserId> = (0..8)
@@ -176,11 +211,7 @@ async fn redis_commands_per_event_are_reported() {
 }
 
 /// Seqs skipped by the counter (as after a failover on a cluster) read as a gap on resume.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_skipped_seq_range_reads_as_a_replay_gap() {
-    if !shared_redis_or_skip("skipped range") {
-        return;
-    }
     let prefix = unique("skip");
     let broker = brokers(&redis_url(), &prefix, 1).await.remove(0).0;
     let user = UserId::new(unique("u")).unwrap();

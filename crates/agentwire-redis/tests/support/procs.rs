@@ -1,7 +1,8 @@
 //! Private `redis-server` processes on free ports — a single server or a 3-primary, 3-replica
-//! cluster — killed by PID (and their directories removed) when dropped; the shared Redis at
-//! `REDIS_URL`; Redis's own counters (`INFO commandstats`, `INFO cpu`). Standard library only, so
-//! the workspace tests can include it too (`#[path]`).
+//! cluster — killed by PID (and their directories removed) when dropped; Redis's own counters
+//! (`INFO commandstats`, `INFO cpu`). Standard library only, so the workspace tests can include
+//! it too (`#[path]`). Whether Redis and `redis-server` are there is the harness's question
+//! (`tests/harness`: `shared_redis_ready`, `redis_server_ready`, `redis_cluster_ready`).
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
@@ -10,14 +11,6 @@ use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-pub fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn required() -> bool {
-    std::env::var("AGENTWIRE_REQUIRE_REDIS").as_deref() == Ok("1")
-}
 
 /// A raw RESP command over TCP (no client library), for setup and checks.
 pub fn raw(port: u16, args: &[&str]) -> Option<String> {
@@ -57,51 +50,6 @@ fn complete(reply: &[u8]) -> bool {
         Some(_) => reply.ends_with(b"\r\n"),
         None => false,
     }
-}
-
-fn port_of(url: &str) -> Option<u16> {
-    let hostport = url.trim_start_matches("redis://").split('/').next()?;
-    let hostport = hostport.rsplit('@').next()?;
-    hostport.rsplit(':').next()?.parse().ok()
-}
-
-/// True when the shared Redis answers; otherwise prints SKIP (or fails under
-/// `AGENTWIRE_REQUIRE_REDIS=1`).
-pub fn shared_redis_or_skip(test: &str) -> bool {
-    let url = redis_url();
-    let ok = port_of(&url)
-        .and_then(|p| raw(p, &["PING"]))
-        .is_some_and(|r| r.starts_with("+PONG"));
-    if !ok {
-        assert!(
-            !required(),
-            "{test}: Redis at {url} does not answer and AGENTWIRE_REQUIRE_REDIS=1"
-        );
-        println!("SKIP: {test}: no Redis at {url} (set REDIS_URL, or start redis-server)");
-    }
-    ok
-}
-
-/// True when `redis-server` and `redis-cli` can be run; otherwise prints SKIP (or fails under
-/// `AGENTWIRE_REQUIRE_REDIS=1`).
-pub fn redis_server_or_skip(test: &str) -> bool {
-    let runs = |bin: &str| {
-        Command::new(bin)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let ok = runs("redis-server") && runs("redis-cli");
-    if !ok {
-        assert!(
-            !required(),
-            "{test}: redis-server is not installed and AGENTWIRE_REQUIRE_REDIS=1"
-        );
-        println!("SKIP: {test}: redis-server/redis-cli not found (apt-get install redis-server)");
-    }
-    ok
 }
 
 /// A free port whose cluster bus port (+10000) is free too.
