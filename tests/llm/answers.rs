@@ -2,8 +2,7 @@
 
 use super::*;
 
-#[tokio::test]
-async fn a_plain_answer_streams_as_deltas_that_concatenate_to_the_text() {
+pub(crate) async fn a_plain_answer_streams_as_deltas_that_concatenate_to_the_text() {
     let text = "Hello Ada — the answer is 42. ✓";
     let model = ScriptedModel::start(vec![answer(text)]).await;
     let server = server_for(&model).await;

@@ -2,8 +2,7 @@
 
 use super::*;
 
-#[tokio::test]
-async fn a_429_is_retried_after_retry_after_and_then_succeeds() {
+pub(crate) async fn a_429_is_retried_after_retry_after_and_then_succeeds() {
     let model = ScriptedModel::start(vec![Reply::Status(429, Some("0")), answer("Fine.")]).await;
     let server = server_for(&model).await;
     let mut ws = server.connect("ada").await;
@@ -13,8 +12,7 @@ async fn a_429_is_retried_after_retry_after_and_then_succeeds() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_500_that_persists_ends_with_llm_unavailable_after_the_configured_attempts() {
+pub(crate) async fn a_500_that_persists_ends_with_llm_unavailable_after_the_configured_attempts() {
     let model = ScriptedModel::start(vec![Reply::Status(500, None); 4]).await;
     let config = config_with(&model, |a| a.retry_attempts = 3);
     let server = TestServer::start_with(config, Vec::new()).await;
@@ -33,8 +31,7 @@ async fn a_500_that_persists_ends_with_llm_unavailable_after_the_configured_atte
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_401_ends_with_llm_auth_without_retrying() {
+pub(crate) async fn a_401_ends_with_llm_auth_without_retrying() {
     let model = ScriptedModel::start(vec![Reply::Status(401, None), answer("never")]).await;
     let server = server_for(&model).await;
     let mut ws = server.connect("ada").await;
@@ -44,8 +41,7 @@ async fn a_401_ends_with_llm_auth_without_retrying() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_stream_cut_off_or_ending_without_finish_reason_is_llm_protocol() {
+pub(crate) async fn a_stream_cut_off_or_ending_without_finish_reason_is_llm_protocol() {
     let model = ScriptedModel::start(vec![
         Reply::Stream(
             answer_chunks("This answer is cut off in the mid", None),
@@ -82,8 +78,7 @@ async fn a_stream_cut_off_or_ending_without_finish_reason_is_llm_protocol() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn cancel_mid_stream_closes_the_model_connection_and_ends_cancelled() {
+pub(crate) async fn cancel_mid_stream_closes_the_model_connection_and_ends_cancelled() {
     let model = ScriptedModel::start(vec![Reply::Stream(
         answer_chunks("Thinking out loud", None),
         Ending::Hang,
@@ -119,8 +114,7 @@ async fn cancel_mid_stream_closes_the_model_connection_and_ends_cancelled() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn a_stream_that_goes_quiet_ends_with_llm_timeout() {
+pub(crate) async fn a_stream_that_goes_quiet_ends_with_llm_timeout() {
     // Only keep-alive comments after the first chunks: no data for longer than request_timeout.
     let model = ScriptedModel::start(vec![Reply::Stream(
         answer_chunks("Then silence", None),

@@ -2,8 +2,7 @@
 
 use super::*;
 
-#[tokio::test]
-async fn a_thread_remembers_its_earlier_turns() {
+pub(crate) async fn a_thread_remembers_its_earlier_turns() {
     let model = ScriptedModel::start(vec![
         tool_calls(&[("call_1", "calculator", r#"{"expression":"2+2"}"#)]),
         answer("It is 4, Ada."),
@@ -33,8 +32,7 @@ async fn a_thread_remembers_its_earlier_turns() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn another_users_thread_id_starts_an_empty_thread() {
+pub(crate) async fn another_users_thread_id_starts_an_empty_thread() {
     let model =
         ScriptedModel::start(vec![answer("Noted, secret 7."), answer("I know nothing.")]).await;
     let server = server_for(&model).await;

@@ -2,8 +2,7 @@
 
 use super::*;
 
-#[tokio::test]
-async fn agents_are_listed_and_the_model_endpoint_is_a_non_critical_health_check() {
+pub(crate) async fn agents_are_listed_and_the_model_endpoint_is_a_non_critical_health_check() {
     let model = ScriptedModel::start(vec![]).await;
     let server = server_for(&model).await;
     let listing: Value = reqwest::get(server.http_url("/v1/agents?user=ada"))
@@ -45,8 +44,7 @@ async fn agents_are_listed_and_the_model_endpoint_is_a_non_critical_health_check
     server.stop().await;
 }
 
-#[tokio::test]
-async fn an_unreachable_model_is_named_by_check_and_degrades_health() {
+pub(crate) async fn an_unreachable_model_is_named_by_check_and_degrades_health() {
     // A port nothing listens on: bind, note it, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -79,8 +77,7 @@ async fn an_unreachable_model_is_named_by_check_and_degrades_health() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn startup_refuses_an_agent_with_an_unknown_tool() {
+pub(crate) async fn startup_refuses_an_agent_with_an_unknown_tool() {
     let model = ScriptedModel::start(vec![]).await;
     let config = config_with(&model, |a| a.tools.push("weather".into()));
     let e = agentwire_server::start(config, Vec::new())
@@ -91,8 +88,7 @@ async fn startup_refuses_an_agent_with_an_unknown_tool() {
     assert!(e.cause.contains("weather"), "{e}");
 }
 
-#[tokio::test]
-async fn the_key_is_sent_as_a_bearer_token_and_shown_nowhere() {
+pub(crate) async fn the_key_is_sent_as_a_bearer_token_and_shown_nowhere() {
     // Tests cannot set env variables (`set_var` is unsafe, and unsafe code is forbidden), so the
     // key is the value of one every process has.
     let key = std::env::var("PATH").expect("PATH is set");

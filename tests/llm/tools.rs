@@ -2,8 +2,7 @@
 
 use super::*;
 
-#[tokio::test]
-async fn two_sequential_tool_turns_send_each_result_back_under_its_call_id() {
+pub(crate) async fn two_sequential_tool_turns_send_each_result_back_under_its_call_id() {
     let model = ScriptedModel::start(vec![
         tool_calls(&[("call_calc", "calculator", r#"{"expression": "6 * 7"}"#)]),
         tool_calls(&[("call_time", "clock", "{}")]),
@@ -66,8 +65,7 @@ async fn two_sequential_tool_turns_send_each_result_back_under_its_call_id() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn parallel_tool_calls_all_run_and_answer_in_order() {
+pub(crate) async fn parallel_tool_calls_all_run_and_answer_in_order() {
     let model = ScriptedModel::start(vec![
         tool_calls(&[
             ("call_a", "calculator", r#"{"expression":"1+1"}"#),
@@ -108,8 +106,7 @@ async fn parallel_tool_calls_all_run_and_answer_in_order() {
     server.stop().await;
 }
 
-#[tokio::test]
-async fn malformed_arguments_and_unknown_tools_fail_the_call_and_tell_the_model() {
+pub(crate) async fn malformed_arguments_and_unknown_tools_fail_the_call_and_tell_the_model() {
     let model = ScriptedModel::start(vec![
         tool_calls(&[
             ("call_bad", "calculator", r#"{"expression": "1+"#),
@@ -179,8 +176,7 @@ async fn malformed_arguments_and_unknown_tools_fail_the_call_and_tell_the_model(
     server.stop().await;
 }
 
-#[tokio::test]
-async fn more_turns_than_max_steps_end_with_max_steps() {
+pub(crate) async fn more_turns_than_max_steps_end_with_max_steps() {
     let model = ScriptedModel::start(vec![
         tool_calls(&[("call_1", "clock", "{}")]),
         tool_calls(&[("call_2", "clock", "{}")]),
@@ -217,8 +213,7 @@ impl agentwire_agent_registry::Tool for Gauge {
     }
 }
 
-#[tokio::test]
-async fn parallel_tool_calls_run_concurrently_up_to_parallel_tools() {
+pub(crate) async fn parallel_tool_calls_run_concurrently_up_to_parallel_tools() {
     let calls: Vec<(String, &str, &str)> = (0..5)
         .map(|i| (format!("call_{i}"), "gauge", "{}"))
         .collect();
