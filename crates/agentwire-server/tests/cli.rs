@@ -1,10 +1,48 @@
 //! The `agentwire` binary as a process: startup failures, `check`, `token`, `serve` + SIGTERM.
+//!
+//! Runs on `libtest-mimic` (`harness = false`), so a test this machine cannot carry out (the
+//! huge-pages test on a kernel that does not show a process's THP state) is reported as ignored
+//! with the reason instead of passing.
 
 use std::io::{BufRead, BufReader, Lines};
-use std::process::{Child, ChildStderr, Command, Stdio};
+use std::process::{Child, ChildStderr, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
+use libtest_mimic::{Arguments, Trial};
+#[cfg(target_os = "linux")]
+use libtest_mimic::{Completion, Failed};
+
 const BIN: &str = env!("CARGO_BIN_EXE_agentwire");
+
+/// Trials of plain test functions (a panic fails them), each named after its function.
+macro_rules! plain {
+    ($($test:ident),* $(,)?) => {
+        vec![$(Trial::test(stringify!($test), || {
+            $test();
+            Ok(())
+        })),*]
+    };
+}
+
+fn main() -> ExitCode {
+    #[allow(unused_mut)] // pushed to on Linux only
+    let mut trials = plain![
+        a_bad_config_file_exits_non_zero_naming_the_phase,
+        jwt_without_a_secret_and_dev_auth_off_loopback_are_refused,
+        env_overrides_the_file_and_flags_override_env,
+        token_mints_a_jwt_with_the_configured_secret,
+        serve_becomes_ready_and_exits_zero_on_sigterm,
+        json_logs_are_one_object_per_line_and_a_short_metrics_token_is_refused,
+        the_bench_subcommand_points_to_the_agentwire_bench_binary,
+        check_names_the_llm_agent_whose_model_server_does_not_answer_and_never_the_key,
+    ];
+    #[cfg(target_os = "linux")]
+    trials.push(Trial::ignorable_test(
+        "serve_keeps_transparent_huge_pages_off_unless_asked",
+        serve_keeps_transparent_huge_pages_off_unless_asked,
+    ));
+    libtest_mimic::run(&Arguments::from_args(), trials).exit_code()
+}
 
 fn run(args: &[&str], envs: &[(&str, &str)]) -> (i32, String, String) {
     let mut cmd = Command::new(BIN);
@@ -25,7 +63,6 @@ fn error_line(stderr: &str) -> &str {
     stderr.lines().last().unwrap_or_default()
 }
 
-#[test]
 fn a_bad_config_file_exits_non_zero_naming_the_phase() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
@@ -52,7 +89,6 @@ fn a_bad_config_file_exits_non_zero_naming_the_phase() {
     );
 }
 
-#[test]
 fn jwt_without_a_secret_and_dev_auth_off_loopback_are_refused() {
     let (code, _, stderr) = run(&["check", "--auth", "jwt"], &[]);
     assert_ne!(code, 0);
@@ -78,7 +114,6 @@ fn jwt_without_a_secret_and_dev_auth_off_loopback_are_refused() {
     assert!(error_line(&stderr).contains("phase Broker"), "{stderr}");
 }
 
-#[test]
 fn env_overrides_the_file_and_flags_override_env() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("ok.toml");
@@ -110,7 +145,6 @@ fn env_overrides_the_file_and_flags_override_env() {
     assert_eq!(code, 0);
 }
 
-#[test]
 fn token_mints_a_jwt_with_the_configured_secret() {
     let env = [(
         "AGENTWIRE_AUTH__JWT_SECRET",
@@ -157,7 +191,6 @@ fn serve_until_ready(args: &[&str]) -> (Child, String, Lines<BufReader<ChildStde
     }
 }
 
-#[test]
 fn serve_becomes_ready_and_exits_zero_on_sigterm() {
     let (mut child, ready, lines) =
         serve_until_ready(&["--listen", "127.0.0.1:0", "--log-format", "json"]);
@@ -195,7 +228,6 @@ fn serve_becomes_ready_and_exits_zero_on_sigterm() {
     );
 }
 
-#[test]
 fn json_logs_are_one_object_per_line_and_a_short_metrics_token_is_refused() {
     let (code, _, stderr) = run(&["check", "--log-format", "json"], &[]);
     assert_eq!(code, 0, "{stderr}");
@@ -215,10 +247,17 @@ fn json_logs_are_one_object_per_line_and_a_short_metrics_token_is_refused() {
     );
 }
 
-/// `serve` turns transparent huge pages off for itself unless `--huge-pages` is given.
+/// `serve` turns transparent huge pages off for itself unless `--huge-pages` is given, as its
+/// `/proc/<pid>/status` shows; ignored with the reason on a kernel that cannot show it.
 #[cfg(target_os = "linux")]
-#[test]
-fn serve_keeps_transparent_huge_pages_off_unless_asked() {
+fn serve_keeps_transparent_huge_pages_off_unless_asked() -> Result<Completion, Failed> {
+    let (code, _, stderr) = run(&["check", "--huge-pages"], &[]);
+    assert_eq!(code, 2, "only serve takes --huge-pages: {stderr}");
+    if !std::path::Path::new("/sys/kernel/mm/transparent_hugepage").exists() {
+        return Ok(Completion::ignored_with(
+            "no /sys/kernel/mm/transparent_hugepage: this kernel has no transparent huge pages",
+        ));
+    }
     for (extra, expected) in [(None, "0"), (Some("--huge-pages"), "1")] {
         let mut args = vec!["--listen", "127.0.0.1:0"];
         args.extend(extra);
@@ -227,16 +266,15 @@ fn serve_keeps_transparent_huge_pages_off_unless_asked() {
         let _ = child.kill();
         let _ = child.wait();
         let Some(thp) = status.lines().find_map(|l| l.strip_prefix("THP_enabled:")) else {
-            eprintln!("SKIP: this kernel's /proc/<pid>/status has no THP_enabled line");
-            return;
+            return Ok(Completion::ignored_with(
+                "this kernel's /proc/<pid>/status has no THP_enabled line (Linux 5.0 or newer)",
+            ));
         };
         assert_eq!(thp.trim(), expected, "serve {args:?}");
     }
-    let (code, _, stderr) = run(&["check", "--huge-pages"], &[]);
-    assert_eq!(code, 2, "only serve takes --huge-pages: {stderr}");
+    Ok(Completion::Completed)
 }
 
-#[test]
 fn the_bench_subcommand_points_to_the_agentwire_bench_binary() {
     let (code, _, stderr) = run(&["bench", "--addr", "127.0.0.1:1", "runs", "-c", "1"], &[]);
     assert_eq!(code, 2);
@@ -246,7 +284,6 @@ fn the_bench_subcommand_points_to_the_agentwire_bench_binary() {
     );
 }
 
-#[test]
 fn check_names_the_llm_agent_whose_model_server_does_not_answer_and_never_the_key() {
     // A port nothing listens on: bind, note it, close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
