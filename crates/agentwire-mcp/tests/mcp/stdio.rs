@@ -9,14 +9,11 @@ use serde_json::json;
 
 use crate::support::{call, everything_command, kinds, registry, types};
 
-async fn everything(timeout: Duration) -> Option<McpServer> {
-    let command = everything_command()?;
-    let config = McpServerConfig::stdio(command).with_timeout(timeout);
-    Some(
-        McpServer::connect("everything", config)
-            .await
-            .expect("server-everything starts"),
-    )
+async fn everything(timeout: Duration) -> McpServer {
+    let config = McpServerConfig::stdio(everything_command()).with_timeout(timeout);
+    McpServer::connect("everything", config)
+        .await
+        .expect("server-everything starts")
 }
 
 fn servers(server: &McpServer) -> McpServers {
@@ -26,9 +23,7 @@ fn servers(server: &McpServer) -> McpServers {
 }
 
 pub(crate) async fn tools_are_listed_with_their_description_and_schema() {
-    let Some(server) = everything(Duration::from_secs(20)).await else {
-        return;
-    };
+    let server = everything(Duration::from_secs(20)).await;
     let echo = server.tool("echo").expect("echo is listed");
     assert_eq!(echo.name(), "mcp:everything/echo");
     assert_eq!(echo.description(), "Echoes back the input string");
@@ -42,9 +37,7 @@ pub(crate) async fn tools_are_listed_with_their_description_and_schema() {
 }
 
 pub(crate) async fn echo_add_and_an_error_reach_the_user_as_tool_events() {
-    let Some(server) = everything(Duration::from_secs(20)).await else {
-        return;
-    };
+    let server = everything(Duration::from_secs(20)).await;
     let registry = || registry(servers(&server));
 
     let events = kinds(
@@ -108,9 +101,7 @@ pub(crate) async fn echo_add_and_an_error_reach_the_user_as_tool_events() {
 }
 
 pub(crate) async fn progress_of_a_long_operation_becomes_thinking_lines_of_the_call() {
-    let Some(server) = everything(Duration::from_secs(20)).await else {
-        return;
-    };
+    let server = everything(Duration::from_secs(20)).await;
     let input = call(
         "mcp:everything/trigger-long-running-operation",
         json!({"duration": 0.6, "steps": 3}),
@@ -150,9 +141,7 @@ pub(crate) async fn progress_of_a_long_operation_becomes_thinking_lines_of_the_c
 }
 
 pub(crate) async fn a_server_killed_mid_call_fails_the_call_and_is_restarted() {
-    let Some(server) = everything(Duration::from_secs(20)).await else {
-        return;
-    };
+    let server = everything(Duration::from_secs(20)).await;
     let pid = server.process_id().expect("a stdio server has a pid");
     let input = call(
         "mcp:everything/trigger-long-running-operation",

@@ -72,8 +72,8 @@ pub(crate) fn types(events: &[Value]) -> Vec<&str> {
 
 /// The command that runs the pinned `@modelcontextprotocol/server-everything` (tests/mcp,
 /// installed by `npm ci`). The harness provisions it before a stdio test runs, so its absence
-/// here is a failure.
-pub(crate) fn everything_command() -> Option<Vec<String>> {
+/// here is a failure, never a test that passes without running.
+pub(crate) fn everything_command() -> Vec<String> {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../tests/mcp/node_modules/@modelcontextprotocol/server-everything/dist/index.js");
     assert!(
@@ -81,11 +81,11 @@ pub(crate) fn everything_command() -> Option<Vec<String>> {
         "server-everything is not installed at {} although the harness provisioned it",
         script.display()
     );
-    Some(vec![
+    vec![
         "node".into(),
         script.to_string_lossy().into_owned(),
         "stdio".into(),
-    ])
+    ]
 }
 
 /// An MCP server written with rmcp, served over streamable HTTP. Its tools:
