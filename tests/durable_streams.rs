@@ -17,10 +17,11 @@
 #[allow(dead_code)] // each suite uses part of the shared harness
 mod harness;
 
+use harness::{shared_redis_ready as redis_ready, shared_redis_url as redis_url};
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agentwire_test::TestServer;
@@ -37,22 +38,11 @@ fn suite_ready() -> Result<(), String> {
     harness::npm_ci(&suite_dir(), "@durable-streams/server-conformance-tests")
 }
 
-/// The Redis these tests share, provisioned once by the first test that needs it.
-static REDIS: OnceLock<Result<(String, Option<harness::PrivateRedis>), String>> = OnceLock::new();
-
-fn redis_ready() -> Result<(), String> {
-    REDIS
-        .get_or_init(harness::provision_redis)
-        .as_ref()
-        .map(|_| ())
-        .map_err(Clone::clone)
-}
-
 const INTEROP: &str = "AGENTWIRE_REQUIRE_INTEROP";
-const REDIS_NEEDED: &str = "AGENTWIRE_REQUIRE_REDIS";
+const REDIS_NEEDED: &str = harness::REQUIRE_REDIS;
 
 fn main() -> std::process::ExitCode {
-    let code = harness::run(vec![
+    harness::run(vec![
         harness::trial(
             "the_official_conformance_suite_passes_on_the_memory_store",
             INTEROP,
@@ -90,11 +80,7 @@ fn main() -> std::process::ExitCode {
             suite_ready,
             the_stock_client_follows_a_run_across_forced_disconnects,
         ),
-    ]);
-    if let Some(Ok((_, Some(private)))) = REDIS.get() {
-        private.stop();
-    }
-    code
+    ])
 }
 
 /// The text without ANSI colour sequences (the CLI forces colour on).
@@ -266,14 +252,6 @@ async fn appended_on_node_a_is_tailed_live_and_by_offset_on_node_b() {
     drop(sse);
     a.stop().await;
     b.stop().await;
-}
-
-/// The provisioned Redis: `REDIS_URL`'s, or the private one started for this run.
-fn redis_url() -> String {
-    match REDIS.get() {
-        Some(Ok((url, _))) => url.clone(),
-        _ => unreachable!("redis_ready passed before the test ran"),
-    }
 }
 
 /// A key prefix of this test's own in the shared Redis, removed afterwards.

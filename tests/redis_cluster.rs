@@ -301,33 +301,20 @@ async fn chaos_through_failover(wait_replicas: u32) {
 }
 
 fn main() -> std::process::ExitCode {
-    const REQUIRE: &str = "AGENTWIRE_REQUIRE_REDIS";
     harness::run(vec![
         harness::trial(
             "chaos_client_through_a_failover_with_the_replica_wait_loses_nothing",
-            REQUIRE,
-            redis_binaries_ready,
+            harness::REQUIRE_REDIS,
+            harness::redis_cluster_ready,
             chaos_client_through_a_failover_with_the_replica_wait_loses_nothing,
         ),
         harness::trial(
             "chaos_client_through_a_failover_without_the_wait_sees_any_loss_as_a_gap",
-            REQUIRE,
-            redis_binaries_ready,
+            harness::REQUIRE_REDIS,
+            harness::redis_cluster_ready,
             chaos_client_through_a_failover_without_the_wait_sees_any_loss_as_a_gap,
         ),
     ])
-}
-
-/// The cluster is made of `redis-server` processes and formed with `redis-cli --cluster`.
-fn redis_binaries_ready() -> Result<(), String> {
-    for program in ["redis-server", "redis-cli"] {
-        if !harness::program_runs(program) {
-            return Err(format!(
-                "{program} not found: install it (apt-get install -y redis-server)"
-            ));
-        }
-    }
-    Ok(())
 }
 
 async fn chaos_client_through_a_failover_with_the_replica_wait_loses_nothing() {

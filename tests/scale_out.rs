@@ -8,72 +8,44 @@
 mod harness;
 
 use harness::node::Node;
+use harness::{
+    REQUIRE_REDIS, redis_server_ready, shared_redis_ready as redis_ready,
+    shared_redis_url as redis_url,
+};
 
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use agentwire_test::WsClient;
 use serde_json::json;
 
-/// The Redis these tests share, provisioned once by the first test that needs it.
-static REDIS: OnceLock<Result<(String, Option<harness::PrivateRedis>), String>> = OnceLock::new();
-
-fn redis_ready() -> Result<(), String> {
-    REDIS
-        .get_or_init(harness::provision_redis)
-        .as_ref()
-        .map(|_| ())
-        .map_err(Clone::clone)
-}
-
-fn redis_url() -> String {
-    match REDIS.get() {
-        Some(Ok((url, _))) => url.clone(),
-        _ => unreachable!("redis_ready passed before the test ran"),
-    }
-}
-
-fn redis_server_ready() -> Result<(), String> {
-    if harness::program_runs("redis-server") {
-        Ok(())
-    } else {
-        Err("redis-server not found: install it (apt-get install -y redis-server)".into())
-    }
-}
-
 fn main() -> std::process::ExitCode {
-    const REQUIRE: &str = "AGENTWIRE_REQUIRE_REDIS";
-    let code = harness::run(vec![
+    harness::run(vec![
         harness::trial(
             "a_user_on_node_a_receives_a_run_started_on_node_b_with_identical_seqs",
-            REQUIRE,
+            REQUIRE_REDIS,
             redis_ready,
             a_user_on_node_a_receives_a_run_started_on_node_b_with_identical_seqs,
         ),
         harness::trial(
             "killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_node",
-            REQUIRE,
+            REQUIRE_REDIS,
             redis_ready,
             killing_a_node_mid_stream_loses_nothing_the_client_resumes_on_another_node,
         ),
         harness::trial(
             "isolation_holds_across_nodes",
-            REQUIRE,
+            REQUIRE_REDIS,
             redis_ready,
             isolation_holds_across_nodes,
         ),
         harness::trial(
             "redis_down_makes_nodes_unready_then_they_recover_without_losing_acknowledged_events",
-            REQUIRE,
+            REQUIRE_REDIS,
             redis_server_ready,
             redis_down_makes_nodes_unready_then_they_recover_without_losing_acknowledged_events,
         ),
-    ]);
-    if let Some(Ok((_, Some(private)))) = REDIS.get() {
-        private.stop();
-    }
-    code
+    ])
 }
 
 /// A user name no other test run uses, so tests share one Redis safely.
