@@ -63,6 +63,12 @@ fn main() -> std::process::ExitCode {
             the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying,
         ),
         harness::trial(
+            "the_browser_client_refreshes_its_token_before_the_expiry_and_reconnects_after_4001",
+            "AGENTWIRE_REQUIRE_INTEROP",
+            node_ready,
+            the_browser_client_refreshes_its_token_before_the_expiry_and_reconnects_after_4001,
+        ),
+        harness::trial(
             "the_official_ag_ui_client_accepts_the_agui_stream",
             "AGENTWIRE_REQUIRE_INTEROP",
             agui_client_ready,
@@ -145,14 +151,18 @@ async fn the_python_example_publishes_a_run_a_websocket_client_receives() {
     server.stop().await;
 }
 
-/// `/agentwire.js` in Node (whose WebSocket, like a browser's, hides the 401 of a refused
-/// handshake) against a JWT server, with a bad token: see `tests/interop/auth_refusal.mjs`.
-async fn the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying() {
+const JWT_SECRET: &str = "a-test-secret-of-at-least-32-bytes!!";
+
+async fn jwt_server() -> TestServer {
     let mut config = agentwire_test::test_config();
     config.auth.mode = agentwire_startup::AuthMode::Jwt;
-    config.auth.jwt_secret = Some("a-test-secret-of-at-least-32-bytes!!".into());
-    let server = TestServer::start_with(config, Vec::new()).await;
-    // Node 20 has WebSocket behind a flag; later versions have it by default.
+    config.auth.jwt_secret = Some(JWT_SECRET.into());
+    TestServer::start_with(config, Vec::new()).await
+}
+
+/// `node` with a WebSocket (Node 20 has it behind a flag; later versions by default), in
+/// `tests/interop`.
+fn node_with_websocket() -> Command {
     let has_websocket = Command::new("node")
         .args([
             "-e",
@@ -164,9 +174,29 @@ async fn the_browser_client_stops_and_reports_a_refused_token_instead_of_retryin
     if !has_websocket {
         node.arg("--experimental-websocket");
     }
-    node.current_dir(root().join("tests/interop"))
-        .arg("auth_refusal.mjs")
-        .arg(server.http_url(""));
+    node.current_dir(root().join("tests/interop"));
+    node
+}
+
+/// `/agentwire.js` in Node (whose WebSocket, like a browser's, hides the 401 of a refused
+/// handshake) against a JWT server, with a bad token: see `tests/interop/auth_refusal.mjs`.
+async fn the_browser_client_stops_and_reports_a_refused_token_instead_of_retrying() {
+    let server = jwt_server().await;
+    let mut node = node_with_websocket();
+    node.arg("auth_refusal.mjs").arg(server.http_url(""));
+    let output = harness::run_bounded(node, CLIENT_TIMEOUT).await;
+    assert!(output.status.success(), "{}", report(&output));
+    server.stop().await;
+}
+
+/// `/agentwire.js` in Node with a token callback against a JWT server, with tokens that expire
+/// 1–2 s after they are minted: see `tests/interop/token_refresh.mjs`.
+async fn the_browser_client_refreshes_its_token_before_the_expiry_and_reconnects_after_4001() {
+    let server = jwt_server().await;
+    let mut node = node_with_websocket();
+    node.arg("token_refresh.mjs")
+        .arg(server.http_url(""))
+        .arg(JWT_SECRET);
     let output = harness::run_bounded(node, CLIENT_TIMEOUT).await;
     assert!(output.status.success(), "{}", report(&output));
     server.stop().await;

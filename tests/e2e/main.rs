@@ -2,6 +2,7 @@
 //! clients.
 
 mod auth;
+mod expiry;
 mod frames;
 mod golden_path;
 mod health;

@@ -3,7 +3,7 @@
 //! when `auth.audience` is set (and ignored otherwise, so a provider's `aud` does not refuse
 //! the token).
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use agentwire_startup::AuthConfig;
 use jsonwebtoken::{Algorithm, Validation};
@@ -47,6 +47,12 @@ pub(crate) fn check_lifetime(exp: u64, now: u64, max_lifetime: Duration) -> Resu
         )));
     }
     Ok(())
+}
+
+/// When a token whose `exp` is `exp` stops being accepted: `exp` plus the leeway (`None` past
+/// the end of `SystemTime`, which `check_lifetime` already refuses).
+pub(crate) fn accepted_until(exp: u64) -> Option<SystemTime> {
+    UNIX_EPOCH.checked_add(Duration::from_secs(exp.checked_add(LEEWAY_SECS)?))
 }
 
 fn humanize(d: Duration) -> String {
@@ -148,6 +154,38 @@ mod tests {
         ] {
             assert!(check(&auth, bad.clone()).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn an_identity_expires_at_exp_plus_the_leeway_and_dev_users_never() {
+        let auth = authenticator(None, None);
+        let exp = now() + 600;
+        let token = sign(json!({"sub": "ada", "exp": exp}));
+        let headers = http::HeaderMap::new();
+        let request = AuthRequest {
+            headers: &headers,
+            token: Some(&token),
+            user: None,
+        };
+        let identity = auth.identify(&request).unwrap();
+        assert_eq!(identity.user.as_str(), "ada");
+        let until = UNIX_EPOCH + std::time::Duration::from_secs(exp + super::LEEWAY_SECS);
+        assert_eq!(identity.expires_at, Some(until));
+        assert_eq!(auth.refresh(&token).unwrap(), identity);
+        assert!(matches!(
+            auth.refresh("not-a-jwt"),
+            Err(AuthError::InvalidToken(_))
+        ));
+
+        let dev = Authenticator::from_config(&AgentwireConfig::default());
+        let request = AuthRequest {
+            headers: &headers,
+            token: None,
+            user: Some("ada"),
+        };
+        assert_eq!(dev.identify(&request).unwrap().expires_at, None);
+        let refused = dev.refresh(&token).unwrap_err();
+        assert!(matches!(refused, AuthError::CannotRefresh(_)), "{refused}");
     }
 
     #[test]

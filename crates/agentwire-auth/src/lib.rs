@@ -4,7 +4,9 @@
 //! subprotocol, `?token=`, and `?user=` in dev mode).
 //!
 //! No HTTP server here: the server crate runs an [`Authenticate`] once per request, in its
-//! `AuthenticatedUser` extractor.
+//! `AuthenticatedUser` extractor. Routes that hold a connection open ask
+//! [`Authenticate::identify`] instead, which also says when the credentials expire
+//! ([`Identity`]), and verify the token of a `refresh` frame with [`Authenticate::refresh`].
 //!
 //! ```
 //! use agentwire_auth::{AuthRequest, Authenticate, Authenticator};
@@ -19,6 +21,9 @@
 //! let headers = http::HeaderMap::new();
 //! let request = AuthRequest { headers: &headers, token: Some(&token), user: None };
 //! assert_eq!(auth.authenticate(&request).unwrap().as_str(), "ada");
+//! // Accepted for 60 s, plus 5 s of clock-skew leeway.
+//! let expires_in = auth.identify(&request).unwrap().expires_in(std::time::SystemTime::now());
+//! assert!(expires_in.unwrap() <= std::time::Duration::from_secs(65));
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -59,6 +64,58 @@ pub enum AuthError {
          `export AGENTWIRE_AUTH__JWT_SECRET=$(openssl rand -hex 32)`"
     )]
     NoSecret,
+    /// A token was sent on an open connection to a server that verifies no tokens there.
+    #[error("{0}")]
+    CannotRefresh(&'static str),
+    /// A token sent on an open connection proves another user than the connection's.
+    #[error(
+        "the token is for another user than this connection's; open a new connection for that user"
+    )]
+    OtherUser,
+}
+
+/// Who a request is, and until when its credentials hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Identity {
+    /// The user the credentials prove.
+    pub user: UserId,
+    /// When the credentials stop being accepted — for a JWT its `exp` plus the 5 s of clock-skew
+    /// leeway every token is checked with — or `None` when they do not expire (dev auth, or an
+    /// [`Authenticate`] that gives no expiry). A connection opened with them ends then, unless
+    /// it is refreshed first.
+    pub expires_at: Option<SystemTime>,
+}
+
+impl Identity {
+    /// A user whose credentials do not expire.
+    pub fn new(user: UserId) -> Self {
+        Self {
+            user,
+            expires_at: None,
+        }
+    }
+
+    /// A user whose credentials stop being accepted at `at`.
+    pub fn expiring_at(user: UserId, at: SystemTime) -> Self {
+        Self {
+            user,
+            expires_at: Some(at),
+        }
+    }
+
+    /// How long the credentials hold from `now`: `None` when they do not expire, zero once
+    /// they have.
+    pub fn expires_in(&self, now: SystemTime) -> Option<Duration> {
+        self.expires_at
+            .map(|at| at.duration_since(now).unwrap_or(Duration::ZERO))
+    }
+}
+
+impl From<UserId> for Identity {
+    fn from(user: UserId) -> Self {
+        Self::new(user)
+    }
 }
 
 /// What was wrong with a token, in words a person can act on (no library internals).
@@ -163,6 +220,34 @@ pub trait Authenticate: Send + Sync + 'static {
     /// # Errors
     /// [`AuthError`]; the request is answered 401 with its message.
     fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError>;
+
+    /// The user and when the credentials expire. Routes that hold a connection open (`/ws`, the
+    /// SSE streams) call this instead of [`authenticate`](Self::authenticate) and end the
+    /// connection at [`Identity::expires_at`]. The default gives no expiry: override it when
+    /// your credentials expire.
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate).
+    fn identify(&self, request: &AuthRequest<'_>) -> Result<Identity, AuthError> {
+        self.authenticate(request).map(Identity::new)
+    }
+
+    /// Verifies a token a client sends on an open connection (the `refresh` frame of
+    /// docs/protocol.md) to keep it past the expiry of the credentials it was opened with. The
+    /// caller checks that it proves the connection's user. The default passes the token to
+    /// [`identify`](Self::identify) as if it came as `?token=`, without headers.
+    ///
+    /// # Errors
+    /// As [`authenticate`](Self::authenticate); the client gets an `error` frame with code
+    /// `unauthorized` and the message, and the connection keeps its current expiry.
+    fn refresh(&self, token: &str) -> Result<Identity, AuthError> {
+        let headers = HeaderMap::new();
+        self.identify(&AuthRequest {
+            headers: &headers,
+            token: Some(token),
+            user: None,
+        })
+    }
 }
 
 /// agentwire's own authentication: HS256 JWTs or dev auth, as `auth.mode` says.
@@ -211,7 +296,7 @@ impl Authenticator {
         self.mode
     }
 
-    fn check(&self, req: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+    fn check(&self, req: &AuthRequest<'_>) -> Result<Identity, AuthError> {
         let (headers, query_user) = (req.headers, req.user);
         let token = bearer(headers)
             .or_else(|| subprotocol_token(headers))
@@ -224,13 +309,18 @@ impl Authenticator {
             (AuthMode::Jwt, None) => Err(AuthError::Missing("")),
             (AuthMode::Dev, Some(token)) if self.decoding.is_some() => self.verify(&token),
             (AuthMode::Dev, _) => match query_user {
-                Some(user) => user_id(user),
+                Some(user) => user_id(user).map(Identity::new),
                 None => Err(AuthError::Missing(" (dev auth: add ?user=<id>)")),
             },
         }
     }
 
-    fn verify(&self, token: &str) -> Result<UserId, AuthError> {
+    /// Whether this authenticator verifies tokens at all (JWT mode, or dev mode with a secret).
+    fn verifies_tokens(&self) -> bool {
+        self.mode == AuthMode::Jwt || self.decoding.is_some()
+    }
+
+    fn verify(&self, token: &str) -> Result<Identity, AuthError> {
         let invalid = |e: jsonwebtoken::errors::Error| AuthError::InvalidToken(token_problem(&e));
         let header = jsonwebtoken::decode_header(token).map_err(invalid)?;
         let claims = match (&self.jwks, header.kid) {
@@ -260,7 +350,11 @@ impl Authenticator {
         }
         .claims;
         claims::check_lifetime(claims.exp, unix_now(), self.max_lifetime)?;
-        user_id(&claims.sub)
+        let user = user_id(&claims.sub)?;
+        Ok(match claims::accepted_until(claims.exp) {
+            Some(at) => Identity::expiring_at(user, at),
+            None => Identity::new(user),
+        })
     }
 
     /// The identity provider's key cache, when `auth.jwks_url` is set.
@@ -295,7 +389,21 @@ impl Authenticator {
 
 impl Authenticate for Authenticator {
     fn authenticate(&self, request: &AuthRequest<'_>) -> Result<UserId, AuthError> {
+        self.check(request).map(|identity| identity.user)
+    }
+
+    fn identify(&self, request: &AuthRequest<'_>) -> Result<Identity, AuthError> {
         self.check(request)
+    }
+
+    fn refresh(&self, token: &str) -> Result<Identity, AuthError> {
+        if !self.verifies_tokens() {
+            return Err(AuthError::CannotRefresh(
+                "this server verifies no tokens (dev auth without auth.jwt_secret); its \
+                 connections do not expire",
+            ));
+        }
+        self.verify(token)
     }
 }
 

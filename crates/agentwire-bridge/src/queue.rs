@@ -236,10 +236,11 @@ impl WebSocketSink for ConnectionQueue {
         if st.close.is_some() {
             return;
         }
-        if code == CloseCode::SLOW_CONSUMER {
-            // The client is not reading: writing the event backlog would only delay the close;
-            // the events stay in history for its resume. Control frames (the greeting, acks,
-            // errors) are few and small, and the client needs them to resume correctly.
+        if code == CloseCode::SLOW_CONSUMER || code == CloseCode::TOKEN_EXPIRED {
+            // The client is not reading, or no longer authorized: writing the event backlog
+            // would only delay the close (and hand events to expired credentials); the events
+            // stay in history for its resume. Control frames (the greeting, acks, errors) are
+            // few and small, and the client needs them to resume correctly.
             st.frames.retain(|f| f.seq() == 0);
             let kept: usize = st.frames.iter().map(Frame::len).sum();
             self.total.sub(st.bytes - kept);

@@ -56,6 +56,13 @@ pub enum ClientFrame {
         /// The client's request id.
         id: String,
     },
+    /// New credentials for the connection, sent before the old ones expire.
+    Refresh {
+        /// The client's request id.
+        id: String,
+        /// The new token; it must prove the connection's user.
+        token: String,
+    },
 }
 
 impl ClientFrame {
@@ -134,10 +141,30 @@ impl ClientFrame {
                 let p: Ping = serde_json::from_value(rest).map_err(invalid)?;
                 Ok(ClientFrame::Ping { id: p.id })
             }
+            "refresh" => {
+                #[derive(Deserialize)]
+                #[serde(deny_unknown_fields)]
+                struct Refresh {
+                    id: String,
+                    token: String,
+                }
+                let r: Refresh = serde_json::from_value(rest).map_err(invalid)?;
+                if r.token.is_empty() {
+                    return Err(FrameError::new(
+                        ErrorCode::InvalidField,
+                        "refresh: `token` must not be empty",
+                        id,
+                    ));
+                }
+                Ok(ClientFrame::Refresh {
+                    id: r.id,
+                    token: r.token,
+                })
+            }
             other => Err(FrameError::new(
                 ErrorCode::UnknownType,
                 format!(
-                    "unknown frame type {:?}; expected user_message, cancel, resume or ping",
+                    "unknown frame type {:?}; expected user_message, cancel, resume, ping or refresh",
                     truncate(other, 40)
                 ),
                 id,
@@ -295,6 +322,13 @@ mod tests {
             ClientFrame::decode(r#"{"type":"cancel","id":"x","run_id":"r_1"}"#),
             Ok(ClientFrame::Cancel { .. })
         ));
+        assert_eq!(
+            ClientFrame::decode(r#"{"type":"refresh","id":"f1","token":"a.b.c"}"#),
+            Ok(ClientFrame::Refresh {
+                id: "f1".into(),
+                token: "a.b.c".into()
+            })
+        );
     }
 
     #[test]
@@ -320,6 +354,18 @@ mod tests {
             ErrorCode::InvalidField
         );
         assert_eq!(code(r#"{"type":7}"#), ErrorCode::InvalidField);
+        assert_eq!(
+            code(r#"{"type":"refresh","id":"f"}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"refresh","id":"f","token":""}"#),
+            ErrorCode::InvalidField
+        );
+        assert_eq!(
+            code(r#"{"type":"refresh","id":"f","token":7}"#),
+            ErrorCode::InvalidField
+        );
         let e = ClientFrame::decode(r#"{"type":"nope","id":"req-9"}"#).unwrap_err();
         assert_eq!(e.id.as_deref(), Some("req-9"));
     }

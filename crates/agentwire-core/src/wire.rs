@@ -157,6 +157,9 @@ impl CloseCode {
     /// 1012 service restart: the connection must be opened again (the stream was reset under
     /// it, or an operator dropped it); the client reconnects with its last seq and epoch.
     pub const SERVICE_RESTART: Self = Self(1012);
+    /// The credentials the connection was opened (or last refreshed) with expired; reconnect
+    /// with a fresh token, or send a `refresh` frame before the expiry to keep the connection.
+    pub const TOKEN_EXPIRED: Self = Self(4001);
     /// The client read too slowly; resume with the last seq.
     pub const SLOW_CONSUMER: Self = Self(4008);
     /// The client kept sending over its rate limit.
@@ -273,6 +276,10 @@ pub struct ConnectionEstablished {
     pub heartbeat_ms: u64,
     /// The resume that happened on connect, if any.
     pub resumed: Option<Resumed>,
+    /// Milliseconds until the server closes the connection because its credentials expire
+    /// (4001), unless a `refresh` frame moves the expiry; absent when they do not expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
 }
 
 impl ConnectionEstablished {
@@ -291,6 +298,7 @@ impl ConnectionEstablished {
             last_seq,
             heartbeat_ms,
             resumed: None,
+            expires_in_ms: None,
         }
     }
 }
@@ -334,6 +342,16 @@ pub enum ControlFrame<'a> {
         /// The run's thread (for `user_message`).
         #[serde(skip_serializing_if = "Option::is_none")]
         thread_id: Option<&'a ThreadId>,
+    },
+    /// A `refresh` was accepted: the connection now expires with the new token.
+    #[serde(rename = "ack")]
+    Refreshed {
+        /// The client's request id.
+        id: &'a str,
+        /// Milliseconds until the server closes the connection unless refreshed again; absent
+        /// when the new credentials do not expire.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        expires_in_ms: Option<u64>,
     },
     /// Answer to `ping`.
     Pong {
@@ -466,6 +484,30 @@ mod tests {
         .to_frame();
         assert_eq!(f.as_str(), r#"{"type":"ack","id":"c1","run_id":"r_1"}"#);
         assert_eq!(f.seq(), 0);
+        let refreshed = ControlFrame::Refreshed {
+            id: "f1",
+            expires_in_ms: Some(3_600_000),
+        };
+        assert_eq!(
+            refreshed.to_frame().as_str(),
+            r#"{"type":"ack","id":"f1","expires_in_ms":3600000}"#
+        );
+        let mut hello = ConnectionEstablished::new(
+            ConnectionId::next(),
+            UserId::new("ada").unwrap(),
+            "e".into(),
+            0,
+            1,
+        );
+        let plain = ControlFrame::ConnectionEstablished { data: &hello }.to_frame();
+        assert!(
+            !plain.as_str().contains("expires_in_ms"),
+            "{}",
+            plain.as_str()
+        );
+        hello.expires_in_ms = Some(1500);
+        let expiring = ControlFrame::ConnectionEstablished { data: &hello }.to_frame();
+        assert!(expiring.as_str().ends_with(r#","expires_in_ms":1500}}"#));
         let e = FrameError::new(ErrorCode::BadJson, "x", None).to_frame();
         assert_eq!(
             e.as_str(),

@@ -23,6 +23,25 @@ impl Owner {
     }
 }
 
+/// Who a request is ([`Owner`]) and until when its credentials hold: a live (SSE) read ends
+/// then, and the client reconnects with fresh credentials and its offset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The owner the credentials prove.
+    pub owner: Owner,
+    /// When the credentials expire; `None` when they do not.
+    pub expires_at: Option<std::time::SystemTime>,
+}
+
+impl From<Owner> for Caller {
+    fn from(owner: Owner) -> Self {
+        Self {
+            owner,
+            expires_at: None,
+        }
+    }
+}
+
 /// An absolute expiry: the header text as given, and the instant it names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expiry {

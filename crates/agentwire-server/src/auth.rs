@@ -1,8 +1,10 @@
 //! Authentication, once: the extractors every route that needs a caller uses.
 //!
 //! - [`AuthenticatedUser`]: the user the [`Authenticate`](crate::Authenticate) of the
-//!   [`AppState`] proves (`/ws`, `/v1/runs`, `/v1/runs/{run_id}/cancel`, `/v1/events`,
-//!   `/v1/stream`, `/agui/{agent}`, `/debug/disconnect`).
+//!   [`AppState`] proves (`/v1/runs`, `/v1/runs/{run_id}/cancel`, `/v1/events`,
+//!   `/debug/disconnect`);
+//! - [`AuthenticatedIdentity`]: the same, with when the credentials expire, for the routes that
+//!   hold a connection open and end it then (`/ws`, `/v1/stream`, `/agui/{agent}`).
 //! - [`Publisher`]: the server API key of `/v1/publish`.
 //! - [`MetricsScraper`]: the `metrics.token` of `/metrics`.
 //!
@@ -11,6 +13,7 @@
 //! leading `/` (`ws`, `v1/runs`, `agui/{agent}`, `metrics`, …; a nested router's prefix is part
 //! of it).
 
+use agentwire_auth::Identity;
 use agentwire_core::{ErrorCode, UserId};
 use axum::extract::{FromRequestParts, MatchedPath, Query};
 use axum::http::header::AUTHORIZATION;
@@ -99,18 +102,59 @@ impl FromRequestParts<AppState> for AuthenticatedUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, AuthRejection> {
-        let Query(credentials) = Query::<Credentials>::try_from_uri(&parts.uri)
-            .map_err(|e| AuthRejection::BadQuery(e.body_text()))?;
-        let request = AuthRequest {
-            headers: &parts.headers,
-            token: credentials.token.as_deref(),
-            user: credentials.user.as_deref(),
-        };
-        match state.auth().authenticate(&request) {
-            Ok(user) => Ok(Self(user)),
-            Err(e) => Err(refuse(parts, e.to_string())),
-        }
+        authenticate(parts, state, |auth, request| auth.authenticate(request)).map(Self)
     }
+}
+
+/// The user a request is and when its credentials expire ([`Identity`]), proven by
+/// [`Authenticate::identify`](crate::Authenticate::identify) from the same places as
+/// [`AuthenticatedUser`]. A route that holds a connection open ends it at
+/// [`Identity::expires_at`].
+///
+/// ```no_run
+/// use agentwire_server::{AppState, AuthenticatedIdentity};
+/// use axum::{Router, routing::get};
+///
+/// async fn until(AuthenticatedIdentity(identity): AuthenticatedIdentity) -> String {
+///     format!("{} until {:?}", identity.user, identity.expires_at)
+/// }
+///
+/// # fn demo(state: AppState) {
+/// let app: Router = Router::new().route("/until", get(until)).with_state(state);
+/// # let _ = app; }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthenticatedIdentity(pub Identity);
+
+impl FromRequestParts<AppState> for AuthenticatedIdentity {
+    type Rejection = AuthRejection;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, AuthRejection> {
+        authenticate(parts, state, |auth, request| auth.identify(request)).map(Self)
+    }
+}
+
+/// Runs `check` with the state's authenticator on the request's credentials; a refusal is a
+/// counted 401.
+fn authenticate<T>(
+    parts: &Parts,
+    state: &AppState,
+    check: impl FnOnce(
+        &dyn crate::Authenticate,
+        &AuthRequest<'_>,
+    ) -> Result<T, agentwire_auth::AuthError>,
+) -> Result<T, AuthRejection> {
+    let Query(credentials) = Query::<Credentials>::try_from_uri(&parts.uri)
+        .map_err(|e| AuthRejection::BadQuery(e.body_text()))?;
+    let request = AuthRequest {
+        headers: &parts.headers,
+        token: credentials.token.as_deref(),
+        user: credentials.user.as_deref(),
+    };
+    check(state.auth(), &request).map_err(|e| refuse(parts, e.to_string()))
 }
 
 /// A caller of `/v1/publish` holding the server API key (`api_key`) as

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use agentwire_durable_streams::model::Owner;
+use agentwire_durable_streams::model::{Caller, Owner};
 use agentwire_durable_streams::{
     DsError, DurableStreams, MemoryStore, StoreKind, StreamStore, no_auth,
 };
@@ -81,11 +81,11 @@ fn owner(
     api_key: Option<&str>,
     headers: &HeaderMap,
     query: &str,
-) -> Result<Owner, DsError> {
+) -> Result<Caller, DsError> {
     if let Some(key) = api_key
         && crate::auth::bearer_matches(headers, key)
     {
-        return Ok(Owner("apikey".into()));
+        return Ok(Owner("apikey".into()).into());
     }
     let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
     let param = |name: &str| {
@@ -99,8 +99,11 @@ fn owner(
         token: param("token"),
         user: param("user"),
     };
-    auth.authenticate(&request)
-        .map(|user| Owner::user(user.as_str()))
+    auth.identify(&request)
+        .map(|identity| Caller {
+            owner: Owner::user(identity.user.as_str()),
+            expires_at: identity.expires_at,
+        })
         .map_err(|e| {
             let message = e.to_string();
             crate::auth::count_failure("ds".to_owned(), &message);

@@ -52,8 +52,10 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
 
-pub use agentwire_auth::{AuthError, AuthRequest, Authenticate, Authenticator, user_id};
-pub use auth::{AuthRejection, AuthenticatedUser, MetricsScraper, Publisher};
+pub use agentwire_auth::{AuthError, AuthRequest, Authenticate, Authenticator, Identity, user_id};
+pub use auth::{
+    AuthRejection, AuthenticatedIdentity, AuthenticatedUser, MetricsScraper, Publisher,
+};
 pub use error::ApiError;
 pub use shutdown::shutdown_signal;
 pub use state::AppState;

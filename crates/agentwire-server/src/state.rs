@@ -61,8 +61,8 @@ impl AppState {
                 ..ExternalLimits::default()
             },
         );
-        let ws = WsTransport::new(ready.clone());
         let auth: Arc<dyn Authenticate> = Arc::new(auth);
+        let ws = WsTransport::with_authenticator(ready.clone(), auth.clone());
         let durable_streams = crate::durable::build(&ready, auth.clone());
         Self {
             inner: Arc::new(Inner {

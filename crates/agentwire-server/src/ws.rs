@@ -8,9 +8,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::{ApiError, AppState, AuthenticatedIdentity};
 
-/// Query parameters of `/ws` (besides the credentials [`AuthenticatedUser`] reads).
+/// Query parameters of `/ws` (besides the credentials [`AuthenticatedIdentity`] reads).
 #[derive(Debug, Deserialize, Default)]
 pub(crate) struct WsQuery {
     last_seq: Option<u64>,
@@ -21,7 +21,7 @@ pub(crate) struct WsQuery {
 pub(crate) async fn upgrade(
     State(state): State<AppState>,
     ws: WsHandshake,
-    AuthenticatedUser(user): AuthenticatedUser,
+    AuthenticatedIdentity(identity): AuthenticatedIdentity,
     query: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Query(query) = match query {
@@ -47,5 +47,5 @@ pub(crate) async fn upgrade(
         last_seq,
         epoch: query.epoch.clone(),
     });
-    state.ws_transport().accept(ws, user, resume)
+    state.ws_transport().accept(ws, identity, resume)
 }

@@ -2,7 +2,8 @@
 //
 // Connects to /ws (dev user or JWT), reconnects with exponential backoff and jitter, resumes
 // with the last delivered seq, and delivers every event exactly once (deduplicated by seq),
-// to handlers per event type and per run.
+// to handlers per event type and per run. With a token callback it refreshes the connection's
+// token before the server's expiry (the `refresh` frame), so the connection stays open.
 
 /** The WebSocket subprotocol of the native protocol (docs/protocol.md). */
 export const PROTOCOL = "agentwire.v1";
@@ -21,6 +22,9 @@ export const EVENT_TYPES = Object.freeze([
 const TERMINAL = new Set(["agent_completed", "agent_error"]);
 // Close codes after which reconnecting cannot help (1008: policy, e.g. too many connections).
 const FINAL_CLOSE_CODES = new Set([1008]);
+// A refresh is sent this long before the server's expiry at most (half the time left when
+// less is left).
+const REFRESH_AHEAD_MS = 30000;
 
 /** Error of a request the server refused, or that was lost with its connection. */
 export class AgentwireError extends Error {
@@ -55,6 +59,8 @@ export class AgentwireClient {
    * @param {string} [options.user] dev-auth user id (`?user=`)
    * @param {string | (() => string | Promise<string>)} [options.token] JWT, or a function
    *   returning a fresh one for each connection attempt (sent as the `bearer.<jwt>` subprotocol)
+   *   and, when the server says the connection expires (`expires_in_ms`), shortly before that
+   *   (sent in a `refresh` frame, so the connection stays open)
    * @param {number} [options.lastSeq] resume position from an earlier session (default 0)
    * @param {string} [options.epoch] the epoch `lastSeq` belongs to
    * @param {boolean} [options.history] ask for the retained history on the first connection
@@ -84,6 +90,8 @@ export class AgentwireClient {
     this._idPrefix = Math.random().toString(36).slice(2, 8);
     this._timer = null;
     this._watchdog = null;
+    this._refreshTimer = null;
+    this._expiresAt = null;
     this._everConnected = false;
     this._stopped = false;
     this._online = () => { if (this.state === "reconnecting") this._reconnectNow(); };
@@ -96,8 +104,9 @@ export class AgentwireClient {
 
   /**
    * Subscribes to a run event type (`"agent_thinking"` …), `"event"` (every run event),
-   * `"replay_gap"`, `"status"` ({state, …}), `"ack"`, `"error"`, `"pong"` or
-   * `"connection_established"`. Returns a function that unsubscribes.
+   * `"replay_gap"`, `"status"` ({state, …}), `"ack"`, `"error"`, `"pong"`,
+   * `"connection_established"` or `"refresh"` ({ok, expiresInMs} or {ok: false, error}).
+   * Returns a function that unsubscribes.
    */
   on(type, handler) {
     if (!this._handlers.has(type)) this._handlers.set(type, new Set());
@@ -154,6 +163,7 @@ export class AgentwireClient {
   close() {
     this._stopped = true;
     clearTimeout(this._timer);
+    clearTimeout(this._refreshTimer);
     globalThis.removeEventListener?.("online", this._online);
     this._drop(1000, "client closed");
     this._setState("closed", { code: 1000 });
@@ -301,12 +311,45 @@ export class AgentwireClient {
     this._setState(wasReconnect ? "resumed" : "connected", { replayed, resumed: data.resumed });
     this._emit("connection_established", data);
     this._startWatchdog(data.heartbeat_ms);
+    this._expiresAt = null;
+    this._scheduleRefresh(data.expires_in_ms);
     const outbox = this._outbox.splice(0);
     for (const frame of outbox) this._transmit(frame);
   }
 
+  // The server closes the connection (4001) `ms` from now unless it gets a fresh token. With a
+  // token callback, ask it for one a little before and send it in a `refresh` frame.
+  _scheduleRefresh(ms) {
+    clearTimeout(this._refreshTimer);
+    if (typeof ms !== "number" || typeof this.token !== "function") return;
+    const expiresAt = Date.now() + ms;
+    if (this._expiresAt !== null && expiresAt <= this._expiresAt + 1000) {
+      // The callback gave no later expiry (a cached token?): let the connection end at its
+      // expiry; the reconnect asks the callback again.
+      return;
+    }
+    this._expiresAt = expiresAt;
+    const delay = Math.max(0, ms - Math.min(REFRESH_AHEAD_MS, ms / 2));
+    this._refreshTimer = setTimeout(() => this._refresh(), delay);
+  }
+
+  async _refresh() {
+    const ws = this.ws;
+    try {
+      const token = await this.token();
+      if (this.ws !== ws || !this.connected || !token) return;
+      const ack = await this._request({ type: "refresh", id: this._id(), token }, (f) => f);
+      this._emit("refresh", { ok: true, expiresInMs: ack.expires_in_ms });
+      if (this.ws === ws) this._scheduleRefresh(ack.expires_in_ms);
+    } catch (error) {
+      // Refused, or the callback failed: the connection ends at its expiry and reconnects.
+      this._emit("refresh", { ok: false, error });
+    }
+  }
+
   _lostConnection(code, reason) {
     clearInterval(this._watchdog);
+    clearTimeout(this._refreshTimer);
     for (const [id, p] of this._pending) {
       if (!p.sent) continue; // still in the outbox: sent after the reconnect
       this._pending.delete(id);
@@ -359,6 +402,7 @@ export class AgentwireClient {
 
   _drop(code, reason) {
     clearInterval(this._watchdog);
+    clearTimeout(this._refreshTimer);
     const ws = this.ws;
     this.ws = null;
     if (ws) {

@@ -3,7 +3,10 @@
 //! the writer task that encodes server frames itself, one buffer and one write per batch.
 //!
 //! The server crate only wires it: its `/ws` handler authenticates the user, extracts a
-//! [`WsHandshake`], and calls [`WsTransport::accept`]:
+//! [`WsHandshake`], and calls [`WsTransport::accept`]. A connection whose [`Identity`] expires
+//! is closed with 4001 at its expiry, unless the client sends a `refresh` frame with a new token
+//! for the same user first (verified by the transport's [`Authenticate`], see
+//! [`WsTransport::with_authenticator`]):
 //!
 //! ```no_run
 //! use agentwire_core::UserId;
@@ -38,8 +41,9 @@ mod writer_decodes;
 
 use std::sync::Arc;
 
+use agentwire_auth::{Authenticate, Identity};
 use agentwire_bridge::ResumeFrom;
-use agentwire_core::{ErrorCode, FrameError, UserId};
+use agentwire_core::{ErrorCode, FrameError};
 use agentwire_startup::Ready;
 use axum::response::Response;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -55,11 +59,21 @@ pub struct WsTransport {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
 struct Inner {
     ready: Ready,
     delivery: Arc<writer::DeliveryMetrics>,
     sessions: TaskTracker,
+    /// Verifies the tokens of `refresh` frames; without one they are refused.
+    auth: Option<Arc<dyn Authenticate>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WsTransport")
+            .field("ready", &self.ready)
+            .field("refresh", &self.auth.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl WsTransport {
@@ -67,24 +81,42 @@ impl WsTransport {
     ///
     /// The writers' metric handles bind to the `metrics` recorder installed when this is called:
     /// install yours (or `agentwire_server::install_metrics_recorder()`) first.
+    ///
+    /// Its sessions refuse `refresh` frames: use [`with_authenticator`](Self::with_authenticator)
+    /// when connections are accepted with an expiring [`Identity`].
     pub fn new(ready: Ready) -> Self {
+        Self::build(ready, None)
+    }
+
+    /// The transport over a finished startup, verifying the tokens of `refresh` frames with
+    /// `auth` (the authenticator that proved the identities given to
+    /// [`accept`](Self::accept)).
+    pub fn with_authenticator(ready: Ready, auth: Arc<dyn Authenticate>) -> Self {
+        Self::build(ready, Some(auth))
+    }
+
+    fn build(ready: Ready, auth: Option<Arc<dyn Authenticate>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 ready,
                 delivery: Arc::new(writer::DeliveryMetrics::new()),
                 sessions: TaskTracker::new(),
+                auth,
             }),
         }
     }
 
-    /// Answers the upgrade with 101 and runs `user`'s session on the connection, resuming from
-    /// `resume` (the `last_seq`/`epoch` query) when given. The user must be authenticated.
+    /// Answers the upgrade with 101 and runs the session of `identity`'s user on the
+    /// connection, resuming from `resume` (the `last_seq`/`epoch` query) when given. The user
+    /// must be authenticated. A [`UserId`](agentwire_core::UserId) is an identity that does not expire; one with
+    /// [`Identity::expires_at`] is closed with 4001 then, unless refreshed.
     pub fn accept(
         &self,
         handshake: WsHandshake,
-        user: UserId,
+        identity: impl Into<Identity>,
         resume: Option<ResumeFrom>,
     ) -> Response {
+        let identity = identity.into();
         let limits = &self.inner.ready.config().limits;
         let config = WebSocketConfig::default()
             .max_message_size(Some(limits.max_frame_bytes))
@@ -98,7 +130,7 @@ impl WsTransport {
         let transport = self.clone();
         let sessions = self.inner.sessions.clone();
         handshake.on_upgrade(move |io| {
-            sessions.track_future(session::run(io, config, transport, user, resume))
+            sessions.track_future(session::run(io, config, transport, identity, resume))
         })
     }
 
@@ -113,6 +145,10 @@ impl WsTransport {
 
     pub(crate) fn delivery_metrics(&self) -> &Arc<writer::DeliveryMetrics> {
         &self.inner.delivery
+    }
+
+    pub(crate) fn authenticator(&self) -> Option<&dyn Authenticate> {
+        self.inner.auth.as_deref()
     }
 }
 

@@ -1,15 +1,17 @@
 //! One WebSocket session: greeting, reader loop, dispatch of client frames.
 
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use agentwire_auth::{AuthError, Identity};
 use agentwire_bridge::{ConnectionQueue, ResumeFrom};
 use agentwire_core::{
     ClientFrame, CloseCode, ConnectionEstablished, ConnectionId, ControlFrame, ErrorCode,
     FrameError, UserContext, UserId, WebSocketSink,
 };
 use futures_util::StreamExt;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tracing::Instrument;
@@ -30,10 +32,13 @@ pub(crate) async fn run(
     io: Io,
     config: WebSocketConfig,
     state: WsTransport,
-    user: UserId,
+    identity: Identity,
     resume: Option<ResumeFrom>,
 ) {
-    let Some(open) = Box::pin(open(io, config, &state, &user, resume)).await else {
+    let Identity {
+        user, expires_at, ..
+    } = identity;
+    let Some(open) = Box::pin(open(io, config, &state, &user, expires_at, resume)).await else {
         return;
     };
     let Open {
@@ -51,6 +56,7 @@ pub(crate) async fn run(
         connection_id,
         queue: &queue,
         bucket: TokenBucket::new(config.limits.messages_per_second, config.limits.burst),
+        expiry: expires_at.map(|at| Box::pin(tokio::time::sleep_until(instant_of(at)))),
     };
     session
         .read_loop(config.heartbeat.timeout)
@@ -75,6 +81,7 @@ async fn open(
     config: WebSocketConfig,
     state: &WsTransport,
     user: &UserId,
+    expires_at: Option<SystemTime>,
     resume: Option<ResumeFrom>,
 ) -> Option<Open> {
     let Halves {
@@ -125,6 +132,7 @@ async fn open(
         heartbeat.as_millis() as u64,
     );
     hello.resumed = attachment.resumed;
+    hello.expires_in_ms = expires_at.map(|at| millis(remaining(at)));
     if let Some(e) = resume_error {
         queue.prepend(e.to_frame());
     }
@@ -167,6 +175,31 @@ struct Session<'a> {
     connection_id: ConnectionId,
     queue: &'a Arc<ConnectionQueue>,
     bucket: TokenBucket,
+    /// Fires when the connection's credentials expire; `None` when they do not (no timer).
+    expiry: Option<Pin<Box<Sleep>>>,
+}
+
+/// Ready when `timer` fires; never without one.
+async fn expired(timer: &mut Option<Pin<Box<Sleep>>>) {
+    match timer {
+        Some(timer) => timer.as_mut().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// How long from now until `at` (zero once it passed).
+fn remaining(at: SystemTime) -> Duration {
+    at.duration_since(SystemTime::now())
+        .unwrap_or(Duration::ZERO)
+}
+
+/// The monotonic instant of the wall-clock time `at`.
+fn instant_of(at: SystemTime) -> Instant {
+    Instant::now() + remaining(at)
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 impl Session<'_> {
@@ -179,8 +212,20 @@ impl Session<'_> {
         let closed = queue.closed();
         tokio::pin!(silence, closed);
         loop {
+            // Biased: a connection whose credentials expired, or that is closed, reads nothing
+            // more, even when frames are waiting.
             let msg = tokio::select! {
-                msg = self.rx.next() => msg,
+                biased;
+                () = expired(&mut self.expiry) => {
+                    tracing::debug!("credentials expired");
+                    count_close("token_expired");
+                    self.queue.close(
+                        CloseCode::TOKEN_EXPIRED,
+                        "token expired: reconnect with a fresh token",
+                    );
+                    return;
+                }
+                () = &mut closed => return,
                 () = &mut silence => {
                     let deadline = last_seen + timeout;
                     if Instant::now() < deadline {
@@ -192,7 +237,7 @@ impl Session<'_> {
                     self.queue.close(CloseCode::GOING_AWAY, "heartbeat timeout: no pong received");
                     return;
                 }
-                () = &mut closed => return,
+                msg = self.rx.next() => msg,
             };
             // One clock read per frame serves the heartbeat and the rate limit.
             let now = Instant::now();
@@ -296,6 +341,7 @@ impl Session<'_> {
             }
             ClientFrame::Resume { last_seq, epoch } => return Some(ResumeFrom { last_seq, epoch }),
             ClientFrame::Ping { id } => self.reply(ControlFrame::Pong { id: &id }),
+            ClientFrame::Refresh { id, token } => self.refresh(id, &token),
             _ => self.reply_error(FrameError::new(
                 ErrorCode::UnknownType,
                 "unsupported frame",
@@ -303,6 +349,45 @@ impl Session<'_> {
             )),
         }
         None
+    }
+
+    /// A `refresh` frame: a valid token for this connection's user moves its expiry to the
+    /// token's, and is acknowledged; anything else is an `unauthorized` error and changes
+    /// nothing.
+    fn refresh(&mut self, id: String, token: &str) {
+        let verified = match self.state.authenticator() {
+            Some(auth) => auth.refresh(token).and_then(|identity| {
+                if identity.user == *self.user {
+                    Ok(identity)
+                } else {
+                    Err(AuthError::OtherUser)
+                }
+            }),
+            None => Err(AuthError::CannotRefresh(
+                "this server verifies no tokens on an open connection",
+            )),
+        };
+        let identity = match verified {
+            Ok(identity) => identity,
+            Err(e) => {
+                tracing::info!(error = %e, "refresh refused");
+                self.reply_error(FrameError::new(
+                    ErrorCode::Unauthorized,
+                    e.to_string(),
+                    Some(id),
+                ));
+                return;
+            }
+        };
+        match (identity.expires_at, &mut self.expiry) {
+            (Some(at), Some(timer)) => timer.as_mut().reset(instant_of(at)),
+            (at, timer) => *timer = at.map(|at| Box::pin(tokio::time::sleep_until(instant_of(at)))),
+        }
+        tracing::debug!(expires_at = ?identity.expires_at, "refreshed");
+        self.reply(ControlFrame::Refreshed {
+            id: &id,
+            expires_in_ms: identity.expires_at.map(|at| millis(remaining(at))),
+        });
     }
 
     /// Replays from `from` (a `resume` frame). Boxed: the bridge's replay future is large and

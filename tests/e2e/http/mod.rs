@@ -3,6 +3,7 @@
 //! holds the shared helpers; each route group has its own file.
 
 mod agui;
+mod expiry;
 mod publish;
 mod runs;
 mod stream;

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header}
 use axum::response::{IntoResponse, Response};
 use parking_lot::Mutex;
 
-use crate::model::Owner;
+use crate::model::{Caller, Owner};
 use crate::{DsError, DurableStreamsConfig, StreamStore};
 
 pub(crate) const STREAM_NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
@@ -45,13 +45,14 @@ const EXPOSED: &str = "stream-next-offset, stream-closed, stream-up-to-date, str
     stream-ttl, stream-expires-at, stream-sse-data-encoding, producer-epoch, producer-seq, \
     producer-expected-seq, producer-received-seq, etag, location, content-type";
 
-/// Decides who a request is from its headers and query string. agentwire's server passes its
-/// own authentication here; [`no_auth`] is the loopback conformance setting.
-pub type Authenticate = Arc<dyn Fn(&HeaderMap, &str) -> Result<Owner, DsError> + Send + Sync>;
+/// Decides who a request is from its headers and query string, and until when (an SSE read
+/// ends at [`Caller::expires_at`]). agentwire's server passes its own authentication here;
+/// [`no_auth`] is the loopback conformance setting.
+pub type Authenticate = Arc<dyn Fn(&HeaderMap, &str) -> Result<Caller, DsError> + Send + Sync>;
 
 /// Every request is the anonymous owner (`durable_streams.insecure_no_auth`, loopback only).
 pub fn no_auth() -> Authenticate {
-    Arc::new(|_, _| Ok(Owner::anonymous()))
+    Arc::new(|_, _| Ok(Owner::anonymous().into()))
 }
 
 /// What the handlers share.
@@ -103,7 +104,7 @@ impl DurableStreams {
             .with_state(self)
     }
 
-    pub(crate) fn authenticate(&self, headers: &HeaderMap, query: &str) -> Result<Owner, DsError> {
+    pub(crate) fn authenticate(&self, headers: &HeaderMap, query: &str) -> Result<Caller, DsError> {
         (self.auth)(headers, query)
     }
 
@@ -141,12 +142,12 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
     let path = parts.uri.path().to_owned();
     let location = absolute_url(&parts);
     let query = parts.uri.query().unwrap_or_default().to_owned();
-    let owner = match ds.authenticate(&parts.headers, &query) {
-        Ok(owner) => owner,
+    let Caller { owner, expires_at } = match ds.authenticate(&parts.headers, &query) {
+        Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
     let result = match parts.method {
-        Method::GET => read::get(&ds, &path, &query, &parts.headers, owner).await,
+        Method::GET => read::get(&ds, &path, &query, &parts.headers, owner, expires_at).await,
         Method::HEAD => write::head(&ds, &path, owner).await,
         Method::DELETE => write::delete(&ds, &path, owner).await,
         Method::PUT | Method::POST => {

@@ -65,6 +65,7 @@ pub(super) async fn get(
     query: &str,
     request: &HeaderMap,
     caller: Owner,
+    expires_at: Option<std::time::SystemTime>,
 ) -> Result<Response, DsError> {
     let query = ReadQuery::parse(query)?;
     let read = ReadRequest {
@@ -82,6 +83,7 @@ pub(super) async fn get(
             read,
             chunk,
             query.cursor,
+            expires_at,
         )),
     }
 }

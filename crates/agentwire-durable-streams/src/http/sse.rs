@@ -1,5 +1,5 @@
 //! `GET ?live=sse` (§5.8): `data` events each followed by a `control` event, until the stream
-//! closes or the response's lifetime ends.
+//! closes, the response's lifetime ends, or the caller's credentials expire.
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -31,9 +31,16 @@ pub(super) fn respond(
     read: ReadRequest,
     first: ReadChunk,
     cursor: Option<String>,
+    expires_at: Option<std::time::SystemTime>,
 ) -> Response {
     let binary = !first.info.config.is_text();
-    let deadline = Instant::now() + ds.config.sse_lifetime;
+    let mut deadline = Instant::now() + ds.config.sse_lifetime;
+    if let Some(at) = expires_at {
+        let left = at
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        deadline = deadline.min(Instant::now() + left);
+    }
     let tail = Tail {
         ds,
         path,
@@ -68,7 +75,9 @@ impl Tail {
     /// The next events to send, or `None` when the response ends.
     async fn next_events(&mut self, binary: bool) -> Option<Bytes> {
         loop {
-            if self.done {
+            // Checked before every read, not only while idle: a stream that keeps growing
+            // ends at its deadline too (the credentials' expiry above all).
+            if self.done || Instant::now() >= self.deadline {
                 return None;
             }
             let chunk = match self.pending.take() {

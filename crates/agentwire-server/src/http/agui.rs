@@ -7,7 +7,7 @@ use std::convert::Infallible;
 
 use agentwire_agui::{AguiMapper, AguiRun, RunAgentInput};
 use agentwire_bridge::{Batch, ResumeFrom};
-use agentwire_core::{ErrorCode, Frame, RunId, ThreadId, UserContext, UserId};
+use agentwire_core::{CloseCode, ErrorCode, Frame, RunId, ThreadId, UserContext, UserId};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -17,18 +17,19 @@ use serde_json::Value;
 
 use super::stream::{Attached, KEEPALIVE, attach, resume_point};
 use super::{JsonBody, error, refuse_if_draining};
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::{ApiError, AppState, AuthenticatedIdentity};
 
 /// Starts `agent` for the user with the last user message and streams the run as AG-UI events.
 pub(crate) async fn run(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    AuthenticatedIdentity(identity): AuthenticatedIdentity,
     headers: HeaderMap,
     Path(agent): Path<String>,
     body: Result<JsonBody<RunAgentInput>, ApiError>,
 ) -> Result<Response, ApiError> {
     let JsonBody(input) = body?;
     refuse_if_draining(&state)?;
+    let (user, expires_at) = (identity.user, identity.expires_at);
     let content = input.user_text().ok_or_else(|| {
         error(
             ErrorCode::InvalidField,
@@ -43,7 +44,7 @@ pub(crate) async fn run(
     }
     let resume = resume_point(&headers, None, None)?;
     if let Some(from) = resume {
-        return resume_run(&state, &user, input, from.last_seq).await;
+        return resume_run(&state, &user, expires_at, input, from.last_seq).await;
     }
     // The AG-UI ids are kept for the AG-UI events; agentwire uses them too when they are valid
     // agentwire ids, so `/ws` and `/v1/events` show the same run (and a resume can find it).
@@ -66,7 +67,8 @@ pub(crate) async fn run(
         .prepare(ctx, &agent)
         .map_err(|e| error(e.code(), e.to_string()))?;
     // Attach before the run publishes anything, so no event of it is missed.
-    let (guard, _, _) = attach(&state, &user, None).await?;
+    let (mut guard, _, _) = attach(&state, &user, None).await?;
+    guard.expire_at(expires_at);
     prepared.spawn(content);
     let run = AguiRun::new(run_id, AguiMapper::new(input.thread_id, input.run_id));
     Ok(sse(agui_events(guard, run)))
@@ -84,6 +86,7 @@ fn sse(events: impl Stream<Item = Result<Event, Infallible>> + Send + 'static) -
 async fn resume_run(
     state: &AppState,
     user: &UserId,
+    expires_at: Option<std::time::SystemTime>,
     input: RunAgentInput,
     last_seq: u64,
 ) -> Result<Response, ApiError> {
@@ -122,7 +125,8 @@ async fn resume_run(
         last_seq,
         epoch: None,
     };
-    let (guard, _, _) = attach(state, user, Some(from)).await?;
+    let (mut guard, _, _) = attach(state, user, Some(from)).await?;
+    guard.expire_at(expires_at);
     Ok(sse(agui_events(guard, run)))
 }
 
@@ -154,7 +158,7 @@ fn agui_events(
             if p.done {
                 return None;
             }
-            match p.guard.queue.next_batch(&mut p.batch, 64).await {
+            match p.guard.next_batch(&mut p.batch, 64).await {
                 Batch::Frames => {
                     for frame in p.batch.drain(..) {
                         let mapped = p.run.frame(&frame);
@@ -162,6 +166,9 @@ fn agui_events(
                     }
                     p.done = p.run.is_finished();
                 }
+                // The run goes on: the stream just ends, without a terminal event, and the
+                // client resumes it with a fresh token and `Last-Event-ID`.
+                Batch::Close(CloseCode::TOKEN_EXPIRED, _) => p.done = true,
                 Batch::Close(_, reason) => {
                     let mapped = p.run.interrupted(&format!(
                         "the event stream was closed before the run ended: {reason}"

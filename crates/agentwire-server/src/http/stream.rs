@@ -2,12 +2,14 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use agentwire_bridge::{AgentWebSocketBridge, Batch, ConnectionQueue, ResumeFrom};
 use agentwire_core::{
-    ConnectionEstablished, ConnectionId, ControlFrame, ErrorCode, Frame, FrameError, UserId,
+    CloseCode, ConnectionEstablished, ConnectionId, ControlFrame, ErrorCode, Frame, FrameError,
+    UserId, WebSocketSink,
 };
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
@@ -17,7 +19,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::{error, refuse_if_draining};
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::{ApiError, AppState, AuthenticatedIdentity};
 
 /// How often an idle SSE stream gets a keepalive comment.
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -39,6 +41,40 @@ pub(crate) struct Attached {
     pub(crate) user: UserId,
     pub(crate) connection_id: ConnectionId,
     pub(crate) queue: Arc<ConnectionQueue>,
+    /// Fires when the request's credentials expire; `None` when they do not.
+    expiry: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Attached {
+    /// Ends the stream when `expires_at` passes (see [`Self::next_batch`]).
+    pub(crate) fn expire_at(&mut self, expires_at: Option<SystemTime>) {
+        self.expiry = expires_at.map(|at| {
+            let left = at.duration_since(SystemTime::now()).unwrap_or_default();
+            Box::pin(tokio::time::sleep(left))
+        });
+    }
+
+    /// The queue's next frames, or its close; when the credentials expire first, the queue is
+    /// closed with 4001 (dropping the events still queued: they stay in history for the
+    /// reconnect) and that close is returned.
+    pub(crate) async fn next_batch(&mut self, batch: &mut Vec<Frame>, max: usize) -> Batch {
+        if let Some(timer) = &mut self.expiry {
+            tokio::select! {
+                biased;
+                () = timer.as_mut() => {
+                    self.expiry = None;
+                    metrics::counter!("agentwire_connection_closes_total", "reason" => "token_expired")
+                        .increment(1);
+                    self.queue.close(
+                        CloseCode::TOKEN_EXPIRED,
+                        "token expired: reconnect with a fresh token and Last-Event-ID",
+                    );
+                }
+                batch = self.queue.next_batch(batch, max) => return batch,
+            }
+        }
+        self.queue.next_batch(batch, max).await
+    }
 }
 
 impl Drop for Attached {
@@ -103,24 +139,27 @@ pub(crate) async fn attach(
         user: user.clone(),
         connection_id: attachment.connection_id,
         queue,
+        expiry: None,
     };
     Ok((guard, attachment, warning))
 }
 
 /// The SSE stream: first `connection_established` (as on `/ws`), then the user's events with
 /// `id:` = seq (`replay_gap` and other control frames have no id), a keepalive comment every
-/// 15 s. When the server closes the stream (slow consumer, shutdown) a last event named `close`
-/// says why; reconnect with `Last-Event-ID` to resume.
+/// 15 s. When the server closes the stream (slow consumer, shutdown, the token's expiry) a last
+/// event named `close` says why; reconnect with `Last-Event-ID` to resume.
 pub(crate) async fn stream(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    AuthenticatedIdentity(identity): AuthenticatedIdentity,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|e| error(ErrorCode::InvalidField, e.body_text()))?;
     refuse_if_draining(&state)?;
     let resume = resume_point(&headers, query.last_seq, query.epoch)?;
-    let (guard, attachment, warning) = attach(&state, &user, resume).await?;
+    let user = identity.user;
+    let (mut guard, attachment, warning) = attach(&state, &user, resume).await?;
+    guard.expire_at(identity.expires_at);
     let heartbeat = state.ready().config().heartbeat.interval;
     let mut hello = ConnectionEstablished::new(
         attachment.connection_id,
@@ -130,6 +169,11 @@ pub(crate) async fn stream(
         heartbeat.as_millis() as u64,
     );
     hello.resumed = attachment.resumed;
+    hello.expires_in_ms = identity.expires_at.map(|at| {
+        at.duration_since(SystemTime::now())
+            .unwrap_or_default()
+            .as_millis() as u64
+    });
     let mut first = VecDeque::new();
     first.push_back(frame_event(
         &ControlFrame::ConnectionEstablished { data: &hello }.to_frame(),
@@ -178,7 +222,7 @@ fn sse_frames(
             if p.done {
                 return None;
             }
-            match p.guard.queue.next_batch(&mut p.batch, BATCH).await {
+            match p.guard.next_batch(&mut p.batch, BATCH).await {
                 Batch::Frames => p.pending.extend(p.batch.drain(..).map(|f| frame_event(&f))),
                 Batch::Close(code, reason) => {
                     let data = serde_json::json!({ "code": code.0, "reason": reason });
