@@ -50,10 +50,14 @@ impl AgentError {
     }
 
     /// The `agent_error.code` a run that ends with this error reports: the agent's own code for
-    /// [`AgentError::Coded`], `agent_failed` otherwise.
+    /// [`AgentError::Coded`], `payload_too_large` for an event over `limits.max_event_bytes`,
+    /// `agent_failed` otherwise.
     pub fn run_error_code(&self) -> &'static str {
         match self {
             AgentError::Coded { code, .. } => code,
+            AgentError::Run(e) if e.code() == ErrorCode::PayloadTooLarge => {
+                ErrorCode::PayloadTooLarge.as_str()
+            }
             _ => "agent_failed",
         }
     }

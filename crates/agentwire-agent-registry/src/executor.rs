@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
 use agentwire_core::{
-    AgentCompleted, CoreError, EventKind, RunId, RunLauncher, ThreadId, TokenUsage, UserContext,
+    AgentCompleted, AgentStarted, CoreError, EventKind, RunEvent, RunId, RunLauncher, ThreadId,
+    TokenUsage, UserContext,
 };
 use serde_json::Value;
 use tracing::Instrument;
@@ -91,28 +92,36 @@ impl RunExecutor {
     /// inline, see [where an agent runs](Self#where-an-agent-runs)).
     ///
     /// # Errors
-    /// [`AgentError::UnknownAgent`], or [`AgentError::Run`] with `too_many_runs` / shutting down.
-    /// Nothing is published on error.
+    /// [`AgentError::UnknownAgent`], or [`AgentError::Run`] with `too_many_runs`,
+    /// `payload_too_large` (`input` too large for one event) or shutting down. Nothing is
+    /// published on error.
     pub fn start(
         &self,
         ctx: UserContext,
         agent_name: &str,
         input: String,
     ) -> Result<RunHandle, AgentError> {
-        let prepared = self.prepare(ctx, agent_name)?;
+        let prepared = self.prepare(ctx, agent_name, input)?;
         let handle = prepared.handle().clone();
-        prepared.spawn(input);
+        prepared.spawn();
         Ok(handle)
     }
 
-    /// Checks that the run can start (the agent exists, the user is under its run limit) and
-    /// registers it, without publishing anything yet. A transport acknowledges the request
-    /// between `prepare` and [`PreparedRun::spawn`], so the ack precedes the run's events. The
-    /// run's timeout and its duration count from here.
+    /// Checks that the run can start (the agent exists, the user is under its run limit, its
+    /// `agent_started` carrying `input` is within `limits.max_event_bytes`) and registers it,
+    /// without publishing anything yet. A transport acknowledges the request between `prepare`
+    /// and [`PreparedRun::spawn`], so the ack precedes the run's events. The run's timeout and
+    /// its duration count from here.
     ///
     /// # Errors
-    /// As [`Self::start`].
-    pub fn prepare(&self, ctx: UserContext, agent_name: &str) -> Result<PreparedRun, AgentError> {
+    /// As [`Self::start`], and [`AgentError::Run`] with `payload_too_large` when the input is too
+    /// large for one event.
+    pub fn prepare(
+        &self,
+        ctx: UserContext,
+        agent_name: &str,
+        input: String,
+    ) -> Result<PreparedRun, AgentError> {
         let agent = self
             .registry
             .agent(agent_name)
@@ -130,10 +139,20 @@ impl RunExecutor {
             run_id: ctx.run_id.clone(),
             thread_id: ctx.thread_id.clone(),
         };
+        // The input is checked before the run is registered or acknowledged.
+        let started = RunEvent::now(
+            ctx.run_id.clone(),
+            ctx.thread_id.clone(),
+            agent.name().into(),
+            EventKind::AgentStarted(AgentStarted { input: Some(input) }),
+        );
+        self.factory.check_size(&started)?;
+        let started = started.kind;
         let emitter = Arc::new(self.factory.begin_run(ctx, agent.name())?);
         Ok(PreparedRun {
             handle,
             emitter,
+            started,
             agent,
             registry: self.registry.clone(),
             timeout: self.run_timeout,
@@ -147,6 +166,8 @@ impl RunExecutor {
 pub struct PreparedRun {
     handle: RunHandle,
     emitter: Arc<RunEmitter>,
+    /// The run's `agent_started`, carrying its input (checked in `prepare`).
+    started: EventKind,
     agent: Arc<dyn Agent>,
     registry: Arc<dyn AgentRegistry>,
     timeout: Duration,
@@ -169,9 +190,10 @@ impl PreparedRun {
 
     /// Runs the agent: its first step here, on the caller's task, the rest (from its first wait)
     /// on a new tokio task (see [where an agent runs](RunExecutor#where-an-agent-runs)).
-    pub fn spawn(self, input: String) {
+    pub fn spawn(self) {
         let PreparedRun {
             emitter,
+            started,
             agent,
             registry,
             timeout,
@@ -190,13 +212,22 @@ impl PreparedRun {
             // The run started when it was registered (`prepare`, where the emitter was made): the
             // timeout and the duration count from there (a clock read less per run).
             let began = emitter.started_at();
-            if let Err(e) = emitter.started(Some(input.clone())).await {
+            let input = match &started {
+                EventKind::AgentStarted(AgentStarted { input }) => input.clone(),
+                _ => None,
+            };
+            if let Err(e) = emitter.emit(started).await {
                 tracing::warn!(error = %e, "run could not start");
                 return;
             }
             agent_metrics.started.increment(1);
             tracing::debug!("agent running");
-            let rc = RunContext::new(emitter.clone(), registry, input, metrics);
+            let rc = RunContext::new(
+                emitter.clone(),
+                registry,
+                input.unwrap_or_default(),
+                metrics,
+            );
             let cancel = emitter.cancellation().clone();
             let outcome: Result<Value, (&str, String)> = tokio::select! {
                 r = run_within(began, timeout, agent.run(&rc)) => match r {
@@ -265,11 +296,13 @@ async fn finish(
     let (label, result) = match outcome {
         Ok(v) => match complete(emitter, v, usage).await {
             Ok(_) => ("completed", Ok(0)),
-            // e.g. the agent returned while its own spawned tool call was open
-            Err(e) => (
-                "failed",
-                Box::pin(emitter.failed("agent_failed", e.to_string())).await,
-            ),
+            // e.g. the agent returned while its own spawned tool call was open, or its result
+            // is over limits.max_event_bytes
+            Err(e) => {
+                let message = e.to_string();
+                let code = AgentError::Run(e).run_error_code();
+                ("failed", Box::pin(emitter.failed(code, message)).await)
+            }
         },
         Err((code, message)) => {
             let label = match code {

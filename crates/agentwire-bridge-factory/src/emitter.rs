@@ -66,6 +66,8 @@ pub struct RunEmitter {
     cancel: CancellationToken,
     /// Taken by `Drop`, which keeps the run registered until its closing events are out.
     guard: Option<RunGuard>,
+    /// The largest event (`limits.max_event_bytes`).
+    max_event_bytes: usize,
 }
 
 impl std::fmt::Debug for RunEmitter {
@@ -84,6 +86,7 @@ impl RunEmitter {
         sink: Arc<dyn EventSink>,
         cancel: CancellationToken,
         guard: RunGuard,
+        max_event_bytes: usize,
     ) -> Self {
         Self {
             ctx,
@@ -93,6 +96,7 @@ impl RunEmitter {
             started_at: tokio::time::Instant::now(),
             cancel,
             guard: Some(guard),
+            max_event_bytes,
         }
     }
 
@@ -161,7 +165,13 @@ impl RunEmitter {
         kind: EventKind,
     ) -> NowOrLater<'a, Result<u64, CoreError>> {
         let event = self.event(kind);
-        publish_in_grammar(grammar, &*self.sink, &self.ctx.user_id, event)
+        publish_in_grammar(
+            grammar,
+            &*self.sink,
+            &self.ctx.user_id,
+            event,
+            self.max_event_bytes,
+        )
     }
 
     /// `kind` as this run's event, stamped now.
@@ -317,10 +327,27 @@ fn closing_events(
     }
     events.push(EventKind::AgentError(AgentErrorData {
         code: code.to_owned(),
-        message,
+        message: cut(message, MAX_ERROR_MESSAGE),
         duration_ms,
     }));
     events
+}
+
+/// The longest `agent_error.message` a run ends with, in bytes: the closing events stay far
+/// below any allowed `limits.max_event_bytes` (at least 32 KiB), so a run can always end.
+pub(crate) const MAX_ERROR_MESSAGE: usize = 4096;
+
+/// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 /// How often a dropped run's closing events are offered to a bridge that refuses them, and the
@@ -347,6 +374,7 @@ impl Drop for RunEmitter {
             ctx: self.ctx.clone(),
             agent: self.agent.clone(),
             _guard: self.guard.take(),
+            max_event_bytes: self.max_event_bytes,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -366,6 +394,7 @@ struct ClosingRun {
     ctx: UserContext,
     agent: Arc<str>,
     _guard: Option<RunGuard>,
+    max_event_bytes: usize,
 }
 
 impl ClosingRun {
@@ -381,7 +410,8 @@ impl ClosingRun {
                 kind.clone(),
             );
             let user = &self.ctx.user_id;
-            match publish_in_grammar(&mut self.grammar, &*self.sink, user, event).await {
+            let max = self.max_event_bytes;
+            match publish_in_grammar(&mut self.grammar, &*self.sink, user, event, max).await {
                 Ok(_) => {
                     events.next();
                 }

@@ -37,7 +37,7 @@ mod publish;
 pub use emitter::RunEmitter;
 pub use error::FactoryError;
 pub use external::{ExternalError, ExternalLimits, ExternalRuns};
-pub use factory::{BridgeFactory, RunLimits};
+pub use factory::{BridgeFactory, DEFAULT_MAX_EVENT_BYTES, RunLimits};
 
 #[cfg(test)]
 mod tests;

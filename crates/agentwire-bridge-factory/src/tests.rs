@@ -18,6 +18,7 @@ fn setup(max_runs: usize) -> (AgentWebSocketBridge, BridgeFactory) {
         Arc::new(bridge.clone()),
         RunLimits {
             max_runs_per_user: max_runs,
+            ..RunLimits::default()
         },
     );
     (bridge, factory)
@@ -328,4 +329,38 @@ async fn runs_are_keyed_by_user_and_run_id() {
     drop(lees);
     assert!(factory.wait_idle(Duration::from_secs(5)).await);
     factory.begin_run(ctx(&kim), "demo").unwrap();
+}
+
+/// An event over `max_event_bytes` is refused with `payload_too_large`, takes no seq and leaves
+/// the run where it was; a run that fails with a long message still ends (the message is cut).
+#[tokio::test]
+async fn an_event_over_the_size_limit_is_refused_and_the_run_goes_on() {
+    let bridge = AgentWebSocketBridge::builder()
+        .configure(BridgeConfig::default())
+        .unwrap();
+    let limits = RunLimits {
+        max_event_bytes: 32 * 1024,
+        ..RunLimits::default()
+    };
+    let factory = BridgeFactory::new(Arc::new(bridge.clone()), limits);
+    let user = UserId::new("u").unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+        .unwrap();
+    assert_eq!(run.started(None).await.unwrap(), 1);
+    let refused = run.message_delta("m", "x".repeat(32 * 1024)).await;
+    let Err(FactoryError::Publish(CoreError::EventTooLarge { size, max })) = refused else {
+        panic!("{refused:?}");
+    };
+    assert!(size > max && max == 32 * 1024);
+    assert_eq!(
+        FactoryError::Publish(CoreError::EventTooLarge { size, max }).code(),
+        agentwire_core::ErrorCode::PayloadTooLarge
+    );
+    assert_eq!(run.message_delta("m", "fits").await.unwrap(), 2);
+    // Control characters escape to six bytes each: 4 KiB of them is 24 KiB of JSON, still within.
+    assert_eq!(run.failed("agent_failed", "\u{1}".repeat(100_000)).await.unwrap(), 3);
+    let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
+    assert_eq!(page.frames.len(), 3);
+    assert!(page.frames[2].len() < 32 * 1024);
 }

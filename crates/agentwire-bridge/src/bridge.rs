@@ -16,6 +16,7 @@ use crate::stream::LocalUser;
 use crate::telemetry::{EVENTS_ACCEPTED, EventCounters};
 use crate::{
     BridgeConfig, BridgeError, Broker, ConnectionQueue, LiveSink, MemoryBroker, QueuedBytes,
+    ReadLimit,
 };
 
 use live::LiveRouter;
@@ -273,7 +274,8 @@ impl AgentWebSocketBridge {
         self.inner.accepted.by_index(Some(type_index)).increment(1);
     }
 
-    /// The events of `user` after `after` (at most `limit`), for HTTP history and SSE.
+    /// The events of `user` after `after` within `limit` (a count, or a [`ReadLimit`] with
+    /// bytes), for HTTP history and SSE.
     /// `epoch` other than the stream's is treated as `after = 0`.
     ///
     /// # Errors
@@ -283,12 +285,12 @@ impl AgentWebSocketBridge {
         user: &UserId,
         after: u64,
         epoch: Option<&str>,
-        limit: usize,
+        limit: impl Into<ReadLimit>,
     ) -> Result<HistoryPage, BridgeError> {
         let s = self
             .inner
             .broker
-            .read_after(user, after, epoch, limit)
+            .read_after(user, after, epoch, limit.into())
             .await?;
         Ok(HistoryPage {
             epoch: s.epoch.to_string(),
@@ -303,7 +305,11 @@ impl AgentWebSocketBridge {
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`].
     pub async fn stream_head(&self, user: &UserId) -> Result<(String, u64), BridgeError> {
-        let s = self.inner.broker.read_after(user, 0, None, 0).await?;
+        let s = self
+            .inner
+            .broker
+            .read_after(user, 0, None, ReadLimit::events(0))
+            .await?;
         Ok((s.epoch.to_string(), s.head))
     }
 

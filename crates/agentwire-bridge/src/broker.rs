@@ -16,8 +16,41 @@ pub struct StreamSlice {
     pub head: u64,
     /// Events asked for that history no longer holds.
     pub gap: Option<ReplayGap>,
-    /// Held events after the requested seq, in order, at most the requested number.
+    /// Held events after the requested seq, in order, within the requested [`ReadLimit`].
     pub frames: Vec<Frame>,
+}
+
+/// How much one [`Broker::read_after`] returns: at most `events` events and at most `bytes` bytes
+/// of frames — except that the first held event is always returned (when `events` ≥ 1), so a
+/// reader always moves on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadLimit {
+    /// The most events.
+    pub events: usize,
+    /// The most bytes of frames (their JSON), past the first.
+    pub bytes: usize,
+}
+
+impl ReadLimit {
+    /// At most `events` events, of any size.
+    pub const fn events(events: usize) -> Self {
+        Self {
+            events,
+            bytes: usize::MAX,
+        }
+    }
+
+    /// These limits, with at most `bytes` bytes of frames.
+    pub const fn bytes(self, bytes: usize) -> Self {
+        Self { bytes, ..self }
+    }
+}
+
+impl From<usize> for ReadLimit {
+    /// [`ReadLimit::events`].
+    fn from(events: usize) -> Self {
+        Self::events(events)
+    }
 }
 
 /// Where a broker delivers live events: the bridge of this node.
@@ -52,11 +85,11 @@ pub trait LiveSink: Send + Sync + 'static {
 ///   never reordered.
 /// - `subscribe` returns only once live delivery for the user is active: any event appended after
 ///   it returns is delivered.
-/// - `read_after` returns the held events after `after` in order, a gap for those no longer held,
-///   and the stream's epoch and head. An `epoch` other than the stream's means the caller's
+/// - `read_after` returns the held events after `after` in order within its [`ReadLimit`], a gap
+///   for those no longer held, and the stream's epoch and head. An `epoch` other than the stream's means the caller's
 ///   position belongs to a reset stream: treat `after` as 0.
-/// - Memory stays bounded: history by `history.max_events` and `history.ttl`; idle streams
-///   expire whole.
+/// - Memory stays bounded: history by `history.max_events`, `history.max_bytes` (the newest
+///   event is kept even alone over it) and `history.ttl`; idle streams expire whole.
 #[diagnostic::on_unimplemented(
     message = "`{Self}` is not an agentwire Broker",
     note = "implement name, append, read_after, subscribe, unsubscribe, remove, touch and ping"
@@ -78,7 +111,7 @@ pub trait Broker: Send + Sync + 'static {
         event: RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>>;
 
-    /// Up to `limit` held events after `after`, with the gap, epoch and head.
+    /// The held events after `after` within `limit`, with the gap, epoch and head.
     ///
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`].
@@ -87,7 +120,7 @@ pub trait Broker: Send + Sync + 'static {
         user: &UserId,
         after: u64,
         epoch: Option<&str>,
-        limit: usize,
+        limit: ReadLimit,
     ) -> Result<StreamSlice, BridgeError>;
 
     /// Starts live delivery of `user`'s events to this node. Calls are counted: live delivery

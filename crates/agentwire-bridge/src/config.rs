@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub struct HistoryConfig {
     /// Events kept per user (default 1000).
     pub max_events: usize,
+    /// Bytes of events (their JSON) kept per user (default 8 MiB); the newest event is kept
+    /// even alone over it.
+    pub max_bytes: usize,
     /// Longest an event is kept (default 10 minutes); also how long an idle stream — no
     /// connection, no event — lives before it is dropped whole.
     #[serde(with = "humantime_serde")]
@@ -20,6 +23,7 @@ impl Default for HistoryConfig {
     fn default() -> Self {
         Self {
             max_events: 1000,
+            max_bytes: 8 * 1024 * 1024,
             ttl: Duration::from_secs(600),
         }
     }

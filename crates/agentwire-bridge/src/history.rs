@@ -1,4 +1,4 @@
-//! `HistoryBuffer`: the last events of one user's stream, bounded by count and age.
+//! `HistoryBuffer`: the last events of one user's stream, bounded by count, bytes and age.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -7,14 +7,21 @@ use tokio::time::Instant;
 
 use agentwire_core::{Frame, ReplayGap};
 
-/// The retained tail of one stream: at most `max_events` frames, none older than `ttl`.
+use crate::ReadLimit;
+
+/// The retained tail of one stream: at most `max_events` frames of at most `max_bytes` bytes in
+/// all, none older than `ttl`. The newest frame is always held (unless `max_events` is 0), even
+/// alone over `max_bytes`.
 ///
 /// Frames are pushed with strictly increasing seqs (the bridge guarantees this), so the buffer is
 /// always a contiguous run `first_seq..=last_seq`.
 #[derive(Debug)]
 pub struct HistoryBuffer {
     frames: VecDeque<(Instant, Frame)>,
+    /// The sum of the held frames' lengths.
+    bytes: usize,
     max_events: usize,
+    max_bytes: usize,
     ttl: Duration,
 }
 
@@ -29,11 +36,13 @@ pub struct Replay {
 
 impl HistoryBuffer {
     /// An empty buffer.
-    pub fn new(max_events: usize, ttl: Duration) -> Self {
+    pub fn new(max_events: usize, max_bytes: usize, ttl: Duration) -> Self {
         Self {
             // Grows on demand: most streams are short or idle, and every user has one.
             frames: VecDeque::new(),
+            bytes: 0,
             max_events,
+            max_bytes,
             ttl,
         }
     }
@@ -49,21 +58,36 @@ impl HistoryBuffer {
             return;
         }
         if self.frames.len() == self.max_events {
-            self.frames.pop_front();
+            self.pop_front();
         }
+        while !self.frames.is_empty() && self.bytes + frame.len() > self.max_bytes {
+            self.pop_front();
+        }
+        self.bytes += frame.len();
         self.frames.push_back((now, frame));
         self.expire(now);
+    }
+
+    fn pop_front(&mut self) {
+        if let Some((_, f)) = self.frames.pop_front() {
+            self.bytes -= f.len();
+        }
     }
 
     /// Drops frames older than the ttl.
     pub fn expire(&mut self, now: Instant) {
         while let Some((at, _)) = self.frames.front() {
             if now.saturating_duration_since(*at) > self.ttl {
-                self.frames.pop_front();
+                self.pop_front();
             } else {
                 break;
             }
         }
+    }
+
+    /// Bytes of the held frames (their JSON).
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
 
     /// The oldest held seq, if any.
@@ -82,8 +106,8 @@ impl HistoryBuffer {
     }
 
     /// Everything after `after` up to `head` (the stream's last seq): a gap for what is no longer
-    /// held, then the held frames, at most `limit` of them.
-    pub fn after(&self, after: u64, head: u64, limit: usize) -> Replay {
+    /// held, then the held frames within `limit` (see [`ReadLimit`]).
+    pub fn after(&self, after: u64, head: u64, limit: ReadLimit) -> Replay {
         if after >= head {
             return Replay::default();
         }
@@ -93,11 +117,16 @@ impl HistoryBuffer {
             to_seq: first_held - 1,
         });
         let skip = (after + 1).saturating_sub(first_held) as usize;
+        let mut bytes = 0usize;
         let frames = self
             .frames
             .iter()
             .skip(skip)
-            .take(limit)
+            .take(limit.events)
+            .take_while(|(_, f)| {
+                bytes = bytes.saturating_add(f.len());
+                bytes == f.len() || bytes <= limit.bytes
+            })
             .map(|(_, f)| f.clone())
             .collect();
         Replay { gap, frames }
@@ -113,14 +142,71 @@ mod tests {
         Frame::event(seq, format!("{{\"seq\":{seq}}}").into_bytes())
     }
 
+    /// A frame of exactly `len` bytes.
+    fn sized(seq: u64, len: usize) -> Frame {
+        let head = format!("{{\"seq\":{seq},\"p\":\"");
+        let pad = "x".repeat(len - head.len() - 2);
+        Frame::event(seq, format!("{head}{pad}\"}}").into_bytes())
+    }
+
+    const ALL: ReadLimit = ReadLimit::events(usize::MAX);
+
+    #[test]
+    fn holds_at_most_max_bytes_and_always_the_newest() {
+        let now = Instant::now();
+        let mut h = HistoryBuffer::new(100, 1000, Duration::from_secs(60));
+        for s in 1..=10 {
+            h.push(now, sized(s, 300));
+        }
+        // 3 × 300 fit in 1000, a fourth would not.
+        assert_eq!((h.first_seq(), h.len(), h.bytes()), (Some(8), 3, 900));
+        let r = h.after(0, 10, ALL);
+        assert_eq!(
+            r.gap,
+            Some(ReplayGap {
+                from_seq: 1,
+                to_seq: 7
+            })
+        );
+        // One frame larger than the whole bound replaces everything and is kept.
+        h.push(now, sized(11, 1500));
+        assert_eq!((h.first_seq(), h.len(), h.bytes()), (Some(11), 1, 1500));
+        h.push(now, sized(12, 100));
+        assert_eq!((h.first_seq(), h.len(), h.bytes()), (Some(12), 1, 100));
+    }
+
+    #[test]
+    fn a_read_stops_before_the_frame_that_passes_its_byte_limit_but_returns_one() {
+        let now = Instant::now();
+        let mut h = HistoryBuffer::new(100, usize::MAX, Duration::from_secs(60));
+        for s in 1..=5 {
+            h.push(now, sized(s, 100));
+        }
+        let seqs = |r: Replay| r.frames.iter().map(Frame::seq).collect::<Vec<_>>();
+        assert_eq!(
+            seqs(h.after(0, 5, ReadLimit::events(10).bytes(250))),
+            [1, 2]
+        );
+        assert_eq!(
+            seqs(h.after(0, 5, ReadLimit::events(10).bytes(300))),
+            [1, 2, 3]
+        );
+        assert_eq!(seqs(h.after(3, 5, ReadLimit::events(10).bytes(10))), [4]);
+        assert_eq!(
+            seqs(h.after(0, 5, ReadLimit::events(2).bytes(1000))),
+            [1, 2]
+        );
+        assert!(h.after(0, 5, ReadLimit::events(0)).frames.is_empty());
+    }
+
     #[test]
     fn replays_after_a_seq_and_reports_the_gap() {
         let now = Instant::now();
-        let mut h = HistoryBuffer::new(3, Duration::from_secs(60));
+        let mut h = HistoryBuffer::new(3, usize::MAX, Duration::from_secs(60));
         for s in 1..=5 {
             h.push(now, frame(s));
         }
-        let r = h.after(0, 5, usize::MAX);
+        let r = h.after(0, 5, ALL);
         assert_eq!(
             r.gap,
             Some(ReplayGap {
@@ -132,21 +218,21 @@ mod tests {
             r.frames.iter().map(Frame::seq).collect::<Vec<_>>(),
             vec![3, 4, 5]
         );
-        let r = h.after(3, 5, usize::MAX);
+        let r = h.after(3, 5, ALL);
         assert_eq!((r.gap, r.frames.len()), (None, 2));
-        assert_eq!(h.after(5, 5, usize::MAX), Replay::default());
+        assert_eq!(h.after(5, 5, ALL), Replay::default());
     }
 
     #[test]
     fn expires_by_age() {
         let t0 = Instant::now();
-        let mut h = HistoryBuffer::new(10, Duration::from_secs(1));
+        let mut h = HistoryBuffer::new(10, usize::MAX, Duration::from_secs(1));
         h.push(t0, frame(1));
         h.push(t0 + Duration::from_millis(1500), frame(2));
         assert_eq!(h.first_seq(), Some(2));
         h.expire(t0 + Duration::from_secs(10));
         assert!(h.is_empty());
-        let r = h.after(0, 2, usize::MAX);
+        let r = h.after(0, 2, ALL);
         assert_eq!(
             r.gap,
             Some(ReplayGap {
@@ -161,14 +247,16 @@ mod tests {
         /// `after+1..=head`, in order, with no duplicate and no hole.
         #[test]
         fn replay_covers_the_requested_range_exactly(
-            cap in 0usize..20, head in 0u64..60, after_frac in 0.0f64..1.2
+            cap in 0usize..20, head in 0u64..60, after_frac in 0.0f64..1.2, max_bytes in 1usize..200
         ) {
             let now = Instant::now();
-            let mut h = HistoryBuffer::new(cap, Duration::from_secs(60));
+            let mut h = HistoryBuffer::new(cap, max_bytes, Duration::from_secs(60));
             for s in 1..=head { h.push(now, frame(s)); }
             prop_assert!(h.len() <= cap);
+            prop_assert!(h.bytes() <= max_bytes || h.len() == 1);
+            prop_assert_eq!(h.bytes(), h.after(0, head, ALL).frames.iter().map(Frame::len).sum::<usize>());
             let after = ((head as f64) * after_frac) as u64;
-            let r = h.after(after, head, usize::MAX);
+            let r = h.after(after, head, ALL);
             let mut covered: Vec<u64> = Vec::new();
             if let Some(g) = r.gap { covered.extend(g.from_seq..=g.to_seq); }
             covered.extend(r.frames.iter().map(Frame::seq));

@@ -52,7 +52,7 @@ mod stream;
 mod telemetry;
 
 pub use bridge::{AgentWebSocketBridge, Attachment, BridgeStats, HistoryPage, UnconfiguredBridge};
-pub use broker::{Broker, LiveSink, StreamSlice};
+pub use broker::{Broker, LiveSink, ReadLimit, StreamSlice};
 pub use config::{BridgeConfig, HistoryConfig};
 pub use error::BridgeError;
 pub use history::{HistoryBuffer, Replay};

@@ -8,7 +8,7 @@ use dashmap::DashMap;
 use parking_lot::Mutex;
 
 use crate::arena::FrameArena;
-use crate::{BridgeError, Broker, HistoryBuffer, HistoryConfig, LiveSink, StreamSlice};
+use crate::{BridgeError, Broker, HistoryBuffer, HistoryConfig, LiveSink, ReadLimit, StreamSlice};
 
 struct MemStream {
     epoch: Arc<str>,
@@ -57,7 +57,11 @@ impl MemoryBroker {
         MemStream {
             epoch: agentwire_core::ThreadId::generate().as_str()[2..14].into(),
             head: 0,
-            history: HistoryBuffer::new(self.history.max_events, self.history.ttl),
+            history: HistoryBuffer::new(
+                self.history.max_events,
+                self.history.max_bytes,
+                self.history.ttl,
+            ),
             arena: FrameArena::default(),
             last_activity: Instant::now(),
             subscribers: 0,
@@ -158,7 +162,7 @@ impl Broker for MemoryBroker {
         user: &UserId,
         after: u64,
         epoch: Option<&str>,
-        limit: usize,
+        limit: ReadLimit,
     ) -> Result<StreamSlice, BridgeError> {
         let slice = self.with_stream(user, false, |s| {
             let after = if epoch.is_none_or(|e| e == &*s.epoch) {

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use agentwire_core::{NowOrLater, RunEvent, UserId, async_trait};
 
-use crate::{BridgeError, Broker, StreamSlice};
+use crate::{BridgeError, Broker, ReadLimit, StreamSlice};
 
 /// Operations per broker and op.
 pub(crate) const OPERATIONS: &str = "agentwire_broker_operations_total";
@@ -135,7 +135,7 @@ impl Broker for Metered {
         user: &UserId,
         after: u64,
         epoch: Option<&str>,
-        limit: usize,
+        limit: ReadLimit,
     ) -> Result<StreamSlice, BridgeError> {
         let started = self.sampled();
         let r = self.inner.read_after(user, after, epoch, limit).await;

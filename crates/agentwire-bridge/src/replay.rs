@@ -11,9 +11,9 @@ use agentwire_core::{
     CloseCode, ConnectionId, ControlFrame, CoreError, Frame, UserId, WebSocketSink,
 };
 
-use crate::StreamSlice;
 use crate::bridge::Inner;
 use crate::stream::{ReplayEnd, close_slow, finish_replay};
+use crate::{ReadLimit, StreamSlice};
 
 /// Replays started (resume on connect, `resume` frame, or a hole found in live delivery).
 const REPLAYS: &str = "agentwire_replays_total";
@@ -22,8 +22,9 @@ const REPLAYED_EVENTS: &str = "agentwire_replayed_events_total";
 /// `replay_gap` frames sent.
 const REPLAY_GAPS: &str = "agentwire_replay_gaps_total";
 
-/// History frames read per page during a replay.
-const REPLAY_PAGE: usize = 256;
+/// History read per page during a replay: at most 256 frames and 1 MiB (a page is held until
+/// the connection's queue takes it).
+const REPLAY_PAGE: ReadLimit = ReadLimit::events(256).bytes(1024 * 1024);
 /// How long a replay waits for a client to drain its queue before closing it as slow (4008).
 const REPLAY_STALL: Duration = Duration::from_secs(30);
 

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::wire::{ErrorCode, FrameError, MAX_CONTENT_LEN};
+use crate::wire::{ErrorCode, FrameError};
 use crate::{RunId, ThreadId};
 
 /// `user_message`: start a run.
@@ -206,13 +206,6 @@ fn check_user_message(m: &UserMessage, id: Option<String>) -> Result<(), FrameEr
         return Err(FrameError::new(
             ErrorCode::InvalidField,
             "`content` must not be empty",
-            id,
-        ));
-    }
-    if m.content.len() > MAX_CONTENT_LEN {
-        return Err(FrameError::new(
-            ErrorCode::InvalidField,
-            format!("`content` is over {MAX_CONTENT_LEN} bytes"),
             id,
         ));
     }

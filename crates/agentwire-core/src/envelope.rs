@@ -5,173 +5,273 @@
 //! to `[A-Za-z0-9_.:@-]`), and other strings take the escaper only when they hold a byte that
 //! needs it. Invariant: the bytes are exactly serde_json's — a property test compares both over
 //! arbitrary events.
+//!
+//! The same writer also measures an envelope without writing it ([`Count`]): exactly, or as a
+//! cheap upper bound that does not read the strings (each byte counted as its longest escape).
+//! One writer for all three keeps the size that `limits.max_event_bytes` checks equal to the
+//! bytes a broker stores.
 
 use bytes::BufMut;
 use serde_json::Value;
 
 use crate::event::{EventKind, RunEvent};
 
+/// Where the envelope writer puts its output.
+trait Out {
+    fn slice(&mut self, bytes: &[u8]);
+    fn byte(&mut self, b: u8);
+    /// A value as serde_json writes it.
+    fn serde<T: serde::Serialize + ?Sized>(&mut self, v: &T);
+    /// Counts a string as its longest possible escape instead of writing it, when this output
+    /// is an upper bound; returns whether it did.
+    fn bound_str(&mut self, _s: &str) -> bool {
+        false
+    }
+}
+
+/// Writes into a buffer.
+struct Write<'a, B>(&'a mut B);
+
+impl<B: BufMut> Out for Write<'_, B> {
+    #[inline]
+    fn slice(&mut self, bytes: &[u8]) {
+        self.0.put_slice(bytes);
+    }
+
+    #[inline]
+    fn byte(&mut self, b: u8) {
+        self.0.put_u8(b);
+    }
+
+    fn serde<T: serde::Serialize + ?Sized>(&mut self, v: &T) {
+        // Serializing strings and `Value`s into memory cannot fail.
+        serde_json::to_writer((&mut *self.0).writer(), v)
+            .expect("serializing into memory cannot fail");
+    }
+}
+
+/// Counts bytes instead of writing them: exactly, or (with `bound`) an upper bound that counts
+/// each byte of a string as six (`\u00XX`, the longest escape) without reading it.
+struct Count {
+    bytes: usize,
+    bound: bool,
+}
+
+impl std::io::Write for Count {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.bytes += buf.len();
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Out for Count {
+    #[inline]
+    fn slice(&mut self, bytes: &[u8]) {
+        self.bytes += bytes.len();
+    }
+
+    #[inline]
+    fn byte(&mut self, _: u8) {
+        self.bytes += 1;
+    }
+
+    fn serde<T: serde::Serialize + ?Sized>(&mut self, v: &T) {
+        serde_json::to_writer(&mut *self, v).expect("counting cannot fail");
+    }
+
+    fn bound_str(&mut self, s: &str) -> bool {
+        if self.bound {
+            self.bytes += 2 + 6 * s.len();
+        }
+        self.bound
+    }
+}
+
 /// Appends the envelope of `event` at `seq` to `out`: a `Vec<u8>`, or the `BytesMut` chunk a
 /// broker writes many frames into.
 pub(crate) fn write_envelope<B: BufMut>(out: &mut B, seq: u64, event: &RunEvent) {
-    out.put_slice(event.kind.envelope_prefix().as_bytes());
-    write_u64(out, seq);
-    out.put_slice(b",\"run_id\":");
-    write_id(out, event.run_id.as_str());
-    out.put_slice(b",\"thread_id\":");
-    write_id(out, event.thread_id.as_str());
-    out.put_slice(b",\"agent\":");
-    write_str(out, &event.agent);
-    out.put_slice(b",\"ts\":");
-    write_u64(out, event.ts);
-    out.put_slice(b",\"data\":");
-    write_data(out, &event.kind);
-    out.put_u8(b'}');
+    write(&mut Write(out), seq, event);
 }
 
-fn write_data<B: BufMut>(out: &mut B, kind: &EventKind) {
+/// The length of the envelope of `event` at `seq`: exactly, or with `bound` an upper bound that
+/// costs no pass over the event's strings.
+pub(crate) fn envelope_len(seq: u64, event: &RunEvent, bound: bool) -> usize {
+    let mut count = Count { bytes: 0, bound };
+    write(&mut count, seq, event);
+    count.bytes
+}
+
+fn write(out: &mut impl Out, seq: u64, event: &RunEvent) {
+    out.slice(event.kind.envelope_prefix().as_bytes());
+    write_u64(out, seq);
+    out.slice(b",\"run_id\":");
+    id_to(out, event.run_id.as_str());
+    out.slice(b",\"thread_id\":");
+    id_to(out, event.thread_id.as_str());
+    out.slice(b",\"agent\":");
+    str_to(out, &event.agent);
+    out.slice(b",\"ts\":");
+    write_u64(out, event.ts);
+    out.slice(b",\"data\":");
+    write_data(out, &event.kind);
+    out.byte(b'}');
+}
+
+fn write_data(out: &mut impl Out, kind: &EventKind) {
     match kind {
         EventKind::AgentStarted(d) => {
-            out.put_slice(b"{\"input\":");
+            out.slice(b"{\"input\":");
             match &d.input {
-                Some(input) => write_str(out, input),
-                None => out.put_slice(b"null"),
+                Some(input) => str_to(out, input),
+                None => out.slice(b"null"),
             }
         }
         EventKind::AgentThinking(d) => {
-            out.put_slice(b"{\"thought\":");
-            write_str(out, &d.thought);
+            out.slice(b"{\"thought\":");
+            str_to(out, &d.thought);
             if let Some(step) = d.step {
-                out.put_slice(b",\"step\":");
+                out.slice(b",\"step\":");
                 write_u64(out, u64::from(step));
             }
         }
         EventKind::ToolExecuting(d) => {
             write_call(out, &d.call_id, &d.tool);
-            out.put_slice(b",\"args\":");
+            out.slice(b",\"args\":");
             write_value(out, &d.args);
         }
         EventKind::ToolCompleted(d) => {
             write_call(out, &d.call_id, &d.tool);
-            out.put_slice(if d.ok {
+            out.slice(if d.ok {
                 b",\"ok\":true"
             } else {
                 b",\"ok\":false"
             });
             if let Some(result) = &d.result {
-                out.put_slice(b",\"result\":");
+                out.slice(b",\"result\":");
                 write_value(out, result);
             }
             if let Some(error) = &d.error {
-                out.put_slice(b",\"error\":");
-                write_str(out, error);
+                out.slice(b",\"error\":");
+                str_to(out, error);
             }
-            out.put_slice(b",\"duration_ms\":");
+            out.slice(b",\"duration_ms\":");
             write_u64(out, d.duration_ms);
         }
         EventKind::AgentMessageDelta(d) => {
-            out.put_slice(b"{\"message_id\":");
-            write_str(out, &d.message_id);
-            out.put_slice(b",\"delta\":");
-            write_str(out, &d.delta);
+            out.slice(b"{\"message_id\":");
+            str_to(out, &d.message_id);
+            out.slice(b",\"delta\":");
+            str_to(out, &d.delta);
         }
         EventKind::AgentCompleted(d) => {
-            out.put_slice(b"{\"result\":");
+            out.slice(b"{\"result\":");
             write_value(out, &d.result);
-            out.put_slice(b",\"duration_ms\":");
+            out.slice(b",\"duration_ms\":");
             write_u64(out, d.duration_ms);
             if let Some(usage) = &d.usage {
-                out.put_slice(b",\"usage\":{\"prompt_tokens\":");
+                out.slice(b",\"usage\":{\"prompt_tokens\":");
                 write_u64(out, usage.prompt_tokens);
-                out.put_slice(b",\"completion_tokens\":");
+                out.slice(b",\"completion_tokens\":");
                 write_u64(out, usage.completion_tokens);
-                out.put_u8(b'}');
+                out.byte(b'}');
             }
             if let Some(model) = &d.model {
-                out.put_slice(b",\"model\":");
-                write_str(out, model);
+                out.slice(b",\"model\":");
+                str_to(out, model);
             }
         }
         EventKind::AgentError(d) => {
-            out.put_slice(b"{\"code\":");
-            write_str(out, &d.code);
-            out.put_slice(b",\"message\":");
-            write_str(out, &d.message);
-            out.put_slice(b",\"duration_ms\":");
+            out.slice(b"{\"code\":");
+            str_to(out, &d.code);
+            out.slice(b",\"message\":");
+            str_to(out, &d.message);
+            out.slice(b",\"duration_ms\":");
             write_u64(out, d.duration_ms);
         }
     }
-    out.put_u8(b'}');
+    out.byte(b'}');
 }
 
 /// `{"call_id":…,"tool":…`, the start of both tool events' data.
-fn write_call<B: BufMut>(out: &mut B, call_id: &str, tool: &str) {
-    out.put_slice(b"{\"call_id\":");
-    write_str(out, call_id);
-    out.put_slice(b",\"tool\":");
-    write_str(out, tool);
+fn write_call(out: &mut impl Out, call_id: &str, tool: &str) {
+    out.slice(b"{\"call_id\":");
+    str_to(out, call_id);
+    out.slice(b",\"tool\":");
+    str_to(out, tool);
 }
 
-fn write_u64<B: BufMut>(out: &mut B, n: u64) {
-    out.put_slice(itoa::Buffer::new().format(n).as_bytes());
+fn write_u64(out: &mut impl Out, n: u64) {
+    out.slice(itoa::Buffer::new().format(n).as_bytes());
+}
+
+/// An id as a JSON string into a buffer (see [`id_to`]).
+pub(crate) fn write_id<B: BufMut>(out: &mut B, id: &str) {
+    id_to(&mut Write(out), id);
+}
+
+/// A string as JSON into a buffer (see [`str_to`]).
+pub(crate) fn write_str<B: BufMut>(out: &mut B, s: &str) {
+    str_to(&mut Write(out), s);
 }
 
 /// An id as a JSON string: ids are validated to `[A-Za-z0-9_.:@-]`, nothing to escape.
-pub(crate) fn write_id<B: BufMut>(out: &mut B, id: &str) {
-    out.put_u8(b'"');
-    out.put_slice(id.as_bytes());
-    out.put_u8(b'"');
+fn id_to(out: &mut impl Out, id: &str) {
+    out.byte(b'"');
+    out.slice(id.as_bytes());
+    out.byte(b'"');
 }
 
 /// A JSON string: copied as it is when nothing in it needs escaping (serde_json escapes exactly
 /// the control characters, `"` and `\`), through serde_json otherwise.
-pub(crate) fn write_str<B: BufMut>(out: &mut B, s: &str) {
+fn str_to(out: &mut impl Out, s: &str) {
+    if out.bound_str(s) {
+        return;
+    }
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-        out.put_u8(b'"');
-        out.put_slice(s.as_bytes());
-        out.put_u8(b'"');
+        out.byte(b'"');
+        out.slice(s.as_bytes());
+        out.byte(b'"');
     } else {
-        write_value_of(out, s);
+        out.serde(s);
     }
 }
 
 /// A JSON value as serde_json writes it (compact; object keys in the map's order). Strings,
 /// objects and arrays are written here — tool arguments are usually a small object of strings —
 /// numbers go through serde_json, whose float formatting is the reference.
-fn write_value<B: BufMut>(out: &mut B, v: &Value) {
+fn write_value(out: &mut impl Out, v: &Value) {
     match v {
-        Value::String(s) => write_str(out, s),
-        Value::Null => out.put_slice(b"null"),
-        Value::Bool(b) => out.put_slice(if *b { b"true" } else { b"false" }),
+        Value::String(s) => str_to(out, s),
+        Value::Null => out.slice(b"null"),
+        Value::Bool(b) => out.slice(if *b { b"true" } else { b"false" }),
         Value::Object(map) => {
-            out.put_u8(b'{');
+            out.byte(b'{');
             for (i, (key, value)) in map.iter().enumerate() {
                 if i > 0 {
-                    out.put_u8(b',');
+                    out.byte(b',');
                 }
-                write_str(out, key);
-                out.put_u8(b':');
+                str_to(out, key);
+                out.byte(b':');
                 write_value(out, value);
             }
-            out.put_u8(b'}');
+            out.byte(b'}');
         }
         Value::Array(items) => {
-            out.put_u8(b'[');
+            out.byte(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    out.put_u8(b',');
+                    out.byte(b',');
                 }
                 write_value(out, item);
             }
-            out.put_u8(b']');
+            out.byte(b']');
         }
-        Value::Number(n) => write_value_of(out, n),
+        Value::Number(n) => out.serde(n),
     }
-}
-
-fn write_value_of<B: BufMut, T: serde::Serialize + ?Sized>(out: &mut B, v: &T) {
-    // Serializing strings and `Value`s into a Vec cannot fail.
-    serde_json::to_writer((&mut *out).writer(), v).expect("serializing into memory cannot fail");
 }
 
 #[cfg(test)]
@@ -316,6 +416,8 @@ mod tests {
                     for seq in [0, 1, 42, u64::MAX] {
                         let mut fast = Vec::new();
                         write_envelope(&mut fast, seq, &e);
+                        assert_eq!(envelope_len(seq, &e, false), fast.len());
+                        assert!(envelope_len(seq, &e, true) >= fast.len());
                         assert_eq!(
                             String::from_utf8(fast).unwrap(),
                             String::from_utf8(through_serde(seq, &e)).unwrap()
@@ -444,6 +546,8 @@ mod tests {
             let mut fast = Vec::new();
             write_envelope(&mut fast, seq, &e);
             proptest::prop_assert_eq!(&fast, &through_serde(seq, &e));
+            proptest::prop_assert_eq!(envelope_len(seq, &e, false), fast.len());
+            proptest::prop_assert!(envelope_len(seq, &e, true) >= fast.len());
             let back: StreamEvent = serde_json::from_slice(&fast).unwrap();
             proptest::prop_assert_eq!(back.event.kind.type_name(), e.kind.type_name());
         }

@@ -32,6 +32,17 @@ pub enum CoreError {
     /// The server is shutting down and accepts no new work.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The event's envelope is over the largest event size (`limits.max_event_bytes`); it was not
+    /// published.
+    #[error(
+        "the event is {size} bytes of JSON, over the {max}-byte limit (limits.max_event_bytes); send less text per event"
+    )]
+    EventTooLarge {
+        /// The event's size, its seq counted at 20 digits.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// A run could not be started or found; `code` is the wire code to report.
     #[error("{code}: {message}")]
     Refused {
@@ -51,6 +62,7 @@ impl CoreError {
             CoreError::Unavailable(_) => ErrorCode::Unavailable,
             CoreError::ShuttingDown => ErrorCode::ShuttingDown,
             CoreError::Refused { code, .. } => *code,
+            CoreError::EventTooLarge { .. } => ErrorCode::PayloadTooLarge,
             CoreError::SinkClosed | CoreError::SinkFull { .. } => ErrorCode::Internal,
         }
     }

@@ -54,6 +54,40 @@ impl RunEvent {
 }
 
 impl RunEvent {
+    /// The length in bytes of [`Self::to_envelope_json`]`(seq)`, counted without writing it.
+    pub fn envelope_len(&self, seq: u64) -> usize {
+        crate::envelope::envelope_len(seq, self, false)
+    }
+
+    /// Checks that the event's envelope is at most `max` bytes at any seq (the seq counted at its
+    /// largest, 20 digits): the bound `limits.max_event_bytes` puts on every event.
+    ///
+    /// An upper bound that does not read the event's strings decides first, so a small event
+    /// costs no pass over its text; only an event near the limit is measured exactly.
+    ///
+    /// # Errors
+    /// The envelope's size (at the largest seq) when it is over `max`.
+    ///
+    /// ```
+    /// use agentwire_core::{AgentThinking, EventKind, RunEvent, RunId, ThreadId};
+    /// let event = |thought: &str| RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
+    ///     EventKind::AgentThinking(AgentThinking { thought: thought.into(), step: None }));
+    /// assert!(event("short").check_size(1024).is_ok());
+    /// let big = event(&"x".repeat(2000));
+    /// assert_eq!(big.check_size(1024), Err(big.envelope_len(u64::MAX)));
+    /// ```
+    pub fn check_size(&self, max: usize) -> Result<(), usize> {
+        if crate::envelope::envelope_len(u64::MAX, self, true) <= max {
+            return Ok(());
+        }
+        match self.envelope_len(u64::MAX) {
+            len if len <= max => Ok(()),
+            len => Err(len),
+        }
+    }
+}
+
+impl RunEvent {
     /// The envelope split around its `seq` value: `prefix + seq + suffix` is exactly
     /// [`Self::to_envelope_json`]`(seq)`. A broker that assigns the seq elsewhere (e.g. in a Redis
     /// script) joins the parts there, so the event is still serialized once.

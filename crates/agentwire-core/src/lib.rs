@@ -54,6 +54,6 @@ pub use grammar::{Accepted, GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};
 pub use now_or_later::{BoxFuture, NowOrLater};
 pub use wire::{
-    CloseCode, ConnectionEstablished, ControlFrame, ErrorCode, Frame, FrameError, MAX_CONTENT_LEN,
-    ReplayGap, Resumed, SUBPROTOCOL,
+    CloseCode, ConnectionEstablished, ControlFrame, ErrorCode, Frame, FrameError, ReplayGap,
+    Resumed, SUBPROTOCOL,
 };

@@ -10,9 +10,6 @@ use crate::{ConnectionId, RunId, ThreadId, UserId};
 /// The subprotocol the server selects.
 pub const SUBPROTOCOL: &str = "agentwire.v1";
 
-/// Longest accepted `content` of a `user_message`, in bytes.
-pub const MAX_CONTENT_LEN: usize = 64 * 1024;
-
 /// One serialized server frame, shared by every connection it goes to.
 ///
 /// `seq` is the stream position for event frames and 0 for control frames (which have none),
@@ -189,7 +186,7 @@ pub enum ErrorCode {
     OutOfGrammar,
     /// Missing or invalid credentials.
     Unauthorized,
-    /// A body over the configured limit.
+    /// A body, or an event (`limits.max_event_bytes`), over the configured limit.
     PayloadTooLarge,
     /// No such route or resource.
     NotFound,

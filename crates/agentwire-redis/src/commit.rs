@@ -3,14 +3,14 @@
 //!
 //! Under light load a batch holds one event and costs what a single append did (one task
 //! spawn and one channel hand-off more, ~1 µs); under load, a user's events share one `EVALSHA`,
-//! one `INCRBY`, one `GET` and one publication. Batches of different users run concurrently and
+//! two `INCRBY`s (the seq and the history's byte count), one `GET` and one publication. Batches of different users run concurrently and
 //! are pipelined on the multiplexed connection(s): nothing waits for another user's round trip.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use agentwire_bridge::BridgeError;
+use agentwire_bridge::{BridgeError, HistoryConfig};
 use agentwire_core::{RunEvent, UserId, unix_millis};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
@@ -42,6 +42,10 @@ struct Line {
     draining: bool,
     /// When this node last refreshed the stream's expiry and trimmed it by age.
     refreshed: Option<Instant>,
+    /// The stream's byte count before its oldest entry, as the last script call saw it: a lower
+    /// bound that spares the script a read while the stream is under `history.max_bytes` (see
+    /// `scripts::APPEND`).
+    floor: u64,
 }
 
 /// Wait for replicas before an append counts as stored.
@@ -57,6 +61,7 @@ pub(crate) struct Committer {
     pub(crate) names: Names,
     script: Lua,
     max_events: usize,
+    max_bytes: usize,
     ttl: Duration,
     wait: Option<ReplicaWait>,
     /// Seq jump on a primary change; 0 on one Redis, and with the replica wait (an acknowledged
@@ -69,8 +74,7 @@ impl Committer {
     pub(crate) fn new(
         store: Store,
         names: Names,
-        max_events: usize,
-        ttl: Duration,
+        history: &HistoryConfig,
         wait: Option<ReplicaWait>,
     ) -> Self {
         let jump = if names.cluster && wait.is_none() {
@@ -82,8 +86,9 @@ impl Committer {
             store,
             names,
             script: Lua::new(crate::scripts::APPEND),
-            max_events,
-            ttl,
+            max_events: history.max_events,
+            max_bytes: history.max_bytes,
+            ttl: history.ttl,
             wait,
             jump,
             lines: Mutex::new(HashMap::new()),
@@ -130,7 +135,7 @@ impl Committer {
     /// Stores the user's queued events batch by batch until the queue is empty.
     async fn drain(self: Arc<Self>, user: UserId) {
         loop {
-            let (batch, refresh) = {
+            let (batch, refresh, floor) = {
                 let mut lines = self.lines.lock();
                 let Some(line) = lines.get_mut(&user) else {
                     return;
@@ -144,17 +149,19 @@ impl Committer {
                 let refresh = line
                     .refreshed
                     .is_none_or(|at| at.elapsed() >= self.refresh_every());
-                (batch, refresh)
+                (batch, refresh, line.floor)
             };
             metrics::histogram!("agentwire_redis_batch_events").record(batch.len() as f64);
-            let result = self.store_batch(&user, &batch, refresh).await;
-            if refresh
-                && result.is_ok()
+            let result = self.store_batch(&user, &batch, refresh, floor).await;
+            if let Ok((_, floor)) = result
                 && let Some(line) = self.lines.lock().get_mut(&user)
             {
-                line.refreshed = Some(Instant::now());
+                line.floor = floor;
+                if refresh {
+                    line.refreshed = Some(Instant::now());
+                }
             }
-            match result {
+            match result.map(|(first, _)| first) {
                 Ok(first) => {
                     for (seq, pending) in (first..).zip(batch) {
                         let _ = pending.done.send(Ok(seq));
@@ -170,13 +177,14 @@ impl Committer {
     }
 
     /// One script call for the batch (and, with the replica wait, `WAIT` in the same pipeline
-    /// and the publication after it). Returns the first seq.
+    /// and the publication after it). Returns the first seq and the stream's byte floor.
     async fn store_batch(
         &self,
         user: &UserId,
         batch: &[Pending],
         refresh: bool,
-    ) -> Result<u64, BridgeError> {
+        floor: u64,
+    ) -> Result<(u64, u64), BridgeError> {
         let keys = self.names.keys(user);
         let channel = self.names.channel(user);
         let header = [
@@ -193,6 +201,8 @@ impl Committer {
             if refresh { "1" } else { "0" }.to_owned(),
             (self.ttl.as_millis() as u64).to_string(),
             self.jump.to_string(),
+            self.max_bytes.to_string(),
+            floor.to_string(),
         ];
         let mut args: Vec<&[u8]> = header.iter().map(|a| a.as_bytes()).collect();
         for pending in batch {
@@ -201,12 +211,12 @@ impl Committer {
         }
         let mut conn = self.store.clone();
         let Some(wait) = self.wait else {
-            let (first, _epoch): (u64, String) = self
+            let (first, _epoch, floor): (u64, String, u64) = self
                 .script
                 .run(&mut conn, &keys, &args)
                 .await
                 .map_err(unavailable)?;
-            return Ok(first);
+            return Ok((first, floor));
         };
         let pipe = |by_source: bool| {
             let mut pipe = redis::pipe();
@@ -216,7 +226,7 @@ impl Committer {
                 .arg(wait.timeout.as_millis() as u64);
             pipe
         };
-        let mut reply: redis::RedisResult<((u64, String), u32)> =
+        let mut reply: redis::RedisResult<((u64, String, u64), u32)> =
             pipe(false).query_async(&mut conn).await;
         if reply.as_ref().is_err_and(is_no_script) {
             // A primary that never ran the script (a new one after a failover).
@@ -225,7 +235,7 @@ impl Committer {
         if let Err(e) = &reply {
             refresh_after(e, &mut conn, &keys[1]).await;
         }
-        let ((first, epoch), acked) = reply.map_err(unavailable)?;
+        let ((first, epoch, floor), acked) = reply.map_err(unavailable)?;
         // Published even on a shortfall: the batch is in the primary's history either way, and
         // live order must stay seq order.
         let payload = batch_payload(first, &epoch, batch);
@@ -245,7 +255,7 @@ impl Committer {
                 wait.replicas, wait.timeout
             )));
         }
-        Ok(first)
+        Ok((first, floor))
     }
 
     /// Forgets the state of users whose last expiry refresh is old enough that the next append

@@ -2,9 +2,10 @@
 //! plain load balancer serve any user: a client resumes on any node, and a node that dies loses
 //! nothing that was acknowledged.
 //!
-//! Per user, three keys share a hash tag (`aw:{user}:…`, one cluster slot): a counter for the
-//! seq, a Redis Stream for history (length-capped at `history.max_events`, entries older than
-//! `history.ttl` trimmed) and the epoch. Appends are group-committed per user: while one batch of
+//! Per user, four keys share a hash tag (`aw:{user}:…`, one cluster slot): a counter for the
+//! seq, a Redis Stream for history (capped at `history.max_events` entries and
+//! `history.max_bytes` bytes of frames, entries older than `history.ttl` trimmed), the epoch, and
+//! the stream's byte count. Appends are group-committed per user: while one batch of
 //! a user is being stored, that user's later events queue, and the next batch stores them all in
 //! one Lua script call — seqs, history, expiry and one publication of the whole batch — so every
 //! node sees the same seqs in the same order. Each node subscribes only to the users it has
@@ -43,7 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use agentwire_bridge::{BridgeError, Broker, HistoryConfig, LiveSink, StreamSlice};
+use agentwire_bridge::{BridgeError, Broker, HistoryConfig, LiveSink, ReadLimit, StreamSlice};
 use agentwire_core::{Frame, NowOrLater, RunEvent, UserId, async_trait, unix_millis};
 use redis::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -126,12 +127,14 @@ pub(crate) struct Names {
 }
 
 impl Names {
-    fn keys(&self, user: &UserId) -> [String; 3] {
+    /// The user's keys: seq counter, history stream, epoch, history bytes.
+    fn keys(&self, user: &UserId) -> [String; 4] {
         let p = &self.prefix;
         [
             format!("{p}:{{{user}}}:seq"),
             format!("{p}:{{{user}}}:s"),
             format!("{p}:{{{user}}}:e"),
+            format!("{p}:{{{user}}}:b"),
         ]
     }
 
@@ -252,13 +255,7 @@ impl RedisBroker {
             .wait
             .map(|(replicas, timeout)| ReplicaWait { replicas, timeout });
         let history = options.history;
-        let commits = Committer::new(
-            store.clone(),
-            names.clone(),
-            history.max_events,
-            history.ttl,
-            wait,
-        );
+        let commits = Committer::new(store.clone(), names.clone(), &history, wait);
         let live = Arc::new(LiveFeed::new(names, store, live_conn, sink));
         let broker = Arc::new(Self {
             commits: Arc::new(commits),
@@ -295,7 +292,7 @@ impl RedisBroker {
         self.commits.store.clone()
     }
 
-    fn keys(&self, user: &UserId) -> [String; 3] {
+    fn keys(&self, user: &UserId) -> [String; 4] {
         self.commits.names.keys(user)
     }
 
@@ -354,7 +351,7 @@ pub(crate) async fn newest(
     names: &Names,
     user: &UserId,
 ) -> Result<Option<(String, Frame)>, BridgeError> {
-    let [_, stream, epoch_key] = names.keys(user);
+    let [_, stream, epoch_key, _] = names.keys(user);
     let mut conn = store.clone();
     let (epoch, entries): (Option<String>, StreamEntries) = redis::pipe()
         .get(&epoch_key)
@@ -399,16 +396,17 @@ impl Broker for RedisBroker {
         user: &UserId,
         after: u64,
         epoch: Option<&str>,
-        limit: usize,
+        limit: ReadLimit,
     ) -> Result<StreamSlice, BridgeError> {
         let keys = self.keys(user);
         let args = [
             after.to_string(),
             epoch.unwrap_or("").to_owned(),
-            limit.to_string(),
+            limit.events.to_string(),
             epoch_candidate(),
             self.ttl_ms().to_string(),
             if self.commits.names.cluster { "1" } else { "0" }.to_owned(),
+            limit.bytes.to_string(),
         ];
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let values: Vec<Value> = self

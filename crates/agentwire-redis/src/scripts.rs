@@ -2,9 +2,18 @@
 
 /// Appends a batch of events of one user (group commit): the next `n` seqs (one `INCRBY`), the
 /// epoch (kept, or set for a new stream), each frame joined around its seq and added to the
-/// stream with an exact length cap, and — on a new stream or when the node asks (at most every
-/// `ttl/8`) — entries older than the ttl trimmed and every key's expiry refreshed; finally the
-/// whole batch published as one message, so publication order is seq order.
+/// stream with an exact length cap, the oldest entries dropped while the stream holds more than
+/// `max_bytes` bytes of frames (never the newest), and — on a new stream or when the node asks (at
+/// most every `ttl/8`) — entries older than the ttl trimmed and every key's expiry refreshed;
+/// finally the whole batch published as one message, so publication order is seq order.
+///
+/// The byte bound costs one `INCRBY` per batch and no read while the stream is under it: the
+/// bytes key counts the bytes of every frame appended to the stream, and each entry carries `c`,
+/// that count up to and including it. The node passes `floor`, the count before the oldest entry
+/// as it last saw it (0 when it does not know); what the stream holds is at most `total - floor`
+/// (entries trimmed by count or age only raise the true floor), so only when that passes
+/// `max_bytes` is the oldest entry read: its `c` corrects the floor, and entries are dropped until
+/// the bound holds. The script returns the floor for the node to keep.
 ///
 /// The epoch key holds `<epoch>` or, on a cluster, `<epoch>/<id of the primary that last
 /// wrote>`. When the primary changed since the last write (a failover, or the slot moved), the
@@ -12,12 +21,13 @@
 /// `ARGV[9]` so no seq a client may have seen is ever given to another event — the skipped
 /// range reaches clients as a `replay_gap`, never as a silent hole.
 ///
-/// KEYS: seq, stream, epoch. ARGV: 1 candidate epoch, 2 max_events, 3 expiry_ms, 4 channel ('' =
-/// publish nothing), 5 now_ms, 6 publish command (`PUBLISH`/`SPUBLISH`), 7 refresh ('1'/'0'),
-/// 8 history ttl_ms, 9 seq jump on a primary change ('0' = no writer check), then one
-/// (json prefix, json suffix) pair per event. Returns {first seq, epoch}.
+/// KEYS: seq, stream, epoch, bytes. ARGV: 1 candidate epoch, 2 max_events, 3 expiry_ms, 4
+/// channel ('' = publish nothing), 5 now_ms, 6 publish command (`PUBLISH`/`SPUBLISH`), 7 refresh
+/// ('1'/'0'), 8 history ttl_ms, 9 seq jump on a primary change ('0' = no writer check), 10
+/// max_bytes, 11 floor, then one (json prefix, json suffix) pair per event. Returns {first seq,
+/// epoch, floor}.
 pub(crate) const APPEND: &str = r#"
-local n = (#ARGV - 9) / 2
+local n = (#ARGV - 11) / 2
 local stored = redis.call('GET', KEYS[3])
 local epoch, writer
 if stored then
@@ -43,13 +53,41 @@ if fresh or (jump > 0 and writer ~= me) then
 end
 local first = last - n + 1
 local max = tonumber(ARGV[2])
+local max_bytes = tonumber(ARGV[10])
+local floor = tonumber(ARGV[11])
 local frames = {}
+local bytes = 0
 for i = 1, n do
-  local seq = first + i - 1
-  local frame = ARGV[8 + 2 * i] .. seq .. ARGV[9 + 2 * i]
+  local frame = ARGV[10 + 2 * i] .. (first + i - 1) .. ARGV[11 + 2 * i]
   frames[i] = frame
-  if max > 0 then
-    redis.call('XADD', KEYS[2], 'MAXLEN', max, seq .. '-1', 't', ARGV[5], 'f', frame)
+  bytes = bytes + #frame
+end
+if max > 0 then
+  local total
+  if fresh then
+    redis.call('SET', KEYS[4], bytes)
+    total = bytes
+  else
+    total = redis.call('INCRBY', KEYS[4], bytes)
+  end
+  if floor > total - bytes then floor = 0 end
+  local c = total - bytes
+  for i = 1, n do
+    c = c + #frames[i]
+    redis.call('XADD', KEYS[2], 'MAXLEN', max, (first + i - 1) .. '-1', 't', ARGV[5], 'f', frames[i], 'c', c)
+  end
+  local newest = last .. '-1'
+  while total - floor > max_bytes do
+    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
+    if #oldest == 0 or oldest[1][1] == newest then break end
+    local c = tonumber(oldest[1][2][6])
+    if c then
+      floor = c - #oldest[1][2][4]
+      if total - floor <= max_bytes then break end
+      floor = c
+    end
+    -- An entry without `c` predates the byte bound: dropped while the bound is unknown.
+    redis.call('XDEL', KEYS[2], oldest[1][1])
   end
 end
 if fresh or ARGV[7] == '1' then
@@ -59,12 +97,12 @@ if fresh or ARGV[7] == '1' then
     if #oldest == 0 or tonumber(oldest[1][2][2]) >= min_ts then break end
     redis.call('XDEL', KEYS[2], oldest[1][1])
   end
-  for i = 1, 3 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
 end
 if ARGV[4] ~= '' then
   redis.call(ARGV[6], ARGV[4], first .. ' ' .. epoch .. ' ' .. table.concat(frames, '\n'))
 end
-return {first, epoch}
+return {first, epoch, floor}
 "#;
 
 /// Reads a slice: head, epoch (created for a stream that has none, so it is stable from the first
@@ -75,8 +113,11 @@ return {first, epoch}
 /// On a cluster a created epoch names the primary (as `APPEND` does), so that appends on another
 /// primary after a failover skip seqs the old one may have given out unreplicated.
 ///
-/// KEYS: seq, stream, epoch. ARGV: after, requested epoch ('' for none), limit, candidate epoch,
-/// ttl_ms, cluster ('1'/'0').
+/// A page also stops before the entry that would take its frames past `max_bytes` (the first
+/// entry always comes).
+///
+/// KEYS: seq, stream, epoch, bytes. ARGV: after, requested epoch ('' for none), limit, candidate
+/// epoch, ttl_ms, cluster ('1'/'0'), max_bytes.
 pub(crate) const READ: &str = r#"
 local head = tonumber(redis.call('GET', KEYS[1]) or '0')
 local stored = redis.call('GET', KEYS[3])
@@ -102,9 +143,13 @@ if after < head then
     -- A page ends before an interior hole (seqs skipped after a failover), so the reader's next
     -- page starts at the hole and reports it as a gap.
     local expect = nil
+    local max_bytes = tonumber(ARGV[7])
+    local bytes = 0
     for _, e in ipairs(entries) do
       local seq = tonumber(string.match(e[1], '^(%d+)'))
       if expect and seq ~= expect then break end
+      bytes = bytes + #e[2][4]
+      if expect and bytes > max_bytes then break end
       table.insert(out, e[1])
       table.insert(out, e[2][4])
       expect = seq + 1
@@ -115,7 +160,7 @@ return out
 "#;
 
 /// Keeps a connected user's stream alive: trims entries older than the ttl and refreshes the
-/// keys' expiry. KEYS: seq, stream, epoch. ARGV: ttl_ms, now_ms.
+/// keys' expiry. KEYS: seq, stream, epoch, bytes. ARGV: ttl_ms, now_ms.
 pub(crate) const TOUCH: &str = r#"
 local min_ts = tonumber(ARGV[2]) - tonumber(ARGV[1])
 for _ = 1, 64 do
@@ -123,7 +168,7 @@ for _ = 1, 64 do
   if #oldest == 0 or tonumber(oldest[1][2][2]) >= min_ts then break end
   redis.call('XDEL', KEYS[2], oldest[1][1])
 end
-for i = 1, 3 do
+for i = 1, 4 do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return 1

@@ -95,6 +95,12 @@ pub struct LimitsConfig {
     /// Longest a request body may take to arrive.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// The largest event, in bytes of its JSON envelope, from every way in: a run's content
+    /// (`/ws`, `/v1/runs`, `/agui`), `/v1/publish`, and what agents emit. Larger is refused with
+    /// `payload_too_large`.
+    pub max_event_bytes: usize,
+    /// The most bytes of events one `GET /v1/events` page holds.
+    pub events_page_bytes: usize,
 }
 
 impl Default for LimitsConfig {
@@ -113,6 +119,8 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 1_000,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            max_event_bytes: agentwire_bridge_factory::DEFAULT_MAX_EVENT_BYTES,
+            events_page_bytes: 1024 * 1024,
         }
     }
 }

@@ -107,12 +107,45 @@ impl AgentwireConfig {
                 "the defaults are 10s and 30s",
             );
         }
+        self.validate_bytes()?;
         if self.heartbeat.interval.is_zero() || self.heartbeat.timeout <= self.heartbeat.interval {
             return bad(
                 "heartbeat.timeout",
                 "heartbeat.interval must be positive and heartbeat.timeout longer than it".into(),
                 "the defaults are 20s and 60s",
             );
+        }
+        Ok(())
+    }
+
+    /// The byte bounds per event, per user's history and per `/v1/events` page, which must hold
+    /// the largest event.
+    fn validate_bytes(&self) -> Result<(), StartupError> {
+        let max_event = self.limits.max_event_bytes;
+        if max_event < MIN_EVENT_BYTES {
+            return bad(
+                "limits.max_event_bytes",
+                format!(
+                    "must be at least {MIN_EVENT_BYTES}, so that a run can always end (its agent_error)"
+                ),
+                "the default is 262144 (256 KiB)",
+            );
+        }
+        let holders = [
+            ("limits.queue_bytes", self.limits.queue_bytes),
+            ("limits.events_page_bytes", self.limits.events_page_bytes),
+            ("history.max_bytes", self.history.max_bytes),
+        ];
+        for (key, bytes) in holders {
+            if bytes < max_event {
+                return bad(
+                    key,
+                    format!(
+                        "is {bytes}, less than limits.max_event_bytes ({max_event}): the largest event would not fit"
+                    ),
+                    "raise it, or lower limits.max_event_bytes",
+                );
+            }
         }
         Ok(())
     }
@@ -166,6 +199,10 @@ impl AgentwireConfig {
         Ok(())
     }
 }
+
+/// The smallest `limits.max_event_bytes`: the events agentwire writes itself to end a run
+/// (`agent_error` with its message cut to 4 KiB, escaped at most 6×) always fit.
+const MIN_EVENT_BYTES: usize = 32 * 1024;
 
 /// A refused setting: phase `Config`, the key as `component`, what is wrong and what to do.
 fn bad(component: &str, cause: String, hint: &str) -> Result<(), StartupError> {

@@ -313,7 +313,7 @@ impl Session<'_> {
         match frame {
             ClientFrame::UserMessage(m) => {
                 let ctx = UserContext::new_run(self.user.clone(), m.thread_id, Some(m.id.clone()));
-                match ready.executor().prepare(ctx, &m.agent) {
+                match ready.executor().prepare(ctx, &m.agent, m.content) {
                     Ok(prepared) => {
                         let h = prepared.handle();
                         self.reply(ControlFrame::Ack {
@@ -322,7 +322,7 @@ impl Session<'_> {
                             thread_id: Some(&h.thread_id),
                         });
                         tracing::debug!(run_id = %h.run_id, agent = %m.agent, "run started");
-                        prepared.spawn(m.content);
+                        prepared.spawn();
                     }
                     Err(e) => {
                         self.reply_error(FrameError::new(e.code(), e.to_string(), Some(m.id)))

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 use super::{AgentWebSocketBridge, Attachment};
 use crate::replay::replay;
 use crate::stream::{LocalUser, ReplayEnd, Slot, SlotState, finish_replay};
-use crate::{BridgeError, ResumeFrom, StreamSlice};
+use crate::{BridgeError, ReadLimit, ResumeFrom, StreamSlice};
 
 /// Where a connection resumes in its stream, worked out from the client's position and the
 /// stream's epoch, head and gap.
@@ -159,7 +159,7 @@ impl AgentWebSocketBridge {
         let after = resume.map_or(0, |r| r.last_seq);
         self.inner
             .broker
-            .read_after(user, after, epoch, 0)
+            .read_after(user, after, epoch, ReadLimit::events(0))
             .await
             .inspect_err(|_| {
                 let broker = self.inner.broker.clone();
@@ -255,7 +255,12 @@ impl AgentWebSocketBridge {
         let slice = self
             .inner
             .broker
-            .read_after(user, from.last_seq, from.epoch.as_deref(), 0)
+            .read_after(
+                user,
+                from.last_seq,
+                from.epoch.as_deref(),
+                ReadLimit::events(0),
+            )
             .await?;
         let point = resume_point(from, &slice)?;
         let handle = self

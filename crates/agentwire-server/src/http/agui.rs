@@ -36,12 +36,6 @@ pub(crate) async fn run(
             "messages must hold a user message with text content",
         )
     })?;
-    if content.len() > agentwire_core::MAX_CONTENT_LEN {
-        return Err(error(
-            ErrorCode::InvalidField,
-            "the user message is too long",
-        ));
-    }
     let resume = resume_point(&headers, None, None)?;
     if let Some(from) = resume {
         return resume_run(&state, &user, expires_at, input, from.last_seq).await;
@@ -64,12 +58,12 @@ pub(crate) async fn run(
     let prepared = state
         .ready()
         .executor()
-        .prepare(ctx, &agent)
+        .prepare(ctx, &agent, content)
         .map_err(|e| error(e.code(), e.to_string()))?;
     // Attach before the run publishes anything, so no event of it is missed.
     let (mut guard, _, _) = attach(&state, &user, None).await?;
     guard.expire_at(expires_at);
-    prepared.spawn(content);
+    prepared.spawn();
     let run = AguiRun::new(run_id, AguiMapper::new(input.thread_id, input.run_id));
     Ok(sse(agui_events(guard, run)))
 }

@@ -1,6 +1,6 @@
 //! `POST /v1/runs` and `POST /v1/runs/{run_id}/cancel`.
 
-use agentwire_core::{ErrorCode, MAX_CONTENT_LEN, RunId, ThreadId, UserContext};
+use agentwire_core::{ErrorCode, RunId, ThreadId, UserContext};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -36,20 +36,18 @@ pub(crate) async fn start(
 ) -> Result<Response, ApiError> {
     let JsonBody(body) = body?;
     refuse_if_draining(&state)?;
-    if body.content.trim().is_empty() || body.content.len() > MAX_CONTENT_LEN {
-        return Err(error(
-            ErrorCode::InvalidField,
-            format!("content must be 1 to {MAX_CONTENT_LEN} bytes of text"),
-        ));
+    if body.content.trim().is_empty() {
+        return Err(error(ErrorCode::InvalidField, "content must not be empty"));
     }
+    // Content too large for one event (its `agent_started`) is 413 `payload_too_large`.
     let ctx = UserContext::new_run(user, body.thread_id, None);
     let prepared = state
         .ready()
         .executor()
-        .prepare(ctx, &body.agent)
+        .prepare(ctx, &body.agent, body.content)
         .map_err(|e| error(e.code(), e.to_string()))?;
     let handle = prepared.handle().clone();
-    prepared.spawn(body.content);
+    prepared.spawn();
     let reply = json!({ "run_id": handle.run_id, "thread_id": handle.thread_id });
     Ok((StatusCode::ACCEPTED, Json(reply)).into_response())
 }
