@@ -6,7 +6,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::limits::ApiUser;
+use crate::{ApiError, AppState};
 
 /// The most events one page holds.
 const MAX_PAGE: usize = 1000;
@@ -25,7 +26,7 @@ pub(crate) struct EventsQuery {
 /// events asked for that history no longer holds; `next_after` is the `after` of the next page.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    ApiUser(user): ApiUser,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) =

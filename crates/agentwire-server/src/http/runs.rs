@@ -9,7 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{JsonBody, error, refuse_if_draining};
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::limits::ApiUser;
+use crate::{ApiError, AppState};
 
 /// The body of `POST /v1/runs`.
 #[derive(Debug, Deserialize)]
@@ -28,10 +29,12 @@ fn default_agent() -> String {
 }
 
 /// Starts a run for the authenticated user: 202 `{run_id, thread_id}`; its events follow on the
-/// user's stream (`/ws`, `/v1/stream`, `/v1/events`).
+/// user's stream (`/ws`, `/v1/stream`, `/v1/events`). 202 means the run was accepted: the
+/// user's stream exists (503 `unavailable` when `limits.max_users` streams are held) and the run
+/// is registered (429 `too_many_runs` over `limits.max_runs_per_user`).
 pub(crate) async fn start(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    ApiUser(user): ApiUser,
     body: Result<JsonBody<StartRun>, ApiError>,
 ) -> Result<Response, ApiError> {
     let JsonBody(body) = body?;
@@ -42,6 +45,13 @@ pub(crate) async fn start(
             format!("content must be 1 to {MAX_CONTENT_LEN} bytes of text"),
         ));
     }
+    // The stream first: a run whose events would be refused is never answered 202.
+    state
+        .ready()
+        .bridge()
+        .open_stream(&user)
+        .await
+        .map_err(super::bridge_error)?;
     let ctx = UserContext::new_run(user, body.thread_id, None);
     let prepared = state
         .ready()
@@ -58,7 +68,7 @@ pub(crate) async fn start(
 /// `agent_error {code:"cancelled"}`. Another user's run is 404 `run_not_found`, like no run.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    ApiUser(user): ApiUser,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || {

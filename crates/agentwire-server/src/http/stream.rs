@@ -17,7 +17,8 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::{error, refuse_if_draining};
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::limits::{ApiUser, StreamSlot};
+use crate::{ApiError, AppState};
 
 /// How often an idle SSE stream gets a keepalive comment.
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -39,6 +40,8 @@ pub(crate) struct Attached {
     pub(crate) user: UserId,
     pub(crate) connection_id: ConnectionId,
     pub(crate) queue: Arc<ConnectionQueue>,
+    /// The user's slot of `limits.max_http_streams_per_user`.
+    pub(crate) _slot: StreamSlot,
 }
 
 impl Drop for Attached {
@@ -80,12 +83,14 @@ pub(crate) fn resume_point(
 }
 
 /// Attaches a queue for `user`, resuming from `resume`; a resume point ahead of the stream head
-/// starts live and returns the error to tell the client.
+/// starts live and returns the error to tell the client. The stream takes one of the user's
+/// `limits.max_http_streams_per_user` (429 `too_many_streams` when none is left).
 pub(crate) async fn attach(
     state: &AppState,
     user: &UserId,
     resume: Option<ResumeFrom>,
 ) -> Result<(Attached, agentwire_bridge::Attachment, Option<FrameError>), ApiError> {
+    let slot = state.http_limits().open_stream(user)?;
     let queue = Arc::new(
         state
             .ready()
@@ -103,6 +108,7 @@ pub(crate) async fn attach(
         user: user.clone(),
         connection_id: attachment.connection_id,
         queue,
+        _slot: slot,
     };
     Ok((guard, attachment, warning))
 }
@@ -113,7 +119,7 @@ pub(crate) async fn attach(
 /// says why; reconnect with `Last-Event-ID` to resume.
 pub(crate) async fn stream(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    ApiUser(user): ApiUser,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
