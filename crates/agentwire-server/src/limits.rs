@@ -94,24 +94,20 @@ impl HttpLimits {
     }
 
     /// Charges one request of `user`.
-    pub(crate) fn request(&self, user: &UserId) -> Result<(), Response> {
-        self.requests.check(user).map_err(|wait| {
-            rate_limited(
-                "rate",
-                "too many requests: over limits.http_requests_per_second for this user",
-                wait,
-            )
+    pub(crate) fn request(&self, user: &UserId) -> Result<(), RateLimited> {
+        self.requests.check(user).map_err(|wait| RateLimited {
+            reason: "rate",
+            message: "too many requests: over limits.http_requests_per_second for this user",
+            wait,
         })
     }
 
     /// Charges one `/v1/publish` event to `user`'s stream.
-    pub(crate) fn publish(&self, user: &UserId) -> Result<(), Response> {
-        self.publishes.check(user).map_err(|wait| {
-            rate_limited(
-                "publish_rate",
-                "too many events published to this user: over limits.publish_per_second",
-                wait,
-            )
+    pub(crate) fn publish(&self, user: &UserId) -> Result<(), RateLimited> {
+        self.publishes.check(user).map_err(|wait| RateLimited {
+            reason: "publish_rate",
+            message: "too many events published to this user: over limits.publish_per_second",
+            wait,
         })
     }
 
@@ -121,21 +117,31 @@ impl HttpLimits {
     }
 }
 
-/// 429 `rate_limited` with `Retry-After` (whole seconds, at least 1), counted by `reason`.
-fn rate_limited(reason: &'static str, message: &str, wait: Duration) -> Response {
-    metrics::counter!("agentwire_http_limited_total", "reason" => reason).increment(1);
-    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-    let secs = secs.max(1);
-    let mut response = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        ErrorCode::RateLimited,
-        format!("{message}; retry in {secs} s"),
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from(secs));
-    response
+/// A request over a per-user rate: answered 429 `rate_limited` with `Retry-After` (whole
+/// seconds, at least 1), counted by `reason`.
+#[derive(Debug)]
+pub(crate) struct RateLimited {
+    reason: &'static str,
+    message: &'static str,
+    wait: Duration,
+}
+
+impl IntoResponse for RateLimited {
+    fn into_response(self) -> Response {
+        metrics::counter!("agentwire_http_limited_total", "reason" => self.reason).increment(1);
+        let secs = self.wait.as_secs() + u64::from(self.wait.subsec_nanos() > 0);
+        let secs = secs.max(1);
+        let mut response = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited,
+            format!("{}; retry in {secs} s", self.message),
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(secs));
+        response
+    }
 }
 
 /// Open HTTP streams per user.
@@ -198,7 +204,10 @@ impl FromRequestParts<AppState> for ApiUser {
         let AuthenticatedUser(user) = AuthenticatedUser::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        state.http_limits().request(&user)?;
+        state
+            .http_limits()
+            .request(&user)
+            .map_err(IntoResponse::into_response)?;
         Ok(Self(user))
     }
 }

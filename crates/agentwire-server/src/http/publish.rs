@@ -88,7 +88,7 @@ pub(crate) async fn publish(
         ));
     }
     if let Err(limited) = state.http_limits().publish(&user) {
-        return Ok(limited);
+        return Ok(limited.into_response());
     }
     let event = RunEvent::now(run_id, thread_id, body.agent.into(), kind);
     let seq = state
