@@ -118,7 +118,8 @@ impl From<UserId> for Identity {
     }
 }
 
-/// What was wrong with a token, in words a person can act on (no library internals).
+/// What was wrong with a token, in words a person can act on: no library error names, no lists
+/// of algorithms.
 fn token_problem(e: &jsonwebtoken::errors::Error) -> String {
     use jsonwebtoken::errors::ErrorKind;
     match e.kind() {
@@ -127,17 +128,29 @@ fn token_problem(e: &jsonwebtoken::errors::Error) -> String {
                 .into()
         }
         ErrorKind::InvalidSignature => {
-            "its signature does not match this server's secret: it was signed with another \
-             auth.jwt_secret"
+            "its signature does not match: it was not signed with this server's secret \
+             (auth.jwt_secret) or its identity provider's keys (auth.jwks_url)"
                 .into()
         }
         ErrorKind::ExpiredSignature => "it has expired: get a new one".into(),
         ErrorKind::ImmatureSignature => "it is not valid yet (nbf is in the future)".into(),
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            "it is signed with an algorithm this server does not accept (HS256 with auth.jwt_secret, or the keys of auth.jwks_url)".into()
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName | ErrorKind::MissingAlgorithm => {
+            "it is signed with a kind of signature this server does not accept: use a token from \
+             `agentwire token` or from the identity provider set in auth.jwks_url"
+                .into()
+        }
+        ErrorKind::InvalidIssuer => {
+            "it was issued by someone other than this server trusts (its `iss` is not auth.issuer)"
+                .into()
+        }
+        ErrorKind::InvalidAudience => {
+            "it is meant for another service (its `aud` does not name auth.audience)".into()
         }
         ErrorKind::MissingRequiredClaim(claim) => {
-            format!("it has no `{claim}` claim (it needs `sub`, the user id, and `exp`)")
+            format!("it has no `{claim}` claim, which this server requires")
+        }
+        ErrorKind::InvalidClaimFormat(claim) => {
+            format!("its `{claim}` claim does not have the expected form")
         }
         _ => "it could not be verified".into(),
     }

@@ -300,6 +300,15 @@ impl AgentWebSocketBridge {
         })
     }
 
+    /// Makes sure `user`'s stream exists, so a run's events that follow are not refused for
+    /// `limits.max_users`; call it before acknowledging a run started without a connection.
+    ///
+    /// # Errors
+    /// [`BridgeError::TooManyUsers`], [`BridgeError::BrokerUnavailable`].
+    pub async fn open_stream(&self, user: &UserId) -> Result<(), BridgeError> {
+        self.inner.broker.open(user).await
+    }
+
     /// The epoch and head of `user`'s stream.
     ///
     /// # Errors

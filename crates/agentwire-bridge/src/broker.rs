@@ -123,6 +123,19 @@ pub trait Broker: Send + Sync + 'static {
         limit: ReadLimit,
     ) -> Result<StreamSlice, BridgeError>;
 
+    /// Makes sure `user`'s stream exists (creating an empty one), so that appends that follow
+    /// are not refused for the stream limit: a transport calls it before it accepts a run
+    /// (`POST /v1/runs` answers 202 only after it). Reads never create a stream. The default
+    /// does nothing, for brokers with no stream limit.
+    ///
+    /// # Errors
+    /// [`BridgeError::TooManyUsers`] when a new stream would pass the limit,
+    /// [`BridgeError::BrokerUnavailable`].
+    async fn open(&self, user: &UserId) -> Result<(), BridgeError> {
+        let _ = user;
+        Ok(())
+    }
+
     /// Starts live delivery of `user`'s events to this node. Calls are counted: live delivery
     /// stops after as many [`unsubscribe`](Broker::unsubscribe)s.
     ///

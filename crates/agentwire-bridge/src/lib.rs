@@ -56,7 +56,7 @@ pub use broker::{Broker, LiveSink, ReadLimit, StreamSlice};
 pub use config::{BridgeConfig, HistoryConfig};
 pub use error::BridgeError;
 pub use history::{HistoryBuffer, Replay};
-pub use memory::MemoryBroker;
+pub use memory::{MemoryBroker, NO_STREAM_EPOCH};
 pub use queue::{Batch, ConnectionQueue, QueuedBytes};
 pub use stream::ResumeFrom;
 pub use telemetry::{EVENTS_ACCEPTED, EVENTS_DELIVERED, EventCounters};

@@ -10,6 +10,11 @@ use parking_lot::Mutex;
 use crate::arena::FrameArena;
 use crate::{BridgeError, Broker, HistoryBuffer, HistoryConfig, LiveSink, ReadLimit, StreamSlice};
 
+/// The epoch read for a user who has no stream. A stream made later has its own epoch, so a
+/// client that passes this one back is treated as holding nothing of it (`after` = 0), which is
+/// right: it saw no event.
+pub const NO_STREAM_EPOCH: &str = "none";
+
 struct MemStream {
     epoch: Arc<str>,
     head: u64,
@@ -179,18 +184,19 @@ impl Broker for MemoryBroker {
                 frames: r.frames,
             }
         })?;
-        match slice {
-            Some(s) => Ok(s),
-            // No stream yet: create it so its epoch is stable from now on.
-            None => Ok(self
-                .with_stream(user, true, |s| StreamSlice {
-                    epoch: s.epoch.clone(),
-                    head: s.head,
-                    gap: None,
-                    frames: Vec::new(),
-                })?
-                .expect("created")),
-        }
+        // No stream: an empty answer, and no stream is made. A read holds no events and no
+        // connection, so it must not take one of the `limits.max_users` streams.
+        Ok(slice.unwrap_or_else(|| StreamSlice {
+            epoch: NO_STREAM_EPOCH.into(),
+            head: 0,
+            gap: None,
+            frames: Vec::new(),
+        }))
+    }
+
+    async fn open(&self, user: &UserId) -> Result<(), BridgeError> {
+        self.with_stream(user, true, |s| s.last_activity = Instant::now())?;
+        Ok(())
     }
 
     async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {

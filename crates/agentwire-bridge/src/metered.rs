@@ -143,6 +143,10 @@ impl Broker for Metered {
         r
     }
 
+    async fn open(&self, user: &UserId) -> Result<(), BridgeError> {
+        self.inner.open(user).await
+    }
+
     async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {
         let started = self.sampled();
         let r = self.inner.subscribe(user).await;

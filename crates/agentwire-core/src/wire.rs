@@ -182,6 +182,8 @@ pub enum ErrorCode {
     RateLimited,
     /// Too many concurrent runs for this user.
     TooManyRuns,
+    /// Too many concurrent HTTP streams (SSE, live reads) for this user.
+    TooManyStreams,
     /// An event that does not fit its run's grammar.
     OutOfGrammar,
     /// Missing or invalid credentials.
@@ -209,6 +211,7 @@ impl ErrorCode {
             ErrorCode::RunNotFound => "run_not_found",
             ErrorCode::RateLimited => "rate_limited",
             ErrorCode::TooManyRuns => "too_many_runs",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::OutOfGrammar => "out_of_grammar",
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::PayloadTooLarge => "payload_too_large",

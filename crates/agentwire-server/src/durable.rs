@@ -10,9 +10,14 @@ use agentwire_durable_streams::{
     DsError, DurableStreams, MemoryStore, StoreKind, StreamStore, no_auth,
 };
 use agentwire_startup::Ready;
-use axum::http::HeaderMap;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use futures_util::StreamExt as _;
 
-use crate::{AuthRequest, Authenticate};
+use crate::{AppState, AuthRequest, Authenticate};
 
 /// The `/ds` surface the config asks for, authenticating with `auth`; `None` when disabled.
 pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<DurableStreams> {
@@ -109,4 +114,56 @@ fn owner(
             crate::auth::count_failure("ds".to_owned(), &message);
             DsError::Unauthorized(message)
         })
+}
+
+/// Middleware of `/ds`: a live read (`live=sse` or `live=long-poll`) by a user holds one of the
+/// user's `limits.max_http_streams_per_user` until its response body ends (429
+/// `too_many_streams` when none is left). Reads with the API key, and requests that do not
+/// authenticate (the route answers those), pass as they are.
+pub(crate) async fn stream_cap(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let query = request.uri().query().unwrap_or_default();
+    if request.method() != Method::GET || !is_live_read(query) {
+        return next.run(request).await;
+    }
+    let api_key = state.ready().config().api_key.as_deref();
+    if api_key.is_some_and(|key| crate::auth::bearer_matches(request.headers(), key)) {
+        return next.run(request).await;
+    }
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(query).unwrap_or_default();
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let credentials = AuthRequest {
+        headers: request.headers(),
+        token: param("token"),
+        user: param("user"),
+    };
+    let Ok(user) = state.auth().authenticate(&credentials) else {
+        return next.run(request).await;
+    };
+    let slot = match state.http_limits().open_stream(&user) {
+        Ok(slot) => slot,
+        Err(refused) => return refused.into_response(),
+    };
+    let (parts, body) = next.run(request).await.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _held_until_the_body_ends = &slot;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
+}
+
+/// Whether a `/ds` query asks for a live read (PROTOCOL.md: `live=sse` or `live=long-poll`).
+fn is_live_read(query: &str) -> bool {
+    serde_urlencoded::from_str::<Vec<(String, String)>>(query)
+        .unwrap_or_default()
+        .iter()
+        .any(|(k, v)| k == "live" && (v == "sse" || v == "long-poll"))
 }

@@ -32,6 +32,7 @@ mod error;
 mod health;
 mod http;
 mod json_errors;
+mod limits;
 mod origin;
 mod shutdown;
 mod state;
@@ -198,7 +199,14 @@ impl RouterBuilder {
             router = router.route("/debug/disconnect", axum::routing::post(debug::disconnect));
         }
         if let Some(ds) = state.durable_streams() {
-            router = router.nest("/ds", ds.clone().router());
+            let ds = ds
+                .clone()
+                .router()
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    durable::stream_cap,
+                ));
+            router = router.nest("/ds", ds);
         }
         if self.demo_page {
             router = router

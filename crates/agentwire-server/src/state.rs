@@ -8,6 +8,7 @@ use agentwire_bridge_factory::{ExternalLimits, ExternalRuns};
 use agentwire_startup::Ready;
 use agentwire_ws::WsTransport;
 
+use crate::limits::HttpLimits;
 use crate::{Authenticate, Authenticator};
 
 /// The server's shared state: the started components, the authenticator, and the drain flag.
@@ -27,6 +28,7 @@ struct Inner {
     external: ExternalRuns,
     ws: WsTransport,
     durable_streams: Option<agentwire_durable_streams::DurableStreams>,
+    http_limits: Arc<HttpLimits>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -64,9 +66,11 @@ impl AppState {
         );
         let auth: Arc<dyn Authenticate> = Arc::new(auth);
         let ws = WsTransport::with_authenticator(ready.clone(), auth.clone());
+        let http_limits = Arc::new(HttpLimits::new(&ready.config().limits));
         let durable_streams = crate::durable::build(&ready, auth.clone());
         Self {
             inner: Arc::new(Inner {
+                http_limits,
                 ready,
                 auth,
                 durable_streams,
@@ -118,6 +122,11 @@ impl AppState {
     /// The grammar bookkeeping of runs published over `/v1/publish`.
     pub fn external_runs(&self) -> &ExternalRuns {
         &self.inner.external
+    }
+
+    /// The per-user bounds of the HTTP API (request rates, open streams).
+    pub(crate) fn http_limits(&self) -> &Arc<HttpLimits> {
+        &self.inner.http_limits
     }
 
     /// The WebSocket transport behind `/ws` (its sessions, so shutdown can wait for them).

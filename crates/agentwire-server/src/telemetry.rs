@@ -152,6 +152,12 @@ const METRICS: &[(Kind, &str, Option<Unit>, &str)] = &[
     ),
     (
         Kind::Counter,
+        "agentwire_http_limited_total",
+        None,
+        "HTTP requests refused with 429 by a per-user bound, by reason (rate, publish_rate, streams).",
+    ),
+    (
+        Kind::Counter,
         "agentwire_replays_total",
         None,
         "Replays from history started (resume or a hole in live delivery).",

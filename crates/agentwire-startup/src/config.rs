@@ -79,6 +79,18 @@ pub struct LimitsConfig {
     pub messages_per_second: u32,
     /// Inbound frames a connection may send in a burst above the sustained rate.
     pub burst: u32,
+    /// Sustained HTTP API requests per second per user (`/v1/runs`, `/v1/events`,
+    /// `/v1/stream`, `/agui/{agent}`, …); over it and the burst, 429 `rate_limited`.
+    pub http_requests_per_second: u32,
+    /// HTTP API requests a user may make in a burst above the sustained rate.
+    pub http_burst: u32,
+    /// Sustained `/v1/publish` events per second per target user; over it and the burst, 429.
+    pub publish_per_second: u32,
+    /// `/v1/publish` events a user's stream may take in a burst above the sustained rate.
+    pub publish_burst: u32,
+    /// Concurrent HTTP streams per user (`/v1/stream`, `/agui/{agent}`, live `/ds` reads);
+    /// one more is answered 429 `too_many_streams`.
+    pub max_http_streams_per_user: usize,
     /// Longest a run may take before it ends with `agent_error {code:"timeout"}`.
     #[serde(with = "humantime_serde")]
     pub run_timeout: Duration,
@@ -114,6 +126,11 @@ impl Default for LimitsConfig {
             max_users: 100_000,
             messages_per_second: 20,
             burst: 40,
+            http_requests_per_second: 20,
+            http_burst: 40,
+            publish_per_second: 500,
+            publish_burst: 1000,
+            max_http_streams_per_user: 8,
             run_timeout: Duration::from_secs(300),
             max_connections: 100_000,
             max_connections_per_ip: 1_000,

@@ -86,6 +86,27 @@ impl AgentwireConfig {
                 "the defaults are 20 and 40",
             );
         }
+        if self.limits.http_requests_per_second == 0 || self.limits.http_burst == 0 {
+            return bad(
+                "limits.http_requests_per_second",
+                "http_requests_per_second and http_burst must be at least 1".into(),
+                "the defaults are 20 and 40",
+            );
+        }
+        if self.limits.publish_per_second == 0 || self.limits.publish_burst == 0 {
+            return bad(
+                "limits.publish_per_second",
+                "publish_per_second and publish_burst must be at least 1".into(),
+                "the defaults are 500 and 1000",
+            );
+        }
+        if self.limits.max_http_streams_per_user == 0 {
+            return bad(
+                "limits.max_http_streams_per_user",
+                "must be at least 1: 0 would refuse every stream".into(),
+                "the default is 8",
+            );
+        }
         if self.auth.max_token_lifetime.is_zero() {
             return bad(
                 "auth.max_token_lifetime",

@@ -1,36 +1,31 @@
-//! A token bucket for inbound frames of one connection.
+//! The inbound frame limit of one connection: a GCRA limiter of the `governor` crate (the same
+//! implementation as the server's per-user HTTP limits), plus a count of refusals in a row.
 
-use std::time::Instant;
+use std::num::NonZeroU32;
+
+use governor::{DefaultDirectRateLimiter, Quota};
 
 /// Allows `rate` frames per second on average and bursts of `burst`.
 #[derive(Debug)]
 pub(crate) struct TokenBucket {
-    tokens: f64,
-    burst: f64,
-    rate: f64,
-    last: Instant,
+    limiter: DefaultDirectRateLimiter,
     /// Frames refused in a row.
     pub(crate) strikes: u32,
 }
 
 impl TokenBucket {
     pub(crate) fn new(rate: u32, burst: u32) -> Self {
+        let rate = NonZeroU32::new(rate).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
         Self {
-            tokens: f64::from(burst),
-            burst: f64::from(burst),
-            rate: f64::from(rate),
-            last: Instant::now(),
+            limiter: DefaultDirectRateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
             strikes: 0,
         }
     }
 
     /// Takes a token; false when none is left.
-    pub(crate) fn take(&mut self, now: Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
+    pub(crate) fn take(&mut self) -> bool {
+        if self.limiter.check().is_ok() {
             self.strikes = 0;
             true
         } else {
@@ -43,16 +38,14 @@ impl TokenBucket {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn allows_a_burst_then_the_rate() {
-        let t0 = Instant::now();
-        let mut b = TokenBucket::new(10, 3);
-        assert!((0..3).all(|_| b.take(t0)));
-        assert!(!b.take(t0));
-        assert_eq!(b.strikes, 1);
-        assert!(b.take(t0 + Duration::from_millis(150)));
-        assert_eq!(b.strikes, 0);
+    fn allows_a_burst_then_refuses_and_counts_strikes() {
+        // A slow rate, so no token comes back while the test runs.
+        let mut b = TokenBucket::new(1, 3);
+        assert!((0..3).all(|_| b.take()));
+        assert!(!b.take());
+        assert!(!b.take());
+        assert_eq!(b.strikes, 2);
     }
 }

@@ -239,9 +239,7 @@ impl Session<'_> {
                 }
                 msg = self.rx.next() => msg,
             };
-            // One clock read per frame serves the heartbeat and the rate limit.
-            let now = Instant::now();
-            last_seen = now;
+            last_seen = Instant::now();
             match msg {
                 None => return,
                 Some(Err(e)) => {
@@ -256,7 +254,7 @@ impl Session<'_> {
                     return;
                 }
                 Some(Ok(Message::Text(text))) => {
-                    if !self.bucket.take(now.into_std()) {
+                    if !self.bucket.take() {
                         let limits = &self.state.ready().config().limits;
                         if self.bucket.strikes > limits.burst {
                             count_close("rate_limited");

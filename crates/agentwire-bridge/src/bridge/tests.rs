@@ -334,6 +334,37 @@ async fn limits_connections_per_user_and_users() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn reads_do_not_take_a_stream_and_open_stream_does() {
+    let config = BridgeConfig {
+        max_users: 1,
+        ..BridgeConfig::default()
+    };
+    let b = AgentWebSocketBridge::builder().configure(config).unwrap();
+    for i in 0..100 {
+        let page = b
+            .history_after(&user(&format!("r{i}")), 0, None, 10)
+            .await
+            .unwrap();
+        assert_eq!((page.head, page.frames.len()), (0, 0));
+        assert_eq!(page.epoch, crate::NO_STREAM_EPOCH);
+        b.stream_head(&user(&format!("h{i}"))).await.unwrap();
+    }
+    assert_eq!(b.stats().streams, Some(0), "reads made no stream");
+    b.open_stream(&user("a")).await.unwrap();
+    b.open_stream(&user("a")).await.unwrap();
+    assert_eq!(b.stats().streams, Some(1));
+    assert!(matches!(
+        b.open_stream(&user("b")).await,
+        Err(BridgeError::TooManyUsers { max: 1 })
+    ));
+    // The opened stream takes the run's events; its epoch is its own.
+    assert_eq!(b.publish_event(&user("a"), event(0)).await.unwrap(), 1);
+    let page = b.history_after(&user("a"), 0, None, 10).await.unwrap();
+    assert_ne!(page.epoch, crate::NO_STREAM_EPOCH);
+    assert_eq!(page.frames.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
 async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() {
     let mut config = BridgeConfig::default();
     config.history.ttl = Duration::from_secs(1);

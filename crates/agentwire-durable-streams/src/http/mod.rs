@@ -5,16 +5,16 @@ mod read;
 mod sse;
 mod write;
 
-use std::collections::HashMap;
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use parking_lot::Mutex;
+use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::model::{Caller, Owner};
 use crate::{DsError, DurableStreamsConfig, StreamStore};
@@ -61,7 +61,10 @@ pub struct DurableStreams {
     pub(crate) store: Arc<dyn StreamStore>,
     pub(crate) auth: Authenticate,
     pub(crate) config: Arc<DurableStreamsConfig>,
-    buckets: Arc<Mutex<HashMap<Owner, Bucket>>>,
+    /// The append rate per owner (a GCRA limiter of `governor`, as the server's other rates).
+    appends: Arc<DefaultKeyedRateLimiter<Owner>>,
+    /// Appends charged, to sweep owners whose budget is full again every so often.
+    charged: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for DurableStreams {
@@ -72,11 +75,8 @@ impl std::fmt::Debug for DurableStreams {
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
-}
+/// Appends charged between two sweeps of idle owners out of the append limiter.
+const SWEEP_EVERY: u64 = 4096;
 
 impl DurableStreams {
     /// The protocol over `store`, authenticating with `auth`.
@@ -85,11 +85,16 @@ impl DurableStreams {
         auth: Authenticate,
         config: DurableStreamsConfig,
     ) -> Self {
+        let rate = NonZeroU32::new(config.appends_per_second).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(config.append_burst).unwrap_or(NonZeroU32::MIN);
         Self {
             store,
             auth,
             config: Arc::new(config),
-            buckets: Arc::default(),
+            appends: Arc::new(DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(rate).allow_burst(burst),
+            )),
+            charged: Arc::default(),
         }
     }
 
@@ -108,29 +113,18 @@ impl DurableStreams {
         (self.auth)(headers, query)
     }
 
-    /// Takes one append token from `owner`'s bucket.
+    /// Takes one append from `owner`'s budget (`appends_per_second`, `append_burst`).
     pub(crate) fn charge_append(&self, owner: &Owner) -> Result<(), DsError> {
-        let (rate, burst) = (
-            f64::from(self.config.appends_per_second),
-            f64::from(self.config.append_burst.max(1)),
-        );
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock();
-        let bucket = buckets.entry(owner.clone()).or_insert(Bucket {
-            tokens: burst,
-            at: now,
-        });
-        let refill = now.duration_since(bucket.at).as_secs_f64() * rate;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.at = now;
-        if bucket.tokens < 1.0 {
-            return Err(DsError::TooMany(format!(
+        if self.charged.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            self.appends.retain_recent();
+            self.appends.shrink_to_fit();
+        }
+        self.appends.check_key(owner).map_err(|_| {
+            DsError::TooMany(format!(
                 "append rate limit: {} appends per second per user",
                 self.config.appends_per_second
-            )));
-        }
-        bucket.tokens -= 1.0;
-        Ok(())
+            ))
+        })
     }
 }
 

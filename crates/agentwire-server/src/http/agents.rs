@@ -4,14 +4,12 @@ use axum::Json;
 use axum::extract::State;
 use serde_json::{Value, json};
 
-use crate::{AppState, AuthenticatedUser};
+use crate::AppState;
+use crate::limits::ApiUser;
 
 /// `{agents: [{name, description}], default}`, sorted by name; `default` is `demo` when it is
 /// registered, else the first agent. Any authenticated user may list them.
-pub(crate) async fn list(
-    State(state): State<AppState>,
-    AuthenticatedUser(_user): AuthenticatedUser,
-) -> Json<Value> {
+pub(crate) async fn list(State(state): State<AppState>, ApiUser(_): ApiUser) -> Json<Value> {
     let agents = state.ready().executor().registry().agents();
     let default = agents
         .iter()

@@ -17,12 +17,13 @@ use serde_json::Value;
 
 use super::stream::{Attached, KEEPALIVE, attach, resume_point};
 use super::{JsonBody, error, refuse_if_draining};
-use crate::{ApiError, AppState, AuthenticatedIdentity};
+use crate::limits::ApiUser;
+use crate::{ApiError, AppState};
 
 /// Starts `agent` for the user with the last user message and streams the run as AG-UI events.
 pub(crate) async fn run(
     State(state): State<AppState>,
-    AuthenticatedIdentity(identity): AuthenticatedIdentity,
+    ApiUser(identity): ApiUser,
     headers: HeaderMap,
     Path(agent): Path<String>,
     body: Result<JsonBody<RunAgentInput>, ApiError>,
@@ -55,6 +56,10 @@ pub(crate) async fn run(
         run_id: run_id.clone(),
         request_id: None,
     };
+    // Attach before the run is registered: a stream that cannot open (the user's stream cap,
+    // `limits.max_users`) refuses the request before any run exists, and no event of the run
+    // is missed.
+    let (guard, _, _) = attach(&state, &user, None).await?;
     let prepared = state
         .ready()
         .executor()

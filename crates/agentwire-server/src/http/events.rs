@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::limits::ApiUser;
+use crate::{ApiError, AppState};
+use agentwire_auth::Identity;
 
 /// The most events one page holds.
 const MAX_PAGE: usize = 1000;
@@ -42,7 +44,7 @@ pub(crate) struct EventsQuery {
 /// unavailable): `next_after` says where the next page starts.
 pub(crate) async fn list(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    ApiUser(Identity { user, .. }): ApiUser,
     query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) =

@@ -37,7 +37,9 @@ pub(crate) fn status_for(code: ErrorCode) -> StatusCode {
         ErrorCode::UnknownAgent | ErrorCode::RunNotFound | ErrorCode::NotFound => {
             StatusCode::NOT_FOUND
         }
-        ErrorCode::RateLimited | ErrorCode::TooManyRuns => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::RateLimited | ErrorCode::TooManyRuns | ErrorCode::TooManyStreams => {
+            StatusCode::TOO_MANY_REQUESTS
+        }
         ErrorCode::OutOfGrammar => StatusCode::CONFLICT,
         ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

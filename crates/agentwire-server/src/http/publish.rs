@@ -3,6 +3,7 @@
 use agentwire_core::{ErrorCode, EventKind, RunEvent, RunId, ThreadId};
 use axum::Json;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -43,12 +44,14 @@ fn empty_object() -> Value {
 
 /// Publishes one event of an external run to `user_id`'s stream: `{seq}`. The server API key
 /// (`api_key`) authenticates the caller; the run grammar is enforced per `(user_id, run_id)`
-/// (409 `out_of_grammar` otherwise). Without a configured key the route does not exist (404).
+/// (409 `out_of_grammar` otherwise). Each target user's stream takes at most
+/// `limits.publish_per_second` events (429 `rate_limited` with `Retry-After` over it). Without a
+/// configured key the route does not exist (404).
 pub(crate) async fn publish(
     State(state): State<AppState>,
     _: Publisher,
     body: Result<JsonBody<Publish>, ApiError>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let JsonBody(body) = body?;
     let user = crate::user_id(&body.user_id)
         .map_err(|e| error(ErrorCode::InvalidField, format!("user_id: {e}")))?;
@@ -84,11 +87,14 @@ pub(crate) async fn publish(
             format!("run {run_id} is driven by an agent of this server; publish with a new run_id"),
         ));
     }
+    if let Err(limited) = state.http_limits().publish(&user) {
+        return Ok(limited.into_response());
+    }
     let event = RunEvent::now(run_id, thread_id, body.agent.into(), kind);
     let seq = state
         .external_runs()
         .publish(&user, event)
         .await
         .map_err(|e| error(e.code(), e.to_string()))?;
-    Ok(Json(json!({ "seq": seq })))
+    Ok(Json(json!({ "seq": seq })).into_response())
 }

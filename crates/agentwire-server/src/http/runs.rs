@@ -9,7 +9,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::{JsonBody, error, refuse_if_draining};
-use crate::{ApiError, AppState, AuthenticatedUser};
+use crate::limits::ApiUser;
+use crate::{ApiError, AppState};
+use agentwire_auth::Identity;
 
 /// The body of `POST /v1/runs`.
 #[derive(Debug, Deserialize)]
@@ -28,10 +30,12 @@ fn default_agent() -> String {
 }
 
 /// Starts a run for the authenticated user: 202 `{run_id, thread_id}`; its events follow on the
-/// user's stream (`/ws`, `/v1/stream`, `/v1/events`).
+/// user's stream (`/ws`, `/v1/stream`, `/v1/events`). 202 means the run was accepted: the
+/// user's stream exists (503 `unavailable` when `limits.max_users` streams are held) and the run
+/// is registered (429 `too_many_runs` over `limits.max_runs_per_user`).
 pub(crate) async fn start(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    ApiUser(Identity { user, .. }): ApiUser,
     body: Result<JsonBody<StartRun>, ApiError>,
 ) -> Result<Response, ApiError> {
     let JsonBody(body) = body?;
@@ -39,7 +43,14 @@ pub(crate) async fn start(
     if body.content.trim().is_empty() {
         return Err(error(ErrorCode::InvalidField, "content must not be empty"));
     }
-    // Content too large for one event (its `agent_started`) is 413 `payload_too_large`.
+    // The stream first: a run whose events would be refused is never answered 202. Content
+    // too large for one event (its `agent_started`) is 413 `payload_too_large`.
+    state
+        .ready()
+        .bridge()
+        .open_stream(&user)
+        .await
+        .map_err(super::bridge_error)?;
     let ctx = UserContext::new_run(user, body.thread_id, None);
     let prepared = state
         .ready()
@@ -56,7 +67,7 @@ pub(crate) async fn start(
 /// `agent_error {code:"cancelled"}`. Another user's run is 404 `run_not_found`, like no run.
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    AuthenticatedUser(user): AuthenticatedUser,
+    ApiUser(Identity { user, .. }): ApiUser,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || {

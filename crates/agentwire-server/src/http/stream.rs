@@ -19,7 +19,8 @@ use futures_util::Stream;
 use serde::Deserialize;
 
 use super::{error, refuse_if_draining};
-use crate::{ApiError, AppState, AuthenticatedIdentity};
+use crate::limits::{ApiUser, StreamSlot};
+use crate::{ApiError, AppState};
 
 /// How often an idle SSE stream gets a keepalive comment.
 pub(crate) const KEEPALIVE: Duration = Duration::from_secs(15);
@@ -41,6 +42,8 @@ pub(crate) struct Attached {
     pub(crate) user: UserId,
     pub(crate) connection_id: ConnectionId,
     pub(crate) queue: Arc<ConnectionQueue>,
+    /// The user's slot of `limits.max_http_streams_per_user`.
+    pub(crate) _slot: StreamSlot,
     /// Fires when the request's credentials expire; `None` when they do not.
     expiry: Option<Pin<Box<tokio::time::Sleep>>>,
 }
@@ -116,12 +119,14 @@ pub(crate) fn resume_point(
 }
 
 /// Attaches a queue for `user`, resuming from `resume`; a resume point ahead of the stream head
-/// starts live and returns the error to tell the client.
+/// starts live and returns the error to tell the client. The stream takes one of the user's
+/// `limits.max_http_streams_per_user` (429 `too_many_streams` when none is left).
 pub(crate) async fn attach(
     state: &AppState,
     user: &UserId,
     resume: Option<ResumeFrom>,
 ) -> Result<(Attached, agentwire_bridge::Attachment, Option<FrameError>), ApiError> {
+    let slot = state.http_limits().open_stream(user)?;
     let queue = Arc::new(
         state
             .ready()
@@ -140,6 +145,7 @@ pub(crate) async fn attach(
         connection_id: attachment.connection_id,
         queue,
         expiry: None,
+        _slot: slot,
     };
     Ok((guard, attachment, warning))
 }
@@ -150,7 +156,7 @@ pub(crate) async fn attach(
 /// event named `close` says why; reconnect with `Last-Event-ID` to resume.
 pub(crate) async fn stream(
     State(state): State<AppState>,
-    AuthenticatedIdentity(identity): AuthenticatedIdentity,
+    ApiUser(identity): ApiUser,
     headers: HeaderMap,
     query: Result<Query<StreamQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
