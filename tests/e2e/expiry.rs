@@ -133,7 +133,8 @@ async fn a_refresh_before_the_expiry_keeps_the_connection_open() {
 #[tokio::test]
 async fn a_refresh_with_a_bad_token_or_another_users_is_refused_and_changes_nothing() {
     let server = jwt_server().await;
-    let (mut ws, _, _) = connect(&server, &short_token("kim")).await;
+    // 3–4 s: room for the refusals below before the expiry, on a loaded machine too.
+    let (mut ws, _, _) = connect(&server, &signed(json!({"sub": "kim", "exp": now() - 1}))).await;
     let wrong_secret = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
         &json!({"sub": "kim", "exp": now() + 300}),
