@@ -59,15 +59,13 @@ pub(crate) async fn run(
     // Attach before the run is registered: a stream that cannot open (the user's stream cap,
     // `limits.max_users`) refuses the request before any run exists, and no event of the run
     // is missed.
-    let (guard, _, _) = attach(&state, &user, None).await?;
+    let (mut guard, _, _) = attach(&state, &user, None).await?;
+    guard.expire_at(expires_at);
     let prepared = state
         .ready()
         .executor()
         .prepare(ctx, &agent, content)
         .map_err(|e| error(e.code(), e.to_string()))?;
-    // Attach before the run publishes anything, so no event of it is missed.
-    let (mut guard, _, _) = attach(&state, &user, None).await?;
-    guard.expire_at(expires_at);
     prepared.spawn();
     let run = AguiRun::new(run_id, AguiMapper::new(input.thread_id, input.run_id));
     Ok(sse(agui_events(guard, run)))
