@@ -359,7 +359,12 @@ async fn an_event_over_the_size_limit_is_refused_and_the_run_goes_on() {
     );
     assert_eq!(run.message_delta("m", "fits").await.unwrap(), 2);
     // Control characters escape to six bytes each: 4 KiB of them is 24 KiB of JSON, still within.
-    assert_eq!(run.failed("agent_failed", "\u{1}".repeat(100_000)).await.unwrap(), 3);
+    assert_eq!(
+        run.failed("agent_failed", "\u{1}".repeat(100_000))
+            .await
+            .unwrap(),
+        3
+    );
     let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
     assert_eq!(page.frames.len(), 3);
     assert!(page.frames[2].len() < 32 * 1024);
