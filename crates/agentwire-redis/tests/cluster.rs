@@ -223,7 +223,7 @@ async fn append_through_failover(wait_replicas: u32) -> Failover {
         }
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = a.read_after(&user, 0, None, 0).await.unwrap().head;
+    let before = a.read_after(&user, 0, None, 0.into()).await.unwrap().head;
     cluster.nodes[primary].kill();
     killed_at.store(before, std::sync::atomic::Ordering::SeqCst);
     tokio::task::block_in_place(|| cluster.wait_failover(primary, Duration::from_secs(20)));
@@ -340,7 +340,7 @@ async fn read_from(
 ) -> agentwire_bridge::StreamSlice {
     let started = Instant::now();
     loop {
-        match node.read_after(user, after, None, limit).await {
+        match node.read_after(user, after, None, limit.into()).await {
             Ok(slice) => return slice,
             Err(e) if started.elapsed() < Duration::from_secs(10) => {
                 println!("read after the failover: {e}; retrying");

@@ -123,7 +123,7 @@ async fn concurrent_publishers(nodes: usize, publishers: usize, per: usize) {
         }
     }
     let slice = brokers[0]
-        .read_after(&user, 0, None, total + 10)
+        .read_after(&user, 0, None, (total + 10).into())
         .await
         .unwrap();
     let held: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
@@ -228,7 +228,10 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
         .unwrap();
     assert_eq!(broker.append(&user, delta("b")).await.unwrap(), 1004);
     for after in [2, 3] {
-        let slice = broker.read_after(&user, after, None, 10).await.unwrap();
+        let slice = broker
+            .read_after(&user, after, None, 10.into())
+            .await
+            .unwrap();
         let gap = slice.gap.map(|g| (g.from_seq, g.to_seq));
         if after == 3 {
             assert_eq!(gap, Some((4, 1003)));
@@ -241,6 +244,65 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
             let seqs: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
             assert_eq!(seqs, vec![3], "the page stops before the hole");
         }
+    }
+    broker.remove(&user).await.unwrap();
+}
+
+/// `history.max_bytes` on Redis: after every append the stream holds exactly the newest entries
+/// within both bounds — at most `max_events` entries and `max_bytes` bytes of frames, the newest
+/// always — whether the count trim or the byte trim decides (the count trim only raises the
+/// floor the script's byte count starts from); and a read stops before the entry that would pass
+/// its byte limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
+    if !shared_redis_or_skip("history bytes") {
+        return;
+    }
+    const MAX_EVENTS: usize = 6;
+    const MAX_BYTES: usize = 1000;
+    let history = HistoryConfig {
+        max_events: MAX_EVENTS,
+        max_bytes: MAX_BYTES,
+        ..HistoryConfig::default()
+    };
+    let options = RedisOptions::new(history).prefix(&unique("bytes"));
+    let broker = RedisBroker::connect_with(&redis_url(), options, recorder())
+        .await
+        .unwrap();
+    let user = UserId::new(unique("u")).unwrap();
+    // Small runs (the count decides), large ones (the bytes decide) and one event larger than
+    // the whole bound (held alone).
+    let sizes = (0..60).map(|i| match i {
+        25 => 1500,
+        i if (i / 10) % 2 == 0 => 20 + i % 7,
+        i => 250 + 13 * (i % 5),
+    });
+    let mut lens: Vec<usize> = Vec::new();
+    for (i, size) in sizes.enumerate() {
+        let event = delta(&"x".repeat(size));
+        let seq = broker.append(&user, event.clone()).await.unwrap();
+        assert_eq!(seq, i as u64 + 1);
+        lens.push(event.envelope_len(seq));
+        let (mut held, mut bytes) = (0, 0);
+        while held < lens.len().min(MAX_EVENTS)
+            && (held == 0 || bytes + lens[lens.len() - 1 - held] <= MAX_BYTES)
+        {
+            bytes += lens[lens.len() - 1 - held];
+            held += 1;
+        }
+        let slice = broker.read_after(&user, 0, None, 100.into()).await.unwrap();
+        let got: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
+        let want: Vec<u64> = (seq + 1 - held as u64..=seq).collect();
+        assert_eq!(got, want, "after seq {seq}");
+        assert_eq!(slice.frames.iter().map(|f| f.len()).sum::<usize>(), bytes);
+    }
+    // A read with a byte limit: the entries that fit it, at least one.
+    let all = broker.read_after(&user, 0, None, 100.into()).await.unwrap();
+    let first_two: usize = all.frames[..2].iter().map(|f| f.len()).sum();
+    for (bytes, want) in [(first_two, 2), (first_two - 1, 1), (1, 1)] {
+        let limit = agentwire_bridge::ReadLimit::events(100).bytes(bytes);
+        let slice = broker.read_after(&user, 0, None, limit).await.unwrap();
+        assert_eq!(slice.frames.len(), want, "a read of at most {bytes} bytes");
     }
     broker.remove(&user).await.unwrap();
 }
