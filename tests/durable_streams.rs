@@ -359,6 +359,13 @@ async fn a_stream_belongs_to_its_creator() {
     );
     let bobs = http.put(url("third", "bob")).send().await.unwrap();
     assert_eq!(bobs.status(), 201, "the bound is per user");
+    // The reserved control prefix is never a stream (subscriptions are not implemented).
+    let reserved = http
+        .put(url("__ds/subscriptions/s1", "ada"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reserved.status(), 501);
     server.stop().await;
 }
 

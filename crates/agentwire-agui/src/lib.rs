@@ -3,6 +3,10 @@
 //! [`RunAgentInput`], starts the run, and writes what [`AguiRun`] returns as SSE `data:` lines.
 //! `docs/ag-ui.md` has the mapping table.
 //!
+//! [`AiSdkMapper`] maps the same events to the Vercel AI SDK's UI message stream chunks, the
+//! format the AI SDK's durable-streams transport reads (`docs/durable-streams.md`). The AG-UI
+//! events are also what TanStack AI reads (its `StreamChunk`s are AG-UI events).
+//!
 //! ```
 //! use agentwire_agui::{AguiMapper, AguiRun, RunAgentInput};
 //! use agentwire_core::{EventKind, RunEvent, RunId, StreamEvent, ThreadId};
@@ -34,10 +38,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod ai_sdk;
 mod input;
 mod mapper;
 mod run;
 
+pub use ai_sdk::AiSdkMapper;
 pub use input::RunAgentInput;
 pub use mapper::AguiMapper;
 pub use run::AguiRun;

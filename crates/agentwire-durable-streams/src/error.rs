@@ -60,6 +60,10 @@ pub enum DsError {
     /// The store failed (500/503); the message names the store.
     #[error("stream store unavailable: {0}")]
     Store(String),
+    /// A part of the protocol this server does not implement (501): the reserved `__ds`
+    /// control APIs (subscriptions).
+    #[error("{0}")]
+    NotImplemented(&'static str),
 }
 
 impl DsError {
@@ -78,6 +82,7 @@ impl DsError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
         }
     }
 
@@ -97,6 +102,7 @@ impl DsError {
             Self::TooLarge(_) => "payload_too_large",
             Self::TooMany(_) => "rate_limited",
             Self::Store(_) => "store_unavailable",
+            Self::NotImplemented(_) => "not_implemented",
         }
     }
 

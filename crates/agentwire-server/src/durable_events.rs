@@ -1,11 +1,13 @@
 //! agentwire's own event streams as read-only Durable Streams, beside the stored ones:
 //! - `/ds/agentwire/events`: the caller's event stream;
 //! - `/ds/agentwire/runs/{run_id}`: one run's events, closed (EOF) after its `agent_completed`
-//!   or `agent_error`.
+//!   or `agent_error`;
+//! - `/ds/agentwire/runs/{run_id}/ai-sdk` and `…/ag-ui`: the same run mapped for a front end
+//!   (`durable_views.rs`): AI SDK UI message stream chunks, AG-UI events (TanStack AI).
 //!
-//! Both are `application/json` streams of the event frames (the JSON `/ws` delivers). An offset's
-//! position is a seq: reading from offset `n` returns the events with seq > `n`, and
-//! `Stream-Next-Offset` carries the last seq delivered. Writes answer 405.
+//! All are `application/json` streams (of the event frames `/ws` delivers, or of the mapped
+//! chunks). An offset's position is a seq: reading from offset `n` returns what the events with
+//! seq > `n` show, and `Stream-Next-Offset` carries the last seq delivered. Writes answer 405.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +22,8 @@ use agentwire_durable_streams::model::{
 use agentwire_durable_streams::offset::{Offset, ReadFrom};
 use agentwire_durable_streams::{DsError, StreamStore};
 use axum::body::Bytes;
+
+use crate::durable_views::View;
 
 /// Where agentwire's streams live under `/ds`.
 const PREFIX: &str = "/agentwire/";
@@ -37,16 +41,24 @@ pub(crate) struct WithAgentwireStreams {
 /// Which agentwire stream a path names.
 enum Source<'a> {
     Events,
-    Run(&'a str),
+    Run(&'a str, View),
 }
 
 fn source(path: &str) -> Option<Result<Source<'_>, DsError>> {
     let rest = path.strip_prefix(PREFIX)?;
-    Some(match rest.split_once('/') {
-        None if rest == "events" => Ok(Source::Events),
-        Some(("runs", run)) if !run.is_empty() && !run.contains('/') => Ok(Source::Run(run)),
-        _ => Err(DsError::NotFound),
-    })
+    let found = match rest.split_once('/') {
+        None if rest == "events" => Some(Source::Events),
+        Some(("runs", run_path)) => {
+            let (run, view) = match run_path.split_once('/') {
+                None => (run_path, Some(View::Frames)),
+                Some((run, suffix)) => (run, View::named(suffix)),
+            };
+            view.filter(|_| !run.is_empty())
+                .map(|view| Source::Run(run, view))
+        }
+        _ => None,
+    };
+    Some(found.ok_or(DsError::NotFound))
 }
 
 fn user_of(owner: &Owner) -> Result<UserId, DsError> {
@@ -139,7 +151,7 @@ impl WithAgentwireStreams {
     async fn read_run(
         &self,
         user: &UserId,
-        run: &str,
+        (run, view): (&str, View),
         req: &ReadRequest,
     ) -> Result<ReadChunk, DsError> {
         let (mut frames, mut after) = (Vec::<Frame>::new(), 0);
@@ -178,16 +190,20 @@ impl WithAgentwireStreams {
             ReadFrom::At(Offset(seq)) => seq.min(tail),
         };
         let (mut parts, mut next, mut bytes) = (Vec::<Bytes>::new(), from, 0);
-        let pending: Vec<&Frame> = frames.iter().filter(|f| f.seq() > from).collect();
-        for frame in &pending {
-            if bytes >= req.max_bytes && !parts.is_empty() {
+        let mut pending = view.render(run, &frames);
+        pending.retain(|(seq, _)| *seq > from);
+        let mut taken = 0;
+        // One event's messages are returned together: offsets stay seqs.
+        for (seq, messages) in pending.iter() {
+            if bytes >= req.max_bytes && taken > 0 {
                 break;
             }
-            bytes += frame.len();
-            parts.push(frame.bytes().clone());
-            next = frame.seq();
+            bytes += messages.iter().map(Bytes::len).sum::<usize>();
+            parts.extend(messages.iter().cloned());
+            next = *seq;
+            taken += 1;
         }
-        if parts.len() == pending.len() {
+        if taken == pending.len() {
             next = tail;
         }
         Ok(ReadChunk {
@@ -247,7 +263,7 @@ impl StreamStore for WithAgentwireStreams {
                 let user = user_of(&req.caller)?;
                 match source? {
                     Source::Events => self.read_events(&user, &req).await,
-                    Source::Run(run) => self.read_run(&user, run, &req).await,
+                    Source::Run(run, view) => self.read_run(&user, (run, view), &req).await,
                 }
             }
         }

@@ -28,6 +28,7 @@ mod debug;
 mod demo;
 mod durable;
 mod durable_events;
+mod durable_views;
 mod error;
 mod health;
 mod http;

@@ -140,6 +140,14 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
+    if path == "/__ds" || path.starts_with("/__ds/") {
+        // PROTOCOL.md §6: `__ds` is the reserved control prefix, routed before streams, never
+        // a stream; its subscription APIs (§6, §7) are not implemented here.
+        return DsError::NotImplemented(
+            "the reserved __ds control APIs (subscriptions) are not implemented by this server",
+        )
+        .into_response();
+    }
     let result = match parts.method {
         Method::GET => read::get(&ds, &path, &query, &parts.headers, owner, expires_at).await,
         Method::HEAD => write::head(&ds, &path, owner).await,
