@@ -7,7 +7,7 @@ use crate::{ErrorCode, GrammarError};
 #[non_exhaustive]
 pub enum CoreError {
     /// An id with characters or a length agentwire does not accept.
-    #[error("invalid {what} {value:?}: use 1 to 128 characters of A-Z a-z 0-9 _ - . : @")]
+    #[error("invalid {what} {value:?}: use 1 to 128 characters of A-Z a-z 0-9 _ - . : @ |")]
     InvalidId {
         /// Which kind of id.
         what: &'static str,

@@ -143,7 +143,9 @@ impl fmt::Debug for ConnectionId {
 }
 
 fn validate_id(what: &'static str, value: &str) -> Result<(), CoreError> {
-    let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@');
+    // `|` is in identity providers' subjects (Auth0: `auth0|64b…`, `google-oauth2|10…`).
+    let ok_char =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':' | '@' | '|');
     if value.is_empty() || value.len() > MAX_ID_LEN || !value.chars().all(ok_char) {
         return Err(CoreError::InvalidId {
             what,
@@ -198,6 +200,7 @@ mod tests {
     fn ids_validate_their_characters() {
         assert!(UserId::new("alice").is_ok());
         assert!(UserId::new("alice@example.com").is_ok());
+        assert!(UserId::new("auth0|64b0c0ffee").is_ok());
         assert!(UserId::new("").is_err());
         assert!(UserId::new("a b").is_err());
         assert!(UserId::new("x".repeat(129)).is_err());

@@ -201,7 +201,7 @@ impl AgentwireConfig {
                 return bad(
                     &component,
                     format!("{name:?} is not a usable agent name"),
-                    "use 1 to 128 characters of A-Z a-z 0-9 _ - . : @",
+                    "use 1 to 128 characters of A-Z a-z 0-9 _ - . : @ |",
                 );
             }
             if let Err(cause) = agent.validate() {
