@@ -142,9 +142,13 @@ async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str
         .env("PATH", std::env::join_paths(paths).expect("PATH entries"));
     let output = harness::run_bounded(node, SUITE_TIMEOUT).await;
     let stdout = plain(&output.stdout);
+    // A failed case is `× <name> <ms>` in the per-case list (the `FAIL` blocks go to stderr).
     let failures: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.trim_start().starts_with("FAIL "))
+        .filter(|l| {
+            let l = l.trim_start();
+            l.starts_with("FAIL ") || l.starts_with('×')
+        })
         .collect();
     let (failed, passed, skipped) = counts(&stdout).unwrap_or_else(|| {
         panic!(
