@@ -8,8 +8,6 @@
 #[allow(dead_code)] // each suite uses part of the shared harness
 mod harness;
 
-use std::sync::OnceLock;
-
 use agentwire_test::WsClient;
 use harness::node::Node;
 use serde_json::{Value, json};
@@ -17,37 +15,18 @@ use serde_json::{Value, json};
 const HISTORY: usize = 64 * 1024;
 const PAGE: usize = 40_000;
 
-static REDIS: OnceLock<Result<(String, Option<harness::PrivateRedis>), String>> = OnceLock::new();
-
-fn redis_ready() -> Result<(), String> {
-    REDIS
-        .get_or_init(harness::provision_redis)
-        .as_ref()
-        .map(|_| ())
-        .map_err(Clone::clone)
-}
-
 fn main() -> std::process::ExitCode {
-    let code = harness::run(vec![
+    harness::run(vec![
         harness::trial_needing("memory_broker_caps_history_in_bytes", vec![], || {
             history_is_capped_in_bytes("memory".to_owned())
         }),
         harness::trial(
             "redis_broker_caps_history_in_bytes",
-            "AGENTWIRE_REQUIRE_REDIS",
-            redis_ready,
-            || {
-                let Some(Ok((url, _))) = REDIS.get() else {
-                    unreachable!("redis_ready passed before the test ran")
-                };
-                history_is_capped_in_bytes(url.clone())
-            },
+            harness::REQUIRE_REDIS,
+            harness::shared_redis_ready,
+            || history_is_capped_in_bytes(harness::shared_redis_url()),
         ),
-    ]);
-    if let Some(Ok((_, Some(private)))) = REDIS.get() {
-        private.stop();
-    }
-    code
+    ])
 }
 
 /// A user name no other test run uses, so tests share one Redis safely.

@@ -45,6 +45,12 @@ fn main() -> std::process::ExitCode {
             harness::shared_redis_ready,
             a_skipped_seq_range_reads_as_a_replay_gap,
         ),
+        harness::trial(
+            "a_stream_is_capped_in_bytes_as_well_as_in_events",
+            REQUIRE_REDIS,
+            harness::shared_redis_ready,
+            a_stream_is_capped_in_bytes_as_well_as_in_events,
+        ),
     ])
 }
 
@@ -253,11 +259,7 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
 /// always — whether the count trim or the byte trim decides (the count trim only raises the
 /// floor the script's byte count starts from); and a read stops before the entry that would pass
 /// its byte limit.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
-    if !shared_redis_or_skip("history bytes") {
-        return;
-    }
     const MAX_EVENTS: usize = 6;
     const MAX_BYTES: usize = 1000;
     let history = HistoryConfig {
