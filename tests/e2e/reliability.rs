@@ -145,6 +145,8 @@ async fn a_slow_consumer_is_closed_with_4008_while_others_keep_receiving_then_re
     let mut config = test_config();
     config.limits.queue_bytes = 64 * 1024;
     config.history.max_events = 5_000;
+    // The count decides what history keeps here (5,000 events of ~4.2 KB), not the bytes.
+    config.history.max_bytes = 64 << 20;
     let server = TestServer::start_with(config, Vec::new()).await;
     let bridge = server.state.ready().bridge().clone();
     let stalled = stalled_client(&server, "slow").await;

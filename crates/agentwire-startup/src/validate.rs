@@ -140,7 +140,8 @@ impl AgentwireConfig {
     }
 
     /// The byte bounds per event, per user's history and per `/v1/events` page, which must hold
-    /// the largest event.
+    /// the largest event. A connection queue smaller than it is only warned about: such a queue
+    /// was valid before `limits.max_event_bytes` existed.
     fn validate_bytes(&self) -> Result<(), StartupError> {
         let max_event = self.limits.max_event_bytes;
         if max_event < MIN_EVENT_BYTES {
@@ -152,8 +153,14 @@ impl AgentwireConfig {
                 "the default is 262144 (256 KiB)",
             );
         }
+        if self.limits.queue_bytes < max_event {
+            tracing::warn!(
+                queue_bytes = self.limits.queue_bytes,
+                max_event_bytes = max_event,
+                "limits.queue_bytes is below limits.max_event_bytes: an event larger than the queue closes every connection it goes to with 4008"
+            );
+        }
         let holders = [
-            ("limits.queue_bytes", self.limits.queue_bytes),
             ("limits.events_page_bytes", self.limits.events_page_bytes),
             ("history.max_bytes", self.history.max_bytes),
         ];
