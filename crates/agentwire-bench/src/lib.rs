@@ -13,7 +13,10 @@
 //! - `startup`: spawns a server command and times until it accepts a WebSocket and greets;
 //! - `llm`: S connections each keep one run of an LLM agent in flight while this generator serves
 //!   the agent's OpenAI-compatible model, streaming tokens at a set rate; the latency agentwire
-//!   adds per streamed token, and the server's CPU per token.
+//!   adds per streamed token, and the server's CPU per token;
+//! - `ds`: a Durable Streams server (agentwire's `/ds`, or the reference Node server) under S
+//!   producers appending to their own streams and T live tailers per stream: appends/s, the
+//!   append latency and the append → tail latency (`benches/ds.sh`).
 //!
 //! With `--redis host:port[,…]` (the Redis servers behind a Redis broker), `runs` also reports
 //! Redis CPU and Redis commands per event, from `INFO cpu` and `INFO commandstats`.
@@ -24,6 +27,8 @@
 //! `docs/benchmarks.md` has the method and the figures; `benches/run.sh` reproduces them.
 
 mod conn;
+mod ds;
+mod ds_http;
 mod idle;
 mod llm;
 mod redis_stats;
@@ -36,6 +41,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
+pub use ds::Live;
 pub use report::Report;
 
 /// `agentwire-bench …`.
@@ -126,6 +132,36 @@ pub enum Scenario {
         /// The agent to run.
         #[arg(long, default_value = "bench")]
         agent: String,
+        /// Warm-up and measured time.
+        #[command(flatten)]
+        timing: Timing,
+    },
+    /// S streams with one producer each (closed loop, or --rate in total) and T live tailers
+    /// per stream, through the Durable Streams protocol alone: appends/s, append latency,
+    /// append → tail latency. Ignores --addr.
+    Ds {
+        /// The Durable Streams base URL: `http://127.0.0.1:8080/ds` (agentwire),
+        /// `http://127.0.0.1:4437` (the reference server).
+        #[arg(long)]
+        url: String,
+        /// A query added to every request, e.g. `user=bench` for agentwire's dev auth.
+        #[arg(long, default_value = "")]
+        query: String,
+        /// Streams, each with one producer (its own connection, one append in flight).
+        #[arg(short = 's', long, default_value_t = 50)]
+        streams: usize,
+        /// Live tailers per stream (each its own connection).
+        #[arg(short = 't', long, default_value_t = 1)]
+        tailers: usize,
+        /// How the tailers read.
+        #[arg(long, value_enum, default_value = "sse")]
+        live: Live,
+        /// Open loop: this many appends per second in total, spread over the producers.
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Bytes per message (one JSON object per append).
+        #[arg(long, default_value_t = 128)]
+        size: usize,
         /// Warm-up and measured time.
         #[command(flatten)]
         timing: Timing,
@@ -247,6 +283,26 @@ async fn run_scenario(args: &BenchArgs) -> Result<Report, String> {
                 timing: *timing,
             };
             llm::run(args, agent, load).await
+        }
+        Scenario::Ds {
+            url,
+            query,
+            streams,
+            tailers,
+            live,
+            rate,
+            size,
+            timing,
+        } => {
+            let load = ds::DsLoad {
+                streams: *streams,
+                tailers: *tailers,
+                live: *live,
+                rate: *rate,
+                size: *size,
+                timing: *timing,
+            };
+            ds::run(args, ds_http::Base::parse(url, query)?, load).await
         }
     }
 }
