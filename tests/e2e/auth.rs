@@ -162,7 +162,7 @@ async fn auth_refusals_say_what_to_do_without_library_internals() {
         ("token=a.b.c".to_owned(), "it is not a JWT"),
         (
             format!("token={wrong_secret}"),
-            "signed with another auth.jwt_secret",
+            "it was not signed with this server's secret (auth.jwt_secret)",
         ),
         (
             "user=grace".to_owned(),
