@@ -2,7 +2,9 @@
 //! pace and runs `tests/browser/e2e.mjs` (npm's `playwright-core` driving Debian's Chromium)
 //! against it. The script sends a question, drops the socket mid-answer through
 //! `POST /debug/disconnect`, and checks that the page resumes with every event exactly once;
-//! it saves a screenshot to `target/browser/demo.png`.
+//! it saves a screenshot to `target/browser/demo.png`. `tests/browser/mcp.mjs` picks an LLM agent
+//! whose scripted model calls a tool of the pinned MCP server-everything (over stdio) and checks
+//! that the page shows that call like any other tool call (`target/browser/mcp.png`).
 //!
 //! Needs `/usr/bin/chromium` (or `CHROMIUM_PATH`) and Node; the test runs `npm ci` in
 //! `tests/browser` itself. Without Chromium or Node it is reported as ignored with the reason,
@@ -11,13 +13,20 @@
 
 #[allow(dead_code)] // each suite uses part of the shared harness
 mod harness;
+#[allow(dead_code)] // the suite uses the model's replies, not its failure modes
+#[path = "llm/scripted.rs"]
+mod scripted;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use agentwire_agent_registry::DemoSettings;
+use agentwire_llm::OpenAiAgentConfig;
+use agentwire_mcp::McpServerConfig;
+use agentwire_startup::AgentDefinition;
 use agentwire_test::{TestServer, test_config};
+use scripted::{ScriptedModel, answer, tool_calls};
 
 /// The script bounds itself at 90 s; this is the backstop.
 const NODE_TIMEOUT: Duration = Duration::from_secs(150);
@@ -42,6 +51,16 @@ fn browser_ready() -> Result<(), String> {
     harness::npm_ci(&browser_dir(), "playwright-core")
 }
 
+/// Chromium, and the pinned `@modelcontextprotocol/server-everything` installed in `tests/mcp`.
+fn browser_and_server_everything_ready() -> Result<(), String> {
+    browser_ready()?;
+    harness::npm_ci(&mcp_dir(), "@modelcontextprotocol/server-everything")
+}
+
+fn mcp_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp")
+}
+
 fn no_prerequisites() -> Result<(), String> {
     Ok(())
 }
@@ -55,6 +74,12 @@ fn main() -> std::process::ExitCode {
             demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium,
         ),
         harness::trial(
+            "demo_page_shows_an_mcp_tool_call_like_any_other_tool_call",
+            "AGENTWIRE_REQUIRE_BROWSER",
+            browser_and_server_everything_ready,
+            demo_page_shows_an_mcp_tool_call_like_any_other_tool_call,
+        ),
+        harness::trial(
             "demo_page_and_modules_are_served",
             "AGENTWIRE_REQUIRE_BROWSER",
             no_prerequisites,
@@ -63,9 +88,9 @@ fn main() -> std::process::ExitCode {
     ])
 }
 
-fn run_node(dir: &Path, base_url: &str, screenshot: &Path) -> (bool, String) {
+fn run_node(script: &str, dir: &Path, base_url: &str, screenshot: &Path) -> (bool, String) {
     let mut child = Command::new("node")
-        .arg(dir.join("e2e.mjs"))
+        .arg(dir.join(script))
         .arg(base_url)
         .arg(screenshot)
         .current_dir(dir)
@@ -102,18 +127,63 @@ async fn demo_page_shows_a_run_and_resumes_after_a_drop_in_chromium() {
         token_delay: Duration::from_millis(50),
     };
     let server = TestServer::start_with(config, Vec::new()).await;
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
-        .to_path_buf();
-    let screenshot = target.join("browser/demo.png");
     let base_url = server.http_url("");
-
-    let (ok, output) = tokio::task::spawn_blocking(move || run_node(&dir, &base_url, &screenshot))
-        .await
-        .expect("node runner");
+    let (ok, output) = tokio::task::spawn_blocking(move || {
+        run_node("e2e.mjs", &dir, &base_url, &screenshot("demo.png"))
+    })
+    .await
+    .expect("node runner");
     println!("{output}");
     assert!(ok, "the browser test failed:\n{output}");
+    server.stop().await;
+}
+
+/// `<target>/browser/<name>`.
+fn screenshot(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is <target>/tmp")
+        .join("browser")
+        .join(name)
+}
+
+/// An `assistant` whose model calls server-everything's `echo` over stdio, picked on the demo
+/// page: the call shows as a tool call under its MCP name, with its result, like any other.
+async fn demo_page_shows_an_mcp_tool_call_like_any_other_tool_call() {
+    let model = ScriptedModel::start(vec![
+        tool_calls(&[(
+            "call_echo",
+            "mcp__everything__echo",
+            r#"{"message": "hello from MCP"}"#,
+        )]),
+        answer("The MCP server echoed it."),
+    ])
+    .await;
+    let script = mcp_dir()
+        .join("node_modules/@modelcontextprotocol/server-everything/dist/index.js")
+        .to_string_lossy()
+        .into_owned();
+    let mut config = test_config();
+    config.mcp.insert(
+        "everything".into(),
+        McpServerConfig::stdio(["node".to_owned(), script, "stdio".to_owned()]),
+    );
+    let mut assistant = OpenAiAgentConfig::new(&model.base_url, "scripted");
+    assistant.tools = vec!["mcp:everything/echo".into()];
+    config
+        .agents
+        .defined
+        .insert("assistant".into(), AgentDefinition::Openai(assistant));
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let base_url = server.http_url("");
+    let (ok, output) = tokio::task::spawn_blocking(move || {
+        run_node("mcp.mjs", &browser_dir(), &base_url, &screenshot("mcp.png"))
+    })
+    .await
+    .expect("node runner");
+    println!("{output}");
+    assert!(ok, "the browser test failed:\n{output}");
+    assert_eq!(model.remaining(), 0, "the model was asked twice");
     server.stop().await;
 }
 

@@ -135,6 +135,29 @@ fn types(messages: &[Value]) -> Vec<&str> {
         .collect()
 }
 
+/// The views refuse writes (405), and an unknown view is 404.
+async fn views_are_read_only(server: &TestServer, http: &reqwest::Client, frames_path: &str) {
+    for method in [reqwest::Method::POST, reqwest::Method::PUT] {
+        let write = http
+            .request(
+                method,
+                server.http_url(&format!("{frames_path}/ai-sdk?user=ada")),
+            )
+            .header("content-type", "application/json")
+            .body("{}")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(write.status(), 405);
+    }
+    let unknown = http
+        .get(server.http_url(&format!("{frames_path}/other?user=ada")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+}
+
 async fn a_run_reads_as_ai_sdk_chunks_and_ag_ui_events_at_the_same_offsets() {
     let model = scripted_model(1).await;
     let server = server_for(&model).await;
@@ -203,26 +226,41 @@ async fn a_run_reads_as_ai_sdk_chunks_and_ag_ui_events_at_the_same_offsets() {
     );
     assert_eq!(rest, chunks[4..], "the same chunks as from the start");
 
-    for method in [reqwest::Method::POST, reqwest::Method::PUT] {
-        let write = http
-            .request(
-                method,
-                server.http_url(&format!("{frames_path}/ai-sdk?user=ada")),
-            )
-            .header("content-type", "application/json")
-            .body("{}")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(write.status(), 405);
-    }
-    let unknown = http
-        .get(server.http_url(&format!("{frames_path}/other?user=ada")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(unknown.status(), 404);
+    views_are_read_only(&server, &http, &frames_path).await;
     server.stop().await;
+}
+
+/// TanStack AI's processor, subscribed live to the second run's AG-UI view, built the same
+/// answer: the call with its output and result, then the text. Returns its chunks and parts.
+fn check_tanstack_message(read: &Value) -> (&Vec<Value>, &Vec<Value>) {
+    let chunks = read["tanstack"]["chunks"].as_array().unwrap();
+    assert_eq!(chunks.first().unwrap()["type"], "MESSAGES_SNAPSHOT");
+    assert_eq!(chunks.last().unwrap()["type"], "RUN_FINISHED");
+    assert_eq!(chunks.last().unwrap()["runId"], read["tanstack"]["runId"]);
+    let messages = read["tanstack"]["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{messages:#?}");
+    assert_eq!(messages[0]["role"], "assistant");
+    let parts = messages[0]["parts"].as_array().unwrap();
+    let call = parts
+        .iter()
+        .find(|p| p["type"] == "tool-call")
+        .unwrap_or_else(|| panic!("a tool call: {parts:#?}"));
+    assert_eq!(call["name"], "calculator");
+    assert_eq!(call["input"], json!({"expression": "6 * 7"}));
+    assert_eq!(call["output"], 42);
+    assert!(
+        parts
+            .iter()
+            .any(|p| p["type"] == "tool-result" && p["content"] == "42"),
+        "{parts:#?}"
+    );
+    let text: String = parts
+        .iter()
+        .filter(|p| p["type"] == "text")
+        .map(|p| p["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(text, "6 * 7 is 42.");
+    (chunks, parts)
 }
 
 async fn the_ai_sdk_and_tanstack_ai_read_an_llm_run_through_durable_streams() {
@@ -271,35 +309,7 @@ async fn the_ai_sdk_and_tanstack_ai_read_an_llm_run_through_durable_streams() {
         "finish"
     );
 
-    // TanStack AI's processor, subscribed live to the second run's AG-UI view, built the same
-    // answer: the call with its output and result, then the text.
-    let chunks = read["tanstack"]["chunks"].as_array().unwrap();
-    assert_eq!(chunks.first().unwrap()["type"], "MESSAGES_SNAPSHOT");
-    assert_eq!(chunks.last().unwrap()["type"], "RUN_FINISHED");
-    assert_eq!(chunks.last().unwrap()["runId"], read["tanstack"]["runId"]);
-    let messages = read["tanstack"]["messages"].as_array().unwrap();
-    assert_eq!(messages.len(), 1, "{messages:#?}");
-    assert_eq!(messages[0]["role"], "assistant");
-    let parts = messages[0]["parts"].as_array().unwrap();
-    let call = parts
-        .iter()
-        .find(|p| p["type"] == "tool-call")
-        .unwrap_or_else(|| panic!("a tool call: {parts:#?}"));
-    assert_eq!(call["name"], "calculator");
-    assert_eq!(call["input"], json!({"expression": "6 * 7"}));
-    assert_eq!(call["output"], 42);
-    assert!(
-        parts
-            .iter()
-            .any(|p| p["type"] == "tool-result" && p["content"] == "42"),
-        "{parts:#?}"
-    );
-    let text: String = parts
-        .iter()
-        .filter(|p| p["type"] == "text")
-        .map(|p| p["content"].as_str().unwrap())
-        .collect();
-    assert_eq!(text, "6 * 7 is 42.");
+    let (chunks, parts) = check_tanstack_message(&read);
     let snapshot = &read["tanstack"]["snapshot"]["messages"];
     assert_eq!(snapshot[0]["parts"][0]["content"], "6 * 7 is 42.");
     println!(

@@ -66,6 +66,32 @@ async fn page(node: &Node, user: &str, after: u64) -> Page {
     }
 }
 
+/// 10 echo runs, four events of each carrying 4,000 bytes: ~170 KB, 2.6 × the bound. Each
+/// run's events are read back as stored right after it, while history still holds them.
+async fn ten_big_runs(node: &Node, ws: &mut WsClient, user: &str) -> Vec<String> {
+    let mut events: Vec<String> = Vec::new();
+    for i in 0..10 {
+        let id = format!("c{i}");
+        let content = format!("{i}").repeat(4000);
+        ws.send_json(
+            json!({"type": "user_message", "id": id, "agent": "echo", "content": content}),
+        )
+        .await;
+        let (_, run) = ws.until_run_ends(&id).await;
+        assert_eq!(run.len(), 5);
+        let after = events.len() as u64;
+        let mut read = page(node, user, after).await;
+        assert_eq!(read.head, after + 5);
+        events.append(&mut read.events);
+        assert_eq!(
+            events.len() as u64,
+            after + 5,
+            "a run's events are held at first"
+        );
+    }
+    events
+}
+
 async fn history_is_capped_in_bytes(broker: String) {
     let node = Node::start(
         &broker,
@@ -79,28 +105,7 @@ async fn history_is_capped_in_bytes(broker: String) {
     let mut ws = WsClient::connect(&node.ws(&format!("user={user}")))
         .await
         .unwrap();
-    // 10 echo runs, four events of each carrying 4,000 bytes: ~170 KB, 2.6 × the bound. Each
-    // run's events are read back as stored right after it, while history still holds them.
-    let mut events: Vec<String> = Vec::new();
-    for i in 0..10 {
-        let id = format!("c{i}");
-        let content = format!("{i}").repeat(4000);
-        ws.send_json(
-            json!({"type": "user_message", "id": id, "agent": "echo", "content": content}),
-        )
-        .await;
-        let (_, run) = ws.until_run_ends(&id).await;
-        assert_eq!(run.len(), 5);
-        let after = events.len() as u64;
-        let mut read = page(&node, &user, after).await;
-        assert_eq!(read.head, after + 5);
-        events.append(&mut read.events);
-        assert_eq!(
-            events.len() as u64,
-            after + 5,
-            "a run's events are held at first"
-        );
-    }
+    let events = ten_big_runs(&node, &mut ws, &user).await;
     let head = events.len() as u64;
     // The newest events whose bytes fit the bound, and not one more.
     let (mut held, mut bytes) = (0, 0);

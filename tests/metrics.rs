@@ -128,10 +128,8 @@ async fn ack_of(client: &mut WsClient, id: &str) -> String {
     }
 }
 
-#[tokio::test]
-async fn metrics_after_a_known_workload() {
-    // As the binary does: the library installs no recorder by itself.
-    agentwire_server::install_metrics_recorder();
+/// A server with the metrics token, an API key, a small history and a low frame rate.
+async fn metrics_server() -> TestServer {
     let mut config = test_config();
     config.health.interval = Duration::from_secs(3600); // one periodic round, at serve
     config.history.max_events = 8; // so a resume from seq 1 after 15 events has a gap
@@ -144,7 +142,14 @@ async fn metrics_after_a_known_workload() {
     let ready = agentwire_server::start_with_registry(config, registry, Vec::new())
         .await
         .expect("startup");
-    let server = TestServer::serve(AppState::new(ready)).await;
+    TestServer::serve(AppState::new(ready)).await
+}
+
+#[tokio::test]
+async fn metrics_after_a_known_workload() {
+    // As the binary does: the library installs no recorder by itself.
+    agentwire_server::install_metrics_recorder();
+    let server = metrics_server().await;
 
     // Without the token: 401, counted.
     let open = reqwest::get(server.http_url("/metrics")).await.unwrap();
@@ -167,7 +172,39 @@ async fn metrics_after_a_known_workload() {
         );
     }
 
-    // --- the workload ---
+    let work = run_workload(&server).await;
+    let accepted = work.accepted;
+    let after = scrape_until(&server, "every delivery and close", |s| {
+        let d = |name: &str| s.get(name, &[]) - before.get(name, &[]);
+        d("agentwire_events_delivered_total") >= accepted + 8.0
+            && s.get("agentwire_connections", &[]) == 2.0
+            && s.get("agentwire_queued_bytes", &[]) == 0.0
+    })
+    .await;
+    check_events(&before, &after, &work);
+    check_runs_and_tools(&before, &after, &work.demo_tools);
+    check_closes_errors_and_auth(&before, &after, accepted);
+    check_gauges_and_docs(&after);
+
+    for client in work.open {
+        client.close().await;
+    }
+    server.stop().await;
+}
+
+/// What the workload did, for the counters to be checked against.
+struct Workload {
+    /// Events the broker accepted: 3 echo runs, the demo run, the cancelled run's two.
+    accepted: f64,
+    /// The tools the demo run called, in order.
+    demo_tools: Vec<String>,
+    /// The two connections still open.
+    open: [WsClient; 2],
+}
+
+/// ada: 3 echo runs, then a resume with a gap; bob: a demo run, a cancelled run, a refused
+/// frame; cy: rate-limited until closed; and refused requests on `/ws` and the HTTP routes.
+async fn run_workload(server: &TestServer) -> Workload {
     // ada: 3 echo runs (5 events each), seqs 1..=15.
     let mut ada = server.connect("ops-ada").await;
     for i in 0..3 {
@@ -239,15 +276,16 @@ async fn metrics_after_a_known_workload() {
         assert_eq!(body["error"]["code"], "unauthorized");
     }
 
-    // --- the counters ---
-    let accepted = 15.0 + demo_events.len() as f64 + 2.0;
-    let after = scrape_until(&server, "every delivery and close", |s| {
-        let d = |name: &str| s.get(name, &[]) - before.get(name, &[]);
-        d("agentwire_events_delivered_total") >= accepted + 8.0
-            && s.get("agentwire_connections", &[]) == 2.0
-            && s.get("agentwire_queued_bytes", &[]) == 0.0
-    })
-    .await;
+    Workload {
+        accepted: 15.0 + demo_events.len() as f64 + 2.0,
+        demo_tools,
+        open: [ada, bob],
+    }
+}
+
+/// Events accepted and delivered, by type, and the delivery latency histogram.
+fn check_events(before: &Scrape, after: &Scrape, work: &Workload) {
+    let (accepted, demo_tools) = (work.accepted, &work.demo_tools);
     let delta =
         |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
 
@@ -278,7 +316,12 @@ async fn metrics_after_a_known_workload() {
         "{samples} latency samples for {accepted} live events"
     );
     assert!(after.get("agentwire_delivery_latency_seconds_sum", &[]) > 0.0);
+}
 
+/// Runs started and finished by agent and outcome, and tool call durations.
+fn check_runs_and_tools(before: &Scrape, after: &Scrape, demo_tools: &[String]) {
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
     let runs = |name: &str, agent: &str, outcome: Option<&str>| match outcome {
         Some(o) => delta(name, &[("agent", agent), ("outcome", o)]),
         None => delta(name, &[("agent", agent)]),
@@ -314,7 +357,7 @@ async fn metrics_after_a_known_workload() {
         ),
         3.0
     );
-    for tool in &demo_tools {
+    for tool in demo_tools {
         let expected = demo_tools.iter().filter(|t| *t == tool).count() as f64;
         assert_eq!(
             delta(
@@ -325,7 +368,12 @@ async fn metrics_after_a_known_workload() {
             "tool {tool}"
         );
     }
+}
 
+/// Replays, closes, frame errors, auth failures per route, and the broker's operations.
+fn check_closes_errors_and_auth(before: &Scrape, after: &Scrape, accepted: f64) {
+    let delta =
+        |name: &str, labels: &[(&str, &str)]| after.get(name, labels) - before.get(name, labels);
     assert_eq!(delta("agentwire_replays_total", &[]), 1.0);
     assert_eq!(delta("agentwire_replay_gaps_total", &[]), 1.0);
     assert_eq!(delta("agentwire_replayed_events_total", &[]), 8.0);
@@ -372,7 +420,10 @@ async fn metrics_after_a_known_workload() {
     );
     assert_eq!(after.get("agentwire_broker_errors_total", &[]), 0.0);
     assert!(after.get("agentwire_broker_operation_duration_seconds_count", &[]) > 0.0);
+}
 
+/// Gauges after the workload, and that every rendered family is documented.
+fn check_gauges_and_docs(after: &Scrape) {
     assert_eq!(after.get("agentwire_connections", &[]), 2.0);
     assert_eq!(after.get("agentwire_users_online", &[]), 2.0);
     assert_eq!(after.get("agentwire_queued_bytes", &[]), 0.0);
@@ -392,8 +443,4 @@ async fn metrics_after_a_known_workload() {
         "docs/operations.md does not document: {undocumented:?}"
     );
     assert!(after.families.len() >= 20, "{:?}", after.families);
-
-    ada.close().await;
-    bob.close().await;
-    server.stop().await;
 }

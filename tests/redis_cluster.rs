@@ -160,19 +160,23 @@ async fn drive_runs(
 }
 
 /// Resumes on the nodes in turn until everything up to the stream's head was seen; the head.
+/// Bounded in time, not in attempts: right after a failover a node may refuse attaches (1011)
+/// until its cluster client has reconnected, which takes longer on a loaded machine.
 async fn catch_up(nodes: &[Node; 2], user: &str, seen: &mut Seen) -> u64 {
     let mut head = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
     for attempt in 0.. {
         let node = &nodes[attempt % 2];
-        if let Some(h) = visit(node, user, seen, Duration::from_secs(10), head.max(1)).await {
-            head = head.max(h);
+        match visit(node, user, seen, Duration::from_secs(10), head.max(1)).await {
+            Some(h) => head = head.max(h),
+            None => tokio::time::sleep(Duration::from_millis(500)).await,
         }
         if head > 0 && seen.last >= head {
             return head;
         }
         assert!(
-            attempt < 20,
-            "could not catch up to {head} (at {})",
+            tokio::time::Instant::now() < deadline,
+            "could not catch up to {head} in 90 s (at {}, {attempt} attempts)",
             seen.last
         );
     }

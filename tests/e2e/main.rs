@@ -8,4 +8,5 @@ mod golden_path;
 mod health;
 mod http;
 mod isolation;
+mod lifecycle;
 mod reliability;

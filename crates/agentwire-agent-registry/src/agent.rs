@@ -289,11 +289,9 @@ impl RunContext {
     /// [`AgentError::UnknownTool`] (nothing published), [`AgentError::Tool`] when the tool failed
     /// (its call completed with `ok:false`), or a publish error.
     pub async fn call_tool(&self, name: &str, args: Value) -> Result<Value, AgentError> {
-        if self.registry.tool(name).is_none() {
-            return Err(AgentError::UnknownTool(name.to_owned()));
-        }
+        let tool = self.registered(name)?;
         let call_id = call_id(self.next_call.fetch_add(1, Ordering::Relaxed));
-        self.call_tool_as(&call_id, name, args).await
+        self.run_call(&*tool, &call_id, name, args).await
     }
 
     /// [`Self::call_tool`] under a `call_id` the agent chose (e.g. a language model's own id).
@@ -307,10 +305,24 @@ impl RunContext {
         name: &str,
         args: Value,
     ) -> Result<Value, AgentError> {
-        let tool = self
-            .registry
+        let tool = self.registered(name)?;
+        self.run_call(&*tool, call_id, name, args).await
+    }
+
+    fn registered(&self, name: &str) -> Result<Arc<dyn Tool>, AgentError> {
+        self.registry
             .tool(name)
-            .ok_or_else(|| AgentError::UnknownTool(name.to_owned()))?;
+            .ok_or_else(|| AgentError::UnknownTool(name.to_owned()))
+    }
+
+    /// One call of `tool`: `tool_executing`, the call, `tool_completed`.
+    async fn run_call(
+        &self,
+        tool: &dyn Tool,
+        call_id: &str,
+        name: &str,
+        args: Value,
+    ) -> Result<Value, AgentError> {
         self.emitter
             .tool_executing(call_id, name, args.clone())
             .await?;

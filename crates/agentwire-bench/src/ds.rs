@@ -74,23 +74,14 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap())
 }
 
+/// Each stream's name and its producer's connection.
+type Streams = Vec<(String, Conn)>;
+/// Each tailer's stream name, start offset and connection.
+type Tails = Vec<(String, String, Conn)>;
+
 /// Runs the scenario against `base`.
 pub(crate) async fn run(args: &BenchArgs, base: Base, load: DsLoad) -> Result<Report, String> {
-    let tag = std::process::id();
-    let mut tails = Vec::new();
-    let mut names = Vec::new();
-    for i in 0..load.streams {
-        let name = format!("bench-{tag}-{i}");
-        let mut conn = Conn::open(&base).await?;
-        let (status, next, _) = conn.call("PUT", &base.target(&name, ""), None).await?;
-        let next = next
-            .filter(|_| status.is_success())
-            .ok_or_else(|| format!("PUT {name}: {status} (raise the server's stream limits?)"))?;
-        for _ in 0..load.tailers {
-            tails.push((name.clone(), next.clone(), Conn::open(&base).await?));
-        }
-        names.push((name, conn));
-    }
+    let (names, tails) = create_streams(&base, &load).await?;
     let begin = Instant::now() + Duration::from_millis(100);
     let from = begin + load.timing.warmup;
     let end = from + load.timing.duration;
@@ -133,23 +124,67 @@ pub(crate) async fn run(args: &BenchArgs, base: Base, load: DsLoad) -> Result<Re
         })
         .collect();
     let sample = sample(args, &window, &counters).await;
-    let (mut append_latency, mut tail_latency) = (histogram(), histogram());
     let mut failures = 0u64;
-    for (tasks, into) in [
-        (producers, &mut append_latency),
-        (tailers, &mut tail_latency),
-    ] {
-        for task in tasks {
-            match task.await {
-                Ok(Ok(h)) => into.add(&h).map_err(|e| e.to_string())?,
-                Ok(Err(e)) => {
-                    eprintln!("agentwire-bench ds: {e}");
-                    failures += 1;
-                }
-                Err(_) => failures += 1,
+    let append_latency = merged(producers, &mut failures).await?;
+    let tail_latency = merged(tailers, &mut failures).await?;
+    Ok(report(
+        args,
+        &load,
+        &sample,
+        &counters,
+        [&append_latency, &tail_latency],
+        failures,
+    ))
+}
+
+/// A stream per producer (created with `PUT`), and a connection per tailer of each stream at the
+/// offset the `PUT` returned.
+async fn create_streams(base: &Base, load: &DsLoad) -> Result<(Streams, Tails), String> {
+    let tag = std::process::id();
+    let mut tails = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..load.streams {
+        let name = format!("bench-{tag}-{i}");
+        let mut conn = Conn::open(base).await?;
+        let (status, next, _) = conn.call("PUT", &base.target(&name, ""), None).await?;
+        let next = next
+            .filter(|_| status.is_success())
+            .ok_or_else(|| format!("PUT {name}: {status} (raise the server's stream limits?)"))?;
+        for _ in 0..load.tailers {
+            tails.push((name.clone(), next.clone(), Conn::open(base).await?));
+        }
+        names.push((name, conn));
+    }
+    Ok((names, tails))
+}
+
+/// The tasks' histograms merged; a task that failed counts in `failures`.
+async fn merged(
+    tasks: Vec<tokio::task::JoinHandle<Result<Histogram<u64>, String>>>,
+    failures: &mut u64,
+) -> Result<Histogram<u64>, String> {
+    let mut into = histogram();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(h)) => into.add(&h).map_err(|e| e.to_string())?,
+            Ok(Err(e)) => {
+                eprintln!("agentwire-bench ds: {e}");
+                *failures += 1;
             }
+            Err(_) => *failures += 1,
         }
     }
+    Ok(into)
+}
+
+fn report(
+    args: &BenchArgs,
+    load: &DsLoad,
+    sample: &Sample,
+    counters: &Counters,
+    [append_latency, tail_latency]: [&Histogram<u64>; 2],
+    failures: u64,
+) -> Report {
     let mut report = Report::new(&args.label, "ds");
     report
         .param("streams", load.streams as u64)
@@ -172,12 +207,12 @@ pub(crate) async fn run(args: &BenchArgs, base: Base, load: DsLoad) -> Result<Re
     let expected = appended * load.tailers as u64;
     report
         .metric("appends_per_s", sample.appends as f64 / sample.seconds)
-        .latency("append_latency", &append_latency)
+        .latency("append_latency", append_latency)
         .metric(
             "tailed_per_s",
             counters.tailed_in_window.load(Relaxed) as f64 / sample.seconds,
         )
-        .latency("tail_latency", &tail_latency)
+        .latency("tail_latency", tail_latency)
         .metric(
             "not_tailed",
             expected.saturating_sub(counters.tailed_in_window.load(Relaxed)),
@@ -192,7 +227,7 @@ pub(crate) async fn run(args: &BenchArgs, base: Base, load: DsLoad) -> Result<Re
                 sample.appends as f64 / cpu_s.max(0.01),
             );
     }
-    Ok(report)
+    report
 }
 
 /// Appends acknowledged and server CPU seconds over the measured window.

@@ -103,64 +103,10 @@ impl ClientFrame {
                 check_user_message(&m, id)?;
                 Ok(ClientFrame::UserMessage(m))
             }
-            "cancel" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Cancel {
-                    id: String,
-                    run_id: RunId,
-                }
-                let c: Cancel = serde_json::from_value(rest).map_err(invalid)?;
-                Ok(ClientFrame::Cancel {
-                    id: c.id,
-                    run_id: c.run_id,
-                })
-            }
-            "resume" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Resume {
-                    #[serde(default, rename = "id")]
-                    _id: Option<String>,
-                    last_seq: u64,
-                    #[serde(default)]
-                    epoch: Option<String>,
-                }
-                let r: Resume = serde_json::from_value(rest).map_err(invalid)?;
-                Ok(ClientFrame::Resume {
-                    last_seq: r.last_seq,
-                    epoch: r.epoch,
-                })
-            }
-            "ping" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Ping {
-                    id: String,
-                }
-                let p: Ping = serde_json::from_value(rest).map_err(invalid)?;
-                Ok(ClientFrame::Ping { id: p.id })
-            }
-            "refresh" => {
-                #[derive(Deserialize)]
-                #[serde(deny_unknown_fields)]
-                struct Refresh {
-                    id: String,
-                    token: String,
-                }
-                let r: Refresh = serde_json::from_value(rest).map_err(invalid)?;
-                if r.token.is_empty() {
-                    return Err(FrameError::new(
-                        ErrorCode::InvalidField,
-                        "refresh: `token` must not be empty",
-                        id,
-                    ));
-                }
-                Ok(ClientFrame::Refresh {
-                    id: r.id,
-                    token: r.token,
-                })
-            }
+            "cancel" => decode_cancel(rest).map_err(invalid),
+            "resume" => decode_resume(rest).map_err(invalid),
+            "ping" => decode_ping(rest).map_err(invalid),
+            "refresh" => decode_refresh(rest, id.clone()),
             other => Err(FrameError::new(
                 ErrorCode::UnknownType,
                 format!(
@@ -171,6 +117,70 @@ impl ClientFrame {
             )),
         }
     }
+}
+
+fn decode_cancel(rest: Value) -> serde_json::Result<ClientFrame> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Cancel {
+        id: String,
+        run_id: RunId,
+    }
+    let c: Cancel = serde_json::from_value(rest)?;
+    Ok(ClientFrame::Cancel {
+        id: c.id,
+        run_id: c.run_id,
+    })
+}
+
+fn decode_resume(rest: Value) -> serde_json::Result<ClientFrame> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Resume {
+        #[serde(default, rename = "id")]
+        _id: Option<String>,
+        last_seq: u64,
+        #[serde(default)]
+        epoch: Option<String>,
+    }
+    let r: Resume = serde_json::from_value(rest)?;
+    Ok(ClientFrame::Resume {
+        last_seq: r.last_seq,
+        epoch: r.epoch,
+    })
+}
+
+fn decode_ping(rest: Value) -> serde_json::Result<ClientFrame> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ping {
+        id: String,
+    }
+    let p: Ping = serde_json::from_value(rest)?;
+    Ok(ClientFrame::Ping { id: p.id })
+}
+
+fn decode_refresh(rest: Value, id: Option<String>) -> Result<ClientFrame, FrameError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Refresh {
+        id: String,
+        token: String,
+    }
+    let r: Refresh = serde_json::from_value(rest).map_err(|e| {
+        FrameError::new(ErrorCode::InvalidField, format!("refresh: {e}"), id.clone())
+    })?;
+    if r.token.is_empty() {
+        return Err(FrameError::new(
+            ErrorCode::InvalidField,
+            "refresh: `token` must not be empty",
+            id,
+        ));
+    }
+    Ok(ClientFrame::Refresh {
+        id: r.id,
+        token: r.token,
+    })
 }
 
 /// Removes the frame's `type` from `map`.

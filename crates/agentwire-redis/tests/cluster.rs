@@ -78,36 +78,11 @@ fn users_on_distinct_shards(cluster: &Cluster) -> Vec<(UserId, usize)> {
         .collect()
 }
 
-async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shard() {
-    let cluster = Cluster::start();
-    let ((a, rec_a), (b, rec_b)) = (node(&cluster.url(), 0).await, node(&cluster.url(), 0).await);
-    let users = users_on_distinct_shards(&cluster);
-    let (alice, bob, carol) = (&users[0].0, &users[1].0, &users[2].0);
-    // Node A holds alice; node B holds alice and bob; nobody holds carol.
-    a.subscribe(alice).await.unwrap();
-    b.subscribe(alice).await.unwrap();
-    b.subscribe(bob).await.unwrap();
-    for n in &cluster.nodes {
-        raw(n.port, &["CONFIG", "RESETSTAT"]).unwrap();
-    }
-    for i in 0..20 {
-        // Cross-node: alice's events appended on B reach A, bob's appended on A reach B.
-        b.append(alice, delta(&format!("alice-{i}"))).await.unwrap();
-        a.append(bob, delta(&format!("bob-{i}"))).await.unwrap();
-        a.append(carol, delta(&format!("carol-{i}"))).await.unwrap();
-    }
-    let one_to_20: Vec<u64> = (1..=20).collect();
-    assert_eq!(rec_a.wait_for(alice, 20).await, one_to_20);
-    assert_eq!(rec_b.wait_for(alice, 20).await, one_to_20);
-    assert_eq!(rec_b.wait_for(bob, 20).await, one_to_20);
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(rec_a.seqs_of(bob).is_empty(), "node A does not follow bob");
-    assert!(rec_a.seqs_of(carol).is_empty() && rec_b.seqs_of(carol).is_empty());
-    for (text, user) in [("alice-7", alice), ("bob-7", bob)] {
-        assert!(rec_b.text_of(user, 8).unwrap().contains(text));
-    }
-    // Sharded pub/sub: a user's channel is subscribed, and published to, only on its shard.
-    for (user, shard) in &users {
+/// Sharded pub/sub: a user's channel is subscribed, and published to, only on its shard. The
+/// first user is held by two nodes, the second by one, the third by none; each got 20 events.
+fn check_sharded_pubsub(cluster: &Cluster, users: &[(UserId, usize)]) {
+    let (alice, bob) = (&users[0].0, &users[1].0);
+    for (user, shard) in users {
         let channel = format!("aw:{{{user}}}:live");
         for (i, n) in cluster.nodes.iter().enumerate() {
             let reply = raw(n.port, &["PUBSUB", "SHARDNUMSUB", &channel]).unwrap();
@@ -140,6 +115,37 @@ async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shar
             "node {i} published {calls} times: {spublish:?}"
         );
     }
+}
+
+async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shard() {
+    let cluster = Cluster::start();
+    let ((a, rec_a), (b, rec_b)) = (node(&cluster.url(), 0).await, node(&cluster.url(), 0).await);
+    let users = users_on_distinct_shards(&cluster);
+    let (alice, bob, carol) = (&users[0].0, &users[1].0, &users[2].0);
+    // Node A holds alice; node B holds alice and bob; nobody holds carol.
+    a.subscribe(alice).await.unwrap();
+    b.subscribe(alice).await.unwrap();
+    b.subscribe(bob).await.unwrap();
+    for n in &cluster.nodes {
+        raw(n.port, &["CONFIG", "RESETSTAT"]).unwrap();
+    }
+    for i in 0..20 {
+        // Cross-node: alice's events appended on B reach A, bob's appended on A reach B.
+        b.append(alice, delta(&format!("alice-{i}"))).await.unwrap();
+        a.append(bob, delta(&format!("bob-{i}"))).await.unwrap();
+        a.append(carol, delta(&format!("carol-{i}"))).await.unwrap();
+    }
+    let one_to_20: Vec<u64> = (1..=20).collect();
+    assert_eq!(rec_a.wait_for(alice, 20).await, one_to_20);
+    assert_eq!(rec_b.wait_for(alice, 20).await, one_to_20);
+    assert_eq!(rec_b.wait_for(bob, 20).await, one_to_20);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rec_a.seqs_of(bob).is_empty(), "node A does not follow bob");
+    assert!(rec_a.seqs_of(carol).is_empty() && rec_b.seqs_of(carol).is_empty());
+    for (text, user) in [("alice-7", alice), ("bob-7", bob)] {
+        assert!(rec_b.text_of(user, 8).unwrap().contains(text));
+    }
+    check_sharded_pubsub(&cluster, &users);
     println!(
         "cluster: redis commands per event {:.2} (60 events, one per batch)",
         cluster.broker_calls() as f64 / 60.0

@@ -73,6 +73,52 @@ async fn post(url: String, auth: Option<&str>, body: Value) -> (u16, Value) {
     )
 }
 
+/// `POST /v1/runs`, `POST /agui/{agent}` and `POST /v1/publish` refuse an event over the limit
+/// with 413 `payload_too_large`; a refused publish takes no seq and its run goes on.
+async fn http_ways_in_refuse_it(server: &Server, too_big: &str) {
+    // `POST /v1/runs` and `POST /agui/{agent}`: 413 with the same code.
+    let (status, body) = post(
+        server.url("/v1/runs?user=big"),
+        None,
+        json!({"agent": "echo", "content": too_big}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body:.300}"
+    );
+    let input = json!({"threadId": "t-big", "runId": "r-big", "state": {}, "tools": [], "context": [],
+        "forwardedProps": {}, "messages": [{"id": "u1", "role": "user", "content": too_big}]});
+    let (status, body) = post(server.url("/agui/echo?user=big"), None, input).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body:.300}"
+    );
+
+    // `POST /v1/publish`: the oversized delta is refused, takes no seq, and the run goes on.
+    let publish = |kind: &str, data: Value| {
+        let event = json!({"user_id": "big", "run_id": "r_ext", "thread_id": "t_ext", "agent": "py", "type": kind, "data": data});
+        post(server.url("/v1/publish"), Some(API_KEY), event)
+    };
+    let (status, first) = publish("agent_started", json!({})).await;
+    assert_eq!(status, 200, "{first}");
+    let delta = json!({"message_id": "m", "delta": too_big});
+    let (status, body) = publish("agent_message_delta", delta).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body:.300}"
+    );
+    let (status, last) = publish("agent_completed", json!({"result": "ok"})).await;
+    assert_eq!(status, 200, "{last}");
+    assert_eq!(
+        last["seq"].as_u64(),
+        Some(first["seq"].as_u64().unwrap() + 1)
+    );
+}
+
 #[tokio::test]
 async fn the_largest_event_is_refused_with_payload_too_large_on_every_way_in() {
     let server = start(8 << 20, 1 << 20);
@@ -117,47 +163,7 @@ async fn the_largest_event_is_refused_with_payload_too_large_on_every_way_in() {
     );
     assert_eq!(echo_run(&mut ws, "c4", "still served").await.len(), 5);
 
-    // `POST /v1/runs` and `POST /agui/{agent}`: 413 with the same code.
-    let (status, body) = post(
-        server.url("/v1/runs?user=big"),
-        None,
-        json!({"agent": "echo", "content": too_big}),
-    )
-    .await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("payload_too_large")),
-        "{body:.300}"
-    );
-    let input = json!({"threadId": "t-big", "runId": "r-big", "state": {}, "tools": [], "context": [],
-        "forwardedProps": {}, "messages": [{"id": "u1", "role": "user", "content": too_big}]});
-    let (status, body) = post(server.url("/agui/echo?user=big"), None, input).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("payload_too_large")),
-        "{body:.300}"
-    );
-
-    // `POST /v1/publish`: the oversized delta is refused, takes no seq, and the run goes on.
-    let publish = |kind: &str, data: Value| {
-        let event = json!({"user_id": "big", "run_id": "r_ext", "thread_id": "t_ext", "agent": "py", "type": kind, "data": data});
-        post(server.url("/v1/publish"), Some(API_KEY), event)
-    };
-    let (status, first) = publish("agent_started", json!({})).await;
-    assert_eq!(status, 200, "{first}");
-    let delta = json!({"message_id": "m", "delta": too_big});
-    let (status, body) = publish("agent_message_delta", delta).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("payload_too_large")),
-        "{body:.300}"
-    );
-    let (status, last) = publish("agent_completed", json!({"result": "ok"})).await;
-    assert_eq!(status, 200, "{last}");
-    assert_eq!(
-        last["seq"].as_u64(),
-        Some(first["seq"].as_u64().unwrap() + 1)
-    );
+    http_ways_in_refuse_it(&server, &too_big).await;
     ws.close(None).await.unwrap();
 }
 

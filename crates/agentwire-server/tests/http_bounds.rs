@@ -121,6 +121,25 @@ async fn open(http: &reqwest::Client, url: String) -> reqwest::Response {
     http.get(url).send().await.unwrap()
 }
 
+/// A stream of `url` opens again once a closed one's slot is freed.
+async fn reopen_after_a_close(http: &reqwest::Client, url: &str) {
+    let mut reopened = None;
+    // The server sees the close at its next write at the latest (a keepalive every 15 s).
+    for _ in 0..250 {
+        let r = open(http, url.to_owned()).await;
+        if r.status() == 200 {
+            reopened = Some(r);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut reopened = reopened
+        .expect("a closed stream frees its slot")
+        .bytes_stream();
+    let hello = reopened.next().await.unwrap().unwrap();
+    assert!(String::from_utf8_lossy(&hello).contains("connection_established"));
+}
+
 #[tokio::test]
 async fn concurrent_http_streams_are_capped_per_user() {
     let mut config = AgentwireConfig::default();
@@ -189,21 +208,7 @@ async fn concurrent_http_streams_are_capped_per_user() {
 
     // Closing a stream frees its slot (the guard is dropped with the response body).
     drop(first);
-    let mut reopened = None;
-    // The server sees the close at its next write at the latest (a keepalive every 15 s).
-    for _ in 0..250 {
-        let r = open(&http, stream("alice")).await;
-        if r.status() == 200 {
-            reopened = Some(r);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let mut reopened = reopened
-        .expect("a closed stream frees its slot")
-        .bytes_stream();
-    let hello = reopened.next().await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&hello).contains("connection_established"));
+    reopen_after_a_close(&http, &stream("alice")).await;
     drop(second);
 }
 

@@ -172,9 +172,15 @@ async fn a_stalled_client_costs_bounded_memory_and_resumes_afterwards() {
         }
     }
     // The stalled connection was closed as a slow consumer: only driver and other remain.
+    wait_for_connections(&addr, 2).await;
+    resume_from_zero(&addr, (RUNS * 5) as u64, 200).await;
+}
+
+/// Waits until the server counts `n` connections.
+async fn wait_for_connections(addr: &str, n: u64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if health(&addr).await["connections"] == 2 {
+        if health(addr).await["connections"] == n {
             break;
         }
         assert!(
@@ -183,19 +189,22 @@ async fn a_stalled_client_costs_bounded_memory_and_resumes_afterwards() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
 
-    // Resuming from 0: a gap for what history no longer holds, then the held events in order.
+/// Resuming `slow` from 0 after `published` events of which history holds the last `held`: a
+/// gap for what history no longer holds, then the held events in order.
+async fn resume_from_zero(addr: &str, published: u64, held: u64) {
     let (mut resumed, _) =
         tokio_tungstenite::connect_async(format!("ws://{addr}/ws?user=slow&last_seq=0"))
             .await
             .unwrap();
     let hello = next_json(&mut resumed).await.unwrap();
     let head = hello["data"]["last_seq"].as_u64().unwrap();
-    assert_eq!(head, (RUNS * 5) as u64);
+    assert_eq!(head, published);
     let gap = next_json(&mut resumed).await.unwrap();
     assert_eq!(gap["type"], "replay_gap");
     let mut expected = gap["data"]["to_seq"].as_u64().unwrap() + 1;
-    assert_eq!(expected, head - 200 + 1);
+    assert_eq!(expected, head - held + 1);
     while expected <= head {
         let f = next_json(&mut resumed).await.unwrap();
         assert_eq!(f["seq"].as_u64(), Some(expected));

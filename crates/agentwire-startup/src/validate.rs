@@ -56,29 +56,8 @@ impl AgentwireConfig {
         Ok(())
     }
 
-    /// Limits and heartbeat: values that would make the server refuse everything.
-    fn validate_limits(&self) -> Result<(), StartupError> {
-        if self.limits.max_frame_bytes < 256 {
-            return bad(
-                "limits.max_frame_bytes",
-                "must be at least 256".into(),
-                "the default is 65536",
-            );
-        }
-        if self.limits.queue_bytes < 4096 {
-            return bad(
-                "limits.queue_bytes",
-                "must be at least 4096".into(),
-                "the default is 1048576 (1 MiB)",
-            );
-        }
-        if self.limits.max_runs_per_user == 0 {
-            return bad(
-                "limits.max_runs_per_user",
-                "must be at least 1: 0 would refuse every run".into(),
-                "the default is 8",
-            );
-        }
+    /// Rates and per-user stream caps: 0 would refuse every frame, request or stream.
+    fn validate_rates(&self) -> Result<(), StartupError> {
         if self.limits.messages_per_second == 0 || self.limits.burst == 0 {
             return bad(
                 "limits.messages_per_second",
@@ -107,6 +86,33 @@ impl AgentwireConfig {
                 "the default is 8",
             );
         }
+        Ok(())
+    }
+
+    /// Limits and heartbeat: values that would make the server refuse everything.
+    fn validate_limits(&self) -> Result<(), StartupError> {
+        if self.limits.max_frame_bytes < 256 {
+            return bad(
+                "limits.max_frame_bytes",
+                "must be at least 256".into(),
+                "the default is 65536",
+            );
+        }
+        if self.limits.queue_bytes < 4096 {
+            return bad(
+                "limits.queue_bytes",
+                "must be at least 4096".into(),
+                "the default is 1048576 (1 MiB)",
+            );
+        }
+        if self.limits.max_runs_per_user == 0 {
+            return bad(
+                "limits.max_runs_per_user",
+                "must be at least 1: 0 would refuse every run".into(),
+                "the default is 8",
+            );
+        }
+        self.validate_rates()?;
         if self.auth.max_token_lifetime.is_zero() {
             return bad(
                 "auth.max_token_lifetime",

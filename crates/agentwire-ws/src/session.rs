@@ -202,7 +202,53 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// What the frame rate limit says of one text frame.
+enum Admission {
+    /// Handle the frame.
+    Admitted,
+    /// Over the rate: the client got a `rate_limited` error frame; the frame is dropped.
+    Refused,
+    /// Over the rate too often: the connection is closing.
+    Closed,
+}
+
 impl Session<'_> {
+    /// Charges one text frame to the connection's rate limit.
+    fn admit(&mut self) -> Admission {
+        if self.bucket.take() {
+            return Admission::Admitted;
+        }
+        let limits = &self.state.ready().config().limits;
+        if self.bucket.strikes > limits.burst {
+            count_close("rate_limited");
+            tracing::info!("closed: rate limit exceeded repeatedly");
+            self.queue
+                .close(CloseCode::RATE_LIMITED, "rate limit exceeded repeatedly");
+            return Admission::Closed;
+        }
+        self.reply_error(FrameError::new(
+            ErrorCode::RateLimited,
+            format!(
+                "more than {} frames per second; slow down",
+                limits.messages_per_second
+            ),
+            None,
+        ));
+        Admission::Refused
+    }
+
+    /// Closes with the code a read error calls for (1009, 1002/1007), or just ends on I/O errors.
+    fn close_on_read_error(&self, e: &WsError) {
+        if is_too_big(e) {
+            count_close("frame_too_big");
+            self.queue.close(CloseCode::TOO_BIG, "frame too large");
+        } else if let Some((code, reason)) = protocol_violation(e) {
+            count_close("protocol_error");
+            self.queue.close(code, reason);
+        }
+        tracing::debug!(error = %e, "read error");
+    }
+
     async fn read_loop(&mut self, timeout: Duration) {
         // One timer for the connection's life, moved on only when it fires: re-arming it for
         // every frame put a timer-wheel insert and removal on the per-message path.
@@ -243,40 +289,18 @@ impl Session<'_> {
             match msg {
                 None => return,
                 Some(Err(e)) => {
-                    if is_too_big(&e) {
-                        count_close("frame_too_big");
-                        self.queue.close(CloseCode::TOO_BIG, "frame too large");
-                    } else if let Some((code, reason)) = protocol_violation(&e) {
-                        count_close("protocol_error");
-                        self.queue.close(code, reason);
-                    }
-                    tracing::debug!(error = %e, "read error");
+                    self.close_on_read_error(&e);
                     return;
                 }
-                Some(Ok(Message::Text(text))) => {
-                    if !self.bucket.take() {
-                        let limits = &self.state.ready().config().limits;
-                        if self.bucket.strikes > limits.burst {
-                            count_close("rate_limited");
-                            tracing::info!("closed: rate limit exceeded repeatedly");
-                            self.queue
-                                .close(CloseCode::RATE_LIMITED, "rate limit exceeded repeatedly");
-                            return;
+                Some(Ok(Message::Text(text))) => match self.admit() {
+                    Admission::Admitted => {
+                        if let Some(from) = self.handle(&text) {
+                            self.resume(from).await;
                         }
-                        self.reply_error(FrameError::new(
-                            ErrorCode::RateLimited,
-                            format!(
-                                "more than {} frames per second; slow down",
-                                limits.messages_per_second
-                            ),
-                            None,
-                        ));
-                        continue;
                     }
-                    if let Some(from) = self.handle(&text) {
-                        self.resume(from).await;
-                    }
-                }
+                    Admission::Refused => {}
+                    Admission::Closed => return,
+                },
                 Some(Ok(Message::Binary(_))) => self.reply_error(FrameError::new(
                     ErrorCode::BadJson,
                     "binary frames are not supported; send JSON text frames",

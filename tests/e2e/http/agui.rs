@@ -6,34 +6,11 @@ use agentwire_test::TestServer;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::{SseReader, assert_error, client, json_of, run_events};
+use super::{SseEvent, SseReader, assert_error, client, json_of, run_events};
 
-#[tokio::test]
-async fn agui_streams_a_demo_run_as_ag_ui_events_in_order() {
-    let server = TestServer::start().await;
-    let input = json!({
-        "threadId": "thread-1",
-        "runId": "run-1",
-        "state": {},
-        "tools": [],
-        "context": [],
-        "forwardedProps": {},
-        "messages": [
-            {"id": "u1", "role": "user", "content": "What is 6 * 7?"}
-        ]
-    });
-    let r = client()
-        .post(server.http_url("/agui/demo?user=pia"))
-        .header("accept", "text/event-stream")
-        .json(&input)
-        .send()
-        .await
-        .unwrap();
-    let mut sse = SseReader::new(r);
-    let mut events = Vec::new();
-    while let Some(e) = sse.next().await {
-        events.push(e);
-    }
+/// The demo run as AG-UI events: started and finished once, its steps, two tool calls each
+/// START, ARGS, END then RESULT, and one text message with the answer.
+fn check_demo_run_shape(events: &[SseEvent]) {
     let types: Vec<&str> = events
         .iter()
         .map(|e| e.data["type"].as_str().unwrap())
@@ -66,7 +43,10 @@ async fn agui_streams_a_demo_run_as_ag_ui_events_in_order() {
         .iter()
         .find(|e| e.data["type"] == "TOOL_CALL_RESULT" && e.data["content"] == "42");
     assert!(result.is_some(), "the calculator's result");
-    // Ids: the group of an agentwire event ends with its seq, strictly increasing.
+}
+
+/// Ids: the group of an agentwire event ends with its seq, strictly increasing; no event names.
+fn check_ids(events: &[SseEvent]) {
     let ids: Vec<u64> = events
         .iter()
         .filter_map(|e| e.id.as_deref())
@@ -78,6 +58,36 @@ async fn agui_streams_a_demo_run_as_ag_ui_events_in_order() {
         ids.last().map(u64::to_string).as_deref()
     );
     assert!(events.iter().all(|e| e.event.is_none()));
+}
+
+#[tokio::test]
+async fn agui_streams_a_demo_run_as_ag_ui_events_in_order() {
+    let server = TestServer::start().await;
+    let input = json!({
+        "threadId": "thread-1",
+        "runId": "run-1",
+        "state": {},
+        "tools": [],
+        "context": [],
+        "forwardedProps": {},
+        "messages": [
+            {"id": "u1", "role": "user", "content": "What is 6 * 7?"}
+        ]
+    });
+    let r = client()
+        .post(server.http_url("/agui/demo?user=pia"))
+        .header("accept", "text/event-stream")
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    let mut sse = SseReader::new(r);
+    let mut events = Vec::new();
+    while let Some(e) = sse.next().await {
+        events.push(e);
+    }
+    check_demo_run_shape(&events);
+    check_ids(&events);
 
     // The same run is on the user's native stream, under the AG-UI ids.
     let events = run_events(&server, "pia", "run-1").await;

@@ -18,11 +18,9 @@ fn event(run: &str, t: &str, data: Value) -> Value {
     json!({"user_id": "ola", "run_id": run, "thread_id": "t_ext", "agent": "py", "type": t, "data": data})
 }
 
-#[tokio::test]
-async fn publish_streams_an_external_run_to_the_users_websocket() {
-    let server = server_with_key().await;
-    let mut ws = server.connect("ola").await;
-    let run = [
+/// A whole external run, `r_ext1`, of `ola`: every event type once, in grammar order.
+fn external_run() -> [Value; 6] {
+    [
         event("r_ext1", "agent_started", json!({"input": "hi"})),
         event(
             "r_ext1",
@@ -49,12 +47,24 @@ async fn publish_streams_an_external_run_to_the_users_websocket() {
             "agent_completed",
             json!({"result": "done", "duration_ms": 9}),
         ),
-    ];
+    ]
+}
+
+/// Publishes `run` to a user with no events yet: its events get seqs 1, 2, …
+async fn publish_run(server: &TestServer, run: &[Value]) {
     for (i, e) in run.iter().enumerate() {
-        let (status, body) = publish(&server, Some(API_KEY), e.clone()).await;
+        let (status, body) = publish(server, Some(API_KEY), e.clone()).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["seq"], i as u64 + 1);
     }
+}
+
+#[tokio::test]
+async fn publish_streams_an_external_run_to_the_users_websocket() {
+    let server = server_with_key().await;
+    let mut ws = server.connect("ola").await;
+    let run = external_run();
+    publish_run(&server, &run).await;
     for (i, sent) in run.iter().enumerate() {
         let got = ws.next_json().await.unwrap();
         assert_eq!(got["seq"], i as u64 + 1);
@@ -63,6 +73,13 @@ async fn publish_streams_an_external_run_to_the_users_websocket() {
         assert_eq!(got["agent"], "py");
     }
 
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn events_out_of_grammar_are_refused_with_409_and_take_no_seq() {
+    let server = server_with_key().await;
+    publish_run(&server, &external_run()).await;
     // Out of grammar: after the terminal event, before agent_started, unknown calls.
     let after_end = publish(
         &server,
@@ -108,6 +125,12 @@ async fn publish_streams_an_external_run_to_the_users_websocket() {
     .await;
     assert_eq!(next["seq"], 8);
 
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_bodies_get_422_and_a_wrong_or_missing_key_401() {
+    let server = server_with_key().await;
     // Bad bodies.
     let bad_type = publish(
         &server,

@@ -8,6 +8,43 @@ use serde_json::json;
 
 use super::{SseReader, WAIT, assert_error, client, json_of};
 
+/// Waits until `user`'s stream holds `seq`.
+async fn wait_for_head(server: &TestServer, user: &str, seq: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while server
+        .state
+        .ready()
+        .bridge()
+        .stream_head(&user.parse_user())
+        .await
+        .unwrap()
+        .1
+        < seq
+    {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A garbage Last-Event-ID is a 422, not a silent replay from 0.
+#[tokio::test]
+async fn a_garbage_last_event_id_is_refused() {
+    let server = TestServer::start().await;
+    let http = client();
+    let r = http
+        .get(server.http_url("/v1/stream?user=mia"))
+        .header("Last-Event-ID", "abc")
+        .send()
+        .await
+        .unwrap();
+    assert_error(
+        &json_of(r).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+    );
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn sse_stream_delivers_events_with_ids_and_resumes_from_last_event_id() {
     let server = TestServer::start().await;
@@ -42,20 +79,7 @@ async fn sse_stream_delivers_events_with_ids_and_resumes_from_last_event_id() {
 
     // Offline: a second run. Reconnecting with Last-Event-ID: 3 replays 4.. exactly once.
     assert_eq!(start("two").await.unwrap().status(), StatusCode::ACCEPTED);
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while server
-        .state
-        .ready()
-        .bridge()
-        .stream_head(&"mia".parse_user())
-        .await
-        .unwrap()
-        .1
-        < 10
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_for_head(&server, "mia", 10).await;
     let mut resumed = SseReader::new(
         http.get(server.http_url(&format!("/v1/stream?user=mia&epoch={epoch}")))
             .header("Last-Event-ID", "3")
@@ -87,18 +111,6 @@ async fn sse_stream_delivers_events_with_ids_and_resumes_from_last_event_id() {
     assert_eq!(by_query.next().await.unwrap().id.as_deref(), Some("11"));
     assert_eq!(resumed.next().await.unwrap().id.as_deref(), Some("11"));
 
-    // A garbage Last-Event-ID is a 422, not a silent replay from 0.
-    let r = http
-        .get(server.http_url("/v1/stream?user=mia"))
-        .header("Last-Event-ID", "abc")
-        .send()
-        .await
-        .unwrap();
-    assert_error(
-        &json_of(r).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
-    );
     drop((resumed, by_query));
     server.stop().await;
 }

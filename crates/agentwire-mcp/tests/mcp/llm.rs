@@ -61,6 +61,48 @@ fn offered(request: &Value) -> Vec<&str> {
         .unwrap_or_default()
 }
 
+/// `grow` made the server list a new tool (list_changed): the registry lists it with the
+/// others, `add` with the schema the model was offered (`add_schema`).
+async fn wait_for_the_added_tool(state: &AppState, add_schema: &Value) {
+    let registry = state.ready().executor().registry().clone();
+    let listed = || {
+        registry
+            .tools()
+            .into_iter()
+            .any(|t| t.name == "mcp:probe/added")
+    };
+    for _ in 0..200 {
+        if listed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(listed(), "the refreshed tool list reaches the registry");
+    let add_info = registry
+        .tools()
+        .into_iter()
+        .find(|t| t.name == "mcp:probe/add")
+        .expect("MCP tools are listed");
+    assert_eq!(&add_info.parameters, add_schema);
+}
+
+/// The result went back to the model under the model's call id and function name.
+fn check_results_went_back(requests: &[Value]) {
+    let messages = requests[1]["messages"].as_array().unwrap();
+    let call = &messages[messages.len() - 2];
+    assert_eq!(call["tool_calls"][0]["id"], "call_add");
+    assert_eq!(call["tool_calls"][0]["function"]["name"], "mcp__probe__add");
+    let result = messages.last().unwrap();
+    assert_eq!(result["role"], "tool");
+    assert_eq!(result["tool_call_id"], "call_add");
+    let content: Value = serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
+    assert_eq!(content["structured"]["sum"], 42.0);
+    assert_eq!(
+        requests[2]["messages"].as_array().unwrap().last().unwrap()["tool_call_id"],
+        "call_grow"
+    );
+}
+
 pub(crate) async fn the_model_calls_mcp_tools_under_mapped_names_and_the_user_sees_their_names() {
     let probe = start_probe().await;
     let model = ScriptedModel::start(vec![
@@ -117,43 +159,8 @@ pub(crate) async fn the_model_calls_mcp_tools_under_mapped_names_and_the_user_se
         json!({"type": "object", "properties": {"a": {"type": "number"}, "b": {"type": "number"}}, "required": ["a", "b"]})
     );
 
-    // The result went back to the model under the model's call id and function name.
-    let messages = requests[1]["messages"].as_array().unwrap();
-    let call = &messages[messages.len() - 2];
-    assert_eq!(call["tool_calls"][0]["id"], "call_add");
-    assert_eq!(call["tool_calls"][0]["function"]["name"], "mcp__probe__add");
-    let result = messages.last().unwrap();
-    assert_eq!(result["role"], "tool");
-    assert_eq!(result["tool_call_id"], "call_add");
-    let content: Value = serde_json::from_str(result["content"].as_str().unwrap()).unwrap();
-    assert_eq!(content["structured"]["sum"], 42.0);
-    assert_eq!(
-        requests[2]["messages"].as_array().unwrap().last().unwrap()["tool_call_id"],
-        "call_grow"
-    );
-
-    // `grow` made the server list a new tool (list_changed): the registry lists it with the
-    // others, and the next run offers it through `mcp:probe/*`.
-    let registry = state.ready().executor().registry().clone();
-    let listed = || {
-        registry
-            .tools()
-            .into_iter()
-            .any(|t| t.name == "mcp:probe/added")
-    };
-    for _ in 0..200 {
-        if listed() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(listed(), "the refreshed tool list reaches the registry");
-    let add_info = registry
-        .tools()
-        .into_iter()
-        .find(|t| t.name == "mcp:probe/add")
-        .expect("MCP tools are listed");
-    assert_eq!(add_info.parameters, add["function"]["parameters"]);
+    check_results_went_back(&requests);
+    wait_for_the_added_tool(&state, &add["function"]["parameters"]).await;
     let events = ask(&mut ws, "c2", "anything new?").await;
     assert_eq!(events.last().unwrap()["type"], "agent_completed");
     assert!(

@@ -29,7 +29,14 @@ fn server_everything_ready() -> Result<(), String> {
 }
 
 fn main() -> std::process::ExitCode {
-    harness::run(vec![
+    let mut trials = in_process_trials();
+    trials.extend(stdio_trials());
+    harness::run(trials)
+}
+
+/// The rmcp servers in the test, over streamable HTTP: nothing to provision.
+fn in_process_trials() -> Vec<libtest_mimic::Trial> {
+    vec![
         harness::trial_needing(
             "http::structured_content_and_is_error_come_back",
             Vec::new(),
@@ -75,6 +82,12 @@ fn main() -> std::process::ExitCode {
             Vec::new(),
             server::an_optional_server_that_cannot_start_is_skipped,
         ),
+    ]
+}
+
+/// server-everything over stdio (needs Node), and the LLM agent driving MCP tools.
+fn stdio_trials() -> Vec<libtest_mimic::Trial> {
+    vec![
         harness::trial(
             "stdio::tools_are_listed_with_their_description_and_schema",
             "AGENTWIRE_REQUIRE_INTEROP",
@@ -115,5 +128,5 @@ fn main() -> std::process::ExitCode {
             server_everything_ready,
             llm::progress_of_an_mcp_call_the_model_made_reaches_the_user_as_thinking_lines,
         ),
-    ])
+    ]
 }
