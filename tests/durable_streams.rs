@@ -55,6 +55,22 @@ fn main() -> std::process::ExitCode {
             the_official_conformance_suite_passes_on_the_redis_store,
         ),
         harness::trial(
+            "the_subscription_cases_pass_on_the_memory_store",
+            INTEROP,
+            suite_ready,
+            the_subscription_cases_pass_on_the_memory_store,
+        ),
+        harness::trial_needing(
+            "the_subscription_cases_pass_on_the_redis_store",
+            vec![(INTEROP, suite_ready), (REDIS_NEEDED, redis_ready)],
+            the_subscription_cases_pass_on_the_redis_store,
+        ),
+        harness::trial_needing(
+            "a_subscription_belongs_to_its_creator",
+            Vec::new(),
+            a_subscription_belongs_to_its_creator,
+        ),
+        harness::trial(
             "appended_on_node_a_is_tailed_live_and_by_offset_on_node_b",
             REDIS_NEEDED,
             redis_ready,
@@ -117,12 +133,13 @@ fn counts(output: &str) -> Option<(u32, u32, u32)> {
     Some((count("failed"), count("passed"), count("skipped")))
 }
 
+/// One suite run at a time: two at once on a small shared machine push its timing-based cases
+/// (1 s TTLs, 5 s case timeouts) over their limits.
+static ONE_SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs the official suite with its CLI against a live server on `config` (auth off, loopback)
 /// and asserts every case passes, printing the counts.
 async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str) {
-    // One suite at a time: two at once on a small shared machine push its timing-based cases
-    // (1 s TTLs, 5 s case timeouts) over their limits.
-    static ONE_SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_SUITE.lock().await;
     config.durable_streams.insecure_no_auth = true;
     // The suite's long-poll cases wait 5 s for a 204; the reference server runs it with 0.5 s.
@@ -178,6 +195,171 @@ async fn the_official_conformance_suite_passes_on_the_redis_store() {
     let redis = TestRedis::new("conformance");
     conformance(redis.config(), "redis").await;
     drop(redis);
+}
+
+/// Runs the suite's "Reserved subscription APIs" cases (`subscriptions: true`, which its CLI
+/// cannot pass; `tests/durable-streams/subscriptions.test.mjs`) against a live server (auth
+/// off, loopback webhooks allowed) whose stream root is where those cases address streams,
+/// `<base>/v1/stream/`; asserts all 6 pass, naming any that fails.
+async fn subscription_cases(mut config: agentwire_startup::AgentwireConfig, store: &str) {
+    let _turn = ONE_SUITE.lock().await;
+    config.durable_streams.insecure_no_auth = true;
+    config.durable_streams.webhook_dev_loopback = true;
+    config.durable_streams.mount = "/ds/v1/stream".into();
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let mut node = Command::new("node");
+    node.current_dir(suite_dir())
+        .arg("node_modules/vitest/vitest.mjs")
+        .args(["run", "--config", "subscriptions.vitest.config.mjs"])
+        .args(["--reporter=verbose", "-t", "Reserved subscription APIs"])
+        .env("CONFORMANCE_TEST_URL", server.http_url("/ds"));
+    let output = harness::run_bounded(node, SUITE_TIMEOUT).await;
+    let stdout = plain(&output.stdout);
+    let failures: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('×'))
+        .collect();
+    let (failed, passed, skipped) = counts(&stdout).unwrap_or_else(|| {
+        panic!(
+            "no vitest summary; status {:?}\n{stdout}\n{}",
+            output.status,
+            plain(&output.stderr)
+        )
+    });
+    println!(
+        "durable streams subscription cases ({store} store): {passed} passed, {failed} failed, {skipped} other cases filtered out"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "failing cases:\n{}\n{}",
+        failures.join("\n"),
+        plain(&output.stderr)
+    );
+    assert_eq!(passed, 6, "the suite's subscription block has 6 cases");
+    assert!(output.status.success(), "vitest exited {:?}", output.status);
+    server.stop().await;
+}
+
+async fn the_subscription_cases_pass_on_the_memory_store() {
+    subscription_cases(agentwire_test::test_config(), "memory").await;
+}
+
+async fn the_subscription_cases_pass_on_the_redis_store() {
+    let redis = TestRedis::new("subscriptions");
+    subscription_cases(redis.config(), "redis").await;
+    drop(redis);
+}
+
+/// A subscription is its creator's: its pattern matches only their streams, other users do
+/// not see it, the bound per user holds, and webhook URLs are checked (no loopback exception).
+async fn a_subscription_belongs_to_its_creator() {
+    let mut config = agentwire_test::test_config();
+    config.durable_streams.max_subscriptions_per_user = 1;
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str, user: &str| server.http_url(&format!("/ds/{path}?user={user}"));
+    let json = |body: &str| -> serde_json::Value { serde_json::from_str(body).unwrap() };
+    let pull = r#"{"type":"pull-wake","pattern":"jobs/*","wake_stream":"wake"}"#;
+
+    let anonymous = http
+        .put(server.http_url("/ds/__ds/subscriptions/s"))
+        .body(pull)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wake = http
+        .put(url("wake", "ada"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wake.status(), 201);
+    let created = http
+        .put(url("__ds/subscriptions/s", "ada"))
+        .body(pull)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let second = http
+        .put(url("__ds/subscriptions/t", "ada"))
+        .body(pull)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429, "max_subscriptions_per_user = 1");
+    let bobs_view = http
+        .get(url("__ds/subscriptions/s", "bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bobs_view.status(),
+        404,
+        "another user's subscription is not found"
+    );
+    let bobs_claim = http
+        .post(url("__ds/subscriptions/s/claim", "bob"))
+        .body(r#"{"worker":"b"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bobs_claim.status(), 404);
+
+    // Bob's stream matches the pattern but is not Ada's: no wake.
+    let jobs = |path: &str, user: &str| {
+        http.put(url(path, user))
+            .header("content-type", "application/json")
+            .body(r#"{"job":1}"#)
+            .send()
+    };
+    assert_eq!(jobs("jobs/bob", "bob").await.unwrap().status(), 201);
+    let events = http
+        .get(url("wake", "ada"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(json(&events), serde_json::json!([]));
+    // Ada's is: the wake event is written before her write is answered.
+    assert_eq!(jobs("jobs/ada", "ada").await.unwrap().status(), 201);
+    let events = json(
+        &http
+            .get(url("wake", "ada"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(events[0]["subscription_id"], "s");
+    assert_eq!(events[0]["stream"], "jobs/ada");
+    assert_eq!(events.as_array().unwrap().len(), 1);
+
+    // Without webhook_dev_loopback, a loopback webhook is refused.
+    http.delete(url("__ds/subscriptions/s", "ada"))
+        .send()
+        .await
+        .unwrap();
+    let hook = http
+        .put(url("__ds/subscriptions/h", "ada"))
+        .body(
+            r#"{"type":"webhook","pattern":"jobs/*","webhook":{"url":"http://127.0.0.1:9/hook"}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 400);
+    assert_eq!(
+        json(&hook.text().await.unwrap())["error"]["code"],
+        "WEBHOOK_URL_REJECTED"
+    );
+    server.stop().await;
 }
 
 async fn appended_on_node_a_is_tailed_live_and_by_offset_on_node_b() {
@@ -363,13 +545,16 @@ async fn a_stream_belongs_to_its_creator() {
     );
     let bobs = http.put(url("third", "bob")).send().await.unwrap();
     assert_eq!(bobs.status(), 201, "the bound is per user");
-    // The reserved control prefix is never a stream (subscriptions are not implemented).
+    // The reserved control prefix is never a stream: a body-less PUT there is a malformed
+    // subscription, not a new stream.
     let reserved = http
         .put(url("__ds/subscriptions/s1", "ada"))
         .send()
         .await
         .unwrap();
-    assert_eq!(reserved.status(), 501);
+    assert_eq!(reserved.status(), 400);
+    let body: serde_json::Value = reserved.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_REQUEST");
     server.stop().await;
 }
 
