@@ -71,6 +71,12 @@ fn main() -> std::process::ExitCode {
             a_subscription_belongs_to_its_creator,
         ),
         harness::trial(
+            "a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b",
+            REDIS_NEEDED,
+            redis_ready,
+            a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b,
+        ),
+        harness::trial(
             "appended_on_node_a_is_tailed_live_and_by_offset_on_node_b",
             REDIS_NEEDED,
             redis_ready,
@@ -360,6 +366,114 @@ async fn a_subscription_belongs_to_its_creator() {
         "WEBHOOK_URL_REJECTED"
     );
     server.stop().await;
+}
+
+/// Redis store: subscription state and the signing key are shared, so a pull-wake subscription
+/// created on A is woken by a write on B, claimed on A, fenced and acked on B with A's token,
+/// and both nodes publish the same key.
+async fn a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b() {
+    let redis = TestRedis::new("subs-cross-node");
+    let a = TestServer::start_with(redis.config(), Vec::new()).await;
+    let b = TestServer::start_with(redis.config(), Vec::new()).await;
+    let http = reqwest::Client::new();
+    let on = |node: &TestServer, path: &str| node.http_url(&format!("/ds/{path}?user=ada"));
+    let json = |v: &str| -> serde_json::Value { serde_json::from_str(v).unwrap() };
+    let put_json = |url: String, body: &'static str| {
+        http.put(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    assert_eq!(put_json(on(&a, "wake"), "").await.unwrap().status(), 201);
+    let sub = r#"{"type":"pull-wake","pattern":"jobs/*","wake_stream":"wake"}"#;
+    let created = put_json(on(&a, "__ds/subscriptions/s"), sub).await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        put_json(on(&b, "__ds/subscriptions/s"), sub)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        put_json(on(&b, "jobs/1"), r#"{"n":1}"#)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let events = json(
+        &http
+            .get(on(&a, "wake"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        events[0]["subscription_id"], "s",
+        "B's write woke the subscription: {events}"
+    );
+
+    let claim = http
+        .post(on(&a, "__ds/subscriptions/s/claim"))
+        .body(r#"{"worker":"w"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), 200);
+    let claimed = json(&claim.text().await.unwrap());
+    let busy = http
+        .post(on(&b, "__ds/subscriptions/s/claim"))
+        .body(r#"{"worker":"v"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 409, "the lease taken on A holds on B");
+    let tail = claimed["streams"][0]["tail_offset"].clone();
+    let ack = |generation: &serde_json::Value| {
+        let body = serde_json::json!({
+            "wake_id": claimed["wake_id"], "generation": generation,
+            "acks": [{"stream": "jobs/1", "offset": tail}], "done": true,
+        });
+        http.post(b.http_url("/ds/__ds/subscriptions/s/ack"))
+            .bearer_auth(claimed["token"].as_str().unwrap())
+            .body(body.to_string())
+            .send()
+    };
+    let stale = ack(&serde_json::json!(
+        claimed["generation"].as_u64().unwrap() + 1
+    ))
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), 409);
+    assert_eq!(
+        json(&stale.text().await.unwrap())["error"]["code"],
+        "FENCED"
+    );
+    let acked = ack(&claimed["generation"]).await.unwrap();
+    assert_eq!(acked.status(), 200, "A's token is valid on B");
+    let view = json(
+        &http
+            .get(on(&b, "__ds/subscriptions/s"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(view["streams"][0]["acked_offset"], tail);
+
+    let jwks = |node: &TestServer| http.get(node.http_url("/ds/__ds/jwks.json")).send();
+    let (ka, kb) = (jwks(&a).await.unwrap(), jwks(&b).await.unwrap());
+    assert_eq!(ka.text().await.unwrap(), kb.text().await.unwrap());
+    a.stop().await;
+    b.stop().await;
+    drop(redis);
 }
 
 async fn appended_on_node_a_is_tailed_live_and_by_offset_on_node_b() {
