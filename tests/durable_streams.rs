@@ -4,6 +4,9 @@
 //!   every case must pass;
 //! - authentication: a stream belongs to the user who created it; others get 403, anonymous
 //!   requests 401; the per-user stream bound answers 429;
+//! - its 6 subscription cases (PROTOCOL.md §6, §7), which the CLI cannot turn on, run through
+//!   `tests/durable-streams/subscriptions.test.mjs` (`subscriptions: true`), on both stores;
+//! - a subscription belongs to its creator, and (redis) is shared by every node;
 //! - `insecure_no_auth` is refused off loopback;
 //! - on the redis store (`REDIS_URL`; when it does not answer, a private `redis-server` on a free
 //!   port): the suite again, and a stream appended on node A is tailed live (long-poll, SSE) and
@@ -181,7 +184,7 @@ async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str
         )
     });
     println!(
-        "durable streams conformance ({store} store): {passed} passed, {failed} failed, {skipped} skipped by the suite (subscription APIs, off in --run)"
+        "durable streams conformance ({store} store): {passed} passed, {failed} failed, {skipped} skipped by the suite (its subscription cases, off in --run; run by the_subscription_cases_pass_on_*)"
     );
     assert_eq!(failed, 0, "failing cases:\n{}", failures.join("\n"));
     assert!(passed >= 330, "only {passed} cases ran");

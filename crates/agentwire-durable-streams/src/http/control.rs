@@ -37,72 +37,78 @@ async fn route(
     let full = absolute_url(parts);
     let base = full.strip_suffix(path).unwrap_or(&full).to_owned();
     let segments: Vec<&str> = path.trim_start_matches("/__ds/").split('/').collect();
-    let method = &parts.method;
-    let engine = &ds.subscriptions;
     match segments.as_slice() {
-        ["jwks.json"] if method == Method::GET => {
-            let jwks = engine.jwks().await?;
+        ["jwks.json"] if parts.method == Method::GET => {
+            let jwks = ds.subscriptions.jwks().await?;
+            let headers = [
+                (header::CONTENT_TYPE, "application/jwk-set+json"),
+                (header::CACHE_CONTROL, "public, max-age=300"),
+            ];
             Ok((
-                [
-                    (
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/jwk-set+json"),
-                    ),
-                    (
-                        header::CACHE_CONTROL,
-                        HeaderValue::from_static("public, max-age=300"),
-                    ),
-                ],
+                headers.map(|(k, v)| (k, HeaderValue::from_static(v))),
                 jwks.to_string(),
             )
                 .into_response())
         }
-        ["subscriptions", id] => {
-            let owner = owner(ds, parts)?;
-            match *method {
-                Method::PUT => {
-                    let body = json_body(body).await?;
-                    let (created, view) = engine.create(&owner, id, &body, &base).await?;
-                    let status = if created {
-                        StatusCode::CREATED
-                    } else {
-                        StatusCode::OK
-                    };
-                    Ok((status, axum::Json(view)).into_response())
-                }
-                Method::GET => Ok(axum::Json(engine.get(&owner, id, &base).await?).into_response()),
-                Method::DELETE => {
-                    engine.delete(&owner, id).await?;
-                    Ok(StatusCode::NO_CONTENT.into_response())
-                }
-                _ => Err(not_allowed("use PUT, GET or DELETE")),
-            }
+        ["jwks.json"] => Err(not_allowed("use GET")),
+        ["subscriptions", id, rest @ ..] => subscription(ds, parts, body, id, rest, &base).await,
+        _ => Err(SubError::new(
+            404,
+            "SUBSCRIPTION_NOT_FOUND",
+            "no such Durable Streams control route",
+        )),
+    }
+}
+
+/// `/__ds/subscriptions/:id/<rest>`.
+async fn subscription(
+    ds: &DurableStreams,
+    parts: &Parts,
+    body: Body,
+    id: &str,
+    rest: &[&str],
+    base: &str,
+) -> Result<Response, SubError> {
+    let engine = &ds.subscriptions;
+    let no_content = || Ok(StatusCode::NO_CONTENT.into_response());
+    match (&parts.method, rest) {
+        (&Method::PUT, []) => {
+            let body = json_body(body).await?;
+            let (created, view) = engine.create(&owner(ds, parts)?, id, &body, base).await?;
+            let status = if created {
+                StatusCode::CREATED
+            } else {
+                StatusCode::OK
+            };
+            Ok((status, axum::Json(view)).into_response())
         }
-        ["subscriptions", id, "streams"] if method == Method::POST => {
+        (&Method::GET, []) => {
+            Ok(axum::Json(engine.get(&owner(ds, parts)?, id, base).await?).into_response())
+        }
+        (&Method::DELETE, []) => {
+            engine.delete(&owner(ds, parts)?, id).await?;
+            no_content()
+        }
+        (&Method::POST, ["streams"]) => {
             let owner = owner(ds, parts)?;
             engine
                 .add_streams(&owner, id, &json_body(body).await?)
                 .await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
+            no_content()
         }
-        ["subscriptions", id, "streams", rest @ ..]
-            if method == Method::DELETE && !rest.is_empty() =>
-        {
-            let owner = owner(ds, parts)?;
-            let stream = percent_decode(&rest.join("/"))?;
-            engine.remove_stream(&owner, id, &stream).await?;
-            Ok(StatusCode::NO_CONTENT.into_response())
+        (&Method::DELETE, ["streams", path @ ..]) if !path.is_empty() => {
+            let stream = percent_decode(&path.join("/"))?;
+            engine
+                .remove_stream(&owner(ds, parts)?, id, &stream)
+                .await?;
+            no_content()
         }
-        ["subscriptions", id, "claim"] if method == Method::POST => {
+        (&Method::POST, ["claim"]) => {
             let owner = owner(ds, parts)?;
             let claimed = engine.claim(&owner, id, &json_body(body).await?).await?;
             Ok(axum::Json(claimed).into_response())
         }
-        [
-            "subscriptions",
-            id,
-            action @ ("callback" | "ack" | "release"),
-        ] if method == Method::POST => {
+        (&Method::POST, [action @ ("callback" | "ack" | "release")]) => {
             let kind = match *action {
                 "callback" => Finish::Callback,
                 "ack" => Finish::Ack,
@@ -120,16 +126,16 @@ async fn route(
                 .await?
             {
                 Some(answer) => Ok(axum::Json(answer).into_response()),
-                None => Ok(StatusCode::NO_CONTENT.into_response()),
+                None => no_content(),
             }
         }
-        ["jwks.json"] | ["subscriptions", ..] => Err(not_allowed(
+        (_, [] | ["streams", ..] | ["claim" | "callback" | "ack" | "release"]) => Err(not_allowed(
             "this method does not apply to this control route",
         )),
         _ => Err(SubError::new(
             404,
             "SUBSCRIPTION_NOT_FOUND",
-            "no such Durable Streams control route",
+            "no such subscription route",
         )),
     }
 }

@@ -131,6 +131,13 @@ impl DurableStreams {
             .await;
     }
 
+    /// After `owner` deleted the stream at `path`: unlinks it from the owner's subscriptions.
+    pub(crate) async fn deleted(&self, owner: &Owner, path: &str) {
+        self.subscriptions
+            .on_delete(owner, path.trim_start_matches('/'))
+            .await;
+    }
+
     /// The routes: mount them with `Router::nest("/ds", …)`. A stream's URL is the mount
     /// point followed by any path, e.g. `/ds/v1/stream/chat-1`.
     pub fn router<S: Clone + Send + Sync + 'static>(self) -> Router<S> {

@@ -100,6 +100,7 @@ pub(super) async fn delete(
     caller: Owner,
 ) -> Result<Response, DsError> {
     ds.store.delete(path, &caller).await?;
+    ds.deleted(&caller, path).await;
     Ok(respond(
         StatusCode::NO_CONTENT,
         HeaderMap::new(),

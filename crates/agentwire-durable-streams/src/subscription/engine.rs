@@ -380,6 +380,33 @@ impl Engine {
         }
     }
 
+    /// After `owner` deleted the stream at `path`: a glob link goes (a stream re-created there
+    /// is linked again by its first write), an explicit one restarts at offset zero.
+    pub(crate) async fn on_delete(self: &Arc<Self>, owner: &Owner, path: &str) {
+        let Ok(ids) = self.subs.ids(owner).await else {
+            return;
+        };
+        for id in ids {
+            let linked = matches!(self.subs.get(owner, &id).await, Ok(Some((sub, _))) if sub.links.contains_key(path));
+            if linked {
+                let _ = self
+                    .update(owner, &id, &[], &mut |sub, _, _, _| {
+                        match sub.links.get_mut(path) {
+                            Some(link) if link.explicit => {
+                                link.glob = false;
+                                link.acked = Offset::ZERO;
+                            }
+                            _ => {
+                                sub.links.remove(path);
+                            }
+                        }
+                        Ok(())
+                    })
+                    .await;
+            }
+        }
+    }
+
     /// `POST …/claim` (§7.2).
     pub(crate) async fn claim(
         self: &Arc<Self>,

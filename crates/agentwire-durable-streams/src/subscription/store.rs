@@ -43,8 +43,11 @@ pub trait SubscriptionStore: Send + Sync + 'static {
 pub struct MemorySubscriptions {
     seed: [u8; 32],
     versions: std::sync::atomic::AtomicU64,
-    subs: Mutex<HashMap<Owner, HashMap<String, (Subscription, u64)>>>,
+    subs: Mutex<HashMap<Owner, Versioned>>,
 }
+
+/// An owner's subscriptions by id, with their versions.
+type Versioned = HashMap<String, (Subscription, u64)>;
 
 impl std::fmt::Debug for MemorySubscriptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
