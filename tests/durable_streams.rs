@@ -684,6 +684,20 @@ fn insecure_no_auth_is_refused_off_loopback() {
     assert!(err.to_string().contains("insecure_no_auth"), "{err}");
     config.listen = SocketAddr::from(([127, 0, 0, 1], 8080));
     config.validate().expect("allowed on loopback");
+
+    // Likewise the loopback-webhook development exception, and a mount must not shadow routes.
+    config.durable_streams.webhook_dev_loopback = true;
+    config.validate().expect("allowed on loopback");
+    config.listen = SocketAddr::from(([0, 0, 0, 0], 8080));
+    config.durable_streams.insecure_no_auth = false;
+    let err = config.validate().expect_err("refused off loopback");
+    assert!(err.to_string().contains("webhook_dev_loopback"), "{err}");
+    config.durable_streams.webhook_dev_loopback = false;
+    config.durable_streams.mount = "/v1/stream".into();
+    let err = config
+        .validate()
+        .expect_err("a mount over the server's routes");
+    assert!(err.to_string().contains("durable_streams.mount"), "{err}");
 }
 
 async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs() {

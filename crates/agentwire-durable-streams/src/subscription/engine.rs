@@ -363,7 +363,17 @@ impl Engine {
             let Ok(Some((sub, _))) = self.subs.get(owner, &id).await else {
                 continue;
             };
-            if !sub.matches(path) && !sub.links.contains_key(path) {
+            let linked = sub.links.contains_key(path);
+            if !linked && !sub.matches(path) {
+                continue;
+            }
+            // A wake in flight covers this write too: nothing changes until it ends (the
+            // common case for a busy subscription, so its streams' tails are not read).
+            let in_flight = sub
+                .wake
+                .as_ref()
+                .is_some_and(|w| w.lease_until_ms.is_none_or(|until| until > now_ms()));
+            if linked && in_flight {
                 continue;
             }
             let result = self

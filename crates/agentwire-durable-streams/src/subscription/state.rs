@@ -428,6 +428,45 @@ mod tests {
     }
 
     #[test]
+    fn one_wake_at_a_time_and_a_lapsed_lease_wakes_again() {
+        let spec = parse_spec(&json!({"type":"webhook","pattern":"e/*","webhook":{"url":"https://x"},"lease_ttl_ms":1000}), |_| Ok(())).unwrap();
+        let mut sub = Subscription {
+            id: "s".into(),
+            hash: spec.hash(),
+            spec,
+            created_at: String::new(),
+            base_url: String::new(),
+            links: BTreeMap::new(),
+            generation: 0,
+            wake: None,
+            retry_count: 0,
+            next_attempt_at_ms: None,
+        };
+        let mut effects = Vec::new();
+        assert!(sub.link("e/a", false, Offset(0)));
+        let tails = Tails::from([("e/a".to_owned(), Offset(5))]);
+        assert!(sub.maybe_wake(&tails, 0, &mut effects));
+        assert!(
+            !sub.maybe_wake(&tails, 10, &mut effects),
+            "a wake is in flight"
+        );
+        assert_eq!(sub.generation, 1);
+        assert!(matches!(&effects[0], Effect::Deliver { .. }));
+        assert!(!sub.expire_lease(999));
+        assert!(sub.expire_lease(1000));
+        assert!(sub.maybe_wake(&tails, 1000, &mut effects));
+        assert_eq!(sub.generation, 2);
+        sub.wake = None;
+        sub.links.get_mut("e/a").unwrap().acked = Offset(5);
+        assert!(
+            !sub.maybe_wake(&tails, 2000, &mut effects),
+            "nothing pending"
+        );
+        sub.unlink_explicit("e/a");
+        assert!(sub.links.contains_key("e/a"), "the glob link stays");
+    }
+
+    #[test]
     fn the_hash_changes_with_the_configuration() {
         let ok = |_: &str| Ok(());
         let a = parse_spec(
