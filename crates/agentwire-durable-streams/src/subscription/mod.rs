@@ -14,6 +14,7 @@ mod store;
 
 pub(crate) use deliver::Finish;
 pub(crate) use engine::Engine;
+#[cfg(feature = "redis")]
 pub(crate) use signing::random_seed;
 pub use state::{Delivery, Link, Spec, Subscription, Wake};
 pub use store::{MemorySubscriptions, SubscriptionStore};
