@@ -4,6 +4,9 @@
 //!   every case must pass;
 //! - authentication: a stream belongs to the user who created it; others get 403, anonymous
 //!   requests 401; the per-user stream bound answers 429;
+//! - its 6 subscription cases (PROTOCOL.md §6, §7), which the CLI cannot turn on, run through
+//!   `tests/durable-streams/subscriptions.test.mjs` (`subscriptions: true`), on both stores;
+//! - a subscription belongs to its creator, and (redis) is shared by every node;
 //! - `insecure_no_auth` is refused off loopback;
 //! - on the redis store (`REDIS_URL`; when it does not answer, a private `redis-server` on a free
 //!   port): the suite again, and a stream appended on node A is tailed live (long-poll, SSE) and
@@ -53,6 +56,28 @@ fn main() -> std::process::ExitCode {
             "the_official_conformance_suite_passes_on_the_redis_store",
             vec![(INTEROP, suite_ready), (REDIS_NEEDED, redis_ready)],
             the_official_conformance_suite_passes_on_the_redis_store,
+        ),
+        harness::trial(
+            "the_subscription_cases_pass_on_the_memory_store",
+            INTEROP,
+            suite_ready,
+            the_subscription_cases_pass_on_the_memory_store,
+        ),
+        harness::trial_needing(
+            "the_subscription_cases_pass_on_the_redis_store",
+            vec![(INTEROP, suite_ready), (REDIS_NEEDED, redis_ready)],
+            the_subscription_cases_pass_on_the_redis_store,
+        ),
+        harness::trial_needing(
+            "a_subscription_belongs_to_its_creator",
+            Vec::new(),
+            a_subscription_belongs_to_its_creator,
+        ),
+        harness::trial(
+            "a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b",
+            REDIS_NEEDED,
+            redis_ready,
+            a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b,
         ),
         harness::trial(
             "appended_on_node_a_is_tailed_live_and_by_offset_on_node_b",
@@ -117,12 +142,13 @@ fn counts(output: &str) -> Option<(u32, u32, u32)> {
     Some((count("failed"), count("passed"), count("skipped")))
 }
 
+/// One suite run at a time: two at once on a small shared machine push its timing-based cases
+/// (1 s TTLs, 5 s case timeouts) over their limits.
+static ONE_SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Runs the official suite with its CLI against a live server on `config` (auth off, loopback)
 /// and asserts every case passes, printing the counts.
 async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str) {
-    // One suite at a time: two at once on a small shared machine push its timing-based cases
-    // (1 s TTLs, 5 s case timeouts) over their limits.
-    static ONE_SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_SUITE.lock().await;
     config.durable_streams.insecure_no_auth = true;
     // The suite's long-poll cases wait 5 s for a 204; the reference server runs it with 0.5 s.
@@ -158,7 +184,7 @@ async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str
         )
     });
     println!(
-        "durable streams conformance ({store} store): {passed} passed, {failed} failed, {skipped} skipped by the suite (subscription APIs, off in --run)"
+        "durable streams conformance ({store} store): {passed} passed, {failed} failed, {skipped} skipped by the suite (its subscription cases, off in --run; run by the_subscription_cases_pass_on_*)"
     );
     assert_eq!(failed, 0, "failing cases:\n{}", failures.join("\n"));
     assert!(passed >= 330, "only {passed} cases ran");
@@ -177,6 +203,279 @@ async fn the_official_conformance_suite_passes_on_the_memory_store() {
 async fn the_official_conformance_suite_passes_on_the_redis_store() {
     let redis = TestRedis::new("conformance");
     conformance(redis.config(), "redis").await;
+    drop(redis);
+}
+
+/// Runs the suite's "Reserved subscription APIs" cases (`subscriptions: true`, which its CLI
+/// cannot pass; `tests/durable-streams/subscriptions.test.mjs`) against a live server (auth
+/// off, loopback webhooks allowed) whose stream root is where those cases address streams,
+/// `<base>/v1/stream/`; asserts all 6 pass, naming any that fails.
+async fn subscription_cases(mut config: agentwire_startup::AgentwireConfig, store: &str) {
+    let _turn = ONE_SUITE.lock().await;
+    config.durable_streams.insecure_no_auth = true;
+    config.durable_streams.webhook_dev_loopback = true;
+    config.durable_streams.mount = "/ds/v1/stream".into();
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let mut node = Command::new("node");
+    node.current_dir(suite_dir())
+        .arg("node_modules/vitest/vitest.mjs")
+        .args(["run", "--config", "subscriptions.vitest.config.mjs"])
+        .args(["--reporter=verbose", "-t", "Reserved subscription APIs"])
+        .env("CONFORMANCE_TEST_URL", server.http_url("/ds"));
+    let output = harness::run_bounded(node, SUITE_TIMEOUT).await;
+    let stdout = plain(&output.stdout);
+    let failures: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.trim_start().starts_with('×'))
+        .collect();
+    let (failed, passed, skipped) = counts(&stdout).unwrap_or_else(|| {
+        panic!(
+            "no vitest summary; status {:?}\n{stdout}\n{}",
+            output.status,
+            plain(&output.stderr)
+        )
+    });
+    println!(
+        "durable streams subscription cases ({store} store): {passed} passed, {failed} failed, {skipped} other cases filtered out"
+    );
+    assert_eq!(
+        failed,
+        0,
+        "failing cases:\n{}\n{}",
+        failures.join("\n"),
+        plain(&output.stderr)
+    );
+    assert_eq!(passed, 6, "the suite's subscription block has 6 cases");
+    assert!(output.status.success(), "vitest exited {:?}", output.status);
+    server.stop().await;
+}
+
+async fn the_subscription_cases_pass_on_the_memory_store() {
+    subscription_cases(agentwire_test::test_config(), "memory").await;
+}
+
+async fn the_subscription_cases_pass_on_the_redis_store() {
+    let redis = TestRedis::new("subscriptions");
+    subscription_cases(redis.config(), "redis").await;
+    drop(redis);
+}
+
+/// A subscription is its creator's: its pattern matches only their streams, other users do
+/// not see it, the bound per user holds, and webhook URLs are checked (no loopback exception).
+async fn a_subscription_belongs_to_its_creator() {
+    let mut config = agentwire_test::test_config();
+    config.durable_streams.max_subscriptions_per_user = 1;
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str, user: &str| server.http_url(&format!("/ds/{path}?user={user}"));
+    let json = |body: &str| -> serde_json::Value { serde_json::from_str(body).unwrap() };
+    let pull = r#"{"type":"pull-wake","pattern":"jobs/*","wake_stream":"wake"}"#;
+
+    let anonymous = http
+        .put(server.http_url("/ds/__ds/subscriptions/s"))
+        .body(pull)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wake = http
+        .put(url("wake", "ada"))
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wake.status(), 201);
+    let created = http
+        .put(url("__ds/subscriptions/s", "ada"))
+        .body(pull)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let second = http
+        .put(url("__ds/subscriptions/t", "ada"))
+        .body(pull)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 429, "max_subscriptions_per_user = 1");
+    let bobs_view = http
+        .get(url("__ds/subscriptions/s", "bob"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        bobs_view.status(),
+        404,
+        "another user's subscription is not found"
+    );
+    let bobs_claim = http
+        .post(url("__ds/subscriptions/s/claim", "bob"))
+        .body(r#"{"worker":"b"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bobs_claim.status(), 404);
+
+    // Bob's stream matches the pattern but is not Ada's: no wake.
+    let jobs = |path: &str, user: &str| {
+        http.put(url(path, user))
+            .header("content-type", "application/json")
+            .body(r#"{"job":1}"#)
+            .send()
+    };
+    assert_eq!(jobs("jobs/bob", "bob").await.unwrap().status(), 201);
+    let events = http
+        .get(url("wake", "ada"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(json(&events), serde_json::json!([]));
+    // Ada's is: the wake event is written before her write is answered.
+    assert_eq!(jobs("jobs/ada", "ada").await.unwrap().status(), 201);
+    let events = json(
+        &http
+            .get(url("wake", "ada"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(events[0]["subscription_id"], "s");
+    assert_eq!(events[0]["stream"], "jobs/ada");
+    assert_eq!(events.as_array().unwrap().len(), 1);
+
+    // Without webhook_dev_loopback, a loopback webhook is refused.
+    http.delete(url("__ds/subscriptions/s", "ada"))
+        .send()
+        .await
+        .unwrap();
+    let hook = http
+        .put(url("__ds/subscriptions/h", "ada"))
+        .body(
+            r#"{"type":"webhook","pattern":"jobs/*","webhook":{"url":"http://127.0.0.1:9/hook"}}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(hook.status(), 400);
+    assert_eq!(
+        json(&hook.text().await.unwrap())["error"]["code"],
+        "WEBHOOK_URL_REJECTED"
+    );
+    server.stop().await;
+}
+
+/// Redis store: subscription state and the signing key are shared, so a pull-wake subscription
+/// created on A is woken by a write on B, claimed on A, fenced and acked on B with A's token,
+/// and both nodes publish the same key.
+async fn a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b() {
+    let redis = TestRedis::new("subs-cross-node");
+    let a = TestServer::start_with(redis.config(), Vec::new()).await;
+    let b = TestServer::start_with(redis.config(), Vec::new()).await;
+    let http = reqwest::Client::new();
+    let on = |node: &TestServer, path: &str| node.http_url(&format!("/ds/{path}?user=ada"));
+    let json = |v: &str| -> serde_json::Value { serde_json::from_str(v).unwrap() };
+    let put_json = |url: String, body: &'static str| {
+        http.put(url)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    assert_eq!(put_json(on(&a, "wake"), "").await.unwrap().status(), 201);
+    let sub = r#"{"type":"pull-wake","pattern":"jobs/*","wake_stream":"wake"}"#;
+    let created = put_json(on(&a, "__ds/subscriptions/s"), sub).await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        put_json(on(&b, "__ds/subscriptions/s"), sub)
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        put_json(on(&b, "jobs/1"), r#"{"n":1}"#)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let events = json(
+        &http
+            .get(on(&a, "wake"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        events[0]["subscription_id"], "s",
+        "B's write woke the subscription: {events}"
+    );
+
+    let claim = http
+        .post(on(&a, "__ds/subscriptions/s/claim"))
+        .body(r#"{"worker":"w"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(claim.status(), 200);
+    let claimed = json(&claim.text().await.unwrap());
+    let busy = http
+        .post(on(&b, "__ds/subscriptions/s/claim"))
+        .body(r#"{"worker":"v"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(busy.status(), 409, "the lease taken on A holds on B");
+    let tail = claimed["streams"][0]["tail_offset"].clone();
+    let ack = |generation: &serde_json::Value| {
+        let body = serde_json::json!({
+            "wake_id": claimed["wake_id"], "generation": generation,
+            "acks": [{"stream": "jobs/1", "offset": tail}], "done": true,
+        });
+        http.post(b.http_url("/ds/__ds/subscriptions/s/ack"))
+            .bearer_auth(claimed["token"].as_str().unwrap())
+            .body(body.to_string())
+            .send()
+    };
+    let stale = ack(&serde_json::json!(
+        claimed["generation"].as_u64().unwrap() + 1
+    ))
+    .await
+    .unwrap();
+    assert_eq!(stale.status(), 409);
+    assert_eq!(
+        json(&stale.text().await.unwrap())["error"]["code"],
+        "FENCED"
+    );
+    let acked = ack(&claimed["generation"]).await.unwrap();
+    assert_eq!(acked.status(), 200, "A's token is valid on B");
+    let view = json(
+        &http
+            .get(on(&b, "__ds/subscriptions/s"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert_eq!(view["streams"][0]["acked_offset"], tail);
+
+    let jwks = |node: &TestServer| http.get(node.http_url("/ds/__ds/jwks.json")).send();
+    let (ka, kb) = (jwks(&a).await.unwrap(), jwks(&b).await.unwrap());
+    assert_eq!(ka.text().await.unwrap(), kb.text().await.unwrap());
+    a.stop().await;
+    b.stop().await;
     drop(redis);
 }
 
@@ -363,13 +662,16 @@ async fn a_stream_belongs_to_its_creator() {
     );
     let bobs = http.put(url("third", "bob")).send().await.unwrap();
     assert_eq!(bobs.status(), 201, "the bound is per user");
-    // The reserved control prefix is never a stream (subscriptions are not implemented).
+    // The reserved control prefix is never a stream: a body-less PUT there is a malformed
+    // subscription, not a new stream.
     let reserved = http
         .put(url("__ds/subscriptions/s1", "ada"))
         .send()
         .await
         .unwrap();
-    assert_eq!(reserved.status(), 501);
+    assert_eq!(reserved.status(), 400);
+    let body: serde_json::Value = reserved.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "INVALID_REQUEST");
     server.stop().await;
 }
 
@@ -382,6 +684,20 @@ fn insecure_no_auth_is_refused_off_loopback() {
     assert!(err.to_string().contains("insecure_no_auth"), "{err}");
     config.listen = SocketAddr::from(([127, 0, 0, 1], 8080));
     config.validate().expect("allowed on loopback");
+
+    // Likewise the loopback-webhook development exception, and a mount must not shadow routes.
+    config.durable_streams.webhook_dev_loopback = true;
+    config.validate().expect("allowed on loopback");
+    config.listen = SocketAddr::from(([0, 0, 0, 0], 8080));
+    config.durable_streams.insecure_no_auth = false;
+    let err = config.validate().expect_err("refused off loopback");
+    assert!(err.to_string().contains("webhook_dev_loopback"), "{err}");
+    config.durable_streams.webhook_dev_loopback = false;
+    config.durable_streams.mount = "/v1/stream".into();
+    let err = config
+        .validate()
+        .expect_err("a mount over the server's routes");
+    assert!(err.to_string().contains("durable_streams.mount"), "{err}");
 }
 
 async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs() {

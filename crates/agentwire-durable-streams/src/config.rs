@@ -22,8 +22,11 @@ pub enum StoreKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DurableStreamsConfig {
-    /// Serve the protocol under `/ds`.
+    /// Serve the protocol (under `mount`).
     pub enabled: bool,
+    /// The path the surface is mounted at: a stream's URL is `<mount>/<stream path>`, and the
+    /// reserved control prefix is `<mount>/__ds/`.
+    pub mount: String,
     /// Where streams live.
     pub store: StoreKind,
     /// Prefix of the Redis keys (and the notification channel) of the `redis` store.
@@ -51,12 +54,18 @@ pub struct DurableStreamsConfig {
     pub appends_per_second: u32,
     /// Appends a user may make in a burst above the sustained rate.
     pub append_burst: u32,
+    /// Subscriptions (PROTOCOL.md §6) a user may hold at once (429 past it).
+    pub max_subscriptions_per_user: u64,
+    /// Accept `http://localhost` and `http://127.0.0.x` webhook URLs (the development exception
+    /// of PROTOCOL.md §6.2). Refused unless the server listens on a loopback address.
+    pub webhook_dev_loopback: bool,
 }
 
 impl Default for DurableStreamsConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            mount: "/ds".into(),
             store: StoreKind::Memory,
             redis_prefix: "aw:ds".into(),
             insecure_no_auth: false,
@@ -68,6 +77,8 @@ impl Default for DurableStreamsConfig {
             max_bytes_per_user: 1 << 30,
             appends_per_second: 1_000,
             append_burst: 5_000,
+            max_subscriptions_per_user: 100,
+            webhook_dev_loopback: false,
         }
     }
 }
@@ -101,6 +112,17 @@ impl DurableStreamsConfig {
                 ),
             ));
         }
+        if self.webhook_dev_loopback && !listen.ip().is_loopback() {
+            return Err((
+                "durable_streams.webhook_dev_loopback",
+                format!(
+                    "loopback http webhooks are a development exception; the server listens on {listen}"
+                ),
+            ));
+        }
+        if let Err(why) = check_mount(&self.mount) {
+            return Err(("durable_streams.mount", why));
+        }
         if self.max_read_bytes == 0 || self.max_append_bytes == 0 || self.appends_per_second == 0 {
             return Err((
                 "durable_streams",
@@ -115,6 +137,56 @@ impl DurableStreamsConfig {
         OwnerLimits {
             max_streams: self.max_streams_per_user,
             max_bytes: self.max_bytes_per_user,
+        }
+    }
+}
+
+/// First path segments the agentwire server routes itself.
+const TAKEN: [&str; 9] = [
+    "v1",
+    "ws",
+    "health",
+    "metrics",
+    "debug",
+    "agui",
+    "",
+    "agentwire.js",
+    "demo.js",
+];
+
+/// A mount is `/` and one or more non-empty segments of `A-Z a-z 0-9 . _ -`, not under a path
+/// the server uses itself.
+fn check_mount(mount: &str) -> Result<(), String> {
+    let rest = mount
+        .strip_prefix('/')
+        .ok_or_else(|| format!("{mount:?} must start with /"))?;
+    let segments: Vec<&str> = rest.split('/').collect();
+    let valid = |s: &&str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if !segments.iter().all(valid) {
+        return Err(format!(
+            "{mount:?} must be /-separated non-empty segments of A-Z a-z 0-9 . _ -"
+        ));
+    }
+    if TAKEN.contains(&segments[0]) {
+        return Err(format!("{mount:?} overlaps a route of the server"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mounts() {
+        assert!(check_mount("/ds").is_ok());
+        assert!(check_mount("/ds/v1/stream").is_ok());
+        for bad in ["ds", "/", "/ds/", "/v1/stream", "/health", "/a//b", "/a b"] {
+            assert!(check_mount(bad).is_err(), "{bad}");
         }
     }
 }

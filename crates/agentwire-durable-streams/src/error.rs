@@ -60,8 +60,7 @@ pub enum DsError {
     /// The store failed (500/503); the message names the store.
     #[error("stream store unavailable: {0}")]
     Store(String),
-    /// A part of the protocol this server does not implement (501): the reserved `__ds`
-    /// control APIs (subscriptions).
+    /// A part of the protocol this server does not implement (501).
     #[error("{0}")]
     NotImplemented(&'static str),
 }

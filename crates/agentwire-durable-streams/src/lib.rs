@@ -32,6 +32,7 @@ pub mod offset;
 mod redis_store;
 mod store;
 pub mod stream;
+pub mod subscription;
 
 pub use config::{DurableStreamsConfig, StoreKind};
 pub use error::DsError;
@@ -40,3 +41,4 @@ pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis_store::RedisStore;
 pub use store::{OwnerLimits, StreamStore};
+pub use subscription::{MemorySubscriptions, SubscriptionStore};

@@ -159,6 +159,8 @@ pub struct Created {
 /// What a `POST` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Appended {
+    /// The tail before the call (where its data starts).
+    pub from: Offset,
     /// The tail after the call.
     pub next: Offset,
     /// The stream is closed (by this call or before).

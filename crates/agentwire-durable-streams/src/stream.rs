@@ -180,6 +180,7 @@ impl StreamMeta {
         if let Some(seq) = &req.stream_seq {
             self.stream_seq = Some(seq.clone());
         }
+        let from = Offset(self.tail);
         let added: u64 = if self.config.is_json() {
             parts.len() as u64
         } else {
@@ -201,6 +202,7 @@ impl StreamMeta {
             self.closed_by = req.producer.clone();
         }
         let appended = Appended {
+            from,
             next: Offset(self.tail),
             closed: self.closed,
             duplicate: false,
@@ -215,6 +217,7 @@ impl StreamMeta {
 
     fn admit_on_closed(&self, req: &AppendRequest) -> Result<Admission, DsError> {
         let unchanged = |ack| Appended {
+            from: Offset(self.tail),
             next: Offset(self.tail),
             closed: true,
             duplicate: true,
@@ -270,6 +273,7 @@ impl StreamMeta {
         }
         if p.seq <= state.last_seq {
             return Ok(Some(Appended {
+                from: Offset(self.tail),
                 next: Offset(self.tail),
                 closed: self.closed,
                 duplicate: true,

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use agentwire_durable_streams::model::{Caller, Owner};
 use agentwire_durable_streams::{
-    DsError, DurableStreams, MemoryStore, StoreKind, StreamStore, no_auth,
+    DsError, DurableStreams, MemoryStore, MemorySubscriptions, StoreKind, StreamStore,
+    SubscriptionStore, no_auth,
 };
 use agentwire_startup::Ready;
 use axum::body::Body;
@@ -27,11 +28,15 @@ pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<Durabl
         return None;
     }
     let limits = settings.owner_limits();
-    let store: Arc<dyn StreamStore> = match settings.store {
-        StoreKind::Memory => Arc::new(MemoryStore::new(limits)),
-        // Validated at startup: `broker` is a Redis URL (connected lazily on first use).
-        StoreKind::Redis => redis_store(&config.broker, &settings.redis_prefix, limits)?,
-    };
+    let (store, subscriptions): (Arc<dyn StreamStore>, Arc<dyn SubscriptionStore>) =
+        match settings.store {
+            StoreKind::Memory => (
+                Arc::new(MemoryStore::new(limits)),
+                Arc::new(MemorySubscriptions::default()),
+            ),
+            // Validated at startup: `broker` is a Redis URL (connected lazily on first use).
+            StoreKind::Redis => redis_store(&config.broker, &settings.redis_prefix, limits)?,
+        };
     let store = Arc::new(crate::durable_events::WithAgentwireStreams {
         stored: store,
         bridge: ready.bridge().clone(),
@@ -46,21 +51,25 @@ pub(crate) fn build(ready: &Ready, auth: Arc<dyn Authenticate>) -> Option<Durabl
             owner(&*auth, api_key.as_deref(), headers, query)
         })
     };
-    Some(DurableStreams::new(store, authenticate, settings))
+    Some(DurableStreams::new(store, authenticate, settings).with_subscriptions(subscriptions))
 }
 
 /// Who a `/ds` request is: the API key's holder, or the user the server's [`Authenticate`]
 /// proves. A refusal is counted like every other route's (`route="ds"`).
 /// The `redis` store over the broker's Redis (validated at startup: `broker` is a Redis URL),
-/// connected lazily on first use; `None` (and `/ds` off) when it cannot start.
+/// connected lazily on first use, holding the streams and the subscriptions; `None` (and `/ds`
+/// off) when it cannot start.
 #[cfg(feature = "redis")]
 fn redis_store(
     broker: &str,
     prefix: &str,
     limits: agentwire_durable_streams::OwnerLimits,
-) -> Option<Arc<dyn StreamStore>> {
+) -> Option<(Arc<dyn StreamStore>, Arc<dyn SubscriptionStore>)> {
     match agentwire_durable_streams::RedisStore::new(broker, prefix, limits) {
-        Ok(store) => Some(Arc::new(store)),
+        Ok(store) => {
+            let store = Arc::new(store);
+            Some((store.clone(), store))
+        }
         Err(e) => {
             tracing::error!(error = %e, "durable streams: the redis store cannot start; /ds is off");
             None
@@ -74,7 +83,7 @@ fn redis_store(
     _broker: &str,
     _prefix: &str,
     _limits: agentwire_durable_streams::OwnerLimits,
-) -> Option<Arc<dyn StreamStore>> {
+) -> Option<(Arc<dyn StreamStore>, Arc<dyn SubscriptionStore>)> {
     tracing::error!(
         "durable streams: this build has no redis store (the `redis` feature); /ds is off"
     );

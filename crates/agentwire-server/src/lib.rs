@@ -200,6 +200,7 @@ impl RouterBuilder {
             router = router.route("/debug/disconnect", axum::routing::post(debug::disconnect));
         }
         if let Some(ds) = state.durable_streams() {
+            let mount = state.ready().config().durable_streams.mount.clone();
             let ds = ds
                 .clone()
                 .router()
@@ -207,7 +208,7 @@ impl RouterBuilder {
                     state.clone(),
                     durable::stream_cap,
                 ));
-            router = router.nest("/ds", ds);
+            router = router.nest(&mount, ds);
         }
         if self.demo_page {
             router = router

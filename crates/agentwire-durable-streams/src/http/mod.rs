@@ -1,5 +1,6 @@
 //! The protocol over HTTP: one catch-all route; the method picks the operation.
 
+mod control;
 mod headers;
 mod read;
 mod sse;
@@ -17,6 +18,8 @@ use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
 use crate::model::{Caller, Owner};
+use crate::offset::Offset;
+use crate::subscription::{Engine, MemorySubscriptions, SubscriptionStore};
 use crate::{DsError, DurableStreamsConfig, StreamStore};
 
 pub(crate) const STREAM_NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
@@ -61,6 +64,8 @@ pub struct DurableStreams {
     pub(crate) store: Arc<dyn StreamStore>,
     pub(crate) auth: Authenticate,
     pub(crate) config: Arc<DurableStreamsConfig>,
+    /// Subscriptions (PROTOCOL.md §6, §7) over `store`.
+    pub(crate) subscriptions: Arc<Engine>,
     /// The append rate per owner (a GCRA limiter of `governor`, as the server's other rates).
     appends: Arc<DefaultKeyedRateLimiter<Owner>>,
     /// Appends charged, to sweep owners whose budget is full again every so often.
@@ -79,7 +84,8 @@ impl std::fmt::Debug for DurableStreams {
 const SWEEP_EVERY: u64 = 4096;
 
 impl DurableStreams {
-    /// The protocol over `store`, authenticating with `auth`.
+    /// The protocol over `store`, authenticating with `auth`; subscriptions live in memory
+    /// (see [`with_subscriptions`](Self::with_subscriptions)).
     pub fn new(
         store: Arc<dyn StreamStore>,
         auth: Authenticate,
@@ -87,15 +93,49 @@ impl DurableStreams {
     ) -> Self {
         let rate = NonZeroU32::new(config.appends_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(config.append_burst).unwrap_or(NonZeroU32::MIN);
+        let subscriptions = Arc::new(Engine::new(
+            store.clone(),
+            Arc::new(MemorySubscriptions::default()),
+            config.webhook_dev_loopback,
+            config.max_subscriptions_per_user,
+        ));
         Self {
             store,
             auth,
+            subscriptions,
             config: Arc::new(config),
             appends: Arc::new(DefaultKeyedRateLimiter::keyed(
                 Quota::per_second(rate).allow_burst(burst),
             )),
             charged: Arc::default(),
         }
+    }
+
+    /// Keeps subscription state in `subs` instead of this process's memory (with several
+    /// nodes, pass the store every node shares, e.g. the [`RedisStore`](crate::RedisStore)).
+    pub fn with_subscriptions(mut self, subs: Arc<dyn SubscriptionStore>) -> Self {
+        self.subscriptions = Arc::new(Engine::new(
+            self.store.clone(),
+            subs,
+            self.config.webhook_dev_loopback,
+            self.config.max_subscriptions_per_user,
+        ));
+        self
+    }
+
+    /// After `owner` wrote to the stream at `path` (whose tail was `from` before the write):
+    /// links and wakes the owner's matching subscriptions.
+    pub(crate) async fn written(&self, owner: &Owner, path: &str, from: Offset) {
+        self.subscriptions
+            .on_write(owner, path.trim_start_matches('/'), from)
+            .await;
+    }
+
+    /// After `owner` deleted the stream at `path`: unlinks it from the owner's subscriptions.
+    pub(crate) async fn deleted(&self, owner: &Owner, path: &str) {
+        self.subscriptions
+            .on_delete(owner, path.trim_start_matches('/'))
+            .await;
     }
 
     /// The routes: mount them with `Router::nest("/ds", …)`. A stream's URL is the mount
@@ -134,20 +174,16 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
         return preflight(&parts.headers);
     }
     let path = parts.uri.path().to_owned();
+    if path == "/__ds" || path.starts_with("/__ds/") {
+        // PROTOCOL.md §6: the reserved control prefix is routed before streams, never a stream.
+        return control::dispatch(&ds, parts, body, &path).await;
+    }
     let location = absolute_url(&parts);
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let Caller { owner, expires_at } = match ds.authenticate(&parts.headers, &query) {
         Ok(caller) => caller,
         Err(e) => return e.into_response(),
     };
-    if path == "/__ds" || path.starts_with("/__ds/") {
-        // PROTOCOL.md §6: `__ds` is the reserved control prefix, routed before streams, never
-        // a stream; its subscription APIs (§6, §7) are not implemented here.
-        return DsError::NotImplemented(
-            "the reserved __ds control APIs (subscriptions) are not implemented by this server",
-        )
-        .into_response();
-    }
     let result = match parts.method {
         Method::GET => read::get(&ds, &path, &query, &parts.headers, owner, expires_at).await,
         Method::HEAD => write::head(&ds, &path, owner).await,

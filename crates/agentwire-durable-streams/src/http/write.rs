@@ -7,9 +7,6 @@ use axum::response::Response;
 use super::*;
 use crate::model::{AppendRequest, CreateRequest, Owner, StreamInfo};
 
-/// The mount point clients may prefix `Stream-Forked-From` with.
-const MOUNT: &str = "/ds";
-
 pub(super) async fn put(
     ds: &DurableStreams,
     path: &str,
@@ -19,6 +16,7 @@ pub(super) async fn put(
     caller: Owner,
 ) -> Result<Response, DsError> {
     let (ttl_secs, expires_at) = headers::expiry(request)?;
+    let owner = caller.clone();
     let req = CreateRequest {
         caller,
         content_type: headers::text(request, &header::CONTENT_TYPE)?
@@ -26,10 +24,20 @@ pub(super) async fn put(
         ttl_secs,
         expires_at,
         closed: headers::closed(request),
-        fork: headers::fork(request, MOUNT)?,
+        fork: headers::fork(request, &ds.config.mount)?,
         body,
     };
+    let forked = req.fork.is_some();
     let created = ds.store.create(path, req).await?;
+    if created.new {
+        // A new stream's own data is pending for a subscription; a fork's inherited data is not.
+        let from = if forked {
+            created.info.tail
+        } else {
+            Offset::ZERO
+        };
+        ds.written(&owner, path, from).await;
+    }
     let mut out = info_headers(&created.info);
     let status = if created.new {
         set(&mut out, header::LOCATION, location);
@@ -63,7 +71,11 @@ pub(super) async fn post(
         caller,
     };
     ds.charge_append(&req.caller)?;
+    let owner = req.caller.clone();
     let appended = ds.store.append(path, req).await?;
+    if writes_data && !appended.duplicate {
+        ds.written(&owner, path, appended.from).await;
+    }
     let mut out = HeaderMap::new();
     out.insert(STREAM_NEXT_OFFSET, appended.next.header_value());
     if appended.closed {
@@ -88,6 +100,7 @@ pub(super) async fn delete(
     caller: Owner,
 ) -> Result<Response, DsError> {
     ds.store.delete(path, &caller).await?;
+    ds.deleted(&caller, path).await;
     Ok(respond(
         StatusCode::NO_CONTENT,
         HeaderMap::new(),

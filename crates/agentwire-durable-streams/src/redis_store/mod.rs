@@ -7,7 +7,8 @@
 //! optimistic compare-and-set: the node computes the new metadata with the same rules as the
 //! memory store ([`StreamMeta::admit`]), and one Lua script commits it only if the metadata is
 //! still what was read (else the node re-reads and retries), adds the chunk, and publishes the
-//! path on `<prefix>:notify`, which wakes live readers on every node.
+//! path on `<prefix>:notify`, which wakes live readers on every node. It also holds the
+//! subscription state (`subs.rs`), so every node serves every subscription.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::stream::{Admission, Chunk, StreamMeta, read_chunks};
 mod codec;
 mod commit;
 mod notify;
+mod subs;
 
 use codec::{decode, encode};
 use commit::{COMMIT, Commit};
