@@ -123,21 +123,18 @@ async fn open(http: &reqwest::Client, url: String) -> reqwest::Response {
 
 /// A stream of `url` opens again once a closed one's slot is freed.
 async fn reopen_after_a_close(http: &reqwest::Client, url: &str) {
-    let mut reopened = None;
     // The server sees the close at its next write at the latest (a keepalive every 15 s).
     for _ in 0..250 {
-        let r = open(http, url.to_owned()).await;
-        if r.status() == 200 {
-            reopened = Some(r);
-            break;
+        let reopened = open(http, url.to_owned()).await;
+        if reopened.status() != 200 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let hello = reopened.bytes_stream().next().await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&hello).contains("connection_established"));
+        return;
     }
-    let mut reopened = reopened
-        .expect("a closed stream frees its slot")
-        .bytes_stream();
-    let hello = reopened.next().await.unwrap().unwrap();
-    assert!(String::from_utf8_lossy(&hello).contains("connection_established"));
+    panic!("a closed stream frees its slot");
 }
 
 #[tokio::test]
