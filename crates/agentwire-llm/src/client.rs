@@ -1,13 +1,14 @@
 //! `ChatClient`: one streamed `POST {base_url}/chat/completions` with retries, and the stream of
-//! its chunks (SSE parsed by `eventsource-stream2`).
+//! its chunks (SSE parsed by `sseer`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_stream2::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
+use sseer::errors::EventStreamError;
+use sseer::event::Event;
 
 use crate::error::describe;
 use crate::wire::{ChatChunk, ChatRequest};
@@ -189,7 +190,9 @@ impl std::fmt::Debug for ChunkStream {
 impl ChunkStream {
     fn new(response: reqwest::Response, timeout: Duration) -> Self {
         Self {
-            events: Box::pin(response.bytes_stream().eventsource()),
+            // The parser slices each event out of the body's own buffers: no copy, no allocation
+            // for an event that arrives whole.
+            events: Box::pin(sseer::EventStream::new(response.bytes_stream())),
             timeout,
             idle: Box::pin(tokio::time::sleep(timeout)),
             chunks: 0,
@@ -279,6 +282,40 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), None);
+    }
+
+    /// The chunks of `body`, delivered to the parser in pieces of `size` bytes.
+    async fn chunks_of(body: &str, size: usize) -> Vec<Option<String>> {
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body
+            .as_bytes()
+            .chunks(size)
+            .map(|p| Ok(p.to_vec()))
+            .collect();
+        let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+        let response = reqwest::Response::from(http::Response::new(stream));
+        let mut chunks = ChunkStream::new(response, Duration::from_secs(10));
+        let mut texts = Vec::new();
+        while let Some(chunk) = chunks.next().await.unwrap() {
+            texts.push(chunk.choices[0].delta.content.clone());
+        }
+        texts
+    }
+
+    #[tokio::test]
+    async fn events_split_anywhere_in_the_body_are_reassembled() {
+        // CRLF and LF line ends, a keep-alive comment, a UTF-8 character, one payload over two
+        // `data:` lines (joined by a newline, which JSON reads as whitespace), then `[DONE]`.
+        let body = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"h\u{e9}\"}}]}\r\n\r\n",
+            ": keep-alive\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"llo\"},\n",
+            "data: \"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let whole = vec![Some("h\u{e9}".to_owned()), Some("llo".to_owned())];
+        for size in 1..=body.len() {
+            assert_eq!(chunks_of(body, size).await, whole, "pieces of {size} bytes");
+        }
     }
 
     #[test]
