@@ -1,14 +1,13 @@
 //! `ChatClient`: one streamed `POST {base_url}/chat/completions` with retries, and the stream of
-//! its chunks (SSE parsed by `sseer`).
+//! its chunks (SSE parsed by `eventsource-stream2`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use eventsource_stream2::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
-use sseer::errors::EventStreamError;
-use sseer::event::Event;
 
 use crate::error::describe;
 use crate::wire::{ChatChunk, ChatRequest};
@@ -190,9 +189,7 @@ impl std::fmt::Debug for ChunkStream {
 impl ChunkStream {
     fn new(response: reqwest::Response, timeout: Duration) -> Self {
         Self {
-            // The parser slices each event out of the body's own buffers: no copy, no allocation
-            // for an event that arrives whole.
-            events: Box::pin(sseer::EventStream::new(response.bytes_stream())),
+            events: Box::pin(response.bytes_stream().eventsource()),
             timeout,
             idle: Box::pin(tokio::time::sleep(timeout)),
             chunks: 0,
