@@ -1,11 +1,11 @@
 //! `ChatClient`: one streamed `POST {base_url}/chat/completions` with retries, and the stream of
-//! its chunks (SSE parsed by `eventsource-stream`).
+//! its chunks (SSE parsed by `eventsource-stream2`).
 
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_stream::{Event, EventStreamError, Eventsource};
+use eventsource_stream2::{Event, EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use reqwest::header::{AUTHORIZATION, HeaderMap, RETRY_AFTER};
 
@@ -172,6 +172,9 @@ type EventStream =
 pub(crate) struct ChunkStream {
     events: EventStream,
     timeout: Duration,
+    /// `timeout` from the latest call for an event. One timer for the whole stream, pushed back
+    /// on every call: moving a registered deadline later does not touch tokio's timer wheel.
+    idle: Pin<Box<tokio::time::Sleep>>,
     chunks: usize,
 }
 
@@ -188,6 +191,7 @@ impl ChunkStream {
         Self {
             events: Box::pin(response.bytes_stream().eventsource()),
             timeout,
+            idle: Box::pin(tokio::time::sleep(timeout)),
             chunks: 0,
         }
     }
@@ -199,22 +203,29 @@ impl ChunkStream {
     /// [`LlmError::Protocol`] when the connection breaks or a payload is not a chunk.
     pub(crate) async fn next(&mut self) -> Result<Option<ChatChunk>, LlmError> {
         loop {
-            let event = match tokio::time::timeout(self.timeout, self.events.next()).await {
-                Err(_) => {
+            self.idle
+                .as_mut()
+                .reset(tokio::time::Instant::now() + self.timeout);
+            let next = tokio::select! {
+                biased;
+                next = self.events.next() => next,
+                () = self.idle.as_mut() => {
                     return Err(LlmError::Timeout(format!(
                         "no data for {:?} after {} chunk(s)",
                         self.timeout, self.chunks
                     )));
                 }
-                Ok(None) => return Ok(None),
-                Ok(Some(Err(e))) => {
+            };
+            let event = match next {
+                None => return Ok(None),
+                Some(Err(e)) => {
                     return Err(LlmError::Protocol(format!(
                         "the stream broke off after {} chunk(s): {}",
                         self.chunks,
                         describe(&e)
                     )));
                 }
-                Ok(Some(Ok(event))) => event,
+                Some(Ok(event)) => event,
             };
             let data = event.data.trim();
             if data == "[DONE]" {
@@ -268,6 +279,40 @@ mod tests {
             "Wed, 21 Oct 2015 07:28:00 GMT".parse().unwrap(),
         );
         assert_eq!(retry_after(&h), None);
+    }
+
+    /// The chunks of `body`, delivered to the parser in pieces of `size` bytes.
+    async fn chunks_of(body: &str, size: usize) -> Vec<Option<String>> {
+        let pieces: Vec<Result<Vec<u8>, std::io::Error>> = body
+            .as_bytes()
+            .chunks(size)
+            .map(|p| Ok(p.to_vec()))
+            .collect();
+        let stream = reqwest::Body::wrap_stream(futures_util::stream::iter(pieces));
+        let response = reqwest::Response::from(http::Response::new(stream));
+        let mut chunks = ChunkStream::new(response, Duration::from_secs(10));
+        let mut texts = Vec::new();
+        while let Some(chunk) = chunks.next().await.unwrap() {
+            texts.push(chunk.choices[0].delta.content.clone());
+        }
+        texts
+    }
+
+    #[tokio::test]
+    async fn events_split_anywhere_in_the_body_are_reassembled() {
+        // CRLF and LF line ends, a keep-alive comment, a UTF-8 character, one payload over two
+        // `data:` lines (joined by a newline, which JSON reads as whitespace), then `[DONE]`.
+        let body = concat!(
+            "data: {\"choices\":[{\"delta\":{\"content\":\"h\u{e9}\"}}]}\r\n\r\n",
+            ": keep-alive\n\n",
+            "data: {\"choices\":[{\"delta\":{\"content\":\"llo\"},\n",
+            "data: \"finish_reason\":\"stop\"}]}\n\n",
+            "data: [DONE]\n\n",
+        );
+        let whole = vec![Some("h\u{e9}".to_owned()), Some("llo".to_owned())];
+        for size in 1..=body.len() {
+            assert_eq!(chunks_of(body, size).await, whole, "pieces of {size} bytes");
+        }
     }
 
     #[test]
