@@ -27,6 +27,10 @@ trait Out {
     fn bound_str(&mut self, _s: &str) -> bool {
         false
     }
+    /// An unsigned integer in decimal.
+    fn decimal(&mut self, n: u64) {
+        self.slice(itoa::Buffer::new().format(n).as_bytes());
+    }
 }
 
 /// Writes into a buffer.
@@ -88,6 +92,11 @@ impl Out for Count {
             self.bytes += 2 + 6 * s.len();
         }
         self.bound
+    }
+
+    /// The number of digits, without formatting them.
+    fn decimal(&mut self, n: u64) {
+        self.bytes += n.checked_ilog10().map_or(1, |log| log as usize + 1);
     }
 }
 
@@ -205,7 +214,7 @@ fn write_call(out: &mut impl Out, call_id: &str, tool: &str) {
 }
 
 fn write_u64(out: &mut impl Out, n: u64) {
-    out.slice(itoa::Buffer::new().format(n).as_bytes());
+    out.decimal(n);
 }
 
 /// An id as a JSON string into a buffer (see [`id_to`]).
