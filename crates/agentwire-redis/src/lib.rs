@@ -405,7 +405,8 @@ impl Broker for RedisBroker {
         let args = [
             after.to_string(),
             epoch.unwrap_or("").to_owned(),
-            limit.events.max(1).to_string(),
+            // Entries to fetch: one holds one event at least.
+            limit.events.clamp(1, 1 << 20).to_string(),
             epoch_candidate(),
             self.ttl_ms().to_string(),
             if self.commits.names.cluster { "1" } else { "0" }.to_owned(),

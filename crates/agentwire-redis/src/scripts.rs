@@ -1,42 +1,46 @@
 //! The Lua scripts that make each stream operation atomic on the Redis server.
 //!
-//! Per user two keys share a hash tag: the meta hash (`seq` head, `e` epoch, `b`/`k` bytes and
-//! events ever appended, `low` the lowest seq still held, `lb`/`lk` the bytes and events before
-//! `low`, `j` the first seq after the newest seq jump) and the history stream, one entry per
-//! append batch: id `<last seq>-<first seq>`, fields `t` (accept time, ms), `k` and `c` (the
-//! meta's `k` and `b` once the batch was added) and `f`, the batch's frames in seq order joined
-//! by `\n` (frames are compact JSON, which holds no raw newline). A batch's seqs are
-//! consecutive; holes lie only between entries. Frames below `low` in the oldest entry are
-//! trimmed: reads skip them. `lk` is exact; `lb` a lower bound (the count trim moves `low`
-//! without reading the entry), made exact whenever the byte bound is checked against entries.
+//! Per user two keys share a hash tag. The meta hash: `seq` (the head), `e` (the epoch; on a
+//! cluster `<epoch>/<id of the primary that last wrote>[/<first seq after the newest seq
+//! jump>]`), `b` (bytes of every frame ever appended), `low` (the lowest seq still held), `hk`
+//! (events held: exact) and `lb` (bytes appended before `low`: a lower bound, since the count
+//! trim moves `low` without reading the entry it lands in; made exact whenever entries are read).
+//! The history stream has one entry per append batch: id `<last seq>-<first seq>`, fields `t`
+//! (accept time, ms), `c` (the meta's `b` once the batch was added) and `f`, the batch's frames
+//! in seq order joined by `\n` (frames are compact JSON, which holds no raw newline). A batch's
+//! seqs are consecutive; holes lie only between entries. Frames below `low` in the oldest entry
+//! are trimmed: reads skip them.
 
 /// The Lua function shared by [`APPEND`] and [`TOUCH`]: drops the entries older than `min_ts`
 /// from the front (at most 64 per call; entries are in accept order) and returns the new `low`,
-/// `lk`, `lb`.
+/// `hk`, `lb`.
 macro_rules! age_trim_lua {
     () => {
         r#"
-local function age_trim(stream, min_ts, low, lk, lb)
+local function age_trim(stream, min_ts, low, hk, lb)
   local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
   local cut
   for _, e in ipairs(old) do
     if tonumber(e[2][2]) >= min_ts then break end
+    local last, first = string.match(e[1], '^(%d+)-(%d+)$')
+    last, first = tonumber(last), tonumber(first)
+    if last >= low then hk = hk - (last - math.max(first, low) + 1) end
     cut = e
   end
-  if not cut then return low, lk, lb end
+  if not cut then return low, hk, lb end
   local last = tonumber(string.match(cut[1], '^(%d+)'))
   redis.call('XTRIM', stream, 'MINID', (last + 1) .. '-0')
-  if last + 1 > low then return last + 1, tonumber(cut[2][4]), tonumber(cut[2][6]) end
-  return low, lk, lb
+  if last + 1 > low then return last + 1, hk, tonumber(cut[2][4]) end
+  return low, hk, lb
 end
 "#
     };
 }
 
 /// Appends a batch of events of one user (group commit). Five commands in the common case
-/// whatever the batch size, and the frames joined once, for the entry and the publication: `HMGET` the meta, one `XADD` of the whole batch (which also drops
-/// entries wholly below `low`: `MINID`), `HSET` the meta, one publication — and the script call
-/// itself.
+/// whatever the batch size, and the frames joined once, for the entry and the publication:
+/// `HMGET` the meta, one `XADD` of the whole batch (which also drops entries wholly below `low`:
+/// `MINID`), `HSET` the meta, one publication — and the script call itself.
 ///
 /// Steps: the next `n` seqs; the epoch (kept, or set for a new stream); each frame joined around
 /// its seq; the batch added as one entry. Bounds: past `max_events` events `low` moves up to keep
@@ -46,11 +50,10 @@ end
 /// every `ttl/8`) entries older than the ttl are trimmed and both keys' expiry refreshed. Finally
 /// the whole batch is published as one message, so publication order is seq order.
 ///
-/// The epoch field holds `<epoch>` or, on a cluster, `<epoch>/<id of the primary that last
-/// wrote>`. When the primary changed since the last write (a failover, or the slot moved), the
-/// old primary may have acknowledged writes it never replicated: the seqs jump by `ARGV[9]` so no
-/// seq a client may have seen is ever given to another event — the skipped range reaches clients
-/// as a `replay_gap`, never as a silent hole.
+/// When the primary changed since the last write on a cluster (a failover, or the slot moved),
+/// the old primary may have acknowledged writes it never replicated: the seqs jump by `ARGV[9]`
+/// so no seq a client may have seen is ever given to another event — the skipped range reaches
+/// clients as a `replay_gap`, never as a silent hole.
 ///
 /// KEYS: meta, stream. ARGV: 1 candidate epoch, 2 max_events, 3 expiry_ms, 4 channel ('' =
 /// publish nothing), 5 now_ms, 6 publish command (`PUBLISH`/`SPUBLISH`), 7 refresh ('1'/'0'), 8
@@ -59,27 +62,25 @@ end
 pub(crate) const APPEND: &str = concat!(
     age_trim_lua!(),
     r#"
--- The frames past the bounds, walked from `low`: returns the first seq to keep and the events
--- and bytes before it (exact). Keeps the newest event whatever its size.
-local function walk(stream, low, head, k, b, max, max_bytes)
+-- Walks the frames from `low` while they pass a bound: returns the first seq to keep, the events
+-- held from it and the bytes appended before it (exact). Keeps the newest event whatever its size.
+local function walk(stream, low, head, hk, b, max, max_bytes)
   local start = low .. '-0'
   while true do
     local entries = redis.call('XRANGE', stream, start, '+', 'COUNT', 16)
     if #entries == 0 then return nil end
     for _, e in ipairs(entries) do
-      local f = e[2]
-      local seq = tonumber(string.match(e[1], '-(%d+)$'))
-      local last = tonumber(string.match(e[1], '^(%d+)'))
-      local joined = f[8]
-      local kb = tonumber(f[4]) - (last - seq + 1)
-      local cb = tonumber(f[6]) - (#joined - (last - seq))
+      local last, seq = string.match(e[1], '^(%d+)-(%d+)$')
+      last, seq = tonumber(last), tonumber(seq)
+      local joined = e[2][6]
+      local cb = tonumber(e[2][4]) - (#joined - (last - seq))
       local pos = 1
       while seq <= last do
         local stop = string.find(joined, '\n', pos, true) or (#joined + 1)
-        if seq >= low and (seq == head or (k - kb <= max and b - cb <= max_bytes)) then
-          return seq, kb, cb
+        if seq >= low then
+          if seq == head or (hk <= max and b - cb <= max_bytes) then return seq, hk, cb end
+          hk = hk - 1
         end
-        kb = kb + 1
         cb = cb + (stop - pos)
         pos = stop + 1
         seq = seq + 1
@@ -90,14 +91,15 @@ local function walk(stream, low, head, k, b, max, max_bytes)
 end
 
 local n = (#ARGV - 10) / 2
-local m = redis.call('HMGET', KEYS[1], 'seq', 'e', 'b', 'k', 'low', 'lb', 'lk', 'j')
+local m = redis.call('HMGET', KEYS[1], 'seq', 'e', 'b', 'low', 'hk', 'lb')
 local stored = m[2]
-local epoch, writer
+local epoch, writer, j
 if stored then
-  epoch, writer = string.match(stored, '^([^/]*)/?(.*)$')
+  epoch, writer, j = string.match(stored, '^([^/]*)/?([^/]*)/?(%d*)$')
 else
   epoch = ARGV[1]
 end
+j = tonumber(j) or 0
 local jump = tonumber(ARGV[9])
 local me = ''
 if jump > 0 then me = redis.call('CLUSTER', 'MYID') end
@@ -110,12 +112,15 @@ if fresh then
 end
 local meta = {}
 local moved = jump > 0 and stored and writer ~= me
-if moved then head = head + jump end
+if moved then
+  head = head + jump
+  j = head + 1
+end
 if not stored or moved then
   local value = epoch
   if jump > 0 then value = epoch .. '/' .. me end
-  table.insert(meta, 'e')
-  table.insert(meta, value)
+  if j > 0 then value = value .. '/' .. j end
+  meta = {'e', value}
 end
 local first = head + 1
 local last = head + n
@@ -128,42 +133,44 @@ for i = 1, n do
 end
 parts[4 * n] = nil
 local joined = table.concat(parts)
-local bytes = #joined - (n - 1)
-local b = (tonumber(m[3]) or 0) + bytes
-local k = (tonumber(m[4]) or 0) + n
-local low = tonumber(m[5]) or 1
+local b = (tonumber(m[3]) or 0) + #joined - (n - 1)
+local low = tonumber(m[4]) or 1
+local hk = (tonumber(m[5]) or 0) + n
 local lb = tonumber(m[6]) or 0
-local lk = tonumber(m[7]) or 0
-local j = tonumber(m[8]) or 0
-if moved then
-  j = first
-  table.insert(meta, 'j')
-  table.insert(meta, j)
-end
+local low_was, lb_was = low, lb
 local max = tonumber(ARGV[2])
 local refresh = fresh or ARGV[7] == '1'
 if max > 0 then
   local max_bytes = tonumber(ARGV[10])
   if refresh and not fresh then
-    low, lk, lb = age_trim(KEYS[2], tonumber(ARGV[5]) - tonumber(ARGV[8]), low, lk, lb)
+    low, hk, lb = age_trim(KEYS[2], tonumber(ARGV[5]) - tonumber(ARGV[8]), low, hk, lb)
   end
-  if k - lk > max and last - max + 1 >= j then
+  if hk > max and last - max + 1 >= j then
     -- No seq jump among the newest `max` seqs: they are exactly the newest `max` events.
     low = last - max + 1
-    lk = k - max
+    hk = max
   end
-  redis.call('XADD', KEYS[2], 'MINID', low .. '-0', last .. '-' .. first,
-    't', ARGV[5], 'k', k, 'c', b, 'f', joined)
-  if k - lk > max or b - lb > max_bytes then
-    local keep, kb, cb = walk(KEYS[2], low, last, k, b, max, max_bytes)
+  if math.floor((low - 1) / 16) ~= math.floor((low_was - 1) / 16) then
+    -- Entries wholly below `low` go once it passed a multiple of 16: at most 16 trimmed frames
+    -- stay in memory (besides those in the entry `low` lies in), for a trim per 16 events.
+    redis.call('XADD', KEYS[2], 'MINID', low .. '-0', last .. '-' .. first,
+      't', ARGV[5], 'c', b, 'f', joined)
+  else
+    redis.call('XADD', KEYS[2], last .. '-' .. first, 't', ARGV[5], 'c', b, 'f', joined)
+  end
+  if hk > max or b - lb > max_bytes then
+    local keep, held, before = walk(KEYS[2], low, last, hk, b, max, max_bytes)
     if keep then
-      low, lk, lb = keep, kb, cb
+      low, hk, lb = keep, held, before
       redis.call('XTRIM', KEYS[2], 'MINID', low .. '-0')
     end
   end
 end
-redis.call('HSET', KEYS[1], 'seq', last, 'b', b, 'k', k, 'low', low, 'lb', lb, 'lk', lk,
-  unpack(meta))
+if lb ~= lb_was then
+  table.insert(meta, 'lb')
+  table.insert(meta, lb)
+end
+redis.call('HSET', KEYS[1], 'seq', last, 'b', b, 'low', low, 'hk', hk, unpack(meta))
 if refresh then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   if max > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
@@ -208,7 +215,7 @@ if after < head then
   local entries = redis.call('XRANGE', KEYS[2], start .. '-0', '+', 'COUNT', ARGV[3])
   for _, e in ipairs(entries) do
     table.insert(out, e[1])
-    table.insert(out, e[2][8])
+    table.insert(out, e[2][6])
   end
 end
 return out
@@ -219,11 +226,13 @@ return out
 pub(crate) const TOUCH: &str = concat!(
     age_trim_lua!(),
     r#"
-local m = redis.call('HMGET', KEYS[1], 'low', 'lk', 'lb')
-local low = tonumber(m[1]) or 1
-local low2, lk, lb = age_trim(KEYS[2], tonumber(ARGV[2]) - tonumber(ARGV[1]), low,
-  tonumber(m[2]) or 0, tonumber(m[3]) or 0)
-if low2 ~= low and m[1] then redis.call('HSET', KEYS[1], 'low', low2, 'lk', lk, 'lb', lb) end
+local m = redis.call('HMGET', KEYS[1], 'low', 'hk', 'lb')
+if m[1] then
+  local low = tonumber(m[1])
+  local low2, hk, lb = age_trim(KEYS[2], tonumber(ARGV[2]) - tonumber(ARGV[1]), low,
+    tonumber(m[2]), tonumber(m[3]) or 0)
+  if low2 ~= low then redis.call('HSET', KEYS[1], 'low', low2, 'hk', hk, 'lb', lb) end
+end
 for i = 1, 2 do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
