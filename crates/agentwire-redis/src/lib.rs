@@ -5,12 +5,12 @@
 //! Per user, two keys share a hash tag (`aw:{user}:…`, one cluster slot): a hash with the seq
 //! head, the epoch and the history's counters, and a Redis Stream for history with one entry per
 //! append batch (holding at most `history.max_events` events and `history.max_bytes` bytes of
-//! frames, entries older than `history.ttl` trimmed). Appends are group-committed per user: while one batch of
-//! a user is being stored, that user's later events queue, and the next batch stores them all in
-//! one Lua script call — seqs, history, expiry and one publication of the whole batch — so every
-//! node sees the same seqs in the same order. Each node subscribes only to the users it has
-//! connections for; on a cluster with sharded pub/sub (`SSUBSCRIBE`), so live traffic stays on
-//! the shard that owns the user. See `docs/scaling.md` for the design, the guarantees with and
+//! frames, entries older than `history.ttl` trimmed). Appends are group-committed per user:
+//! while one batch of a user is being stored, that user's later events queue, and the next batch
+//! stores them all in one Lua script call — seqs, history, expiry and one publication of the
+//! whole batch — so every node sees the same seqs in the same order. Each node subscribes only
+//! to the users it has connections for; on a cluster with sharded pub/sub (`SSUBSCRIBE`), so live
+//! traffic stays on the shard that owns the user. See `docs/scaling.md` for the design, the guarantees with and
 //! without the replica wait, and the costs.
 //!
 //! ```no_run

@@ -8,8 +8,9 @@
 //! The history stream has one entry per append batch: id `<last seq>-<first seq>`, fields `t`
 //! (accept time, ms), `c` (the meta's `b` once the batch was added) and `f`, the batch's frames
 //! in seq order joined by `\n` (frames are compact JSON, which holds no raw newline). A batch's
-//! seqs are consecutive; holes lie only between entries. Frames below `low` in the oldest entry
-//! are trimmed: reads skip them.
+//! seqs are consecutive; holes lie only between entries. Events below `low` are trimmed: reads
+//! skip them, whether they share an entry with a held event or sit in entries not deleted yet
+//! (at most 16 events: see `APPEND`).
 
 /// The Lua function shared by [`APPEND`] and [`TOUCH`]: drops the entries older than `min_ts`
 /// from the front (at most 64 per call; entries are in accept order) and returns the new `low`,
@@ -39,8 +40,9 @@ end
 
 /// Appends a batch of events of one user (group commit). Five commands in the common case
 /// whatever the batch size, and the frames joined once, for the entry and the publication:
-/// `HMGET` the meta, one `XADD` of the whole batch (which also drops entries wholly below `low`:
-/// `MINID`), `HSET` the meta, one publication — and the script call itself.
+/// `HMGET` the meta, one `XADD` of the whole batch (which, each time `low` passes a multiple of
+/// 16, also deletes the entries wholly below it: `MINID`), `HSET` the meta, one publication — and
+/// the script call itself.
 ///
 /// Steps: the next `n` seqs; the epoch (kept, or set for a new stream); each frame joined around
 /// its seq; the batch added as one entry. Bounds: past `max_events` events `low` moves up to keep
