@@ -2,9 +2,10 @@
 //! that arrive meanwhile queue, and all of them go to Redis together in the next script call.
 //!
 //! Under light load a batch holds one event and costs what a single append did (one task
-//! spawn and one channel hand-off more, ~1 µs); under load, a user's events share one `EVALSHA`,
-//! two `INCRBY`s (the seq and the history's byte count), one `GET` and one publication. Batches of different users run concurrently and
-//! are pipelined on the multiplexed connection(s): nothing waits for another user's round trip.
+//! spawn and one channel hand-off more, ~1 µs); under load, a user's events share one script
+//! call of five commands whatever their number (see `scripts::APPEND`). Batches of different
+//! users run concurrently and are pipelined on the multiplexed connection(s): nothing waits for
+//! another user's round trip.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -42,10 +43,6 @@ struct Line {
     draining: bool,
     /// When this node last refreshed the stream's expiry and trimmed it by age.
     refreshed: Option<Instant>,
-    /// The stream's byte count before its oldest entry, as the last script call saw it: a lower
-    /// bound that spares the script a read while the stream is under `history.max_bytes` (see
-    /// `scripts::APPEND`).
-    floor: u64,
 }
 
 /// Wait for replicas before an append counts as stored.
@@ -135,7 +132,7 @@ impl Committer {
     /// Stores the user's queued events batch by batch until the queue is empty.
     async fn drain(self: Arc<Self>, user: UserId) {
         loop {
-            let (batch, refresh, floor) = {
+            let (batch, refresh) = {
                 let mut lines = self.lines.lock();
                 let Some(line) = lines.get_mut(&user) else {
                     return;
@@ -149,19 +146,17 @@ impl Committer {
                 let refresh = line
                     .refreshed
                     .is_none_or(|at| at.elapsed() >= self.refresh_every());
-                (batch, refresh, line.floor)
+                (batch, refresh)
             };
             metrics::histogram!("agentwire_redis_batch_events").record(batch.len() as f64);
-            let result = self.store_batch(&user, &batch, refresh, floor).await;
-            if let Ok((_, floor)) = result
+            let result = self.store_batch(&user, &batch, refresh).await;
+            if result.is_ok()
+                && refresh
                 && let Some(line) = self.lines.lock().get_mut(&user)
             {
-                line.floor = floor;
-                if refresh {
-                    line.refreshed = Some(Instant::now());
-                }
+                line.refreshed = Some(Instant::now());
             }
-            match result.map(|(first, _)| first) {
+            match result {
                 Ok(first) => {
                     for (seq, pending) in (first..).zip(batch) {
                         let _ = pending.done.send(Ok(seq));
@@ -177,14 +172,13 @@ impl Committer {
     }
 
     /// One script call for the batch (and, with the replica wait, `WAIT` in the same pipeline
-    /// and the publication after it). Returns the first seq and the stream's byte floor.
+    /// and the publication after it). Returns the first seq.
     async fn store_batch(
         &self,
         user: &UserId,
         batch: &[Pending],
         refresh: bool,
-        floor: u64,
-    ) -> Result<(u64, u64), BridgeError> {
+    ) -> Result<u64, BridgeError> {
         let keys = self.names.keys(user);
         let channel = self.names.channel(user);
         let header = [
@@ -202,7 +196,6 @@ impl Committer {
             (self.ttl.as_millis() as u64).to_string(),
             self.jump.to_string(),
             self.max_bytes.to_string(),
-            floor.to_string(),
         ];
         let mut args: Vec<&[u8]> = header.iter().map(|a| a.as_bytes()).collect();
         for pending in batch {
@@ -211,12 +204,12 @@ impl Committer {
         }
         let mut conn = self.store.clone();
         let Some(wait) = self.wait else {
-            let (first, _epoch, floor): (u64, String, u64) = self
+            let (first, _epoch): (u64, String) = self
                 .script
                 .run(&mut conn, &keys, &args)
                 .await
                 .map_err(unavailable)?;
-            return Ok((first, floor));
+            return Ok(first);
         };
         let pipe = |by_source: bool| {
             let mut pipe = redis::pipe();
@@ -226,7 +219,7 @@ impl Committer {
                 .arg(wait.timeout.as_millis() as u64);
             pipe
         };
-        let mut reply: redis::RedisResult<((u64, String, u64), u32)> =
+        let mut reply: redis::RedisResult<((u64, String), u32)> =
             pipe(false).query_async(&mut conn).await;
         if reply.as_ref().is_err_and(is_no_script) {
             // A primary that never ran the script (a new one after a failover).
@@ -235,7 +228,7 @@ impl Committer {
         if let Err(e) = &reply {
             refresh_after(e, &mut conn, &keys[1]).await;
         }
-        let ((first, epoch, floor), acked) = reply.map_err(unavailable)?;
+        let ((first, epoch), acked) = reply.map_err(unavailable)?;
         // Published even on a shortfall: the batch is in the primary's history either way, and
         // live order must stay seq order.
         let payload = batch_payload(first, &epoch, batch);
@@ -255,7 +248,7 @@ impl Committer {
                 wait.replicas, wait.timeout
             )));
         }
-        Ok((first, floor))
+        Ok(first)
     }
 
     /// Forgets the state of users whose last expiry refresh is old enough that the next append

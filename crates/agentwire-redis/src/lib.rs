@@ -2,15 +2,15 @@
 //! plain load balancer serve any user: a client resumes on any node, and a node that dies loses
 //! nothing that was acknowledged.
 //!
-//! Per user, four keys share a hash tag (`aw:{user}:…`, one cluster slot): a counter for the
-//! seq, a Redis Stream for history (capped at `history.max_events` entries and
-//! `history.max_bytes` bytes of frames, entries older than `history.ttl` trimmed), the epoch, and
-//! the stream's byte count. Appends are group-committed per user: while one batch of
-//! a user is being stored, that user's later events queue, and the next batch stores them all in
-//! one Lua script call — seqs, history, expiry and one publication of the whole batch — so every
-//! node sees the same seqs in the same order. Each node subscribes only to the users it has
-//! connections for; on a cluster with sharded pub/sub (`SSUBSCRIBE`), so live traffic stays on
-//! the shard that owns the user. See `docs/scaling.md` for the design, the guarantees with and
+//! Per user, two keys share a hash tag (`aw:{user}:…`, one cluster slot): a hash with the seq
+//! head, the epoch and the history's counters, and a Redis Stream for history with one entry per
+//! append batch (holding at most `history.max_events` events and `history.max_bytes` bytes of
+//! frames, entries older than `history.ttl` trimmed). Appends are group-committed per user:
+//! while one batch of a user is being stored, that user's later events queue, and the next batch
+//! stores them all in one Lua script call — seqs, history, expiry and one publication of the
+//! whole batch — so every node sees the same seqs in the same order. Each node subscribes only
+//! to the users it has connections for; on a cluster with sharded pub/sub (`SSUBSCRIBE`), so live
+//! traffic stays on the shard that owns the user. See `docs/scaling.md` for the design, the guarantees with and
 //! without the replica wait, and the costs.
 //!
 //! ```no_run
@@ -127,15 +127,11 @@ pub(crate) struct Names {
 }
 
 impl Names {
-    /// The user's keys: seq counter, history stream, epoch, history bytes.
-    fn keys(&self, user: &UserId) -> [String; 4] {
+    /// The user's keys: the meta hash (head, epoch, counters, trim point) and the history
+    /// stream (one entry per append batch); see `scripts.rs`.
+    fn keys(&self, user: &UserId) -> [String; 2] {
         let p = &self.prefix;
-        [
-            format!("{p}:{{{user}}}:seq"),
-            format!("{p}:{{{user}}}:s"),
-            format!("{p}:{{{user}}}:e"),
-            format!("{p}:{{{user}}}:b"),
-        ]
+        [format!("{p}:{{{user}}}:m"), format!("{p}:{{{user}}}:h")]
     }
 
     /// The user's live channel; on a cluster in the user's hash slot, so `SPUBLISH` from the
@@ -292,7 +288,7 @@ impl RedisBroker {
         self.commits.store.clone()
     }
 
-    fn keys(&self, user: &UserId) -> [String; 4] {
+    fn keys(&self, user: &UserId) -> [String; 2] {
         self.commits.names.keys(user)
     }
 
@@ -351,10 +347,10 @@ pub(crate) async fn newest(
     names: &Names,
     user: &UserId,
 ) -> Result<Option<(String, Frame)>, BridgeError> {
-    let [_, stream, epoch_key, _] = names.keys(user);
+    let [meta, stream] = names.keys(user);
     let mut conn = store.clone();
     let (epoch, entries): (Option<String>, StreamEntries) = redis::pipe()
-        .get(&epoch_key)
+        .hget(&meta, "e")
         .cmd("XREVRANGE")
         .arg(&stream)
         .arg("+")
@@ -368,9 +364,16 @@ pub(crate) async fn newest(
         return Ok(None);
     };
     let epoch = epoch.split('/').next().unwrap_or_default().to_owned();
-    let seq = slice::parse_seq(&id).ok_or_else(|| unavailable(format!("bad stream id {id}")))?;
-    let frame = fields.into_iter().find(|(k, _)| k == "f").map(|(_, v)| v);
-    Ok(frame.map(|f| (epoch, Frame::event(seq, f))))
+    // The entry's last frame is its newest event.
+    let Some((_, joined)) = fields.into_iter().find(|(k, _)| k == "f") else {
+        return Ok(None);
+    };
+    let frames = slice::split_entry(&id, joined)
+        .ok_or_else(|| unavailable(format!("bad stream entry {id}")))?;
+    Ok(frames
+        .into_iter()
+        .next_back()
+        .map(|(seq, f)| (epoch, Frame::event(seq, f))))
 }
 
 /// `XREVRANGE` entries: (id, [(field, value)]).
@@ -402,11 +405,11 @@ impl Broker for RedisBroker {
         let args = [
             after.to_string(),
             epoch.unwrap_or("").to_owned(),
-            limit.events.to_string(),
+            // Entries to fetch: one holds one event at least.
+            limit.events.clamp(1, 1 << 20).to_string(),
             epoch_candidate(),
             self.ttl_ms().to_string(),
             if self.commits.names.cluster { "1" } else { "0" }.to_owned(),
-            limit.bytes.to_string(),
         ];
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let values: Vec<Value> = self
@@ -414,7 +417,8 @@ impl Broker for RedisBroker {
             .run(&mut self.conn(), &keys, &args)
             .await
             .map_err(unavailable)?;
-        slice::parse_slice(values).ok_or_else(|| unavailable("unexpected reply to the read script"))
+        slice::parse_slice(values, limit)
+            .ok_or_else(|| unavailable("unexpected reply to the read script"))
     }
 
     async fn subscribe(&self, user: &UserId) -> Result<(), BridgeError> {

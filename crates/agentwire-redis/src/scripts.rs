@@ -1,178 +1,246 @@
 //! The Lua scripts that make each stream operation atomic on the Redis server.
+//!
+//! Per user two keys share a hash tag. The meta hash: `seq` (the head), `e` (the epoch; on a
+//! cluster `<epoch>/<id of the primary that last wrote>[/<first seq after the newest seq
+//! jump>]`), `b` (bytes of every frame ever appended), `low` (the lowest seq still held), `hk`
+//! (events held: exact) and `lb` (bytes appended before `low`: a lower bound, since the count
+//! trim moves `low` without reading the entry it lands in; made exact whenever entries are read).
+//! The history stream has one entry per append batch: id `<last seq>-<first seq>`, fields `t`
+//! (accept time, ms), `c` (the meta's `b` once the batch was added) and `f`, the batch's frames
+//! in seq order joined by `\n` (frames are compact JSON, which holds no raw newline). A batch's
+//! seqs are consecutive; holes lie only between entries. Events below `low` are trimmed: reads
+//! skip them, whether they share an entry with a held event or sit in entries not deleted yet
+//! (at most 16 events: see `APPEND`).
 
-/// Appends a batch of events of one user (group commit): the next `n` seqs (one `INCRBY`), the
-/// epoch (kept, or set for a new stream), each frame joined around its seq and added to the
-/// stream with an exact length cap, the oldest entries dropped while the stream holds more than
-/// `max_bytes` bytes of frames (never the newest), and — on a new stream or when the node asks (at
-/// most every `ttl/8`) — entries older than the ttl trimmed and every key's expiry refreshed;
-/// finally the whole batch published as one message, so publication order is seq order.
-///
-/// The byte bound costs one `INCRBY` per batch and no read while the stream is under it: the
-/// bytes key counts the bytes of every frame appended to the stream, and each entry carries `c`,
-/// that count up to and including it. The node passes `floor`, the count before the oldest entry
-/// as it last saw it (0 when it does not know); what the stream holds is at most `total - floor`
-/// (entries trimmed by count or age only raise the true floor), so only when that passes
-/// `max_bytes` is the oldest entry read: its `c` corrects the floor, and entries are dropped until
-/// the bound holds. The script returns the floor for the node to keep.
-///
-/// The epoch key holds `<epoch>` or, on a cluster, `<epoch>/<id of the primary that last
-/// wrote>`. When the primary changed since the last write (a failover, or the slot moved), the
-/// old primary may have acknowledged writes it never replicated: the counter then jumps by
-/// `ARGV[9]` so no seq a client may have seen is ever given to another event — the skipped
-/// range reaches clients as a `replay_gap`, never as a silent hole.
-///
-/// KEYS: seq, stream, epoch, bytes. ARGV: 1 candidate epoch, 2 max_events, 3 expiry_ms, 4
-/// channel ('' = publish nothing), 5 now_ms, 6 publish command (`PUBLISH`/`SPUBLISH`), 7 refresh
-/// ('1'/'0'), 8 history ttl_ms, 9 seq jump on a primary change ('0' = no writer check), 10
-/// max_bytes, 11 floor, then one (json prefix, json suffix) pair per event. Returns {first seq,
-/// epoch, floor}.
-pub(crate) const APPEND: &str = r#"
-local n = (#ARGV - 11) / 2
-local stored = redis.call('GET', KEYS[3])
-local epoch, writer
-if stored then
-  epoch, writer = string.match(stored, '^([^/]*)/?(.*)$')
+/// The Lua function shared by [`APPEND`] and [`TOUCH`]: drops the entries older than `min_ts`
+/// from the front (at most 64 per call; entries are in accept order) and returns the new `low`,
+/// `hk`, `lb`.
+macro_rules! age_trim_lua {
+    () => {
+        r#"
+local function age_trim(stream, min_ts, low, hk, lb)
+  local old = redis.call('XRANGE', stream, '-', '+', 'COUNT', 64)
+  local cut
+  for _, e in ipairs(old) do
+    if tonumber(e[2][2]) >= min_ts then break end
+    local last, first = string.match(e[1], '^(%d+)-(%d+)$')
+    last, first = tonumber(last), tonumber(first)
+    if last >= low then hk = hk - (last - math.max(first, low) + 1) end
+    cut = e
+  end
+  if not cut then return low, hk, lb end
+  local last = tonumber(string.match(cut[1], '^(%d+)'))
+  redis.call('XTRIM', stream, 'MINID', (last + 1) .. '-0')
+  if last + 1 > low then return last + 1, hk, tonumber(cut[2][4]) end
+  return low, hk, lb
 end
+"#
+    };
+}
+
+/// Appends a batch of events of one user (group commit). Five commands in the common case
+/// whatever the batch size, and the frames joined once, for the entry and the publication:
+/// `HMGET` the meta, one `XADD` of the whole batch (which, each time `low` passes a multiple of
+/// 16, also deletes the entries wholly below it: `MINID`), `HSET` the meta, one publication — and
+/// the script call itself.
+///
+/// Steps: the next `n` seqs; the epoch (kept, or set for a new stream); each frame joined around
+/// its seq; the batch added as one entry. Bounds: past `max_events` events `low` moves up to keep
+/// exactly the newest `max_events` (no read while no seq jump lies in that range); past
+/// `max_bytes` (by the `lb` lower bound) the oldest entries are read and `low` moves up until the
+/// frames held fit — never past the newest event. On a new stream or when the node asks (at most
+/// every `ttl/8`) entries older than the ttl are trimmed and both keys' expiry refreshed. Finally
+/// the whole batch is published as one message, so publication order is seq order.
+///
+/// When the primary changed since the last write on a cluster (a failover, or the slot moved),
+/// the old primary may have acknowledged writes it never replicated: the seqs jump by `ARGV[9]`
+/// so no seq a client may have seen is ever given to another event — the skipped range reaches
+/// clients as a `replay_gap`, never as a silent hole.
+///
+/// KEYS: meta, stream. ARGV: 1 candidate epoch, 2 max_events, 3 expiry_ms, 4 channel ('' =
+/// publish nothing), 5 now_ms, 6 publish command (`PUBLISH`/`SPUBLISH`), 7 refresh ('1'/'0'), 8
+/// history ttl_ms, 9 seq jump on a primary change ('0' = no writer check), 10 max_bytes, then one
+/// (json prefix, json suffix) pair per event. Returns {first seq, epoch}.
+pub(crate) const APPEND: &str = concat!(
+    age_trim_lua!(),
+    r#"
+-- Walks the frames from `low` while they pass a bound: returns the first seq to keep, the events
+-- held from it and the bytes appended before it (exact). Keeps the newest event whatever its size.
+local function walk(stream, low, head, hk, b, max, max_bytes)
+  local start = low .. '-0'
+  while true do
+    local entries = redis.call('XRANGE', stream, start, '+', 'COUNT', 16)
+    if #entries == 0 then return nil end
+    for _, e in ipairs(entries) do
+      local last, seq = string.match(e[1], '^(%d+)-(%d+)$')
+      last, seq = tonumber(last), tonumber(seq)
+      local joined = e[2][6]
+      local cb = tonumber(e[2][4]) - (#joined - (last - seq))
+      local pos = 1
+      while seq <= last do
+        local stop = string.find(joined, '\n', pos, true) or (#joined + 1)
+        if seq >= low then
+          if seq == head or (hk <= max and b - cb <= max_bytes) then return seq, hk, cb end
+          hk = hk - 1
+        end
+        cb = cb + (stop - pos)
+        pos = stop + 1
+        seq = seq + 1
+      end
+      start = '(' .. e[1]
+    end
+  end
+end
+
+local n = (#ARGV - 10) / 2
+local m = redis.call('HMGET', KEYS[1], 'seq', 'e', 'b', 'low', 'hk', 'lb')
+local stored = m[2]
+local epoch, writer, j
+if stored then
+  epoch, writer, j = string.match(stored, '^([^/]*)/?([^/]*)/?(%d*)$')
+else
+  epoch = ARGV[1]
+end
+j = tonumber(j) or 0
 local jump = tonumber(ARGV[9])
 local me = ''
 if jump > 0 then me = redis.call('CLUSTER', 'MYID') end
-local fresh = false
-if not stored then
-  epoch = ARGV[1]
-  fresh = true
+local head = tonumber(m[1])
+local fresh = not head
+if fresh then
+  -- A stream whose meta is gone holds nothing valid (its ids would collide with new ones).
+  redis.call('DEL', KEYS[2])
+  head = 0
 end
-local last = redis.call('INCRBY', KEYS[1], n)
-if last == n then fresh = true end
-if jump > 0 and stored and writer ~= me then
-  last = redis.call('INCRBY', KEYS[1], jump)
+local meta = {}
+local moved = jump > 0 and stored and writer ~= me
+if moved then
+  head = head + jump
+  j = head + 1
 end
-if fresh or (jump > 0 and writer ~= me) then
+if not stored or moved then
   local value = epoch
   if jump > 0 then value = epoch .. '/' .. me end
-  redis.call('SET', KEYS[3], value)
+  if j > 0 then value = value .. '/' .. j end
+  meta = {'e', value}
 end
-local first = last - n + 1
-local max = tonumber(ARGV[2])
-local max_bytes = tonumber(ARGV[10])
-local floor = tonumber(ARGV[11])
-local frames = {}
-local bytes = 0
+local first = head + 1
+local last = head + n
+local parts = {}
 for i = 1, n do
-  local frame = ARGV[10 + 2 * i] .. (first + i - 1) .. ARGV[11 + 2 * i]
-  frames[i] = frame
-  bytes = bytes + #frame
+  parts[4 * i - 3] = ARGV[9 + 2 * i]
+  parts[4 * i - 2] = first + i - 1
+  parts[4 * i - 1] = ARGV[10 + 2 * i]
+  parts[4 * i] = '\n'
 end
+parts[4 * n] = nil
+local joined = table.concat(parts)
+local b = (tonumber(m[3]) or 0) + #joined - (n - 1)
+local low = tonumber(m[4]) or 1
+local hk = (tonumber(m[5]) or 0) + n
+local lb = tonumber(m[6]) or 0
+local low_was, lb_was = low, lb
+local max = tonumber(ARGV[2])
+local refresh = fresh or ARGV[7] == '1'
 if max > 0 then
-  local total
-  if fresh then
-    redis.call('SET', KEYS[4], bytes)
-    total = bytes
+  local max_bytes = tonumber(ARGV[10])
+  if refresh and not fresh then
+    low, hk, lb = age_trim(KEYS[2], tonumber(ARGV[5]) - tonumber(ARGV[8]), low, hk, lb)
+  end
+  if hk > max and last - max + 1 >= j then
+    -- No seq jump among the newest `max` seqs: they are exactly the newest `max` events.
+    low = last - max + 1
+    hk = max
+  end
+  if math.floor((low - 1) / 16) ~= math.floor((low_was - 1) / 16) then
+    -- Entries wholly below `low` go once it passed a multiple of 16: at most 16 trimmed frames
+    -- stay in memory (besides those in the entry `low` lies in), for a trim per 16 events.
+    redis.call('XADD', KEYS[2], 'MINID', low .. '-0', last .. '-' .. first,
+      't', ARGV[5], 'c', b, 'f', joined)
   else
-    total = redis.call('INCRBY', KEYS[4], bytes)
+    redis.call('XADD', KEYS[2], last .. '-' .. first, 't', ARGV[5], 'c', b, 'f', joined)
   end
-  if floor > total - bytes then floor = 0 end
-  local c = total - bytes
-  for i = 1, n do
-    c = c + #frames[i]
-    redis.call('XADD', KEYS[2], 'MAXLEN', max, (first + i - 1) .. '-1', 't', ARGV[5], 'f', frames[i], 'c', c)
-  end
-  local newest = last .. '-1'
-  while total - floor > max_bytes do
-    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-    if #oldest == 0 or oldest[1][1] == newest then break end
-    local c = tonumber(oldest[1][2][6])
-    if c then
-      floor = c - #oldest[1][2][4]
-      if total - floor <= max_bytes then break end
-      floor = c
+  if hk > max or b - lb > max_bytes then
+    local keep, held, before = walk(KEYS[2], low, last, hk, b, max, max_bytes)
+    if keep then
+      low, hk, lb = keep, held, before
+      redis.call('XTRIM', KEYS[2], 'MINID', low .. '-0')
     end
-    -- An entry without `c` predates the byte bound: dropped while the bound is unknown.
-    redis.call('XDEL', KEYS[2], oldest[1][1])
   end
 end
-if fresh or ARGV[7] == '1' then
-  local min_ts = tonumber(ARGV[5]) - tonumber(ARGV[8])
-  for _ = 1, 64 do
-    local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-    if #oldest == 0 or tonumber(oldest[1][2][2]) >= min_ts then break end
-    redis.call('XDEL', KEYS[2], oldest[1][1])
-  end
-  for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ARGV[3]) end
+if lb ~= lb_was then
+  table.insert(meta, 'lb')
+  table.insert(meta, lb)
+end
+redis.call('HSET', KEYS[1], 'seq', last, 'b', b, 'low', low, 'hk', hk, unpack(meta))
+if refresh then
+  redis.call('PEXPIRE', KEYS[1], ARGV[3])
+  if max > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 end
 if ARGV[4] ~= '' then
-  redis.call(ARGV[6], ARGV[4], first .. ' ' .. epoch .. ' ' .. table.concat(frames, '\n'))
+  redis.call(ARGV[6], ARGV[4], first .. ' ' .. epoch .. ' ' .. joined)
 end
-return {first, epoch, floor}
-"#;
+return {first, epoch}
+"#
+);
 
 /// Reads a slice: head, epoch (created for a stream that has none, so it is stable from the first
-/// look), the effective `after` (0 when the caller's epoch is another), the first held seq after
-/// `after` (head + 1 when none), and up to `limit` consecutive entries after `after` as (id,
-/// frame) pairs — the page stops before a hole inside the stream.
+/// look), the effective `after` (0 when the caller's epoch is another), `low`, then up to `limit`
+/// entries (batches) holding seqs past both as (id, joined frames) pairs; the node picks the
+/// frames (`slice::parse_slice`).
 ///
 /// On a cluster a created epoch names the primary (as `APPEND` does), so that appends on another
 /// primary after a failover skip seqs the old one may have given out unreplicated.
 ///
-/// A page also stops before the entry that would take its frames past `max_bytes` (the first
-/// entry always comes).
-///
-/// KEYS: seq, stream, epoch, bytes. ARGV: after, requested epoch ('' for none), limit, candidate
-/// epoch, ttl_ms, cluster ('1'/'0'), max_bytes.
+/// KEYS: meta, stream. ARGV: after, requested epoch ('' for none), limit (≥ 1), candidate epoch,
+/// ttl_ms, cluster ('1'/'0').
 pub(crate) const READ: &str = r#"
-local head = tonumber(redis.call('GET', KEYS[1]) or '0')
-local stored = redis.call('GET', KEYS[3])
+local m = redis.call('HMGET', KEYS[1], 'seq', 'e', 'low')
+local head = tonumber(m[1]) or 0
 local epoch
-if stored then
-  epoch = string.match(stored, '^([^/]*)')
+if m[2] then
+  epoch = string.match(m[2], '^([^/]*)')
 else
   epoch = ARGV[4]
   local value = epoch
   if ARGV[6] == '1' then value = epoch .. '/' .. redis.call('CLUSTER', 'MYID') end
-  redis.call('SET', KEYS[3], value, 'PX', ARGV[5])
+  redis.call('HSET', KEYS[1], 'e', value)
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
 end
 local after = tonumber(ARGV[1])
 if ARGV[2] ~= '' and ARGV[2] ~= epoch then after = 0 end
-local limit = tonumber(ARGV[3])
-local out = {head, epoch, after, head + 1}
+local low = tonumber(m[3]) or 1
+local out = {head, epoch, after, low}
 if after < head then
-  local count = limit
-  if count < 1 then count = 1 end
-  local entries = redis.call('XRANGE', KEYS[2], (after + 1) .. '-0', '+', 'COUNT', count)
-  if #entries > 0 then out[4] = tonumber(string.match(entries[1][1], '^(%d+)')) end
-  if limit > 0 then
-    -- A page ends before an interior hole (seqs skipped after a failover), so the reader's next
-    -- page starts at the hole and reports it as a gap.
-    local expect = nil
-    local max_bytes = tonumber(ARGV[7])
-    local bytes = 0
-    for _, e in ipairs(entries) do
-      local seq = tonumber(string.match(e[1], '^(%d+)'))
-      if expect and seq ~= expect then break end
-      bytes = bytes + #e[2][4]
-      if expect and bytes > max_bytes then break end
-      table.insert(out, e[1])
-      table.insert(out, e[2][4])
-      expect = seq + 1
-    end
+  local start = math.max(after + 1, low)
+  -- Entries whose last seq is at least `start`; each holds one such event at least.
+  local entries = redis.call('XRANGE', KEYS[2], start .. '-0', '+', 'COUNT', ARGV[3])
+  for _, e in ipairs(entries) do
+    table.insert(out, e[1])
+    table.insert(out, e[2][6])
   end
 end
 return out
 "#;
 
 /// Keeps a connected user's stream alive: trims entries older than the ttl and refreshes the
-/// keys' expiry. KEYS: seq, stream, epoch, bytes. ARGV: ttl_ms, now_ms.
-pub(crate) const TOUCH: &str = r#"
-local min_ts = tonumber(ARGV[2]) - tonumber(ARGV[1])
-for _ = 1, 64 do
-  local oldest = redis.call('XRANGE', KEYS[2], '-', '+', 'COUNT', 1)
-  if #oldest == 0 or tonumber(oldest[1][2][2]) >= min_ts then break end
-  redis.call('XDEL', KEYS[2], oldest[1][1])
+/// keys' expiry. KEYS: meta, stream. ARGV: ttl_ms, now_ms.
+pub(crate) const TOUCH: &str = concat!(
+    age_trim_lua!(),
+    r#"
+local m = redis.call('HMGET', KEYS[1], 'low', 'hk', 'lb')
+if m[1] then
+  local low = tonumber(m[1])
+  local low2, hk, lb = age_trim(KEYS[2], tonumber(ARGV[2]) - tonumber(ARGV[1]), low,
+    tonumber(m[2]), tonumber(m[3]) or 0)
+  if low2 ~= low then redis.call('HSET', KEYS[1], 'low', low2, 'hk', hk, 'lb', lb) end
 end
-for i = 1, 4 do
+for i = 1, 2 do
   if redis.call('EXISTS', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return 1
-"#;
+"#
+);
 
 /// One of the scripts above, called by its SHA1 (`EVALSHA`) and, when the server does not know
 /// it (`NOSCRIPT`: a new primary after a failover, a restarted server), by its source (`EVAL`,

@@ -46,6 +46,12 @@ fn main() -> std::process::ExitCode {
             a_skipped_seq_range_reads_as_a_replay_gap,
         ),
         harness::trial(
+            "the_count_bound_counts_events_not_seqs_across_a_seq_jump",
+            REQUIRE_REDIS,
+            harness::shared_redis_ready,
+            the_count_bound_counts_events_not_seqs_across_a_seq_jump,
+        ),
+        harness::trial(
             "a_stream_is_capped_in_bytes_as_well_as_in_events",
             REQUIRE_REDIS,
             harness::shared_redis_ready,
@@ -168,8 +174,9 @@ async fn two_nodes_eight_publishers_each_on_one_stream() {
 }
 
 /// Redis commands per event (from `INFO commandstats` of a private server) while 8 users each
-/// get events from 8 concurrent publishers. Printed, not asserted beyond the unbatched cost: the
-/// batch sizes depend on timing.
+/// get events from 8 concurrent publishers, and Redis CPU per event (`INFO cpu`). Printed; the
+/// commands per batch are asserted (the batch sizes, and so the count per event, depend on
+/// timing).
 async fn redis_commands_per_event_are_reported() {
     let server = RedisProc::start(false);
     let broker = brokers(&server.url(), "aw", 1).await.remove(0).0;
@@ -199,20 +206,33 @@ async fn redis_commands_per_event_are_reported() {
     let calls = server.command_calls();
     let per_event = broker_calls(&calls) as f64 / events;
     let cpu_us = (server.cpu_seconds() - cpu) * 1e6 / events;
+    let script_us = server.script_usec() as f64 / events;
     println!(
-        "redis commands per event: {per_event:.2} ({calls:?}); redis cpu per event: {cpu_us:.1} us"
+        "redis commands per event: {per_event:.2} ({calls:?}); redis cpu per event: {cpu_us:.1} us \
+         (in scripts: {script_us:.1} us)"
     );
-    let scripts = calls.get("evalsha").copied().unwrap_or(0) as f64;
+    let script_calls = ["evalsha", "eval"]
+        .iter()
+        .map(|c| calls.get(*c).copied().unwrap_or(0))
+        .sum::<u64>();
     println!(
         "events per script call (batch size): {:.1}",
-        events / scripts
+        events / script_calls as f64
     );
-    // Unbatched, one event costs EVALSHA, GET, INCRBY, XADD and PUBLISH.
-    assert!(per_event <= 5.5, "{per_event} commands per event");
+    // A batch of any size costs the script call, HMGET, XADD, HSET and PUBLISH; a new stream
+    // adds DEL and two PEXPIREs (the node's first refresh of the user); a script the server did
+    // not know yet costs a failed EVALSHA before its EVAL. Nothing is per event.
+    let batches = calls.get("publish").copied().unwrap_or(0);
     assert_eq!(
         calls.get("xadd").copied(),
-        Some(events as u64),
-        "one XADD per event"
+        Some(batches),
+        "one XADD per batch"
+    );
+    let retries = calls.get("eval").copied().unwrap_or(0);
+    let new_streams = users.len() as u64;
+    assert!(
+        broker_calls(&calls) <= 5 * batches + 3 * new_streams + retries,
+        "{calls:?}: more than five commands per batch"
     );
 }
 
@@ -226,8 +246,9 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
     }
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let _: u64 = redis::cmd("INCRBY")
-        .arg(format!("{prefix}:{{{user}}}:seq"))
+    let _: u64 = redis::cmd("HINCRBY")
+        .arg(format!("{prefix}:{{{user}}}:m"))
+        .arg("seq")
         .arg(1000)
         .query_async(&mut conn)
         .await
@@ -254,6 +275,63 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
     broker.remove(&user).await.unwrap();
 }
 
+/// A seq jump recorded as the append script records one after a primary change (the meta's
+/// epoch field names the first seq after it): `history.max_events` still holds that many
+/// events, on both sides of the hole, and a resume sees the trimmed head and the hole as gaps.
+async fn the_count_bound_counts_events_not_seqs_across_a_seq_jump() {
+    let prefix = unique("jump");
+    let history = HistoryConfig {
+        max_events: 6,
+        ..HistoryConfig::default()
+    };
+    let options = RedisOptions::new(history).prefix(&prefix);
+    let broker = RedisBroker::connect_with(&redis_url(), options, recorder())
+        .await
+        .unwrap();
+    let user = UserId::new(unique("u")).unwrap();
+    for i in 0..3 {
+        broker.append(&user, delta(&format!("a{i}"))).await.unwrap();
+    }
+    let meta = format!("{prefix}:{{{user}}}:m");
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let epoch: String = redis::cmd("HGET")
+        .arg(&meta)
+        .arg("e")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let _: () = redis::pipe()
+        .cmd("HINCRBY")
+        .arg(&meta)
+        .arg("seq")
+        .arg(1000)
+        .ignore()
+        .cmd("HSET")
+        .arg(&meta)
+        .arg("e")
+        .arg(format!("{epoch}//1004"))
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    for i in 0..4 {
+        seqs.push(broker.append(&user, delta(&format!("b{i}"))).await.unwrap());
+    }
+    assert_eq!(seqs, vec![1004, 1005, 1006, 1007]);
+    let page = |after: u64| broker.read_after(&user, after, None, 100.into());
+    let slice = page(0).await.unwrap();
+    let held: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
+    assert_eq!(held, vec![2, 3], "six events held: 2, 3 and 1004..=1007");
+    assert_eq!(slice.gap.map(|g| (g.from_seq, g.to_seq)), Some((1, 1)));
+    let slice = page(3).await.unwrap();
+    let held: Vec<u64> = slice.frames.iter().map(|f| f.seq()).collect();
+    assert_eq!(held, vec![1004, 1005, 1006, 1007]);
+    assert_eq!(slice.gap.map(|g| (g.from_seq, g.to_seq)), Some((4, 1003)));
+    broker.remove(&user).await.unwrap();
+}
+
 /// `history.max_bytes` on Redis: after every append the stream holds exactly the newest entries
 /// within both bounds — at most `max_events` entries and `max_bytes` bytes of frames, the newest
 /// always — whether the count trim or the byte trim decides (the count trim only raises the
@@ -267,7 +345,8 @@ async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
         max_bytes: MAX_BYTES,
         ..HistoryConfig::default()
     };
-    let options = RedisOptions::new(history).prefix(&unique("bytes"));
+    let options_prefix = unique("bytes");
+    let options = RedisOptions::new(history).prefix(&options_prefix);
     let broker = RedisBroker::connect_with(&redis_url(), options, recorder())
         .await
         .unwrap();
@@ -298,6 +377,15 @@ async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
         assert_eq!(got, want, "after seq {seq}");
         assert_eq!(slice.frames.iter().map(|f| f.len()).sum::<usize>(), bytes);
     }
+    // Trimmed entries leave Redis too (at most 16 trimmed events linger there).
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let entries: usize = redis::cmd("XLEN")
+        .arg(format!("{}:{{{user}}}:h", options_prefix))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(entries <= MAX_EVENTS + 16, "{entries} entries in Redis");
     // A read with a byte limit: the entries that fit it, at least one.
     let all = broker.read_after(&user, 0, None, 100.into()).await.unwrap();
     let first_two: usize = all.frames[..2].iter().map(|f| f.len()).sum();

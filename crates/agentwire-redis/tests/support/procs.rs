@@ -155,6 +155,25 @@ impl RedisProc {
             .collect()
     }
 
+    /// Microseconds spent running scripts (`EVALSHA`/`EVAL` in `INFO commandstats`, which
+    /// include the commands they call) since the last `CONFIG RESETSTAT`: Redis's work on the
+    /// appends without its network I/O.
+    pub fn script_usec(&self) -> u64 {
+        let info = raw(self.port, &["INFO", "commandstats"]).unwrap_or_default();
+        info.lines()
+            .filter_map(|l| {
+                let stats = l
+                    .strip_prefix("cmdstat_evalsha:")
+                    .or_else(|| l.strip_prefix("cmdstat_eval:"))?;
+                stats
+                    .split(',')
+                    .find_map(|kv| kv.strip_prefix("usec="))?
+                    .parse::<u64>()
+                    .ok()
+            })
+            .sum()
+    }
+
     /// `used_cpu_sys + used_cpu_user`, seconds.
     pub fn cpu_seconds(&self) -> f64 {
         let info = raw(self.port, &["INFO", "cpu"]).unwrap_or_default();
