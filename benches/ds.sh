@@ -36,9 +36,13 @@ if [ ! -d benches/durable-streams/node_modules/@durable-streams/server ]; then
 fi
 
 # agentwire with dev auth (every request `?user=bench`) and the memory store; the per-user
-# append rate limit is raised so the generator measures the server, not the limiter.
+# bounds (append rate, request rate, concurrent HTTP streams: one user holds all 50 streams and
+# their tailers) are raised so the generator measures the server, not the limiters.
 export RUST_LOG=warn AGENTWIRE_DURABLE_STREAMS__APPENDS_PER_SECOND=1000000000 \
-  AGENTWIRE_DURABLE_STREAMS__APPEND_BURST=1000000000
+  AGENTWIRE_DURABLE_STREAMS__APPEND_BURST=1000000000 \
+  AGENTWIRE_LIMITS__MAX_HTTP_STREAMS_PER_USER=1000000 \
+  AGENTWIRE_LIMITS__HTTP_REQUESTS_PER_SECOND=1000000000 AGENTWIRE_LIMITS__HTTP_BURST=1000000000 \
+  AGENTWIRE_LIMITS__MAX_CONNECTIONS_PER_IP=1000000
 LABELS="reference agentwire"
 
 SERVER_PID=""
