@@ -174,7 +174,6 @@ pub(crate) async fn a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b()
     let b = TestServer::start_with(redis.config(), Vec::new()).await;
     let http = reqwest::Client::new();
     let on = |node: &TestServer, path: &str| node.http_url(&format!("/ds/{path}?user=ada"));
-    let json = |v: &str| -> serde_json::Value { serde_json::from_str(v).unwrap() };
     let put_json = |url: String, body: &'static str| {
         http.put(url)
             .header("content-type", "application/json")
