@@ -5,57 +5,18 @@
 // Run by `tests/browser.rs` (cargo test), which starts the server. Opens the page as a fresh
 // user, sends a question, drops the socket mid-answer through `POST /debug/disconnect`, and
 // checks that the page resumes and renders every event exactly once. Exits 0 on success.
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { TestBrowser, check } from "./chromium.mjs";
 
 const [base, screenshot] = process.argv.slice(2);
 if (!base || !screenshot) {
   console.error("usage: node e2e.mjs <base_url> <screenshot_path>");
   process.exit(2);
 }
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
 const STEP_TIMEOUT = 15_000;
 const LIFECYCLE = ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"];
-
-const userDataDir = mkdtempSync(join(tmpdir(), "agentwire-chromium-"));
-let context;
-const problems = []; // console errors, page errors, failed requests
-
-// Never hang: the whole test is bounded.
-const deadline = setTimeout(() => fail("the test took longer than 90 s"), 90_000);
-
-async function cleanup() {
-  clearTimeout(deadline);
-  try {
-    await context?.close();
-  } catch {
-    // already gone
-  }
-  rmSync(userDataDir, { recursive: true, force: true });
-}
-
-async function fail(message) {
-  console.error(`browser e2e: FAILED: ${message}`);
-  if (problems.length) console.error(`console/page errors:\n  ${problems.join("\n  ")}`);
-  await cleanup();
-  process.exit(1);
-}
-
-function check(ok, message) {
-  if (!ok) throw new Error(message);
-}
-
-function watch(page, name) {
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`[${name}] console.error: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`[${name}] uncaught: ${e.message}`));
-  page.on("response", (r) => {
-    if (r.status() >= 400) problems.push(`[${name}] HTTP ${r.status()} ${r.url()}`);
-  });
-}
+const browser = new TestBrowser("e2e", 90_000);
 
 const delivered = (page) => page.evaluate(() => window.__agentwire.events.map((e) => ({ ...e })));
 
@@ -80,20 +41,10 @@ function assertRun(events, runId, label) {
 }
 
 async function main() {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-    ],
-    viewport: { width: 1100, height: 860 },
-    timeout: 30_000,
-  });
-  context.setDefaultTimeout(STEP_TIMEOUT);
+  const context = await browser.launch(STEP_TIMEOUT);
   const user = `e2e-${Date.now().toString(36)}`;
   const page = context.pages()[0] || (await context.newPage());
-  watch(page, "page");
+  browser.watch(page, "page");
 
   // 1. Open the page, connect as a fresh dev user.
   await page.goto(`${base}/?user=${user}`);
@@ -203,7 +154,7 @@ async function main() {
   // 8. A fresh tab, signed in through the user form with the keyboard, rebuilds the same
   //    timeline from the server's history.
   const other = await context.newPage();
-  watch(other, "history tab");
+  browser.watch(other, "history tab");
   await other.goto(`${base}/`);
   await other.waitForSelector('[data-testid=connection-badge][data-state=connected]');
   await other.click("[data-testid=identity-summary]");
@@ -230,12 +181,12 @@ async function main() {
   check(overflow <= 0, `the page scrolls sideways by ${overflow}px at 380px wide`);
   await page.screenshot({ path: screenshot.replace(/\.png$/, "-narrow.png"), fullPage: true });
 
-  check(problems.length === 0, "console or page errors");
+  check(browser.problems.length === 0, "console or page errors");
   console.log(
     `browser e2e: ok: ${events.length} events (seq 1..${events.length}, each once), ` +
       `${run.length} in the interrupted run, badge "${badge}", answer "${answer}"; screenshot ${screenshot}`,
   );
-  await cleanup();
+  await browser.cleanup();
 }
 
-main().catch((e) => fail(e.stack || String(e)));
+main().catch((e) => browser.fail(e.stack || String(e)));

@@ -8,61 +8,20 @@
 // Picks that agent on the page, asks, and checks the run card: one tool call named
 // `mcp:everything/echo`, completed ok, its arguments and the echoed result shown, then the answer.
 // Exits 0 on success.
-import { mkdtempSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
-import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import { TestBrowser, check } from "./chromium.mjs";
 
 const [base, screenshot] = process.argv.slice(2);
 if (!base || !screenshot) {
   console.error("usage: node mcp.mjs <base_url> <screenshot_path>");
   process.exit(2);
 }
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const userDataDir = mkdtempSync(join(tmpdir(), "agentwire-chromium-"));
-let context;
-const problems = [];
-
-const deadline = setTimeout(() => fail("the test took longer than 60 s"), 60_000);
-
-async function cleanup() {
-  clearTimeout(deadline);
-  try {
-    await context?.close();
-  } catch {
-    // already gone
-  }
-  rmSync(userDataDir, { recursive: true, force: true });
-}
-
-async function fail(message) {
-  console.error(`browser mcp: FAILED: ${message}`);
-  if (problems.length) console.error(`console/page errors:\n  ${problems.join("\n  ")}`);
-  await cleanup();
-  process.exit(1);
-}
-
-function check(ok, message) {
-  if (!ok) throw new Error(message);
-}
+const browser = new TestBrowser("mcp", 60_000);
 
 async function main() {
-  context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-      "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-    ],
-    viewport: { width: 1100, height: 860 },
-    timeout: 30_000,
-  });
-  context.setDefaultTimeout(15_000);
-  const page = context.pages()[0] || (await context.newPage());
-  page.on("console", (m) => {
-    if (m.type() === "error") problems.push(`console.error: ${m.text()}`);
-  });
-  page.on("pageerror", (e) => problems.push(`uncaught: ${e.message}`));
+  const context = await browser.launch(15_000);
+  const page = browser.watch(context.pages()[0] || (await context.newPage()), "page");
 
   const user = `mcp-${Date.now().toString(36)}`;
   await page.goto(`${base}/?user=${user}`);
@@ -97,9 +56,9 @@ async function main() {
 
   mkdirSync(dirname(screenshot), { recursive: true });
   await page.screenshot({ path: screenshot, fullPage: true });
-  check(problems.length === 0, "console or page errors");
+  check(browser.problems.length === 0, "console or page errors");
   console.log(`browser mcp: ok: ${name} completed with "${shown[1].trim().slice(0, 60)}"; screenshot ${screenshot}`);
-  await cleanup();
+  await browser.cleanup();
 }
 
-main().catch((e) => fail(e.stack || String(e)));
+main().catch((e) => browser.fail(e.stack || String(e)));
