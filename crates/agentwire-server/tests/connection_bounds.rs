@@ -3,9 +3,9 @@
 //! idle connections are cut at the header-read timeout, and memory returns near its start.
 //! Prints the figures docs/security.md quotes (`cargo test --test connection_bounds -- --nocapture`).
 
-use std::io::{BufRead, BufReader};
+mod support;
+
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -13,67 +13,32 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentwire");
+use support::{Server, rss_kib};
+
 const PER_IP: usize = 500;
 const GLOBAL: usize = 1000;
 /// Connections above the global cap that still answer the health routes (accept.rs).
 const HEALTH_RESERVE: usize = 16;
 const HEADER_READ_TIMEOUT_S: u64 = 8;
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn start() -> Server {
     start_with(GLOBAL, PER_IP)
 }
 
 fn start_with(global: usize, per_ip: usize) -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("RUST_LOG", "info")
-        .env("AGENTWIRE_LIMITS__MAX_CONNECTIONS", global.to_string())
-        .env(
+    Server::start(&[
+        ("AGENTWIRE_LIMITS__MAX_CONNECTIONS", &global.to_string()),
+        (
             "AGENTWIRE_LIMITS__MAX_CONNECTIONS_PER_IP",
-            per_ip.to_string(),
-        )
-        .env(
+            &per_ip.to_string(),
+        ),
+        (
             "AGENTWIRE_LIMITS__HEADER_READ_TIMEOUT",
-            format!("{HEADER_READ_TIMEOUT_S}s"),
-        )
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server logs until ready").unwrap();
-        if line.contains("agentwire ready") {
-            let v: Value = serde_json::from_str(&line).unwrap();
-            break v["fields"]["listen"].as_str().unwrap().parse().unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    Server { child, addr }
+            &format!("{HEADER_READ_TIMEOUT_S}s"),
+        ),
+    ])
 }
 
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
-}
-
-/// A TCP connection to `addr` from the loopback address `from` (Linux routes all of 127/8).
 async fn connect_from(from: [u8; 4], addr: SocketAddr) -> TcpStream {
     let sock = TcpSocket::new_v4().unwrap();
     sock.bind(SocketAddr::new(IpAddr::from(from), 0)).unwrap();
@@ -211,7 +176,7 @@ async fn attack(pid: u32, addr: SocketAddr, wave: f64) -> (u64, Duration) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_client_over_the_caps_cannot_starve_health_or_other_users() {
     let server = start();
-    let (pid, addr) = (server.child.id(), server.addr);
+    let (pid, addr) = (server.child.id(), server.socket_addr());
     // Warm up: one user served, one health answer, before the baseline.
     bob_is_served(addr).await;
     assert!(
@@ -252,7 +217,7 @@ async fn one_client_over_the_caps_cannot_starve_health_or_other_users() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_websockets_count_against_the_global_cap_until_they_close() {
     let server = start_with(3, 1000);
-    let addr = server.addr;
+    let addr = server.socket_addr();
     let url = format!("ws://{addr}/ws?user=alice");
     let mut open = Vec::new();
     for _ in 0..3 {

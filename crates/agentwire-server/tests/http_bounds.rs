@@ -4,26 +4,17 @@
 //! out; a run over the cap is not answered 202), the first-frame timeout of an upgraded
 //! WebSocket, and 401 bodies in plain words.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
+use support::in_process as server;
 
-use agentwire_server::{AppState, serve, start};
 use agentwire_startup::{AgentwireConfig, AuthMode};
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn server(config: AgentwireConfig) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let ready = start(config, Vec::new()).await.expect("startup");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, AppState::new(ready), async move {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
 
 /// The status and JSON body of a response.
 async fn answer(response: reqwest::Response) -> (StatusCode, Value) {

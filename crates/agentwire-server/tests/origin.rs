@@ -3,23 +3,14 @@
 //! served; the server's own origin, loopback origins in dev mode, `allowed_origins` and
 //! requests without `Origin` pass.
 
-use std::net::SocketAddr;
+mod support;
 
-use agentwire_server::{AppState, serve, start};
+use std::net::SocketAddr;
+use support::in_process as server;
+
 use agentwire_startup::{AgentwireConfig, AuthMode};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn server(config: AgentwireConfig) -> (SocketAddr, tokio::sync::oneshot::Sender<()>) {
-    let ready = start(config, Vec::new()).await.expect("startup");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(serve(listener, AppState::new(ready), async move {
-        let _ = stopped.await;
-    }));
-    (addr, stop)
-}
 
 /// Sends `method path` with `host` and optional `origin`; returns the status and the JSON body
 /// of a refusal (`Value::Null` otherwise).

@@ -2,60 +2,26 @@
 //! the server's memory stays bounded while ~40 MB are published to it, another user keeps
 //! receiving, and the slow client then resumes from history.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 
-const BIN: &str = env!("CARGO_BIN_EXE_agentwire");
+mod support;
 
-struct Server {
-    child: Child,
-    addr: String,
-}
+use support::{Server, next_json, rss_kib};
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The server with a small queue and a short history, and limits that let one user flood it.
 fn start() -> Server {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .env("RUST_LOG", "info")
-        .env("AGENTWIRE_LIMITS__QUEUE_BYTES", "262144")
-        .env("AGENTWIRE_LIMITS__MESSAGES_PER_SECOND", "100000")
-        .env("AGENTWIRE_LIMITS__BURST", "100000")
-        .env("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000")
-        .env("AGENTWIRE_HISTORY__MAX_EVENTS", "200")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("server logs until ready").unwrap();
-        if line.contains("agentwire ready") {
-            let v: Value = serde_json::from_str(&line).unwrap();
-            break v["fields"]["listen"].as_str().unwrap().to_owned();
-        }
-    };
-    std::thread::spawn(move || for _ in lines.map_while(Result::ok) {});
-    Server { child, addr }
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
+    Server::start(&[
+        ("AGENTWIRE_LIMITS__QUEUE_BYTES", "262144"),
+        ("AGENTWIRE_LIMITS__MESSAGES_PER_SECOND", "100000"),
+        ("AGENTWIRE_LIMITS__BURST", "100000"),
+        ("AGENTWIRE_LIMITS__MAX_RUNS_PER_USER", "100000"),
+        ("AGENTWIRE_HISTORY__MAX_EVENTS", "200"),
+    ])
 }
 
 async fn health(addr: &str) -> Value {
@@ -82,22 +48,6 @@ async fn stalled(addr: &str, user: &str) -> tokio::net::TcpStream {
     let n = tcp.read(&mut buf).await.unwrap();
     assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 101"));
     tcp
-}
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_json(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), ws.next())
-            .await
-            .expect("frame in time")
-        {
-            Some(Ok(Message::Text(t))) => return Some(serde_json::from_str(&t).unwrap()),
-            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
-            Some(Ok(_)) => {}
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

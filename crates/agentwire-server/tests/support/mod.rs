@@ -1,5 +1,5 @@
-//! The real `agentwire` process on loopback and clients for it, shared by the byte-bound suites
-//! (`event_bytes`, `amplification`).
+//! The real `agentwire` process on loopback (or the server in this process) and clients for it,
+//! shared by the suites of this crate that run a server.
 #![allow(dead_code, unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
@@ -53,14 +53,14 @@ impl Server {
         format!("http://{}{path}", self.addr)
     }
 
-    /// The server process's resident memory, in KiB (`VmRSS` of `/proc/<pid>/status`).
+    /// The address as a socket address.
+    pub fn socket_addr(&self) -> std::net::SocketAddr {
+        self.addr.parse().unwrap()
+    }
+
+    /// The server process's resident memory, in KiB.
     pub fn rss_kib(&self) -> u64 {
-        std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap()
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap()
+        rss_kib(self.child.id())
     }
 
     /// A WebSocket of `user` (dev auth) with `query` added, past its `connection_established`
@@ -143,6 +143,37 @@ impl Page {
     pub fn bytes(&self) -> usize {
         self.events.iter().map(String::len).sum()
     }
+}
+
+/// The resident memory of process `pid`, in KiB (`VmRSS` of `/proc/<pid>/status`).
+pub fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// The server in this process with `config` on a free loopback port: its address, and the
+/// sender that shuts it down (dropping it does too).
+pub async fn in_process(
+    config: agentwire_startup::AgentwireConfig,
+) -> (std::net::SocketAddr, tokio::sync::oneshot::Sender<()>) {
+    let ready = agentwire_server::start(config, Vec::new())
+        .await
+        .expect("startup");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(agentwire_server::serve(
+        listener,
+        agentwire_server::AppState::new(ready),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    (addr, stop)
 }
 
 pub type Ws =
