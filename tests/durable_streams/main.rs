@@ -152,6 +152,44 @@ fn counts(output: &str) -> Option<(u32, u32, u32)> {
     Some((count("failed"), count("passed"), count("skipped")))
 }
 
+/// What a vitest run printed: the failed cases (`× <name> <ms>` in the per-case list, or a
+/// `FAIL` line) and the summary's counts.
+struct VitestRun {
+    failures: Vec<String>,
+    failed: u32,
+    passed: u32,
+    skipped: u32,
+    stderr: String,
+}
+
+impl VitestRun {
+    /// # Panics
+    /// When the output has no vitest summary line (the run did not get that far).
+    fn of(output: &std::process::Output) -> Self {
+        let stdout = plain(&output.stdout);
+        let stderr = plain(&output.stderr);
+        let failures = stdout
+            .lines()
+            .map(str::trim_start)
+            .filter(|l| l.starts_with("FAIL ") || l.starts_with('×'))
+            .map(str::to_owned)
+            .collect();
+        let (failed, passed, skipped) = counts(&stdout).unwrap_or_else(|| {
+            panic!(
+                "no vitest summary; status {:?}\n{stdout}\n{stderr}",
+                output.status
+            )
+        });
+        Self {
+            failures,
+            failed,
+            passed,
+            skipped,
+            stderr,
+        }
+    }
+}
+
 /// One suite run at a time: two at once on a small shared machine push its timing-based cases
 /// (1 s TTLs, 5 s case timeouts) over their limits.
 static ONE_SUITE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -177,22 +215,13 @@ async fn conformance(mut config: agentwire_startup::AgentwireConfig, store: &str
         .args(["--run", &base])
         .env("PATH", std::env::join_paths(paths).expect("PATH entries"));
     let output = harness::run_bounded(node, SUITE_TIMEOUT).await;
-    let stdout = plain(&output.stdout);
-    // A failed case is `× <name> <ms>` in the per-case list (the `FAIL` blocks go to stderr).
-    let failures: Vec<&str> = stdout
-        .lines()
-        .filter(|l| {
-            let l = l.trim_start();
-            l.starts_with("FAIL ") || l.starts_with('×')
-        })
-        .collect();
-    let (failed, passed, skipped) = counts(&stdout).unwrap_or_else(|| {
-        panic!(
-            "no vitest summary; status {:?}\n{stdout}\n{}",
-            output.status,
-            plain(&output.stderr)
-        )
-    });
+    let VitestRun {
+        failures,
+        failed,
+        passed,
+        skipped,
+        ..
+    } = VitestRun::of(&output);
     println!(
         "durable streams conformance ({store} store): {passed} passed, {failed} failed, {skipped} skipped by the suite (its subscription cases, off in --run; run by the_subscription_cases_pass_on_*)"
     );
@@ -233,27 +262,21 @@ async fn subscription_cases(mut config: agentwire_startup::AgentwireConfig, stor
         .args(["--reporter=verbose", "-t", "Reserved subscription APIs"])
         .env("CONFORMANCE_TEST_URL", server.http_url("/ds"));
     let output = harness::run_bounded(node, SUITE_TIMEOUT).await;
-    let stdout = plain(&output.stdout);
-    let failures: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.trim_start().starts_with('×'))
-        .collect();
-    let (failed, passed, skipped) = counts(&stdout).unwrap_or_else(|| {
-        panic!(
-            "no vitest summary; status {:?}\n{stdout}\n{}",
-            output.status,
-            plain(&output.stderr)
-        )
-    });
+    let VitestRun {
+        failures,
+        failed,
+        passed,
+        skipped,
+        stderr,
+    } = VitestRun::of(&output);
     println!(
         "durable streams subscription cases ({store} store): {passed} passed, {failed} failed, {skipped} other cases filtered out"
     );
     assert_eq!(
         failed,
         0,
-        "failing cases:\n{}\n{}",
-        failures.join("\n"),
-        plain(&output.stderr)
+        "failing cases:\n{}\n{stderr}",
+        failures.join("\n")
     );
     assert_eq!(passed, 6, "the suite's subscription block has 6 cases");
     assert!(output.status.success(), "vitest exited {:?}", output.status);
