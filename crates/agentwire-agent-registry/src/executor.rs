@@ -140,15 +140,16 @@ impl RunExecutor {
             thread_id: ctx.thread_id.clone(),
         };
         // The input is checked before the run is registered or acknowledged.
+        let name: Arc<str> = agent.name().into();
         let started = RunEvent::now(
             ctx.run_id.clone(),
             ctx.thread_id.clone(),
-            agent.name().into(),
+            name.clone(),
             EventKind::AgentStarted(AgentStarted { input: Some(input) }),
         );
         self.factory.check_size(&started)?;
         let started = started.kind;
-        let emitter = Arc::new(self.factory.begin_run(ctx, agent.name())?);
+        let emitter = Arc::new(self.factory.begin_run(ctx, name)?);
         Ok(PreparedRun {
             handle,
             emitter,

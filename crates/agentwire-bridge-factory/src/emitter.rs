@@ -164,12 +164,11 @@ impl RunEmitter {
         grammar: &'a mut RunGrammar,
         kind: EventKind,
     ) -> NowOrLater<'a, Result<u64, CoreError>> {
-        let event = self.event(kind);
         publish_in_grammar(
             grammar,
             &*self.sink,
             &self.ctx.user_id,
-            event,
+            &self.event(kind),
             self.max_event_bytes,
         )
     }
@@ -411,7 +410,7 @@ impl ClosingRun {
             );
             let user = &self.ctx.user_id;
             let max = self.max_event_bytes;
-            match publish_in_grammar(&mut self.grammar, &*self.sink, user, event, max).await {
+            match publish_in_grammar(&mut self.grammar, &*self.sink, user, &event, max).await {
                 Ok(_) => {
                     events.next();
                 }

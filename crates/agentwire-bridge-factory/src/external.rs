@@ -200,7 +200,7 @@ impl ExternalRuns {
             return Err(mismatch(&key.1, "agent", &run.agent, &event.agent));
         }
         let max = self.inner.limits.max_event_bytes;
-        let seq = publish_in_grammar(&mut run.grammar, &*self.inner.sink, user, event, max)
+        let seq = publish_in_grammar(&mut run.grammar, &*self.inner.sink, user, &event, max)
             .await
             .map_err(|e| match e {
                 CoreError::Grammar(refused) => ExternalError::Grammar(refused),

@@ -130,12 +130,16 @@ impl BridgeFactory {
         )?)
     }
 
-    /// Registers a run and returns its emitter, bound to `ctx`.
+    /// Registers a run of the agent named `agent` and returns its emitter, bound to `ctx`.
     ///
     /// # Errors
     /// [`FactoryError::TooManyRuns`] over the per-user limit, [`FactoryError::RunIdInUse`] when
     /// the user already has a run in progress with `ctx.run_id`, [`FactoryError::ShuttingDown`].
-    pub fn begin_run(&self, ctx: UserContext, agent: &str) -> Result<RunEmitter, FactoryError> {
+    pub fn begin_run(
+        &self,
+        ctx: UserContext,
+        agent: impl Into<Arc<str>>,
+    ) -> Result<RunEmitter, FactoryError> {
         if !self.inner.accepting.load(Ordering::Relaxed) {
             return Err(FactoryError::ShuttingDown);
         }

@@ -19,10 +19,10 @@ pub(crate) fn publish_in_grammar<'a>(
     grammar: &'a mut RunGrammar,
     sink: &'a dyn EventSink,
     user: &'a UserId,
-    event: RunEvent,
+    event: &RunEvent,
     max_event_bytes: usize,
 ) -> NowOrLater<'a, Result<u64, CoreError>> {
-    if let Err(e) = check_size(&event, max_event_bytes) {
+    if let Err(e) = check_size(event, max_event_bytes) {
         return NowOrLater::now(Err(e));
     }
     let accepted = match grammar.accept(&event.kind) {

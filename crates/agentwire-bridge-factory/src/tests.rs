@@ -139,11 +139,13 @@ impl EventSink for WaitingSink {
     fn publish<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, CoreError>> {
+        // The sink's own copy: its result must not borrow the caller's event.
+        let event = event.clone();
         NowOrLater::later(async move {
             tokio::task::yield_now().await;
-            EventSink::publish(&self.0, user, event).await
+            EventSink::publish(&self.0, user, &event).await
         })
     }
 }
@@ -221,7 +223,7 @@ impl EventSink for FailingOnTerminal {
     fn publish<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, CoreError>> {
         let terminal = matches!(event.kind.type_name(), "agent_completed" | "agent_error");
         if terminal && self.refuse.load(std::sync::atomic::Ordering::Relaxed) {

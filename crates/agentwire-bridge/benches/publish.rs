@@ -51,10 +51,7 @@ fn publish(c: &mut Criterion) {
             b.iter(|| {
                 rt.block_on(async {
                     for _ in 0..EVENTS {
-                        bridge
-                            .publish_event(&user, event.clone())
-                            .await
-                            .expect("publish");
+                        bridge.publish_event(&user, &event).await.expect("publish");
                     }
                     for q in &queues {
                         while q.queued_bytes() > 0 {

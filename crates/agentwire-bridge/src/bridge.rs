@@ -149,7 +149,7 @@ impl Configurable for UnconfiguredBridge {
 ///
 /// let event = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 ///     EventKind::AgentStarted(AgentStarted { input: None }));
-/// assert_eq!(bridge.publish_event(&alice, event).await?, 1);
+/// assert_eq!(bridge.publish_event(&alice, &event).await?, 1);
 /// assert!(queue.queued_bytes() > 0);
 /// bridge.detach(&alice, attached.connection_id).await;
 /// # Ok(()) }
@@ -258,7 +258,7 @@ impl AgentWebSocketBridge {
     pub fn publish_event<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         let type_index = event.kind.type_index();
         self.inner.broker.append(user, event).map(move |r| {
@@ -403,7 +403,7 @@ impl EventSink for AgentWebSocketBridge {
     fn publish<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, CoreError>> {
         self.publish_event(user, event)
             .map(|r| r.map_err(CoreError::from))

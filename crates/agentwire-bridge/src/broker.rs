@@ -102,13 +102,16 @@ pub trait Broker: Send + Sync + 'static {
     /// Accepts `event` into `user`'s stream and resolves to its seq: [`NowOrLater::Now`] when
     /// that took no waiting (the memory broker, always).
     ///
+    /// The broker takes what it needs from `event` (its frame) before it returns: the result
+    /// does not borrow it.
+    ///
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`] when the broker cannot accept it now,
     /// [`BridgeError::TooManyUsers`] when a new stream would pass the limit.
     fn append<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>>;
 
     /// The held events after `after` within `limit`, with the gap, epoch and head.

@@ -23,7 +23,7 @@
 //! let bob = UserId::new("bob")?;
 //! let started = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 //!     EventKind::AgentStarted(AgentStarted { input: None }));
-//! bridge.publish_event(&bob, started).await?; // seq 1, kept in history while bob is offline
+//! bridge.publish_event(&bob, &started).await?; // seq 1, kept in history while bob is offline
 //!
 //! // bob connects and resumes from seq 0: the missed event is replayed, then live events follow.
 //! let queue = Arc::new(ConnectionQueue::new(1 << 20));

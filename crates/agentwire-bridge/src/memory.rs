@@ -157,9 +157,9 @@ impl Broker for MemoryBroker {
     fn append<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
-        NowOrLater::now(self.append_sync(user, &event))
+        NowOrLater::now(self.append_sync(user, event))
     }
 
     async fn read_after(

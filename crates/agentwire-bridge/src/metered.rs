@@ -121,7 +121,7 @@ impl Broker for Metered {
     fn append<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         let started = self.sampled();
         self.inner.append(user, event).map(move |r| {

@@ -139,10 +139,10 @@ pub trait WebSocketSink: Send + Sync + 'static {
 /// struct InMemoryStreams(Mutex<HashMap<UserId, Vec<RunEvent>>>);
 ///
 /// impl EventSink for InMemoryStreams {
-///     fn publish<'a>(&'a self, user: &'a UserId, event: RunEvent) -> NowOrLater<'a, Result<u64, CoreError>> {
+///     fn publish<'a>(&'a self, user: &'a UserId, event: &RunEvent) -> NowOrLater<'a, Result<u64, CoreError>> {
 ///         let mut streams = self.0.lock().unwrap();
 ///         let stream = streams.entry(user.clone()).or_default();
-///         stream.push(event);
+///         stream.push(event.clone());
 ///         NowOrLater::now(Ok(stream.len() as u64)) // seq: 1, 2, 3, … per user
 ///     }
 /// }
@@ -152,9 +152,9 @@ pub trait WebSocketSink: Send + Sync + 'static {
 /// let started = || RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 ///     EventKind::AgentStarted(AgentStarted { input: None }));
 /// let (ada, bob) = (UserId::new("ada")?, UserId::new("bob")?);
-/// assert_eq!(sink.publish(&ada, started()).await?, 1);
-/// assert_eq!(sink.publish(&ada, started()).await?, 2);
-/// assert_eq!(sink.publish(&bob, started()).await?, 1); // each user has their own stream
+/// assert_eq!(sink.publish(&ada, &started()).await?, 1);
+/// assert_eq!(sink.publish(&ada, &started()).await?, 2);
+/// assert_eq!(sink.publish(&bob, &started()).await?, 1); // each user has their own stream
 /// # Ok(()) }
 /// ```
 #[diagnostic::on_unimplemented(
@@ -165,13 +165,16 @@ pub trait EventSink: Send + Sync + 'static {
     /// Accepts `event` into `user`'s stream and resolves to its `seq`: [`NowOrLater::Now`] when
     /// that took no waiting.
     ///
+    /// The sink takes what it needs from `event` before it returns (a copy, or its serialized
+    /// frame): the result does not borrow it, so the caller keeps or drops the event at once.
+    ///
     /// # Errors
     /// [`CoreError::Unavailable`] when the stream backend cannot take it now,
     /// [`CoreError::ShuttingDown`] during shutdown.
     fn publish<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, CoreError>>;
 }
 
@@ -211,7 +214,7 @@ pub trait EventSink: Send + Sync + 'static {
 ///             let started = EventKind::AgentStarted(AgentStarted { input: Some(input.clone()) });
 ///             let done = EventKind::AgentCompleted(AgentCompleted { result: input.into(), duration_ms: 0, usage: None, model: None });
 ///             for kind in [started, done] {
-///                 if sink.publish(&ctx.user_id, event(kind)).await.is_err() { break; }
+///                 if sink.publish(&ctx.user_id, &event(kind)).await.is_err() { break; }
 ///             }
 ///         });
 ///         Ok(())

@@ -104,11 +104,14 @@ impl Committer {
 
     /// Accepts `event` into `user`'s stream: queues it, starts the user's drain task when none
     /// runs, and returns its seq once the batch holding it is stored.
-    pub(crate) async fn append(
+    ///
+    /// The event is serialized and queued before this returns; the future only waits for the
+    /// batch, so it borrows nothing.
+    pub(crate) fn append(
         self: &Arc<Self>,
         user: &UserId,
         event: &RunEvent,
-    ) -> Result<u64, BridgeError> {
+    ) -> impl Future<Output = Result<u64, BridgeError>> + Send + 'static {
         let (prefix, suffix) = event.to_envelope_parts();
         let (done, stored) = oneshot::channel();
         let start = {
@@ -124,9 +127,11 @@ impl Committer {
         if start {
             tokio::spawn(self.clone().drain(user.clone()));
         }
-        stored
-            .await
-            .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
+        async move {
+            stored
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
+        }
     }
 
     /// Stores the user's queued events batch by batch until the queue is empty.

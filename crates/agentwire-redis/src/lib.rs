@@ -388,10 +388,10 @@ impl Broker for RedisBroker {
     fn append<'a>(
         &'a self,
         user: &'a UserId,
-        event: RunEvent,
+        event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         // Stored only once the group-commit batch holding it is (the contract's "stored").
-        NowOrLater::later(async move { self.append_event(user, &event).await })
+        NowOrLater::later(self.commits.append(user, event))
     }
 
     async fn read_after(

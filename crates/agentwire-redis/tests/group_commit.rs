@@ -96,7 +96,7 @@ async fn concurrent_publishers(nodes: usize, publishers: usize, per: usize) {
             let mut got = Vec::new();
             for i in 0..per {
                 let tag = format!("p{p}-e{i}");
-                got.push((broker.append(&user, delta(&tag)).await.unwrap(), tag));
+                got.push((broker.append(&user, &delta(&tag)).await.unwrap(), tag));
             }
             got
         }));
@@ -192,7 +192,7 @@ async fn redis_commands_per_event_are_reported() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..50 {
                     broker
-                        .append(&user, delta(&format!("{p}-{i}")))
+                        .append(&user, &delta(&format!("{p}-{i}")))
                         .await
                         .unwrap();
                 }
@@ -242,7 +242,10 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
     let broker = brokers(&redis_url(), &prefix, 1).await.remove(0).0;
     let user = UserId::new(unique("u")).unwrap();
     for i in 0..3 {
-        broker.append(&user, delta(&format!("a{i}"))).await.unwrap();
+        broker
+            .append(&user, &delta(&format!("a{i}")))
+            .await
+            .unwrap();
     }
     let client = redis::Client::open(redis_url()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
@@ -253,7 +256,7 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(broker.append(&user, delta("b")).await.unwrap(), 1004);
+    assert_eq!(broker.append(&user, &delta("b")).await.unwrap(), 1004);
     for after in [2, 3] {
         let slice = broker
             .read_after(&user, after, None, 10.into())
@@ -290,7 +293,10 @@ async fn the_count_bound_counts_events_not_seqs_across_a_seq_jump() {
         .unwrap();
     let user = UserId::new(unique("u")).unwrap();
     for i in 0..3 {
-        broker.append(&user, delta(&format!("a{i}"))).await.unwrap();
+        broker
+            .append(&user, &delta(&format!("a{i}")))
+            .await
+            .unwrap();
     }
     let meta = format!("{prefix}:{{{user}}}:m");
     let client = redis::Client::open(redis_url()).unwrap();
@@ -317,7 +323,12 @@ async fn the_count_bound_counts_events_not_seqs_across_a_seq_jump() {
         .unwrap();
     let mut seqs = Vec::new();
     for i in 0..4 {
-        seqs.push(broker.append(&user, delta(&format!("b{i}"))).await.unwrap());
+        seqs.push(
+            broker
+                .append(&user, &delta(&format!("b{i}")))
+                .await
+                .unwrap(),
+        );
     }
     assert_eq!(seqs, vec![1004, 1005, 1006, 1007]);
     let page = |after: u64| broker.read_after(&user, after, None, 100.into());
@@ -361,7 +372,7 @@ async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
     let mut lens: Vec<usize> = Vec::new();
     for (i, size) in sizes.enumerate() {
         let event = delta(&"x".repeat(size));
-        let seq = broker.append(&user, event.clone()).await.unwrap();
+        let seq = broker.append(&user, &event).await.unwrap();
         assert_eq!(seq, i as u64 + 1);
         lens.push(event.envelope_len(seq));
         let (mut held, mut bytes) = (0, 0);

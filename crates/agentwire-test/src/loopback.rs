@@ -34,7 +34,7 @@ enum Item {
 ///
 /// let started = RunEvent::now(RunId::generate(), ThreadId::generate(), "demo".into(),
 ///     EventKind::AgentStarted(AgentStarted { input: None }));
-/// bridge.publish_event(&ada, started).await?;
+/// bridge.publish_event(&ada, &started).await?;
 ///
 /// let event = inbox.next_event().await.expect("the event arrives");
 /// assert_eq!((event.seq, event.event.kind.type_name()), (1, "agent_started"));

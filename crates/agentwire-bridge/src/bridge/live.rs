@@ -97,7 +97,7 @@ mod tests {
         let q = queue();
         b.attach(&user("a"), q.clone(), None).await.unwrap();
         for i in 0..9 {
-            b.publish_event(&user("a"), event(i)).await.unwrap();
+            b.publish_event(&user("a"), &event(i)).await.unwrap();
         }
         // 3 and 4 are recovered when 5 reveals the hole; 8 when 9 does.
         assert_eq!(seqs(&recv(&q, 9).await), (1..=9).collect::<Vec<u64>>());

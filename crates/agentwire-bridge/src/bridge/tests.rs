@@ -64,11 +64,11 @@ async fn seqs_are_per_user_and_events_reach_only_their_user() {
     b.attach(&user("b"), qb.clone(), None).await.unwrap();
     for i in 0..3 {
         assert_eq!(
-            b.publish_event(&user("a"), event(i)).await.unwrap(),
+            b.publish_event(&user("a"), &event(i)).await.unwrap(),
             u64::from(i) + 1
         );
     }
-    assert_eq!(b.publish_event(&user("b"), event(0)).await.unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
     assert_eq!(seqs(&recv(&qa, 3).await), vec![1, 2, 3]);
     assert_eq!(seqs(&recv(&qb, 1).await), vec![1]);
 }
@@ -79,7 +79,7 @@ async fn all_connections_of_a_user_share_one_serialization() {
     let (q1, q2) = (queue(), queue());
     b.attach(&user("a"), q1.clone(), None).await.unwrap();
     b.attach(&user("a"), q2.clone(), None).await.unwrap();
-    b.publish_event(&user("a"), event(0)).await.unwrap();
+    b.publish_event(&user("a"), &event(0)).await.unwrap();
     let (f1, f2) = (recv(&q1, 1).await, recv(&q2, 1).await);
     assert_eq!(f1, f2);
     // Same allocation, not just equal bytes.
@@ -90,7 +90,7 @@ async fn all_connections_of_a_user_share_one_serialization() {
 async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
     let b = bridge(100);
     for i in 0..5 {
-        b.publish_event(&user("a"), event(i)).await.unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     let epoch = b.stream_head(&user("a")).await.unwrap().0;
     let q = queue();
@@ -107,7 +107,7 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
         .unwrap();
     assert_eq!(att.resumed.map(|r| (r.from_seq, r.replayed)), Some((3, 3)));
     // Published while the replay may still be running: buffered, then delivered once.
-    b.publish_event(&user("a"), event(9)).await.unwrap();
+    b.publish_event(&user("a"), &event(9)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 4).await), vec![3, 4, 5, 6]);
 }
 
@@ -115,7 +115,7 @@ async fn attach_with_resume_replays_then_goes_live_without_hole_or_duplicate() {
 async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
     let b = bridge(10_000);
     for i in 0..3000 {
-        b.publish_event(&user("a"), event(i % 50)).await.unwrap();
+        b.publish_event(&user("a"), &event(i % 50)).await.unwrap();
     }
     // Each frame is ~150 bytes: 3000 of them are far over a 16 KiB queue.
     let q = Arc::new(ConnectionQueue::new(16 * 1024));
@@ -149,7 +149,7 @@ async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
         })
     };
     for i in 0..10 {
-        b.publish_event(&user("a"), event(i)).await.unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     let got = writer.await.unwrap();
     assert_eq!(got, (1..=3010).collect::<Vec<u64>>());
@@ -163,7 +163,7 @@ async fn a_replay_larger_than_the_queue_is_paced_not_dropped() {
 async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
     let b = bridge(3);
     for i in 0..6 {
-        b.publish_event(&user("a"), event(i)).await.unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     let q = queue();
     b.attach(
@@ -202,7 +202,7 @@ async fn overflowed_history_announces_a_gap_and_a_wrong_epoch_starts_over() {
 #[tokio::test(start_paused = true)]
 async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
     let b = bridge(10);
-    b.publish_event(&user("a"), event(0)).await.unwrap();
+    b.publish_event(&user("a"), &event(0)).await.unwrap();
     let err = b
         .attach(
             &user("a"),
@@ -245,7 +245,7 @@ async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
         })
     );
     assert_eq!((att.last_seq, att.resumed), (1, None));
-    b.publish_event(&user("a"), event(1)).await.unwrap();
+    b.publish_event(&user("a"), &event(1)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 1).await), vec![2]);
 }
 
@@ -253,7 +253,7 @@ async fn resume_ahead_of_the_head_is_refused_and_leaves_nothing_attached() {
 async fn resume_frame_replays_only_before_any_delivery() {
     let b = bridge(10);
     for i in 0..3 {
-        b.publish_event(&user("a"), event(i)).await.unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     let q = queue();
     let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
@@ -269,7 +269,7 @@ async fn resume_frame_replays_only_before_any_delivery() {
         .await
         .unwrap();
     assert_eq!((r.from_seq, r.replayed), (2, 2));
-    b.publish_event(&user("a"), event(5)).await.unwrap();
+    b.publish_event(&user("a"), &event(5)).await.unwrap();
     assert_eq!(seqs(&recv(&q, 3).await), vec![2, 3, 4]);
     let err = b
         .resume(

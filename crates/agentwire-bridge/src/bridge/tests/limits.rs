@@ -10,7 +10,7 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
     b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
-        b.publish_event(&user("a"), event(i)).await.unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     assert_eq!(
         slow.close_reason().map(|c| c.0),
@@ -43,7 +43,7 @@ async fn limits_connections_per_user_and_users() {
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
     assert!(matches!(
-        b.publish_event(&user("b"), event(0)).await,
+        b.publish_event(&user("b"), &event(0)).await,
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
 }
@@ -73,7 +73,7 @@ async fn reads_do_not_take_a_stream_and_open_stream_does() {
         Err(BridgeError::TooManyUsers { max: 1 })
     ));
     // The opened stream takes the run's events; its epoch is its own.
-    assert_eq!(b.publish_event(&user("a"), event(0)).await.unwrap(), 1);
+    assert_eq!(b.publish_event(&user("a"), &event(0)).await.unwrap(), 1);
     let page = b.history_after(&user("a"), 0, None, 10).await.unwrap();
     assert_ne!(page.epoch, crate::NO_STREAM_EPOCH);
     assert_eq!(page.frames.len(), 1);
@@ -86,7 +86,7 @@ async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() 
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
     let q = queue();
     let att = b.attach(&user("a"), q.clone(), None).await.unwrap();
-    b.publish_event(&user("b"), event(0)).await.unwrap();
+    b.publish_event(&user("b"), &event(0)).await.unwrap();
     b.remove_stream(&user("a")).await;
     assert_eq!(q.close_reason().map(|c| c.0), Some(CloseCode::NORMAL));
     b.detach(&user("a"), att.connection_id).await;
@@ -99,7 +99,7 @@ async fn detach_unsubscribes_and_removed_or_idle_streams_leave_nothing_behind() 
     assert_eq!(b.broker().sweep().await, 1);
     assert_eq!(b.stats().streams, Some(0));
     // A new stream has a new epoch and starts at seq 1 again.
-    assert_eq!(b.publish_event(&user("b"), event(0)).await.unwrap(), 1);
+    assert_eq!(b.publish_event(&user("b"), &event(0)).await.unwrap(), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -109,10 +109,10 @@ async fn a_subscribed_stream_is_not_swept_while_its_connection_lives() {
     let b = AgentWebSocketBridge::builder().configure(config).unwrap();
     let q = queue();
     b.attach(&user("a"), q.clone(), None).await.unwrap();
-    b.publish_event(&user("a"), event(0)).await.unwrap();
+    b.publish_event(&user("a"), &event(0)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(b.broker().sweep().await, 0);
-    assert_eq!(b.publish_event(&user("a"), event(1)).await.unwrap(), 2);
+    assert_eq!(b.publish_event(&user("a"), &event(1)).await.unwrap(), 2);
     assert_eq!(seqs(&recv(&q, 2).await), vec![1, 2]);
 }
 
@@ -171,7 +171,7 @@ async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
     b.attach(&user("a"), fast.clone(), None).await.unwrap();
     for i in 0..20 {
-        b.publish_event(&user("a"), event(i)).await.unwrap();
+        b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
     // Resuming from 0 with 4 events held: a replay_gap (1..=16), then 17..=20 replayed.
     let late = queue();
