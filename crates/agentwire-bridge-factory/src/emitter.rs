@@ -66,8 +66,6 @@ pub struct RunEmitter {
     cancel: CancellationToken,
     /// Taken by `Drop`, which keeps the run registered until its closing events are out.
     guard: Option<RunGuard>,
-    /// The largest event (`limits.max_event_bytes`).
-    max_event_bytes: usize,
 }
 
 impl std::fmt::Debug for RunEmitter {
@@ -86,7 +84,6 @@ impl RunEmitter {
         sink: Arc<dyn EventSink>,
         cancel: CancellationToken,
         guard: RunGuard,
-        max_event_bytes: usize,
     ) -> Self {
         Self {
             ctx,
@@ -96,7 +93,6 @@ impl RunEmitter {
             started_at: tokio::time::Instant::now(),
             cancel,
             guard: Some(guard),
-            max_event_bytes,
         }
     }
 
@@ -164,13 +160,7 @@ impl RunEmitter {
         grammar: &'a mut RunGrammar,
         kind: EventKind,
     ) -> NowOrLater<'a, Result<u64, CoreError>> {
-        publish_in_grammar(
-            grammar,
-            &*self.sink,
-            &self.ctx.user_id,
-            &self.event(kind),
-            self.max_event_bytes,
-        )
+        publish_in_grammar(grammar, &*self.sink, &self.ctx.user_id, &self.event(kind))
     }
 
     /// `kind` as this run's event, stamped now.
@@ -373,7 +363,6 @@ impl Drop for RunEmitter {
             ctx: self.ctx.clone(),
             agent: self.agent.clone(),
             _guard: self.guard.take(),
-            max_event_bytes: self.max_event_bytes,
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
@@ -393,7 +382,6 @@ struct ClosingRun {
     ctx: UserContext,
     agent: Arc<str>,
     _guard: Option<RunGuard>,
-    max_event_bytes: usize,
 }
 
 impl ClosingRun {
@@ -409,8 +397,7 @@ impl ClosingRun {
                 kind.clone(),
             );
             let user = &self.ctx.user_id;
-            let max = self.max_event_bytes;
-            match publish_in_grammar(&mut self.grammar, &*self.sink, user, &event, max).await {
+            match publish_in_grammar(&mut self.grammar, &*self.sink, user, &event).await {
                 Ok(_) => {
                     events.next();
                 }

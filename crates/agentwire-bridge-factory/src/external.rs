@@ -23,8 +23,6 @@ pub struct ExternalLimits {
     pub idle_ttl: Duration,
     /// Open external runs held at once, over all users; more are refused. Default 10 000.
     pub max_open_runs: usize,
-    /// The largest event, as [`RunLimits::max_event_bytes`](crate::RunLimits::max_event_bytes).
-    pub max_event_bytes: usize,
 }
 
 impl Default for ExternalLimits {
@@ -32,7 +30,6 @@ impl Default for ExternalLimits {
         Self {
             idle_ttl: Duration::from_secs(600),
             max_open_runs: 10_000,
-            max_event_bytes: crate::DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -199,8 +196,7 @@ impl ExternalRuns {
         if run.agent != event.agent {
             return Err(mismatch(&key.1, "agent", &run.agent, &event.agent));
         }
-        let max = self.inner.limits.max_event_bytes;
-        let seq = publish_in_grammar(&mut run.grammar, &*self.inner.sink, user, &event, max)
+        let seq = publish_in_grammar(&mut run.grammar, &*self.inner.sink, user, &event)
             .await
             .map_err(|e| match e {
                 CoreError::Grammar(refused) => ExternalError::Grammar(refused),
@@ -405,7 +401,6 @@ mod tests {
         let r = runs(ExternalLimits {
             idle_ttl: Duration::from_secs(1),
             max_open_runs: 2,
-            ..ExternalLimits::default()
         });
         let u = UserId::new("u").unwrap();
         for run in ["a", "b"] {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::time::Duration;
 
-use agentwire_core::{EventSink, RunEvent, RunId, UserContext, UserId};
+use agentwire_core::{CoreError, EventSink, RunEvent, RunId, UserContext, UserId};
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::Notify;
@@ -17,13 +17,15 @@ use crate::{FactoryError, RunEmitter};
 pub struct RunLimits {
     /// Runs one user may have in progress at once (default 8).
     pub max_runs_per_user: usize,
-    /// The largest event, in bytes of its JSON envelope (default 256 KiB): a larger one is
-    /// refused with `payload_too_large` (see [`RunEvent::check_size`](agentwire_core::RunEvent::check_size)).
+    /// The largest `agent_started` a run may begin with, in bytes of its JSON envelope
+    /// (default [`DEFAULT_MAX_EVENT_BYTES`]), checked by [`BridgeFactory::check_size`] before
+    /// the run is registered and acknowledged. Every published event is bounded by the sink
+    /// (the bridge's `max_event_bytes`): give both the same value, as the server does
+    /// (`limits.max_event_bytes`).
     pub max_event_bytes: usize,
 }
 
-/// The default of [`RunLimits::max_event_bytes`] and [`ExternalLimits::max_event_bytes`](crate::ExternalLimits::max_event_bytes): 256 KiB.
-pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+pub use agentwire_core::DEFAULT_MAX_EVENT_BYTES;
 
 impl Default for RunLimits {
     fn default() -> Self {
@@ -118,16 +120,20 @@ impl BridgeFactory {
 
     /// Checks that `event` is within [`RunLimits::max_event_bytes`], without publishing it: a
     /// transport checks a run's `agent_started` (the user's content) before it registers and
-    /// acknowledges the run. Events published through an emitter are checked there too.
+    /// acknowledges the run. Published events are bounded by the sink, on the frame it writes.
     ///
     /// # Errors
     /// [`FactoryError::Publish`] with [`CoreError::EventTooLarge`](agentwire_core::CoreError::EventTooLarge)
     /// (`payload_too_large`).
     pub fn check_size(&self, event: &RunEvent) -> Result<(), FactoryError> {
-        Ok(crate::publish::check_size(
-            event,
-            self.inner.limits.max_event_bytes,
-        )?)
+        event
+            .check_size(self.inner.limits.max_event_bytes)
+            .map_err(|size| {
+                FactoryError::Publish(CoreError::EventTooLarge {
+                    size,
+                    max: self.inner.limits.max_event_bytes,
+                })
+            })
     }
 
     /// Registers a run of the agent named `agent` and returns its emitter, bound to `ctx`.
@@ -181,7 +187,6 @@ impl BridgeFactory {
             self.inner.sink.clone(),
             cancel,
             guard,
-            self.inner.limits.max_event_bytes,
         ))
     }
 

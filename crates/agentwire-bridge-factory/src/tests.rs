@@ -333,18 +333,18 @@ async fn runs_are_keyed_by_user_and_run_id() {
     factory.begin_run(ctx(&kim), "demo").unwrap();
 }
 
-/// An event over `max_event_bytes` is refused with `payload_too_large`, takes no seq and leaves
-/// the run where it was; a run that fails with a long message still ends (the message is cut).
+/// An event over the bridge's `max_event_bytes` is refused with `payload_too_large`, takes no seq
+/// and leaves the run where it was; a run that fails with a long message still ends (the message
+/// is cut).
 #[tokio::test]
 async fn an_event_over_the_size_limit_is_refused_and_the_run_goes_on() {
     let bridge = AgentWebSocketBridge::builder()
-        .configure(BridgeConfig::default())
+        .configure(BridgeConfig {
+            max_event_bytes: 32 * 1024,
+            ..BridgeConfig::default()
+        })
         .unwrap();
-    let limits = RunLimits {
-        max_event_bytes: 32 * 1024,
-        ..RunLimits::default()
-    };
-    let factory = BridgeFactory::new(Arc::new(bridge.clone()), limits);
+    let factory = BridgeFactory::new(Arc::new(bridge.clone()), RunLimits::default());
     let user = UserId::new("u").unwrap();
     let run = factory
         .begin_run(UserContext::new_run(user.clone(), None, None), "demo")

@@ -27,15 +27,34 @@ pub(crate) struct FrameArena {
 }
 
 impl FrameArena {
-    /// The frame of `event` at `seq`, serialized once into the current chunk.
-    pub(crate) fn frame(&mut self, seq: u64, event: &RunEvent) -> Frame {
+    /// The frame of `event` at `seq`, serialized once into the current chunk, or its size
+    /// ([`RunEvent::size_at_any_seq`]) when that is over `max_bytes`: then nothing is kept.
+    pub(crate) fn frame(
+        &mut self,
+        seq: u64,
+        event: &RunEvent,
+        max_bytes: usize,
+    ) -> Result<Frame, usize> {
         if self.chunk.capacity() < MIN_ROOM {
             self.next_chunk = self.next_chunk.clamp(MIN_CHUNK, MAX_CHUNK);
             self.chunk = BytesMut::with_capacity(self.next_chunk);
             self.next_chunk *= 2;
         }
         event.write_envelope(seq, &mut self.chunk);
-        Frame::event_of_kind(seq, self.chunk.split().freeze(), &event.kind)
+        let size = RunEvent::size_at_any_seq(self.chunk.len(), seq);
+        if size > max_bytes {
+            // A chunk the refused frame grew past the largest is let go rather than kept.
+            if self.chunk.capacity() > MAX_CHUNK {
+                self.chunk = BytesMut::new();
+            }
+            self.chunk.clear();
+            return Err(size);
+        }
+        Ok(Frame::event_of_kind(
+            seq,
+            self.chunk.split().freeze(),
+            &event.kind,
+        ))
     }
 
     /// Lets go of the current chunk's unwritten end and starts small again: for a stream whose
@@ -76,7 +95,7 @@ mod tests {
         for (i, n) in sizes.iter().cycle().take(200).enumerate() {
             let e = event("x".repeat(*n));
             let seq = i as u64 + 1;
-            let frame = arena.frame(seq, &e);
+            let frame = arena.frame(seq, &e, usize::MAX).unwrap();
             assert_eq!(frame.seq(), seq);
             assert_eq!(frame.event_type(), Some("agent_thinking"));
             assert_eq!(frame.bytes().as_ref(), e.to_envelope_json(seq).as_slice());
@@ -94,15 +113,15 @@ mod tests {
     fn chunks_grow_from_small_to_the_cap_and_start_small_after_release() {
         let mut arena = FrameArena::default();
         let e = event("y".repeat(200));
-        arena.frame(1, &e);
+        arena.frame(1, &e, usize::MAX).unwrap();
         assert!(arena.chunk.capacity() < MIN_CHUNK);
         for seq in 2..2000 {
-            arena.frame(seq, &e);
+            arena.frame(seq, &e, usize::MAX).unwrap();
             assert!(arena.chunk.capacity() < MAX_CHUNK);
         }
         assert_eq!(arena.next_chunk, 2 * MAX_CHUNK);
         arena.release();
-        arena.frame(2000, &e);
+        arena.frame(2000, &e, usize::MAX).unwrap();
         assert_eq!(arena.next_chunk, 2 * MIN_CHUNK);
     }
 }

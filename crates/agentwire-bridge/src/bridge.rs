@@ -254,19 +254,25 @@ impl AgentWebSocketBridge {
     /// users. This is also the bridge's [`EventSink::publish`].
     ///
     /// # Errors
-    /// [`BridgeError::BrokerUnavailable`], [`BridgeError::TooManyUsers`].
+    /// [`BridgeError::BrokerUnavailable`], [`BridgeError::TooManyUsers`],
+    /// [`BridgeError::EventTooLarge`] over [`BridgeConfig::max_event_bytes`] (the event is then
+    /// not stored and takes no seq).
     pub fn publish_event<'a>(
         &'a self,
         user: &'a UserId,
         event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         let type_index = event.kind.type_index();
-        self.inner.broker.append(user, event).map(move |r| {
-            if r.is_ok() {
-                self.count_accepted(type_index);
-            }
-            r
-        })
+        let max_bytes = self.inner.config.max_event_bytes;
+        self.inner
+            .broker
+            .append(user, event, max_bytes)
+            .map(move |r| {
+                if r.is_ok() {
+                    self.count_accepted(type_index);
+                }
+                r
+            })
     }
 
     fn count_accepted(&self, type_index: usize) {

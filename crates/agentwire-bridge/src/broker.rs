@@ -103,15 +103,18 @@ pub trait Broker: Send + Sync + 'static {
     /// that took no waiting (the memory broker, always).
     ///
     /// The broker takes what it needs from `event` (its frame) before it returns: the result
-    /// does not borrow it.
+    /// does not borrow it. It measures the frame it writes: one over `max_bytes`
+    /// ([`RunEvent::size_at_any_seq`]) is refused, stores nothing and takes no seq.
     ///
     /// # Errors
     /// [`BridgeError::BrokerUnavailable`] when the broker cannot accept it now,
-    /// [`BridgeError::TooManyUsers`] when a new stream would pass the limit.
+    /// [`BridgeError::TooManyUsers`] when a new stream would pass the limit,
+    /// [`BridgeError::EventTooLarge`] over `max_bytes`.
     fn append<'a>(
         &'a self,
         user: &'a UserId,
         event: &RunEvent,
+        max_bytes: usize,
     ) -> NowOrLater<'a, Result<u64, BridgeError>>;
 
     /// The held events after `after` within `limit`, with the gap, epoch and head.

@@ -39,7 +39,13 @@ pub struct BridgeConfig {
     pub max_connections_per_user: usize,
     /// Streams (users with history or connections) held at once (default 100,000).
     pub max_users: usize,
+    /// The largest event, in bytes of its JSON envelope (`limits.max_event_bytes`, default
+    /// [`DEFAULT_MAX_EVENT_BYTES`]): a larger one is refused with `payload_too_large` and takes
+    /// no seq, whichever way it came in.
+    pub max_event_bytes: usize,
 }
+
+pub use agentwire_core::DEFAULT_MAX_EVENT_BYTES;
 
 impl Default for BridgeConfig {
     fn default() -> Self {
@@ -47,6 +53,7 @@ impl Default for BridgeConfig {
             history: HistoryConfig::default(),
             max_connections_per_user: 16,
             max_users: 100_000,
+            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }

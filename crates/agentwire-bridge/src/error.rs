@@ -59,6 +59,17 @@ pub enum BridgeError {
         /// What failed.
         cause: String,
     },
+    /// The event's envelope is over the largest event size (`limits.max_event_bytes`); it was
+    /// not stored and took no seq.
+    #[error(
+        "the event is {size} bytes of JSON, over the {max}-byte limit (limits.max_event_bytes); send less text per event"
+    )]
+    EventTooLarge {
+        /// The envelope's size, its seq counted at the largest ([`RunEvent::size_at_any_seq`](agentwire_core::RunEvent::size_at_any_seq)).
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
     /// The bridge is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -76,6 +87,7 @@ impl BridgeError {
             }
             BridgeError::ShuttingDown => ErrorCode::ShuttingDown,
             BridgeError::BrokerUnavailable { .. } => ErrorCode::Unavailable,
+            BridgeError::EventTooLarge { .. } => ErrorCode::PayloadTooLarge,
             BridgeError::InvalidConfig { .. } | BridgeError::NotAttached => ErrorCode::Internal,
         }
     }
@@ -86,6 +98,7 @@ impl From<BridgeError> for CoreError {
         match &e {
             BridgeError::ShuttingDown => CoreError::ShuttingDown,
             BridgeError::BrokerUnavailable { .. } => CoreError::Unavailable(e.to_string()),
+            &BridgeError::EventTooLarge { size, max } => CoreError::EventTooLarge { size, max },
             _ => CoreError::Refused {
                 code: e.code(),
                 message: e.to_string(),

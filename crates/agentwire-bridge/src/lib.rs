@@ -53,7 +53,7 @@ mod telemetry;
 
 pub use bridge::{AgentWebSocketBridge, Attachment, BridgeStats, HistoryPage, UnconfiguredBridge};
 pub use broker::{Broker, LiveSink, ReadLimit, StreamSlice};
-pub use config::{BridgeConfig, HistoryConfig};
+pub use config::{BridgeConfig, DEFAULT_MAX_EVENT_BYTES, HistoryConfig};
 pub use error::BridgeError;
 pub use history::{HistoryBuffer, Replay};
 pub use memory::{MemoryBroker, NO_STREAM_EPOCH};

@@ -108,11 +108,21 @@ impl MemoryBroker {
     }
 
     /// Appends under the stream lock and hands the frame to live delivery; never waits.
-    fn append_sync(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
+    fn append_sync(
+        &self,
+        user: &UserId,
+        event: &RunEvent,
+        max_bytes: usize,
+    ) -> Result<u64, BridgeError> {
         let seq = self.with_stream(user, true, |s| {
             let seq = s.head + 1;
+            let frame = s.arena.frame(seq, event, max_bytes).map_err(|size| {
+                BridgeError::EventTooLarge {
+                    size,
+                    max: max_bytes,
+                }
+            })?;
             s.head = seq;
-            let frame = s.arena.frame(seq, event);
             let now = Instant::now();
             s.last_activity = now;
             s.history.push(now, frame.clone());
@@ -121,9 +131,9 @@ impl MemoryBroker {
                 self.live
                     .deliver(user, &s.epoch, frame.accepted_at(now.into_std()));
             }
-            seq
+            Ok(seq)
         })?;
-        Ok(seq.unwrap_or_default())
+        seq.unwrap_or(Ok(0))
     }
 
     /// Drops streams with no subscriber and no event for `history.ttl`, and expires old
@@ -158,8 +168,9 @@ impl Broker for MemoryBroker {
         &'a self,
         user: &'a UserId,
         event: &RunEvent,
+        max_bytes: usize,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
-        NowOrLater::now(self.append_sync(user, event))
+        NowOrLater::now(self.append_sync(user, event, max_bytes))
     }
 
     async fn read_after(

@@ -93,8 +93,11 @@ impl Metered {
     }
 
     fn record_append(&self, started: Option<Instant>, r: &Result<u64, BridgeError>) {
-        // Too many users is a limit, not a broker failure.
-        if !matches!(r, Err(BridgeError::TooManyUsers { .. })) {
+        // Too many users and too large an event are limits, not broker failures.
+        if !matches!(
+            r,
+            Err(BridgeError::TooManyUsers { .. } | BridgeError::EventTooLarge { .. })
+        ) {
             self.record(Op::Append, started, r);
         }
     }
@@ -122,9 +125,10 @@ impl Broker for Metered {
         &'a self,
         user: &'a UserId,
         event: &RunEvent,
+        max_bytes: usize,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         let started = self.sampled();
-        self.inner.append(user, event).map(move |r| {
+        self.inner.append(user, event, max_bytes).map(move |r| {
             self.record_append(started, &r);
             r
         })

@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::{RunId, ThreadId};
 
+/// The default largest event (`limits.max_event_bytes`): 256 KiB of JSON envelope.
+pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
+
 /// One event of a run, before the bridge gives it a `seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEvent {
@@ -88,6 +91,22 @@ impl RunEvent {
 }
 
 impl RunEvent {
+    /// The size that `limits.max_event_bytes` bounds, of an envelope written as `frame_len`
+    /// bytes at `seq`: its seq counted at its largest (20 digits), as [`Self::check_size`]
+    /// counts it, so whether an event fits does not depend on the seq it gets. A broker measures
+    /// the frame it writes with this, so the bound costs no pass of its own.
+    ///
+    /// ```
+    /// use agentwire_core::RunEvent;
+    /// assert_eq!(RunEvent::size_at_any_seq(100, 7), 119);
+    /// assert_eq!(RunEvent::size_at_any_seq(119, u64::MAX), 119);
+    /// ```
+    pub fn size_at_any_seq(frame_len: usize, seq: u64) -> usize {
+        const MAX_SEQ_DIGITS: usize = 20;
+        let digits = seq.checked_ilog10().map_or(1, |log| log as usize + 1);
+        frame_len - digits + MAX_SEQ_DIGITS
+    }
+
     /// The envelope split around its `seq` value: `prefix + seq + suffix` is exactly
     /// [`Self::to_envelope_json`]`(seq)`. A broker that assigns the seq elsewhere (e.g. in a Redis
     /// script) joins the parts there, so the event is still serialized once.

@@ -47,8 +47,9 @@ pub use context::UserContext;
 pub use contracts::{Configurable, EventSink, RunLauncher, WebSocketSink, WebSocketSinkExt};
 pub use error::CoreError;
 pub use event::{
-    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, EVENT_TYPES,
-    EventKind, RunEvent, StreamEvent, TokenUsage, ToolCompleted, ToolExecuting, unix_millis,
+    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking,
+    DEFAULT_MAX_EVENT_BYTES, EVENT_TYPES, EventKind, RunEvent, StreamEvent, TokenUsage,
+    ToolCompleted, ToolExecuting, unix_millis,
 };
 pub use grammar::{Accepted, GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentwire_bridge::{BridgeError, HistoryConfig};
-use agentwire_core::{RunEvent, UserId, unix_millis};
+use agentwire_core::{NowOrLater, RunEvent, UserId, unix_millis};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -102,17 +102,24 @@ impl Committer {
         (self.ttl + self.refresh_every()).as_millis().max(1) as u64
     }
 
-    /// Accepts `event` into `user`'s stream: queues it, starts the user's drain task when none
-    /// runs, and returns its seq once the batch holding it is stored.
-    ///
-    /// The event is serialized and queued before this returns; the future only waits for the
-    /// batch, so it borrows nothing.
-    pub(crate) fn append(
+    /// Accepts `event` into `user`'s stream: serializes it, refuses it over `max_bytes`, queues
+    /// it and starts the user's drain task when none runs — all before this returns — and the
+    /// result resolves to its seq once the batch holding it is stored.
+    pub(crate) fn append<'a>(
         self: &Arc<Self>,
         user: &UserId,
         event: &RunEvent,
-    ) -> impl Future<Output = Result<u64, BridgeError>> + Send + 'static {
+        max_bytes: usize,
+    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         let (prefix, suffix) = event.to_envelope_parts();
+        // The parts are the envelope at seq 0, less its one digit.
+        let size = RunEvent::size_at_any_seq(prefix.len() + 1 + suffix.len(), 0);
+        if size > max_bytes {
+            return NowOrLater::now(Err(BridgeError::EventTooLarge {
+                size,
+                max: max_bytes,
+            }));
+        }
         let (done, stored) = oneshot::channel();
         let start = {
             let mut lines = self.lines.lock();
@@ -127,11 +134,11 @@ impl Committer {
         if start {
             tokio::spawn(self.clone().drain(user.clone()));
         }
-        async move {
+        NowOrLater::later(async move {
             stored
                 .await
                 .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
-        }
+        })
     }
 
     /// Stores the user's queued events batch by batch until the queue is empty.

@@ -291,16 +291,6 @@ impl RedisBroker {
     fn keys(&self, user: &UserId) -> [String; 2] {
         self.commits.names.keys(user)
     }
-
-    /// Accepts `event` into `user`'s stream through the group commit: returns its seq once the
-    /// batch holding it is stored (and, with the replica wait, acknowledged by the replicas).
-    ///
-    /// # Errors
-    /// [`BridgeError::BrokerUnavailable`] when Redis does not store it (or, with the replica
-    /// wait, too few replicas acknowledged it in time).
-    pub async fn append_event(&self, user: &UserId, event: &RunEvent) -> Result<u64, BridgeError> {
-        self.commits.append(user, event).await
-    }
 }
 
 /// What [`open`] connects: the command connection, the live feed's connection, and on a cluster
@@ -389,9 +379,13 @@ impl Broker for RedisBroker {
         &'a self,
         user: &'a UserId,
         event: &RunEvent,
+        max_bytes: usize,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
-        // Stored only once the group-commit batch holding it is (the contract's "stored").
-        NowOrLater::later(self.commits.append(user, event))
+        // Through the group commit: the seq comes once the batch holding the event is stored
+        // (and, with the replica wait, acknowledged by the replicas) — the contract's "stored".
+        // `BrokerUnavailable` when Redis does not store it, or too few replicas acknowledged it
+        // in time.
+        self.commits.append(user, event, max_bytes)
     }
 
     async fn read_after(

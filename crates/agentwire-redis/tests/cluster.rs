@@ -131,11 +131,13 @@ async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shar
     }
     for i in 0..20 {
         // Cross-node: alice's events appended on B reach A, bob's appended on A reach B.
-        b.append(alice, &delta(&format!("alice-{i}")))
+        b.append(alice, &delta(&format!("alice-{i}")), usize::MAX)
             .await
             .unwrap();
-        a.append(bob, &delta(&format!("bob-{i}"))).await.unwrap();
-        a.append(carol, &delta(&format!("carol-{i}")))
+        a.append(bob, &delta(&format!("bob-{i}")), usize::MAX)
+            .await
+            .unwrap();
+        a.append(carol, &delta(&format!("carol-{i}")), usize::MAX)
             .await
             .unwrap();
     }
@@ -161,7 +163,10 @@ async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shar
                 if i % 2 == 0 { a.clone() } else { b.clone() },
                 alice.clone(),
             );
-            tokio::spawn(async move { node.append(&user, &delta(&format!("burst-{i}"))).await })
+            tokio::spawn(async move {
+                node.append(&user, &delta(&format!("burst-{i}")), usize::MAX)
+                    .await
+            })
         })
         .collect();
     for t in burst {
@@ -213,8 +218,11 @@ async fn append_through_failover(wait_replicas: u32) -> Failover {
                 }
                 let tag = format!("e{i}");
                 let via = if i % 2 == 0 { &a } else { &b };
-                match tokio::time::timeout(Duration::from_secs(3), via.append(&user, &delta(&tag)))
-                    .await
+                match tokio::time::timeout(
+                    Duration::from_secs(3),
+                    via.append(&user, &delta(&tag), usize::MAX),
+                )
+                .await
                 {
                     Ok(Ok(seq)) => acked.push((seq, tag)),
                     Ok(Err(e)) => {

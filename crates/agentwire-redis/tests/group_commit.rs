@@ -12,7 +12,7 @@ mod support;
 
 use std::sync::Arc;
 
-use agentwire_bridge::{Broker, HistoryConfig};
+use agentwire_bridge::{BridgeError, Broker, HistoryConfig};
 use agentwire_core::UserId;
 use agentwire_redis::{RedisBroker, RedisOptions};
 use harness::{REQUIRE_REDIS, shared_redis_url as redis_url};
@@ -50,6 +50,12 @@ fn main() -> std::process::ExitCode {
             REQUIRE_REDIS,
             harness::shared_redis_ready,
             the_count_bound_counts_events_not_seqs_across_a_seq_jump,
+        ),
+        harness::trial(
+            "an_event_over_max_bytes_is_refused_and_takes_no_seq",
+            REQUIRE_REDIS,
+            harness::shared_redis_ready,
+            an_event_over_max_bytes_is_refused_and_takes_no_seq,
         ),
         harness::trial(
             "a_stream_is_capped_in_bytes_as_well_as_in_events",
@@ -96,7 +102,13 @@ async fn concurrent_publishers(nodes: usize, publishers: usize, per: usize) {
             let mut got = Vec::new();
             for i in 0..per {
                 let tag = format!("p{p}-e{i}");
-                got.push((broker.append(&user, &delta(&tag)).await.unwrap(), tag));
+                got.push((
+                    broker
+                        .append(&user, &delta(&tag), usize::MAX)
+                        .await
+                        .unwrap(),
+                    tag,
+                ));
             }
             got
         }));
@@ -192,7 +204,7 @@ async fn redis_commands_per_event_are_reported() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..50 {
                     broker
-                        .append(&user, &delta(&format!("{p}-{i}")))
+                        .append(&user, &delta(&format!("{p}-{i}")), usize::MAX)
                         .await
                         .unwrap();
                 }
@@ -243,7 +255,7 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
     let user = UserId::new(unique("u")).unwrap();
     for i in 0..3 {
         broker
-            .append(&user, &delta(&format!("a{i}")))
+            .append(&user, &delta(&format!("a{i}")), usize::MAX)
             .await
             .unwrap();
     }
@@ -256,7 +268,10 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(broker.append(&user, &delta("b")).await.unwrap(), 1004);
+    assert_eq!(
+        broker.append(&user, &delta("b"), usize::MAX).await.unwrap(),
+        1004
+    );
     for after in [2, 3] {
         let slice = broker
             .read_after(&user, after, None, 10.into())
@@ -294,7 +309,7 @@ async fn the_count_bound_counts_events_not_seqs_across_a_seq_jump() {
     let user = UserId::new(unique("u")).unwrap();
     for i in 0..3 {
         broker
-            .append(&user, &delta(&format!("a{i}")))
+            .append(&user, &delta(&format!("a{i}")), usize::MAX)
             .await
             .unwrap();
     }
@@ -325,7 +340,7 @@ async fn the_count_bound_counts_events_not_seqs_across_a_seq_jump() {
     for i in 0..4 {
         seqs.push(
             broker
-                .append(&user, &delta(&format!("b{i}")))
+                .append(&user, &delta(&format!("b{i}")), usize::MAX)
                 .await
                 .unwrap(),
         );
@@ -372,7 +387,7 @@ async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
     let mut lens: Vec<usize> = Vec::new();
     for (i, size) in sizes.enumerate() {
         let event = delta(&"x".repeat(size));
-        let seq = broker.append(&user, &event).await.unwrap();
+        let seq = broker.append(&user, &event, usize::MAX).await.unwrap();
         assert_eq!(seq, i as u64 + 1);
         lens.push(event.envelope_len(seq));
         let (mut held, mut bytes) = (0, 0);
@@ -406,4 +421,31 @@ async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
         assert_eq!(slice.frames.len(), want, "a read of at most {bytes} bytes");
     }
     broker.remove(&user).await.unwrap();
+}
+
+/// The size bound is measured on the frame the broker writes, its seq counted at the largest:
+/// an event exactly at `max_bytes` is stored, one byte more is refused with `EventTooLarge`, is
+/// not stored and takes no seq.
+async fn an_event_over_max_bytes_is_refused_and_takes_no_seq() {
+    let options = RedisOptions::new(HistoryConfig::default()).prefix(&unique("size"));
+    let broker = RedisBroker::connect_with(&redis_url(), options, recorder())
+        .await
+        .unwrap();
+    let user = UserId::new(unique("u")).unwrap();
+    let max = delta(&"x".repeat(500)).envelope_len(u64::MAX);
+    assert_eq!(
+        broker.append(&user, &delta(&"x".repeat(500)), max).await,
+        Ok(1)
+    );
+    let over = delta(&"x".repeat(501));
+    assert_eq!(
+        broker.append(&user, &over, max).await,
+        Err(BridgeError::EventTooLarge { size: max + 1, max })
+    );
+    assert_eq!(broker.append(&user, &delta("small"), max).await, Ok(2));
+    let slice = broker.read_after(&user, 0, None, 10.into()).await.unwrap();
+    assert_eq!(
+        slice.frames.iter().map(|f| f.seq()).collect::<Vec<_>>(),
+        [1, 2]
+    );
 }

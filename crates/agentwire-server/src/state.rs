@@ -60,7 +60,6 @@ impl AppState {
             Arc::new(ready.bridge().clone()),
             ExternalLimits {
                 idle_ttl: ready.config().history.ttl,
-                max_event_bytes: ready.config().limits.max_event_bytes,
                 ..ExternalLimits::default()
             },
         );

@@ -263,6 +263,7 @@ impl Startup<BrokerReady> {
                 history: config.history.clone(),
                 max_connections_per_user: config.limits.max_connections_per_user,
                 max_users: config.limits.max_users,
+                max_event_bytes: config.limits.max_event_bytes,
             })
             .map_err(|e| {
                 StartupError::new(

@@ -217,3 +217,37 @@ async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     );
     assert_eq!(metric(&s, "agentwire_broker_errors_total", &[]), 0.0);
 }
+
+/// The size bound on the memory broker, measured on the frame it writes (its seq counted at the
+/// largest): an event exactly at `max_event_bytes` is stored and delivered; one byte more is
+/// refused with `EventTooLarge`, takes no seq and reaches no one.
+#[tokio::test(start_paused = true)]
+async fn an_event_over_max_event_bytes_is_refused_and_takes_no_seq() {
+    let thought = |n: usize| {
+        let mut e = event(1);
+        e.kind = EventKind::AgentThinking(AgentThinking {
+            thought: "x".repeat(n),
+            step: None,
+        });
+        e
+    };
+    let max = thought(500).envelope_len(u64::MAX);
+    let b = AgentWebSocketBridge::builder()
+        .configure(BridgeConfig {
+            max_event_bytes: max,
+            ..BridgeConfig::default()
+        })
+        .unwrap();
+    let q = queue();
+    b.attach(&user("a"), q.clone(), None).await.unwrap();
+    assert_eq!(b.publish_event(&user("a"), &thought(500)).await, Ok(1));
+    assert_eq!(
+        b.publish_event(&user("a"), &thought(501)).await,
+        Err(BridgeError::EventTooLarge { size: max + 1, max })
+    );
+    assert_eq!(b.publish_event(&user("a"), &event(2)).await, Ok(2));
+    let seqs: Vec<u64> = recv(&q, 2).await.iter().map(|f| f.seq()).collect();
+    assert_eq!(seqs, [1, 2]);
+    let page = b.history_after(&user("a"), 0, None, 10).await.unwrap();
+    assert_eq!(page.frames.len(), 2);
+}
