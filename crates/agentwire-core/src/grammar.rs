@@ -73,9 +73,14 @@ enum Phase {
 /// One tool call of a run.
 #[derive(Debug, Clone)]
 struct Call {
+    call_id: String,
     tool: String,
     open: bool,
 }
+
+/// Calls a run makes before its calls are looked up through a hash index rather than a scan: a
+/// typical run makes a few, and a scan of a few costs less than hashing and a table to allocate.
+const INDEXED_FROM: usize = 16;
 
 /// Tracks one run and accepts only the events its grammar allows next.
 ///
@@ -88,9 +93,11 @@ struct Call {
 #[derive(Debug, Clone)]
 pub struct RunGrammar {
     phase: Phase,
-    /// call_id → index in `calls` (foldhash, seeded per process like the bridge's maps).
-    call_ids: HashMap<String, usize, RandomState>,
+    /// The run's tool calls, in the order they opened.
     calls: Vec<Call>,
+    /// call_id → index in `calls`, once the run has made [`INDEXED_FROM`] calls (foldhash,
+    /// seeded per process like the bridge's maps): a run of many calls is not scanned per event.
+    index: Option<HashMap<String, usize, RandomState>>,
 }
 
 /// An event [`RunGrammar::accept`] found to fit, not yet applied: pass it to
@@ -119,8 +126,16 @@ impl RunGrammar {
     pub fn new() -> Self {
         Self {
             phase: Phase::NotStarted,
-            call_ids: HashMap::default(),
             calls: Vec::new(),
+            index: None,
+        }
+    }
+
+    /// Where the call `call_id` is in `calls`.
+    fn find(&self, call_id: &str) -> Option<usize> {
+        match &self.index {
+            Some(index) => index.get(call_id).copied(),
+            None => self.calls.iter().position(|c| c.call_id == call_id),
         }
     }
 
@@ -154,7 +169,7 @@ impl RunGrammar {
             EventKind::AgentStarted(_) => Step::Start,
             EventKind::AgentThinking(_) | EventKind::AgentMessageDelta(_) => Step::Continue,
             EventKind::ToolExecuting(t) => {
-                if self.call_ids.contains_key(&t.call_id) {
+                if self.find(&t.call_id).is_some() {
                     return Err(GrammarError::DuplicateCall {
                         call_id: t.call_id.clone(),
                     });
@@ -165,8 +180,7 @@ impl RunGrammar {
                 }
             }
             EventKind::ToolCompleted(t) => {
-                let open = self.call_ids.get(&t.call_id).copied();
-                let Some(index) = open.filter(|&i| self.calls[i].open) else {
+                let Some(index) = self.find(&t.call_id).filter(|&i| self.calls[i].open) else {
                     return Err(GrammarError::UnknownCall {
                         call_id: t.call_id.clone(),
                     });
@@ -198,8 +212,24 @@ impl RunGrammar {
             Step::Start => self.phase = Phase::Running,
             Step::Continue => {}
             Step::Open { call_id, tool } => {
-                self.call_ids.insert(call_id, self.calls.len());
-                self.calls.push(Call { tool, open: true });
+                let at = self.calls.len();
+                if let Some(index) = &mut self.index {
+                    index.insert(call_id.clone(), at);
+                } else if at + 1 >= INDEXED_FROM {
+                    let mut index: HashMap<_, _, _> = self
+                        .calls
+                        .iter()
+                        .enumerate()
+                        .map(|(i, c)| (c.call_id.clone(), i))
+                        .collect();
+                    index.insert(call_id.clone(), at);
+                    self.index = Some(index);
+                }
+                self.calls.push(Call {
+                    call_id,
+                    tool,
+                    open: true,
+                });
             }
             Step::Close(index) => {
                 if let Some(call) = self.calls.get_mut(index) {
@@ -213,10 +243,10 @@ impl RunGrammar {
     /// The open tool calls as `(call_id, tool)`, sorted by call id.
     pub fn open_calls(&self) -> Vec<(String, String)> {
         let mut open: Vec<_> = self
-            .call_ids
+            .calls
             .iter()
-            .filter(|(_, i)| self.calls[**i].open)
-            .map(|(id, i)| (id.clone(), self.calls[*i].tool.clone()))
+            .filter(|c| c.open)
+            .map(|c| (c.call_id.clone(), c.tool.clone()))
             .collect();
         open.sort();
         open
@@ -346,8 +376,8 @@ mod tests {
         prop_oneof![
             Just(started()),
             Just(thinking()),
-            (0u8..4).prop_map(|i| exec(&i.to_string())),
-            (0u8..4).prop_map(|i| done(&i.to_string())),
+            (0u8..40).prop_map(|i| exec(&i.to_string())),
+            (0u8..40).prop_map(|i| done(&i.to_string())),
             Just(completed()),
         ]
     }
@@ -356,7 +386,7 @@ mod tests {
         /// Whatever a producer sends, the accepted subsequence is always a valid run prefix:
         /// started first, every completion matches an open call, nothing after the end.
         #[test]
-        fn accepted_events_always_form_a_valid_prefix(seq in proptest::collection::vec(arb_kind(), 0..40)) {
+        fn accepted_events_always_form_a_valid_prefix(seq in proptest::collection::vec(arb_kind(), 0..120)) {
             let mut g = RunGrammar::new();
             let mut accepted = Vec::new();
             for k in &seq {
@@ -381,6 +411,46 @@ mod tests {
                     _ => prop_assert!(i > 0),
                 }
             }
+        }
+    }
+
+    proptest! {
+        /// The grammar accepts exactly what a plain model of the rules accepts, event by event,
+        /// for runs of few calls (found by a scan) and of many (found through the index).
+        #[test]
+        fn accepts_exactly_what_the_rules_allow(seq in proptest::collection::vec(arb_kind(), 0..160)) {
+            let mut g = RunGrammar::new();
+            let (mut started, mut finished) = (false, false);
+            let mut open = std::collections::HashSet::new();
+            let mut used = std::collections::HashSet::new();
+            for k in &seq {
+                let allowed = !finished && match k {
+                    EventKind::AgentStarted(_) => !started,
+                    EventKind::ToolExecuting(t) => started && !used.contains(&t.call_id),
+                    EventKind::ToolCompleted(t) => started && open.contains(&t.call_id),
+                    EventKind::AgentCompleted(_) => started && open.is_empty(),
+                    _ => started,
+                };
+                prop_assert_eq!(g.check(k).is_ok(), allowed, "{:?}", k);
+                if allowed {
+                    match k {
+                        EventKind::AgentStarted(_) => started = true,
+                        EventKind::ToolExecuting(t) => {
+                            used.insert(t.call_id.clone());
+                            open.insert(t.call_id.clone());
+                        }
+                        EventKind::ToolCompleted(t) => {
+                            open.remove(&t.call_id);
+                        }
+                        EventKind::AgentCompleted(_) => finished = true,
+                        _ => {}
+                    }
+                }
+            }
+            let mut want: Vec<_> = open.into_iter().collect();
+            want.sort();
+            let got: Vec<_> = g.open_calls().into_iter().map(|(id, _)| id).collect();
+            prop_assert_eq!(got, want);
         }
     }
 }
