@@ -41,20 +41,30 @@ impl FrameArena {
             self.next_chunk *= 2;
         }
         event.write_envelope(seq, &mut self.chunk);
-        let size = RunEvent::size_at_any_seq(self.chunk.len(), seq);
-        if size > max_bytes {
-            // A chunk the refused frame grew past the largest is let go rather than kept.
-            if self.chunk.capacity() > MAX_CHUNK {
-                self.chunk = BytesMut::new();
+        // A seq is 1 to 20 digits: a frame 19 bytes or more below the bound fits at any seq, and
+        // only one nearer is measured.
+        if self.chunk.len() + 19 > max_bytes {
+            let size = RunEvent::size_at_any_seq(self.chunk.len(), seq);
+            if size > max_bytes {
+                return Err(self.discard(size));
             }
-            self.chunk.clear();
-            return Err(size);
         }
         Ok(Frame::event_of_kind(
             seq,
             self.chunk.split().freeze(),
             &event.kind,
         ))
+    }
+
+    /// Drops the frame just written (over the bound) and returns its size. A chunk the frame
+    /// grew past the largest is let go rather than kept.
+    #[cold]
+    fn discard(&mut self, size: usize) -> usize {
+        if self.chunk.capacity() > MAX_CHUNK {
+            self.chunk = BytesMut::new();
+        }
+        self.chunk.clear();
+        size
     }
 
     /// Lets go of the current chunk's unwritten end and starts small again: for a stream whose

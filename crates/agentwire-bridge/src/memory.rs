@@ -114,14 +114,9 @@ impl MemoryBroker {
         event: &RunEvent,
         max_bytes: usize,
     ) -> Result<u64, BridgeError> {
-        let seq = self.with_stream(user, true, |s| {
+        let appended = self.with_stream(user, true, |s| {
             let seq = s.head + 1;
-            let frame = s.arena.frame(seq, event, max_bytes).map_err(|size| {
-                BridgeError::EventTooLarge {
-                    size,
-                    max: max_bytes,
-                }
-            })?;
+            let frame = s.arena.frame(seq, event, max_bytes)?;
             s.head = seq;
             let now = Instant::now();
             s.last_activity = now;
@@ -133,7 +128,12 @@ impl MemoryBroker {
             }
             Ok(seq)
         })?;
-        seq.unwrap_or(Ok(0))
+        appended
+            .unwrap_or(Ok(0))
+            .map_err(|size| BridgeError::EventTooLarge {
+                size,
+                max: max_bytes,
+            })
     }
 
     /// Drops streams with no subscriber and no event for `history.ttl`, and expires old
