@@ -87,6 +87,15 @@ impl Configurable for UnconfiguredBridge {
                 reason: "must be at least 1s".into(),
             });
         }
+        if config.max_event_bytes < agentwire_core::MIN_EVENT_BYTES {
+            return Err(BridgeError::InvalidConfig {
+                key: "limits.max_event_bytes",
+                reason: format!(
+                    "must be at least {}, so that a run can always end (its agent_error)",
+                    agentwire_core::MIN_EVENT_BYTES
+                ),
+            });
+        }
         if config.max_connections_per_user == 0 || config.max_users == 0 {
             return Err(BridgeError::InvalidConfig {
                 key: "limits.max_connections_per_user / limits.max_users",

@@ -120,6 +120,10 @@ pub trait WebSocketSink: Send + Sync + 'static {
 ///   fine): callers hold their run's grammar across the call and take a `Now` result without
 ///   awaiting or allocating. One that must wait returns [`NowOrLater::Later`], which does
 ///   nothing until polled.
+/// - A sink that stores events bounds their size: one whose envelope is over its largest event
+///   size ([`RunEvent::size_at_any_seq`]; the bridge's is `limits.max_event_bytes`) is refused
+///   with [`CoreError::EventTooLarge`] and takes no seq. `RunEmitter`s and `/v1/publish` rely on
+///   the sink for this bound.
 /// - `publish` does not check the run grammar itself: `RunEmitter`s (and `/v1/publish`) do that
 ///   before calling it. It may be called concurrently for different users; for one user, the
 ///   `seq` order is the order in which `publish` calls were accepted.
@@ -170,7 +174,8 @@ pub trait EventSink: Send + Sync + 'static {
     ///
     /// # Errors
     /// [`CoreError::Unavailable`] when the stream backend cannot take it now,
-    /// [`CoreError::ShuttingDown`] during shutdown.
+    /// [`CoreError::ShuttingDown`] during shutdown, [`CoreError::EventTooLarge`] over the sink's
+    /// largest event size.
     fn publish<'a>(
         &'a self,
         user: &'a UserId,

@@ -12,6 +12,10 @@ use crate::{RunId, ThreadId};
 /// The default largest event (`limits.max_event_bytes`): 256 KiB of JSON envelope.
 pub const DEFAULT_MAX_EVENT_BYTES: usize = 256 * 1024;
 
+/// The smallest allowed largest event: the events agentwire writes itself to end a run
+/// (`agent_error` with its message cut to 4 KiB, escaped at most 6×) always fit.
+pub const MIN_EVENT_BYTES: usize = 32 * 1024;
+
 /// One event of a run, before the bridge gives it a `seq`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunEvent {
@@ -104,7 +108,7 @@ impl RunEvent {
     pub fn size_at_any_seq(frame_len: usize, seq: u64) -> usize {
         const MAX_SEQ_DIGITS: usize = 20;
         let digits = seq.checked_ilog10().map_or(1, |log| log as usize + 1);
-        frame_len - digits + MAX_SEQ_DIGITS
+        frame_len.saturating_sub(digits) + MAX_SEQ_DIGITS
     }
 
     /// The envelope split around its `seq` value: `prefix + seq + suffix` is exactly

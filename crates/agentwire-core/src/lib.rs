@@ -48,8 +48,8 @@ pub use contracts::{Configurable, EventSink, RunLauncher, WebSocketSink, WebSock
 pub use error::CoreError;
 pub use event::{
     AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking,
-    DEFAULT_MAX_EVENT_BYTES, EVENT_TYPES, EventKind, RunEvent, StreamEvent, TokenUsage,
-    ToolCompleted, ToolExecuting, unix_millis,
+    DEFAULT_MAX_EVENT_BYTES, EVENT_TYPES, EventKind, MIN_EVENT_BYTES, RunEvent, StreamEvent,
+    TokenUsage, ToolCompleted, ToolExecuting, unix_millis,
 };
 pub use grammar::{Accepted, GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};

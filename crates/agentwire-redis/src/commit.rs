@@ -102,24 +102,35 @@ impl Committer {
         (self.ttl + self.refresh_every()).as_millis().max(1) as u64
     }
 
-    /// Accepts `event` into `user`'s stream: serializes it, refuses it over `max_bytes`, queues
-    /// it and starts the user's drain task when none runs — all before this returns — and the
-    /// result resolves to its seq once the batch holding it is stored.
+    /// Accepts `event` into `user`'s stream: serializes it and refuses it over
+    /// `max_event_bytes` at once; the `Later` result (which owns the frame, not the event)
+    /// queues it when first polled, starts the user's drain task when none runs, and resolves to
+    /// its seq once the batch holding it is stored.
     pub(crate) fn append<'a>(
-        self: &Arc<Self>,
-        user: &UserId,
+        self: &'a Arc<Self>,
+        user: &'a UserId,
         event: &RunEvent,
-        max_bytes: usize,
+        max_event_bytes: usize,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         let (prefix, suffix) = event.to_envelope_parts();
         // The parts are the envelope at seq 0, less its one digit.
         let size = RunEvent::size_at_any_seq(prefix.len() + 1 + suffix.len(), 0);
-        if size > max_bytes {
+        if size > max_event_bytes {
             return NowOrLater::now(Err(BridgeError::EventTooLarge {
                 size,
-                max: max_bytes,
+                max: max_event_bytes,
             }));
         }
+        NowOrLater::later(self.enqueue(user, prefix, suffix))
+    }
+
+    /// Queues one serialized event and waits until the batch holding it is stored.
+    async fn enqueue(
+        self: &Arc<Self>,
+        user: &UserId,
+        prefix: Vec<u8>,
+        suffix: Vec<u8>,
+    ) -> Result<u64, BridgeError> {
         let (done, stored) = oneshot::channel();
         let start = {
             let mut lines = self.lines.lock();
@@ -134,11 +145,9 @@ impl Committer {
         if start {
             tokio::spawn(self.clone().drain(user.clone()));
         }
-        NowOrLater::later(async move {
-            stored
-                .await
-                .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
-        })
+        stored
+            .await
+            .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
     }
 
     /// Stores the user's queued events batch by batch until the queue is empty.

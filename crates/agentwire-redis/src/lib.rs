@@ -379,13 +379,13 @@ impl Broker for RedisBroker {
         &'a self,
         user: &'a UserId,
         event: &RunEvent,
-        max_bytes: usize,
+        max_event_bytes: usize,
     ) -> NowOrLater<'a, Result<u64, BridgeError>> {
         // Through the group commit: the seq comes once the batch holding the event is stored
         // (and, with the replica wait, acknowledged by the replicas) — the contract's "stored".
         // `BrokerUnavailable` when Redis does not store it, or too few replicas acknowledged it
         // in time.
-        self.commits.append(user, event, max_bytes)
+        self.commits.append(user, event, max_event_bytes)
     }
 
     async fn read_after(

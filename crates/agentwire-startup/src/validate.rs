@@ -1,5 +1,7 @@
 //! Validation of the settings that depend on each other, in phase `Config`.
 
+use agentwire_core::MIN_EVENT_BYTES;
+
 use crate::config::{AgentDefinition, AgentwireConfig, AuthMode};
 use crate::{Phase, StartupError};
 
@@ -233,10 +235,6 @@ impl AgentwireConfig {
         Ok(())
     }
 }
-
-/// The smallest `limits.max_event_bytes`: the events agentwire writes itself to end a run
-/// (`agent_error` with its message cut to 4 KiB, escaped at most 6×) always fit.
-const MIN_EVENT_BYTES: usize = 32 * 1024;
 
 /// A refused setting: phase `Config`, the key as `component`, what is wrong and what to do.
 fn bad(component: &str, cause: String, hint: &str) -> Result<(), StartupError> {

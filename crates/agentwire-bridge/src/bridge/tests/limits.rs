@@ -127,6 +127,18 @@ fn rejects_invalid_settings() {
             ..
         })
     ));
+    // A largest event too small for the run's own closing `agent_error`.
+    let config = BridgeConfig {
+        max_event_bytes: agentwire_core::MIN_EVENT_BYTES - 1,
+        ..BridgeConfig::default()
+    };
+    assert!(matches!(
+        AgentWebSocketBridge::builder().configure(config),
+        Err(BridgeError::InvalidConfig {
+            key: "limits.max_event_bytes",
+            ..
+        })
+    ));
 }
 
 /// The value of one metric series (name and every label of `labels`), summed; 0 when absent.
@@ -231,7 +243,7 @@ async fn an_event_over_max_event_bytes_is_refused_and_takes_no_seq() {
         });
         e
     };
-    let max = thought(500).envelope_len(u64::MAX);
+    let max = thought(40_000).envelope_len(u64::MAX);
     let b = AgentWebSocketBridge::builder()
         .configure(BridgeConfig {
             max_event_bytes: max,
@@ -240,9 +252,9 @@ async fn an_event_over_max_event_bytes_is_refused_and_takes_no_seq() {
         .unwrap();
     let q = queue();
     b.attach(&user("a"), q.clone(), None).await.unwrap();
-    assert_eq!(b.publish_event(&user("a"), &thought(500)).await, Ok(1));
+    assert_eq!(b.publish_event(&user("a"), &thought(40_000)).await, Ok(1));
     assert_eq!(
-        b.publish_event(&user("a"), &thought(501)).await,
+        b.publish_event(&user("a"), &thought(40_001)).await,
         Err(BridgeError::EventTooLarge { size: max + 1, max })
     );
     assert_eq!(b.publish_event(&user("a"), &event(2)).await, Ok(2));
