@@ -292,3 +292,9 @@ async fn the_subscription_cases_pass_on_the_redis_store() {
     subscription_cases(redis.config(), "redis").await;
     drop(redis);
 }
+
+/// `GET url` as JSON, shared by the suite's files.
+async fn get_json<T: serde::de::DeserializeOwned>(http: &reqwest::Client, url: String) -> T {
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap()
+}

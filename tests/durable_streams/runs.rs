@@ -71,14 +71,11 @@ pub(crate) async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs()
 
     // Resuming after the second event returns the rest; offsets map to seqs.
     let second = events[1]["seq"].as_u64().unwrap();
-    let resumed: Vec<serde_json::Value> = http
-        .get(run_url(&format!("&offset=0000000000000000_{second:016}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let resumed: Vec<serde_json::Value> = get_json(
+        &http,
+        run_url(&format!("&offset=0000000000000000_{second:016}")),
+    )
+    .await;
     assert_eq!(resumed, events[2..]);
 
     // Read-only; and another user's run is not visible.
@@ -90,14 +87,11 @@ pub(crate) async fn a_run_is_a_read_only_durable_stream_whose_offsets_are_seqs()
         .await
         .unwrap();
     assert_eq!(append.status(), 405);
-    let bob: Vec<serde_json::Value> = http
-        .get(server.http_url(&format!("/ds/agentwire/runs/{run_id}?user=bob&offset=-1")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bob: Vec<serde_json::Value> = get_json(
+        &http,
+        server.http_url(&format!("/ds/agentwire/runs/{run_id}?user=bob&offset=-1")),
+    )
+    .await;
     assert!(bob.is_empty(), "bob's stream has no events of ada's run");
 
     a_long_poll_at_the_tail_wakes_with_the_next_run(&server, &mut ada, last_seq).await;

@@ -3,12 +3,6 @@
 
 use super::*;
 
-/// `GET url` as JSON.
-async fn get_json(http: &reqwest::Client, url: String) -> serde_json::Value {
-    let text = http.get(url).send().await.unwrap().text().await.unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
 /// Without webhook_dev_loopback, a loopback webhook is refused (after `s` is deleted, so the
 /// bound of one subscription does not answer first).
 async fn a_loopback_webhook_is_refused(http: &reqwest::Client, server: &TestServer) {
@@ -94,11 +88,11 @@ pub(crate) async fn a_subscription_belongs_to_its_creator() {
             .send()
     };
     assert_eq!(jobs("jobs/bob", "bob").await.unwrap().status(), 201);
-    let events = get_json(&http, url("wake", "ada")).await;
+    let events: serde_json::Value = get_json(&http, url("wake", "ada")).await;
     assert_eq!(events, serde_json::json!([]));
     // Ada's is: the wake event is written before her write is answered.
     assert_eq!(jobs("jobs/ada", "ada").await.unwrap().status(), 201);
-    let events = get_json(&http, url("wake", "ada")).await;
+    let events: serde_json::Value = get_json(&http, url("wake", "ada")).await;
     assert_eq!(events[0]["subscription_id"], "s");
     assert_eq!(events[0]["stream"], "jobs/ada");
     assert_eq!(events.as_array().unwrap().len(), 1);
@@ -161,7 +155,7 @@ async fn claim_on_a_then_fence_and_ack_on_b(
     );
     let acked = ack(&claimed["generation"]).await.unwrap();
     assert_eq!(acked.status(), 200, "A's token is valid on B");
-    let view = get_json(http, on(b, "__ds/subscriptions/s")).await;
+    let view: serde_json::Value = get_json(http, on(b, "__ds/subscriptions/s")).await;
     assert_eq!(view["streams"][0]["acked_offset"], tail);
 }
 
@@ -199,7 +193,7 @@ pub(crate) async fn a_subscription_made_on_node_a_wakes_and_is_acked_on_node_b()
             .status(),
         201
     );
-    let events = get_json(&http, on(&a, "wake")).await;
+    let events: serde_json::Value = get_json(&http, on(&a, "wake")).await;
     assert_eq!(
         events[0]["subscription_id"], "s",
         "B's write woke the subscription: {events}"

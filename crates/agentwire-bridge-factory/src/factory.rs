@@ -17,12 +17,6 @@ use crate::{FactoryError, RunEmitter};
 pub struct RunLimits {
     /// Runs one user may have in progress at once (default 8).
     pub max_runs_per_user: usize,
-    /// The largest `agent_started` a run may begin with, in bytes of its JSON envelope
-    /// (default [`DEFAULT_MAX_EVENT_BYTES`]), checked by [`BridgeFactory::check_size`] before
-    /// the run is registered and acknowledged. Every published event is bounded by the sink
-    /// (the bridge's `max_event_bytes`): give both the same value, as the server does
-    /// (`limits.max_event_bytes`).
-    pub max_event_bytes: usize,
 }
 
 pub use agentwire_core::DEFAULT_MAX_EVENT_BYTES;
@@ -31,7 +25,6 @@ impl Default for RunLimits {
     fn default() -> Self {
         Self {
             max_runs_per_user: 8,
-            max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
         }
     }
 }
@@ -118,22 +111,19 @@ impl BridgeFactory {
         self.inner.limits
     }
 
-    /// Checks that `event` is within [`RunLimits::max_event_bytes`], without publishing it: a
-    /// transport checks a run's `agent_started` (the user's content) before it registers and
-    /// acknowledges the run. Published events are bounded by the sink, on the frame it writes.
+    /// Checks that `event` is within the sink's largest event
+    /// ([`EventSink::max_event_bytes`]), without publishing it: a transport checks a run's
+    /// `agent_started` (the user's content) before it registers and acknowledges the run.
+    /// Published events are bounded by the sink itself, on the frame it writes.
     ///
     /// # Errors
     /// [`FactoryError::Publish`] with [`CoreError::EventTooLarge`](agentwire_core::CoreError::EventTooLarge)
     /// (`payload_too_large`).
     pub fn check_size(&self, event: &RunEvent) -> Result<(), FactoryError> {
+        let max = self.inner.sink.max_event_bytes();
         event
-            .check_size(self.inner.limits.max_event_bytes)
-            .map_err(|size| {
-                FactoryError::Publish(CoreError::EventTooLarge {
-                    size,
-                    max: self.inner.limits.max_event_bytes,
-                })
-            })
+            .check_size(max)
+            .map_err(|size| FactoryError::Publish(CoreError::EventTooLarge { size, max }))
     }
 
     /// Registers a run of the agent named `agent` and returns its emitter, bound to `ctx`.

@@ -18,7 +18,6 @@ fn setup(max_runs: usize) -> (AgentWebSocketBridge, BridgeFactory) {
         Arc::new(bridge.clone()),
         RunLimits {
             max_runs_per_user: max_runs,
-            ..RunLimits::default()
         },
     );
     (bridge, factory)

@@ -423,6 +423,10 @@ impl EventSink for AgentWebSocketBridge {
         self.publish_event(user, event)
             .map(|r| r.map_err(CoreError::from))
     }
+
+    fn max_event_bytes(&self) -> usize {
+        self.inner.config.max_event_bytes
+    }
 }
 
 mod attach;

@@ -181,6 +181,13 @@ pub trait EventSink: Send + Sync + 'static {
         user: &'a UserId,
         event: &RunEvent,
     ) -> NowOrLater<'a, Result<u64, CoreError>>;
+
+    /// The largest event `publish` takes, in bytes of its envelope
+    /// ([`RunEvent::size_at_any_seq`]): what a transport checks a run's `agent_started` against
+    /// before it acknowledges the run. Default [`DEFAULT_MAX_EVENT_BYTES`](crate::DEFAULT_MAX_EVENT_BYTES).
+    fn max_event_bytes(&self) -> usize {
+        crate::DEFAULT_MAX_EVENT_BYTES
+    }
 }
 
 /// Starts runs. The agent registry's executor implements it; the health monitor uses it for its

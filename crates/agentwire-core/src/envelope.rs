@@ -6,10 +6,9 @@
 //! needs it. Invariant: the bytes are exactly serde_json's — a property test compares both over
 //! arbitrary events.
 //!
-//! The same writer also measures an envelope without writing it ([`Count`]): exactly, or as a
-//! cheap upper bound that does not read the strings (each byte counted as its longest escape).
-//! One writer for all three keeps the size that `limits.max_event_bytes` checks equal to the
-//! bytes a broker stores.
+//! The same writer also measures an envelope without writing it ([`Count`]), for a check before
+//! anything is stored (a run's `agent_started`, before the run is acknowledged): one writer for
+//! both keeps that size equal to the bytes a broker stores and bounds.
 
 use bytes::BufMut;
 use serde_json::Value;
@@ -22,11 +21,6 @@ trait Out {
     fn byte(&mut self, b: u8);
     /// A value as serde_json writes it.
     fn serde<T: serde::Serialize + ?Sized>(&mut self, v: &T);
-    /// Counts a string as its longest possible escape instead of writing it, when this output
-    /// is an upper bound; returns whether it did.
-    fn bound_str(&mut self, _s: &str) -> bool {
-        false
-    }
     /// An unsigned integer in decimal.
     fn decimal(&mut self, n: u64) {
         self.slice(itoa::Buffer::new().format(n).as_bytes());
@@ -54,11 +48,9 @@ impl<B: BufMut> Out for Write<'_, B> {
     }
 }
 
-/// Counts bytes instead of writing them: exactly, or (with `bound`) an upper bound that counts
-/// each byte of a string as six (`\u00XX`, the longest escape) without reading it.
+/// Counts the bytes the writer would write.
 struct Count {
     bytes: usize,
-    bound: bool,
 }
 
 impl std::io::Write for Count {
@@ -87,13 +79,6 @@ impl Out for Count {
         serde_json::to_writer(&mut *self, v).expect("counting cannot fail");
     }
 
-    fn bound_str(&mut self, s: &str) -> bool {
-        if self.bound {
-            self.bytes += 2 + 6 * s.len();
-        }
-        self.bound
-    }
-
     /// The number of digits, without formatting them.
     fn decimal(&mut self, n: u64) {
         self.bytes += n.checked_ilog10().map_or(1, |log| log as usize + 1);
@@ -106,10 +91,9 @@ pub(crate) fn write_envelope<B: BufMut>(out: &mut B, seq: u64, event: &RunEvent)
     write(&mut Write(out), seq, event);
 }
 
-/// The length of the envelope of `event` at `seq`: exactly, or with `bound` an upper bound that
-/// costs no pass over the event's strings.
-pub(crate) fn envelope_len(seq: u64, event: &RunEvent, bound: bool) -> usize {
-    let mut count = Count { bytes: 0, bound };
+/// The length of the envelope of `event` at `seq`.
+pub(crate) fn envelope_len(seq: u64, event: &RunEvent) -> usize {
+    let mut count = Count { bytes: 0 };
     write(&mut count, seq, event);
     count.bytes
 }
@@ -237,9 +221,6 @@ fn id_to(out: &mut impl Out, id: &str) {
 /// A JSON string: copied as it is when nothing in it needs escaping (serde_json escapes exactly
 /// the control characters, `"` and `\`), through serde_json otherwise.
 fn str_to(out: &mut impl Out, s: &str) {
-    if out.bound_str(s) {
-        return;
-    }
     if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
         out.byte(b'"');
         out.slice(s.as_bytes());

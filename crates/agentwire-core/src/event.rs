@@ -63,14 +63,14 @@ impl RunEvent {
 impl RunEvent {
     /// The length in bytes of [`Self::to_envelope_json`]`(seq)`, counted without writing it.
     pub fn envelope_len(&self, seq: u64) -> usize {
-        crate::envelope::envelope_len(seq, self, false)
+        crate::envelope::envelope_len(seq, self)
     }
 
     /// Checks that the event's envelope is at most `max` bytes at any seq (the seq counted at its
     /// largest, 20 digits): the bound `limits.max_event_bytes` puts on every event.
     ///
-    /// An upper bound that does not read the event's strings decides first, so a small event
-    /// costs no pass over its text; only an event near the limit is measured exactly.
+    /// It counts the envelope without writing it, for a check before anything is stored (a
+    /// broker measures the frame it writes, [`Self::size_at_any_seq`]).
     ///
     /// # Errors
     /// The envelope's size (at the largest seq) when it is over `max`.
@@ -84,9 +84,6 @@ impl RunEvent {
     /// assert_eq!(big.check_size(1024), Err(big.envelope_len(u64::MAX)));
     /// ```
     pub fn check_size(&self, max: usize) -> Result<(), usize> {
-        if crate::envelope::envelope_len(u64::MAX, self, true) <= max {
-            return Ok(());
-        }
         match self.envelope_len(u64::MAX) {
             len if len <= max => Ok(()),
             len => Err(len),

@@ -131,13 +131,13 @@ async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shar
     }
     for i in 0..20 {
         // Cross-node: alice's events appended on B reach A, bob's appended on A reach B.
-        b.append(alice, &delta(&format!("alice-{i}")), usize::MAX)
+        b.append(alice, &delta(&format!("alice-{i}")), MAX_EVENT)
             .await
             .unwrap();
-        a.append(bob, &delta(&format!("bob-{i}")), usize::MAX)
+        a.append(bob, &delta(&format!("bob-{i}")), MAX_EVENT)
             .await
             .unwrap();
-        a.append(carol, &delta(&format!("carol-{i}")), usize::MAX)
+        a.append(carol, &delta(&format!("carol-{i}")), MAX_EVENT)
             .await
             .unwrap();
     }
@@ -164,7 +164,7 @@ async fn cluster_delivers_across_nodes_and_keeps_live_traffic_on_the_owning_shar
                 alice.clone(),
             );
             tokio::spawn(async move {
-                node.append(&user, &delta(&format!("burst-{i}")), usize::MAX)
+                node.append(&user, &delta(&format!("burst-{i}")), MAX_EVENT)
                     .await
             })
         })
@@ -220,7 +220,7 @@ async fn append_through_failover(wait_replicas: u32) -> Failover {
                 let via = if i % 2 == 0 { &a } else { &b };
                 match tokio::time::timeout(
                     Duration::from_secs(3),
-                    via.append(&user, &delta(&tag), usize::MAX),
+                    via.append(&user, &delta(&tag), MAX_EVENT),
                 )
                 .await
                 {

@@ -103,10 +103,7 @@ async fn concurrent_publishers(nodes: usize, publishers: usize, per: usize) {
             for i in 0..per {
                 let tag = format!("p{p}-e{i}");
                 got.push((
-                    broker
-                        .append(&user, &delta(&tag), usize::MAX)
-                        .await
-                        .unwrap(),
+                    broker.append(&user, &delta(&tag), MAX_EVENT).await.unwrap(),
                     tag,
                 ));
             }
@@ -204,7 +201,7 @@ async fn redis_commands_per_event_are_reported() {
             tasks.push(tokio::spawn(async move {
                 for i in 0..50 {
                     broker
-                        .append(&user, &delta(&format!("{p}-{i}")), usize::MAX)
+                        .append(&user, &delta(&format!("{p}-{i}")), MAX_EVENT)
                         .await
                         .unwrap();
                 }
@@ -255,7 +252,7 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
     let user = UserId::new(unique("u")).unwrap();
     for i in 0..3 {
         broker
-            .append(&user, &delta(&format!("a{i}")), usize::MAX)
+            .append(&user, &delta(&format!("a{i}")), MAX_EVENT)
             .await
             .unwrap();
     }
@@ -269,7 +266,7 @@ async fn a_skipped_seq_range_reads_as_a_replay_gap() {
         .await
         .unwrap();
     assert_eq!(
-        broker.append(&user, &delta("b"), usize::MAX).await.unwrap(),
+        broker.append(&user, &delta("b"), MAX_EVENT).await.unwrap(),
         1004
     );
     for after in [2, 3] {
@@ -309,7 +306,7 @@ async fn the_count_bound_counts_events_not_seqs_across_a_seq_jump() {
     let user = UserId::new(unique("u")).unwrap();
     for i in 0..3 {
         broker
-            .append(&user, &delta(&format!("a{i}")), usize::MAX)
+            .append(&user, &delta(&format!("a{i}")), MAX_EVENT)
             .await
             .unwrap();
     }
@@ -340,7 +337,7 @@ async fn the_count_bound_counts_events_not_seqs_across_a_seq_jump() {
     for i in 0..4 {
         seqs.push(
             broker
-                .append(&user, &delta(&format!("b{i}")), usize::MAX)
+                .append(&user, &delta(&format!("b{i}")), MAX_EVENT)
                 .await
                 .unwrap(),
         );
@@ -387,7 +384,7 @@ async fn a_stream_is_capped_in_bytes_as_well_as_in_events() {
     let mut lens: Vec<usize> = Vec::new();
     for (i, size) in sizes.enumerate() {
         let event = delta(&"x".repeat(size));
-        let seq = broker.append(&user, &event, usize::MAX).await.unwrap();
+        let seq = broker.append(&user, &event, MAX_EVENT).await.unwrap();
         assert_eq!(seq, i as u64 + 1);
         lens.push(event.envelope_len(seq));
         let (mut held, mut bytes) = (0, 0);

@@ -318,7 +318,6 @@ impl Startup<BridgeConfigured> {
             Arc::new(bridge.clone()),
             RunLimits {
                 max_runs_per_user: config.limits.max_runs_per_user,
-                max_event_bytes: config.limits.max_event_bytes,
             },
         );
         let llm_agents = crate::llm::build_agents(&config, &registry, registry.servers())?;

@@ -60,6 +60,9 @@ pub fn recorder() -> Arc<Recorder> {
     Arc::new(Recorder::default())
 }
 
+/// The largest event the tests append with: the server's default `limits.max_event_bytes`.
+pub const MAX_EVENT: usize = agentwire_core::DEFAULT_MAX_EVENT_BYTES;
+
 /// An event whose text names its publisher and index.
 pub fn delta(tag: &str) -> RunEvent {
     RunEvent::now(

@@ -2,9 +2,11 @@
 
 use super::*;
 
-#[tokio::test(start_paused = true)]
-async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
-    let b = bridge(1000);
+/// User `a` with a slow connection (a 600-byte queue, too small for 20 events) and a fast one,
+/// after 20 events.
+async fn slow_and_fast_after_20_events(
+    b: &AgentWebSocketBridge,
+) -> (Arc<ConnectionQueue>, Arc<ConnectionQueue>) {
     let slow = Arc::new(ConnectionQueue::new(600));
     let fast = queue();
     b.attach(&user("a"), slow.clone(), None).await.unwrap();
@@ -12,6 +14,13 @@ async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
     for i in 0..20 {
         b.publish_event(&user("a"), &event(i)).await.unwrap();
     }
+    (slow, fast)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_queue_is_closed_as_slow_consumer_and_others_keep_receiving() {
+    let b = bridge(1000);
+    let (slow, fast) = slow_and_fast_after_20_events(&b).await;
     assert_eq!(
         slow.close_reason().map(|c| c.0),
         Some(CloseCode::SLOW_CONSUMER)
@@ -178,13 +187,7 @@ async fn metrics_count_events_slow_consumers_replays_gaps_and_broker_ops() {
     let _guard = metrics::set_default_local_recorder(&recorder);
 
     let b = bridge(4);
-    let slow = Arc::new(ConnectionQueue::new(600));
-    let fast = queue();
-    b.attach(&user("a"), slow.clone(), None).await.unwrap();
-    b.attach(&user("a"), fast.clone(), None).await.unwrap();
-    for i in 0..20 {
-        b.publish_event(&user("a"), &event(i)).await.unwrap();
-    }
+    let (_slow, _fast) = slow_and_fast_after_20_events(&b).await;
     // Resuming from 0 with 4 events held: a replay_gap (1..=16), then 17..=20 replayed.
     let late = queue();
     b.attach(&user("a"), late.clone(), Some(ResumeFrom::default()))
