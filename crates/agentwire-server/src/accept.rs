@@ -10,12 +10,16 @@
 //!   and close the waiting connection, and the loop backs off instead of spinning.
 //! - `limits.header_read_timeout` bounds a connection that sends nothing, or a request head
 //!   slowly (slowloris), and the idle time between keep-alive requests.
+//! - `limits.write_timeout` bounds how long a write to the socket may make no progress: a client
+//!   that stops reading loses its socket, whatever it was being sent (an SSE stream, a WebSocket,
+//!   the tail of a response after its stream ended).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -30,6 +34,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio_io_timeout::TimeoutWriter;
 use tower::ServiceExt as _;
 
 use agentwire_core::ErrorCode;
@@ -115,11 +120,24 @@ impl Gate {
 }
 
 /// A client socket that holds its [`Slot`]: a WebSocket keeps the socket after hyper's
-/// connection future ends (the upgrade), so the slot lives exactly as long as the fd.
+/// connection future ends (the upgrade), so the slot lives exactly as long as the fd. Its writes
+/// fail with `TimedOut` after `limits.write_timeout` without progress (reads are not timed: an
+/// idle WebSocket is fine, and hyper bounds request heads itself).
 #[derive(Debug)]
 struct CountedTcp {
-    tcp: TcpStream,
+    tcp: Pin<Box<TimeoutWriter<TcpStream>>>,
     _slot: Slot,
+}
+
+impl CountedTcp {
+    fn new(tcp: TcpStream, slot: Slot, write_timeout: Duration) -> Self {
+        let mut tcp = TimeoutWriter::new(tcp);
+        tcp.set_timeout(Some(write_timeout));
+        Self {
+            tcp: Box::pin(tcp),
+            _slot: slot,
+        }
+    }
 }
 
 impl tokio::io::AsyncRead for CountedTcp {
@@ -128,7 +146,7 @@ impl tokio::io::AsyncRead for CountedTcp {
         cx: &mut std::task::Context<'_>,
         buf: &mut tokio::io::ReadBuf<'_>,
     ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.tcp).poll_read(cx, buf)
+        self.tcp.as_mut().poll_read(cx, buf)
     }
 }
 
@@ -138,7 +156,7 @@ impl tokio::io::AsyncWrite for CountedTcp {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.tcp).poll_write(cx, buf)
+        self.tcp.as_mut().poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
@@ -146,25 +164,25 @@ impl tokio::io::AsyncWrite for CountedTcp {
         cx: &mut std::task::Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> std::task::Poll<io::Result<usize>> {
-        std::pin::Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+        self.tcp.as_mut().poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.tcp.is_write_vectored()
+        self.tcp.get_ref().is_write_vectored()
     }
 
     fn poll_flush(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.tcp).poll_flush(cx)
+        self.tcp.as_mut().poll_flush(cx)
     }
 
     fn poll_shutdown(
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<io::Result<()>> {
-        std::pin::Pin::new(&mut self.tcp).poll_shutdown(cx)
+        self.tcp.as_mut().poll_shutdown(cx)
     }
 }
 
@@ -263,7 +281,7 @@ pub(crate) async fn serve_bounded(
         tracing::debug!(%peer, ?admission, "connection admitted");
         let _ = tcp.set_nodelay(true);
         let conn = builder.serve_connection(
-            TokioIo::new(CountedTcp { tcp, _slot: slot }),
+            TokioIo::new(CountedTcp::new(tcp, slot, limits.write_timeout)),
             connection_service(app.clone(), peer, admission),
         );
         let signal_tx = signal_tx.clone();

@@ -161,3 +161,94 @@ async fn resume_from_zero(addr: &str, published: u64, held: u64) {
         expected += 1;
     }
 }
+
+/// `agentwire_tcp_connections` from `/metrics` (this request's own socket included).
+async fn tcp_connections(addr: &str) -> u64 {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix("agentwire_tcp_connections "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("agentwire_tcp_connections in /metrics") as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sse_client_that_stops_reading_loses_its_socket_after_the_write_timeout() {
+    let server = Server::start(&[
+        ("AGENTWIRE_LIMITS__QUEUE_BYTES", "262144"),
+        ("AGENTWIRE_LIMITS__MESSAGES_PER_SECOND", "100000"),
+        ("AGENTWIRE_LIMITS__BURST", "100000"),
+        ("AGENTWIRE_LIMITS__WRITE_TIMEOUT", "1s"),
+    ]);
+    let addr = server.addr.clone();
+    // An SSE stream with a tiny receive buffer that is never read after its head.
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = sock.connect(addr.parse().unwrap()).await.unwrap();
+    stalled
+        .write_all(b"GET /v1/stream?user=slow HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 256];
+    let n = stalled.read(&mut head).await.unwrap();
+    assert!(
+        String::from_utf8_lossy(&head[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head[..n])
+    );
+    let (mut driver, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws?user=slow"))
+        .await
+        .unwrap();
+    next_json(&mut driver).await.unwrap();
+    // The stalled socket, the driver and the metrics request itself.
+    assert_eq!(tcp_connections(&addr).await, 3);
+
+    // ~4 MB for `slow`: past the stream's 256 KiB queue (which ends the stream) and past what
+    // the kernel buffers of both ends hold, so the server's writes stop making progress.
+    let big = "z".repeat(32 * 1024);
+    let mut done = 0;
+    for i in 0..32 {
+        let frame =
+            json!({"type": "user_message", "id": format!("r{i}"), "agent": "echo", "content": big});
+        driver.send(Message::text(frame.to_string())).await.unwrap();
+        while done <= i {
+            let f = next_json(&mut driver)
+                .await
+                .expect("the reading connection stays open");
+            if f["type"] == "agent_completed" {
+                done += 1;
+            }
+        }
+    }
+
+    // Within a few write timeouts the stalled socket is gone, the driver still connected.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tcp_connections(&addr).await != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the stalled SSE client still holds its socket"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let frame = json!({"type": "user_message", "id": "after", "agent": "echo", "content": "hi"});
+    driver.send(Message::text(frame.to_string())).await.unwrap();
+    loop {
+        let f = next_json(&mut driver)
+            .await
+            .expect("the driver is still served");
+        if f["type"] == "agent_completed" {
+            break;
+        }
+    }
+    // The stalled client, reading at last, finds its connection closed by the server.
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), stalled.read_to_end(&mut rest)).await;
+    assert!(
+        closed.is_ok(),
+        "the server did not close the stalled socket"
+    );
+}

@@ -107,6 +107,11 @@ pub struct LimitsConfig {
     /// Longest a request body may take to arrive.
     #[serde(with = "humantime_serde")]
     pub body_read_timeout: Duration,
+    /// Longest a write to a client socket may make no progress (a client that stops reading
+    /// with the kernel's buffers full); then the socket is closed. It holds for every response,
+    /// an SSE stream's, a WebSocket's, and the bytes still unsent after a stream ended.
+    #[serde(with = "humantime_serde")]
+    pub write_timeout: Duration,
     /// The largest event, in bytes of its JSON envelope, from every way in: a run's content
     /// (`/ws`, `/v1/runs`, `/agui`), `/v1/publish`, and what agents emit. Larger is refused with
     /// `payload_too_large`.
@@ -136,6 +141,7 @@ impl Default for LimitsConfig {
             max_connections_per_ip: 1_000,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
+            write_timeout: Duration::from_secs(30),
             max_event_bytes: agentwire_bridge_factory::DEFAULT_MAX_EVENT_BYTES,
             events_page_bytes: 1024 * 1024,
         }

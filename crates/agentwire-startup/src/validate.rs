@@ -136,6 +136,13 @@ impl AgentwireConfig {
                 "the defaults are 10s and 30s",
             );
         }
+        if self.limits.write_timeout.is_zero() {
+            return bad(
+                "limits.write_timeout",
+                "write_timeout must be positive".into(),
+                "the default is 30s",
+            );
+        }
         self.validate_bytes()?;
         if self.heartbeat.interval.is_zero() || self.heartbeat.timeout <= self.heartbeat.interval {
             return bad(
