@@ -100,6 +100,16 @@ fn main() -> std::process::ExitCode {
             Vec::new(),
             a_stream_belongs_to_its_creator,
         ),
+        harness::trial_needing(
+            "a_users_request_rate_is_bounded_on_reads_and_control_routes",
+            Vec::new(),
+            a_users_request_rate_is_bounded_on_reads_and_control_routes,
+        ),
+        harness::trial_needing(
+            "an_oversized_append_is_answered_413_after_its_body_is_read",
+            Vec::new(),
+            an_oversized_append_is_answered_413_after_its_body_is_read,
+        ),
         harness::Trial::test("insecure_no_auth_is_refused_off_loopback", || {
             insecure_no_auth_is_refused_off_loopback();
             Ok(())

@@ -88,3 +88,107 @@ pub(crate) fn insecure_no_auth_is_refused_off_loopback() {
         .expect_err("a mount over the server's routes");
     assert!(err.to_string().contains("durable_streams.mount"), "{err}");
 }
+
+pub(crate) async fn a_users_request_rate_is_bounded_on_reads_and_control_routes() {
+    let mut config = agentwire_test::test_config();
+    config.durable_streams.requests_per_second = 1;
+    config.durable_streams.request_burst = 3;
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let http = reqwest::Client::new();
+    let url = |path: &str, user: &str| server.http_url(&format!("/ds/{path}?user={user}"));
+
+    // The burst: a create and two reads (a HEAD and a GET).
+    let created = http.put(url("notes", "ada")).send().await.unwrap();
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        http.head(url("notes", "ada"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(url("notes", "ada")).send().await.unwrap().status(),
+        200
+    );
+
+    let limited = http.get(url("notes", "ada")).send().await.unwrap();
+    assert_eq!(limited.status(), 429, "a read past the burst");
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("durable_streams.requests_per_second"),
+        "{body}"
+    );
+    // The subscription routes draw on the same budget.
+    let sub = http
+        .get(url("__ds/subscriptions/s1", "ada"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sub.status(), 429, "a control route past the burst");
+    let body: serde_json::Value = sub.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+
+    // The bound is per user.
+    let bobs = http.put(url("bobs-notes", "bob")).send().await.unwrap();
+    assert_eq!(bobs.status(), 201);
+    // And the budget refills at the sustained rate.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        http.get(url("notes", "ada")).send().await.unwrap().status(),
+        200
+    );
+    server.stop().await;
+}
+
+/// A body over `max_append_bytes` is refused with 413, and the client that sends all of it
+/// reads that answer: the server reads the refused body on instead of closing a socket with
+/// unread bytes in it (which resets the connection and can destroy the 413 unread).
+pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = agentwire_test::test_config();
+    config.durable_streams.max_append_bytes = 1 << 20;
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let http = reqwest::Client::new();
+    let created = http
+        .put(server.http_url("/ds/big?user=ada"))
+        .header("content-type", "application/octet-stream")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+
+    let body = vec![0u8; 8 << 20];
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /ds/big?user=ada HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(&body)
+        .await
+        .expect("the server reads the refused body instead of resetting the connection");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = tcp
+                .read(&mut buf)
+                .await
+                .expect("the 413 arrives, not a reset");
+            assert!(n > 0, "closed before the answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("an answer within 10 s");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    server.stop().await;
+}

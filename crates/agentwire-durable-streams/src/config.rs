@@ -50,7 +50,12 @@ pub struct DurableStreamsConfig {
     pub max_streams_per_user: u64,
     /// Payload bytes a user may hold across their streams (429 past it).
     pub max_bytes_per_user: u64,
-    /// Sustained appends per second per user (429 past it).
+    /// Sustained requests per second per user, of every kind: reads (live or not), `HEAD`,
+    /// appends, deletes, subscription management and claims (429 past it).
+    pub requests_per_second: u32,
+    /// Requests a user may make in a burst above the sustained rate.
+    pub request_burst: u32,
+    /// Sustained appends per second per user (429 past it); appends count as requests too.
     pub appends_per_second: u32,
     /// Appends a user may make in a burst above the sustained rate.
     pub append_burst: u32,
@@ -75,6 +80,8 @@ impl Default for DurableStreamsConfig {
             max_append_bytes: 4 << 20,
             max_streams_per_user: 10_000,
             max_bytes_per_user: 1 << 30,
+            requests_per_second: 1_000,
+            request_burst: 5_000,
             appends_per_second: 1_000,
             append_burst: 5_000,
             max_subscriptions_per_user: 100,
@@ -123,10 +130,14 @@ impl DurableStreamsConfig {
         if let Err(why) = check_mount(&self.mount) {
             return Err(("durable_streams.mount", why));
         }
-        if self.max_read_bytes == 0 || self.max_append_bytes == 0 || self.appends_per_second == 0 {
+        if self.max_read_bytes == 0
+            || self.max_append_bytes == 0
+            || self.appends_per_second == 0
+            || self.requests_per_second == 0
+        {
             return Err((
                 "durable_streams",
-                "max_read_bytes, max_append_bytes and appends_per_second must be positive".into(),
+                "max_read_bytes, max_append_bytes, appends_per_second and requests_per_second must be positive".into(),
             ));
         }
         Ok(())

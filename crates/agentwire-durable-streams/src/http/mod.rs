@@ -2,25 +2,26 @@
 
 mod control;
 mod headers;
+mod rate;
 mod read;
 mod sse;
 mod write;
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use futures_util::StreamExt;
 
 use crate::model::{Caller, Owner};
 use crate::offset::Offset;
 use crate::subscription::{Engine, MemorySubscriptions, SubscriptionStore};
 use crate::{DsError, DurableStreamsConfig, StreamStore};
+use rate::OwnerRate;
 
 pub(crate) const STREAM_NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
 pub(crate) const STREAM_CLOSED: HeaderName = HeaderName::from_static("stream-closed");
@@ -66,10 +67,10 @@ pub struct DurableStreams {
     pub(crate) config: Arc<DurableStreamsConfig>,
     /// Subscriptions (PROTOCOL.md §6, §7) over `store`.
     pub(crate) subscriptions: Arc<Engine>,
-    /// The append rate per owner (a GCRA limiter of `governor`, as the server's other rates).
-    appends: Arc<DefaultKeyedRateLimiter<Owner>>,
-    /// Appends charged, to sweep owners whose budget is full again every so often.
-    charged: Arc<AtomicU64>,
+    /// The request rate per owner (`requests_per_second`, `request_burst`).
+    requests: Arc<OwnerRate>,
+    /// The append rate per owner (`appends_per_second`, `append_burst`).
+    appends: Arc<OwnerRate>,
 }
 
 impl std::fmt::Debug for DurableStreams {
@@ -80,9 +81,6 @@ impl std::fmt::Debug for DurableStreams {
     }
 }
 
-/// Appends charged between two sweeps of idle owners out of the append limiter.
-const SWEEP_EVERY: u64 = 4096;
-
 impl DurableStreams {
     /// The protocol over `store`, authenticating with `auth`; subscriptions live in memory
     /// (see [`with_subscriptions`](Self::with_subscriptions)).
@@ -91,8 +89,6 @@ impl DurableStreams {
         auth: Authenticate,
         config: DurableStreamsConfig,
     ) -> Self {
-        let rate = NonZeroU32::new(config.appends_per_second).unwrap_or(NonZeroU32::MIN);
-        let burst = NonZeroU32::new(config.append_burst).unwrap_or(NonZeroU32::MIN);
         let subscriptions = Arc::new(Engine::new(
             store.clone(),
             Arc::new(MemorySubscriptions::default()),
@@ -103,11 +99,15 @@ impl DurableStreams {
             store,
             auth,
             subscriptions,
-            config: Arc::new(config),
-            appends: Arc::new(DefaultKeyedRateLimiter::keyed(
-                Quota::per_second(rate).allow_burst(burst),
+            requests: Arc::new(OwnerRate::new(
+                config.requests_per_second,
+                config.request_burst,
             )),
-            charged: Arc::default(),
+            appends: Arc::new(OwnerRate::new(
+                config.appends_per_second,
+                config.append_burst,
+            )),
+            config: Arc::new(config),
         }
     }
 
@@ -149,22 +149,29 @@ impl DurableStreams {
             .with_state(self)
     }
 
+    /// The caller, charged one request of its owner's budget (`requests_per_second`,
+    /// `request_burst`): every request authenticated as an owner passes here.
     pub(crate) fn authenticate(&self, headers: &HeaderMap, query: &str) -> Result<Caller, DsError> {
-        (self.auth)(headers, query)
+        let caller = (self.auth)(headers, query)?;
+        if !self.requests.check(&caller.owner) {
+            return Err(DsError::TooMany(format!(
+                "request rate limit: {} requests per second per user \
+                 (durable_streams.requests_per_second)",
+                self.config.requests_per_second
+            )));
+        }
+        Ok(caller)
     }
 
     /// Takes one append from `owner`'s budget (`appends_per_second`, `append_burst`).
     pub(crate) fn charge_append(&self, owner: &Owner) -> Result<(), DsError> {
-        if self.charged.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
-            self.appends.retain_recent();
-            self.appends.shrink_to_fit();
+        if self.appends.check(owner) {
+            return Ok(());
         }
-        self.appends.check_key(owner).map_err(|_| {
-            DsError::TooMany(format!(
-                "append rate limit: {} appends per second per user",
-                self.config.appends_per_second
-            ))
-        })
+        Err(DsError::TooMany(format!(
+            "append rate limit: {} appends per second per user (durable_streams.appends_per_second)",
+            self.config.appends_per_second
+        )))
     }
 }
 
@@ -182,15 +189,18 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
     let query = parts.uri.query().unwrap_or_default().to_owned();
     let Caller { owner, expires_at } = match ds.authenticate(&parts.headers, &query) {
         Ok(caller) => caller,
-        Err(e) => return e.into_response(),
+        Err(e) => {
+            drain(body).await;
+            return e.into_response();
+        }
     };
     let result = match parts.method {
         Method::GET => read::get(&ds, &path, &query, &parts.headers, owner, expires_at).await,
         Method::HEAD => write::head(&ds, &path, owner).await,
         Method::DELETE => write::delete(&ds, &path, owner).await,
         Method::PUT | Method::POST => {
-            match axum::body::to_bytes(body, ds.config.max_append_bytes).await {
-                Err(_) => Err(DsError::TooLarge(format!(
+            match body_bytes(body, &parts.headers, ds.config.max_append_bytes).await {
+                Err(()) => Err(DsError::TooLarge(format!(
                     "the body exceeds {} bytes (durable_streams.max_append_bytes)",
                     ds.config.max_append_bytes
                 ))),
@@ -205,6 +215,40 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
         )),
     };
     result.unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Most bytes, and longest time, a refused request's body is read on and discarded for.
+const DRAIN_BYTES: usize = 32 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+/// The request body, at most `max` bytes. One whose `Content-Length` says it is larger is
+/// refused without being stored, but only after it was read on ([`drain`]).
+async fn body_bytes(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ()> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > max as u64) {
+        drain(body).await;
+        return Err(());
+    }
+    axum::body::to_bytes(body, max).await.map_err(drop)
+}
+
+/// Reads and discards what is left of a body the server answers without using (up to
+/// [`DRAIN_BYTES`] and [`DRAIN_TIME`]): closing a socket with unread bytes in it makes the kernel
+/// reset the connection, which can destroy the error response before the client reads it.
+async fn drain(body: Body) {
+    let mut data = body.into_data_stream();
+    let mut left = DRAIN_BYTES;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = data.next().await {
+            left = left.saturating_sub(chunk.len());
+            if left == 0 {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// The stream's absolute URL, for `Location` (from `Host` and `X-Forwarded-Proto`).
