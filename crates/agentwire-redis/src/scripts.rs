@@ -92,6 +92,10 @@ local function walk(stream, low, head, hk, b, max, max_bytes)
   end
 end
 
+-- Integers go to strings through '%d': Lua's own number-to-string conversion (`..`,
+-- `table.concat`, and Redis 7.0's for `redis.call` arguments) formats a double ('%.14g',
+-- '%.17g'), which cost more of Redis's CPU than any command here.
+local fmt = string.format
 local n = (#ARGV - 10) / 2
 local m = redis.call('HMGET', KEYS[1], 'seq', 'e', 'b', 'low', 'hk', 'lb')
 local stored = m[2]
@@ -129,7 +133,7 @@ local last = head + n
 local parts = {}
 for i = 1, n do
   parts[4 * i - 3] = ARGV[9 + 2 * i]
-  parts[4 * i - 2] = first + i - 1
+  parts[4 * i - 2] = fmt('%d', first + i - 1)
   parts[4 * i - 1] = ARGV[10 + 2 * i]
   parts[4 * i] = '\n'
 end
@@ -155,30 +159,32 @@ if max > 0 then
   if math.floor((low - 1) / 16) ~= math.floor((low_was - 1) / 16) then
     -- Entries wholly below `low` go once it passed a multiple of 16: at most 16 trimmed frames
     -- stay in memory (besides those in the entry `low` lies in), for a trim per 16 events.
-    redis.call('XADD', KEYS[2], 'MINID', low .. '-0', last .. '-' .. first,
-      't', ARGV[5], 'c', b, 'f', joined)
+    redis.call('XADD', KEYS[2], 'MINID', fmt('%d-0', low), fmt('%d-%d', last, first),
+      't', ARGV[5], 'c', fmt('%d', b), 'f', joined)
   else
-    redis.call('XADD', KEYS[2], last .. '-' .. first, 't', ARGV[5], 'c', b, 'f', joined)
+    redis.call('XADD', KEYS[2], fmt('%d-%d', last, first), 't', ARGV[5], 'c', fmt('%d', b),
+      'f', joined)
   end
   if hk > max or b - lb > max_bytes then
     local keep, held, before = walk(KEYS[2], low, last, hk, b, max, max_bytes)
     if keep then
       low, hk, lb = keep, held, before
-      redis.call('XTRIM', KEYS[2], 'MINID', low .. '-0')
+      redis.call('XTRIM', KEYS[2], 'MINID', fmt('%d-0', low))
     end
   end
 end
 if lb ~= lb_was then
   table.insert(meta, 'lb')
-  table.insert(meta, lb)
+  table.insert(meta, fmt('%d', lb))
 end
-redis.call('HSET', KEYS[1], 'seq', last, 'b', b, 'low', low, 'hk', hk, unpack(meta))
+redis.call('HSET', KEYS[1], 'seq', fmt('%d', last), 'b', fmt('%d', b), 'low', fmt('%d', low),
+  'hk', fmt('%d', hk), unpack(meta))
 if refresh then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
   if max > 0 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
 end
 if ARGV[4] ~= '' then
-  redis.call(ARGV[6], ARGV[4], first .. ' ' .. epoch .. ' ' .. joined)
+  redis.call(ARGV[6], ARGV[4], fmt('%d', first) .. ' ' .. epoch .. ' ' .. joined)
 end
 return {first, epoch}
 "#
