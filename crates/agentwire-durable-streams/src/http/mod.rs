@@ -190,7 +190,7 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
     let Caller { owner, expires_at } = match ds.authenticate(&parts.headers, &query) {
         Ok(caller) => caller,
         Err(e) => {
-            drain(body).await;
+            drain(&parts.headers, body).await;
             return e.into_response();
         }
     };
@@ -224,11 +224,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// The request body, at most `max` bytes. One whose `Content-Length` says it is larger is
 /// refused without being stored, but only after it was read on ([`drain`]).
 async fn body_bytes(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ()> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max as u64) {
-        drain(body).await;
+    if declared_length(headers).is_some_and(|len| len > max as u64) {
+        drain(headers, body).await;
         return Err(());
     }
     axum::body::to_bytes(body, max).await.map_err(drop)
@@ -236,8 +233,17 @@ async fn body_bytes(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes
 
 /// Reads and discards what is left of a body the server answers without using (up to
 /// [`DRAIN_BYTES`] and [`DRAIN_TIME`]): closing a socket with unread bytes in it makes the kernel
-/// reset the connection, which can destroy the error response before the client reads it.
-async fn drain(body: Body) {
+/// reset the connection, which can destroy the error response before the client reads it. Not
+/// for a client that waits for `100 Continue` (reading would invite the refused body; without
+/// it the client sends nothing), nor for a declared length past [`DRAIN_BYTES`] (the reset would
+/// come anyway, after the wasted transfer).
+async fn drain(headers: &HeaderMap, body: Body) {
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue || declared_length(headers).is_some_and(|len| len > DRAIN_BYTES as u64) {
+        return;
+    }
     let mut data = body.into_data_stream();
     let mut left = DRAIN_BYTES;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
@@ -249,6 +255,13 @@ async fn drain(body: Body) {
         }
     })
     .await;
+}
+
+/// The request's `Content-Length`, when it has a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok())
 }
 
 /// The stream's absolute URL, for `Location` (from `Host` and `X-Forwarded-Proto`).
