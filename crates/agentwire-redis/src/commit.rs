@@ -57,14 +57,12 @@ pub(crate) struct Committer {
     pub(crate) store: Store,
     pub(crate) names: Names,
     script: Lua,
-    max_events: usize,
-    max_bytes: usize,
     ttl: Duration,
+    /// The script's arguments that are the same for every batch, as strings made once.
+    fixed: FixedArgs,
     wait: Option<ReplicaWait>,
-    /// Seq jump on a primary change; 0 on one Redis, and with the replica wait (an acknowledged
-    /// event is on a replica, and an unacknowledged one is never published).
-    jump: u64,
-    lines: Mutex<HashMap<UserId, Line>>,
+    /// foldhash: looked up for every event; seeded per process.
+    lines: Mutex<HashMap<UserId, Line, foldhash::quality::RandomState>>,
 }
 
 impl Committer {
@@ -74,6 +72,8 @@ impl Committer {
         history: &HistoryConfig,
         wait: Option<ReplicaWait>,
     ) -> Self {
+        // Seq jump on a primary change; 0 on one Redis, and with the replica wait (an
+        // acknowledged event is on a replica, and an unacknowledged one is never published).
         let jump = if names.cluster && wait.is_none() {
             FAILOVER_SEQ_JUMP
         } else {
@@ -83,12 +83,10 @@ impl Committer {
             store,
             names,
             script: Lua::new(crate::scripts::APPEND),
-            max_events: history.max_events,
-            max_bytes: history.max_bytes,
             ttl: history.ttl,
+            fixed: FixedArgs::new(history, jump),
             wait,
-            jump,
-            lines: Mutex::new(HashMap::new()),
+            lines: Mutex::new(HashMap::default()),
         }
     }
 
@@ -96,10 +94,6 @@ impl Committer {
     /// `ttl + ttl/8` after a refresh, so an idle stream lives at least `ttl` after its last event.
     fn refresh_every(&self) -> Duration {
         self.ttl / 8
-    }
-
-    fn expiry_ms(&self) -> u64 {
-        (self.ttl + self.refresh_every()).as_millis().max(1) as u64
     }
 
     /// Accepts `event` into `user`'s stream: serializes it and refuses it over
@@ -202,23 +196,26 @@ impl Committer {
     ) -> Result<u64, BridgeError> {
         let keys = self.names.keys(user);
         let channel = self.names.channel(user);
-        let header = [
-            epoch_candidate(),
-            self.max_events.to_string(),
-            self.expiry_ms().to_string(),
+        let (epoch, now) = (epoch_candidate(), unix_millis().to_string());
+        let fixed = &self.fixed;
+        let mut args: Vec<&[u8]> = Vec::with_capacity(10 + 2 * batch.len());
+        args.extend([
+            epoch.as_bytes(),
+            fixed.max_events.as_bytes(),
+            fixed.expiry_ms.as_bytes(),
+            // With the replica wait, the node publishes after `WAIT` instead.
             if self.wait.is_none() {
-                channel.clone()
+                channel.as_bytes()
             } else {
-                String::new()
+                b""
             },
-            unix_millis().to_string(),
-            self.names.publish_command().to_owned(),
-            if refresh { "1" } else { "0" }.to_owned(),
-            (self.ttl.as_millis() as u64).to_string(),
-            self.jump.to_string(),
-            self.max_bytes.to_string(),
-        ];
-        let mut args: Vec<&[u8]> = header.iter().map(|a| a.as_bytes()).collect();
+            now.as_bytes(),
+            self.names.publish_command().as_bytes(),
+            if refresh { b"1" } else { b"0" },
+            fixed.ttl_ms.as_bytes(),
+            fixed.jump.as_bytes(),
+            fixed.max_bytes.as_bytes(),
+        ]);
         for pending in batch {
             args.push(&pending.prefix);
             args.push(&pending.suffix);
@@ -282,6 +279,29 @@ impl Committer {
             line.draining || line.refreshed.is_some_and(|at| at.elapsed() < every)
         });
         before - lines.len()
+    }
+}
+
+/// The `APPEND` script's arguments that do not change between batches (see `scripts::APPEND`).
+struct FixedArgs {
+    max_events: String,
+    /// How long the keys live after a refresh: `ttl + ttl/8` (see `Committer::refresh_every`).
+    expiry_ms: String,
+    ttl_ms: String,
+    jump: String,
+    max_bytes: String,
+}
+
+impl FixedArgs {
+    fn new(history: &HistoryConfig, jump: u64) -> Self {
+        let expiry = (history.ttl + history.ttl / 8).as_millis().max(1);
+        Self {
+            max_events: history.max_events.to_string(),
+            expiry_ms: expiry.to_string(),
+            ttl_ms: history.ttl.as_millis().to_string(),
+            jump: jump.to_string(),
+            max_bytes: history.max_bytes.to_string(),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use agentwire_bridge::{BridgeError, LiveSink};
 use agentwire_core::{Frame, UserId};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use parking_lot::{Mutex, RwLock};
 use redis::aio::PubSubSink;
@@ -18,6 +19,7 @@ use redis::{PushInfo, PushKind, Value};
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+use crate::slice::frames_of;
 use crate::store::Store;
 use crate::{Names, unavailable};
 
@@ -145,12 +147,10 @@ impl LiveFeed {
         };
         // Latency on Redis is measured from when this node received the live message.
         let now = std::time::Instant::now();
-        for (seq, json) in (first..).zip(frames) {
-            live.deliver(
-                &user,
-                epoch,
-                Frame::event(seq, json.to_vec()).accepted_at(now),
-            );
+        // One copy of the batch; its frames are slices of it.
+        let frames = Bytes::copy_from_slice(frames);
+        for (seq, json) in (first..).zip(frames_of(&frames)) {
+            live.deliver(&user, epoch, Frame::event(seq, json).accepted_at(now));
         }
     }
 
@@ -168,13 +168,12 @@ impl LiveFeed {
     }
 }
 
-/// `"<first> <epoch> <frame>\n<frame>…"` → (first, epoch, frames).
-fn decode_batch(payload: &[u8]) -> Option<(u64, &str, impl Iterator<Item = &[u8]>)> {
+/// `"<first> <epoch> <frame>\n<frame>…"` → (first, epoch, the joined frames).
+fn decode_batch(payload: &[u8]) -> Option<(u64, &str, &[u8])> {
     let mut parts = payload.splitn(3, |b| *b == b' ');
     let first = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
     let epoch = std::str::from_utf8(parts.next()?).ok()?;
-    let frames = parts.next()?;
-    Some((first, epoch, frames.split(|b| *b == b'\n')))
+    Some((first, epoch, parts.next()?))
 }
 
 /// Waits up to a few seconds for the subscriber connection (it may be reconnecting).
@@ -339,10 +338,11 @@ mod tests {
     fn a_batch_message_decodes_into_consecutive_frames() {
         let (first, epoch, frames) = decode_batch(b"7 ep1 {\"a\":1}\n{\"b\":2}").unwrap();
         assert_eq!((first, epoch), (7, "ep1"));
-        let frames: Vec<&[u8]> = frames.collect();
+        let frames: Vec<Bytes> = frames_of(&Bytes::copy_from_slice(frames)).collect();
         assert_eq!(frames, vec![&b"{\"a\":1}"[..], &b"{\"b\":2}"[..]]);
         let (first, _, frames) = decode_batch(b"3 e {\"x\":\"a b\"}").unwrap();
-        assert_eq!((first, frames.count()), (3, 1));
+        let frames = Bytes::copy_from_slice(frames);
+        assert_eq!((first, frames_of(&frames).count()), (3, 1));
         assert!(decode_batch(b"x e {}").is_none());
         assert!(decode_batch(b"1 e").is_none());
     }

@@ -268,8 +268,15 @@ impl Lua {
 
     /// The call of the script on `keys` with `args`; by source when `by_source`.
     pub(crate) fn cmd(&self, by_source: bool, keys: &[String], args: &[&[u8]]) -> redis::Cmd {
-        let mut cmd = redis::cmd(if by_source { "EVAL" } else { "EVALSHA" });
-        cmd.arg(if by_source { self.source } else { &self.hash })
+        let script = if by_source { self.source } else { &self.hash };
+        // Sized once: a batch's frames are most of the command, copied in without regrowing.
+        let bytes = script.len()
+            + keys.iter().map(String::len).sum::<usize>()
+            + args.iter().map(|a| a.len()).sum::<usize>()
+            + 16;
+        let mut cmd = redis::Cmd::with_capacity(3 + keys.len() + args.len(), bytes);
+        cmd.arg(if by_source { "EVAL" } else { "EVALSHA" })
+            .arg(script)
             .arg(keys.len())
             .arg(keys)
             .arg(args);

@@ -29,20 +29,31 @@ fn as_bytes(v: Value) -> Option<Vec<u8>> {
     }
 }
 
-/// The frames of one batch entry, `\n`-joined, each with its seq; `None` when their number does
-/// not match the id's range.
+/// The frames of one batch, `\n`-joined (frames are compact JSON, which holds no raw newline), as
+/// slices of `joined`: the one way both reads and the live feed take a batch apart.
+pub(crate) fn frames_of(joined: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
+    let mut rest = Some(0);
+    std::iter::from_fn(move || {
+        let start = rest?;
+        Some(match memchr::memchr(b'\n', &joined[start..]) {
+            Some(len) => {
+                rest = Some(start + len + 1);
+                joined.slice(start..start + len)
+            }
+            None => {
+                rest = None;
+                joined.slice(start..)
+            }
+        })
+    })
+}
+
+/// The frames of one batch entry, each with its seq; `None` when their number does not match
+/// the id's range.
 pub(crate) fn split_entry(id: &str, joined: Vec<u8>) -> Option<Vec<(u64, Bytes)>> {
     let (first, last) = parse_range(id)?;
     let joined = Bytes::from(joined);
-    let mut out = Vec::with_capacity((last - first + 1) as usize);
-    let mut start = 0;
-    for (i, b) in joined.iter().enumerate() {
-        if *b == b'\n' {
-            out.push(joined.slice(start..i));
-            start = i + 1;
-        }
-    }
-    out.push(joined.slice(start..));
+    let out: Vec<Bytes> = frames_of(&joined).collect();
     (out.len() as u64 == last - first + 1).then(|| (first..).zip(out).collect())
 }
 
@@ -98,6 +109,15 @@ pub(crate) fn parse_slice(values: Vec<Value>, limit: ReadLimit) -> Option<Stream
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn frames_of_splits_at_every_newline_like_split() {
+        for joined in ["", "a", "a\nb", "{\"x\":1}\n{\"y\":2}\n{}", "a\n", "\n\n"] {
+            let ours: Vec<Bytes> = frames_of(&Bytes::from(joined)).collect();
+            let split: Vec<&str> = joined.split('\n').collect();
+            assert_eq!(ours, split, "{joined:?}");
+        }
+    }
 
     fn bulk(s: &str) -> Value {
         Value::BulkString(s.as_bytes().to_vec())
