@@ -24,14 +24,18 @@ fn start() -> Server {
     ])
 }
 
-async fn health(addr: &str) -> Value {
+/// The body of `GET path`, on a fresh connection.
+async fn get_body(addr: &str, path: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
-    serde_json::from_str(out.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    out.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
+async fn health(addr: &str) -> Value {
+    serde_json::from_str(&get_body(addr, "/health").await).unwrap()
 }
 
 /// Completes the WebSocket handshake with a tiny receive buffer, then never reads again.
@@ -164,13 +168,9 @@ async fn resume_from_zero(addr: &str, published: u64, held: u64) {
 
 /// `agentwire_tcp_connections` from `/metrics` (this request's own socket included).
 async fn tcp_connections(addr: &str) -> u64 {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    get_body(addr, "/metrics")
         .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("agentwire_tcp_connections "))
         .and_then(|v| v.trim().parse::<f64>().ok())
         .expect("agentwire_tcp_connections in /metrics") as u64
