@@ -191,6 +191,30 @@ pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read()
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
+    // The same without a Content-Length (chunked): refused midway, read on all the same.
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"POST /ds/big?user=ada HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        .await
+        .unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    for _ in 0..128 {
+        tcp.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+            .await
+            .unwrap();
+        tcp.write_all(&chunk)
+            .await
+            .expect("the server reads the refused chunked body on");
+        tcp.write_all(b"\r\n").await.unwrap();
+    }
+    tcp.write_all(b"0\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("an answer within 10 s")
+        .expect("the 413 arrives, not a reset");
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+
     // A client that waits for `100 Continue` is not invited to send the refused body: it gets
     // the 413 straight away.
     let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::{Body, Bytes};
+use axum::body::{Body, BodyDataStream, Bytes};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -190,7 +190,7 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
     let Caller { owner, expires_at } = match ds.authenticate(&parts.headers, &query) {
         Ok(caller) => caller,
         Err(e) => {
-            drain(&parts.headers, body).await;
+            refuse_unread(&parts.headers, body).await;
             return e.into_response();
         }
     };
@@ -221,30 +221,49 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
 const DRAIN_BYTES: usize = 32 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-/// The request body, at most `max` bytes. One whose `Content-Length` says it is larger is
-/// refused without being stored, but only after it was read on ([`drain`]).
+/// The request body, at most `max` bytes. A larger one is refused without being stored — but
+/// read on first ([`discard`]): closing a socket with unread bytes in it makes the kernel reset
+/// the connection, which can destroy the 413 before the client reads it.
 async fn body_bytes(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ()> {
     if declared_length(headers).is_some_and(|len| len > max as u64) {
-        drain(headers, body).await;
+        refuse_unread(headers, body).await;
         return Err(());
     }
-    axum::body::to_bytes(body, max).await.map_err(drop)
+    let mut data = body.into_data_stream();
+    let mut chunks = Vec::new();
+    let mut len = 0;
+    while let Some(chunk) = data.next().await {
+        let chunk = chunk.map_err(drop)?;
+        len += chunk.len();
+        if len > max {
+            // No Content-Length (a chunked body): over the bound midway.
+            discard(data).await;
+            return Err(());
+        }
+        chunks.push(chunk);
+    }
+    Ok(match chunks.len() {
+        1 => chunks.swap_remove(0),
+        _ => chunks.concat().into(),
+    })
 }
 
-/// Reads and discards what is left of a body the server answers without using (up to
-/// [`DRAIN_BYTES`] and [`DRAIN_TIME`]): closing a socket with unread bytes in it makes the kernel
-/// reset the connection, which can destroy the error response before the client reads it. Not
-/// for a client that waits for `100 Continue` (reading would invite the refused body; without
-/// it the client sends nothing), nor for a declared length past [`DRAIN_BYTES`] (the reset would
-/// come anyway, after the wasted transfer).
-async fn drain(headers: &HeaderMap, body: Body) {
+/// Before answering a request whose body the server will not use and has not started reading:
+/// reads the body on ([`discard`]), unless the client waits for `100 Continue` (reading would
+/// invite the refused body; without it the client sends nothing) or declares more than
+/// [`DRAIN_BYTES`] (the reset would come anyway, after the wasted transfer).
+async fn refuse_unread(headers: &HeaderMap, body: Body) {
     let expects_continue = headers
         .get(header::EXPECT)
         .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     if expects_continue || declared_length(headers).is_some_and(|len| len > DRAIN_BYTES as u64) {
         return;
     }
-    let mut data = body.into_data_stream();
+    discard(body.into_data_stream()).await;
+}
+
+/// Reads and discards the rest of a refused body, up to [`DRAIN_BYTES`] and [`DRAIN_TIME`].
+async fn discard(mut data: BodyDataStream) {
     let mut left = DRAIN_BYTES;
     let _ = tokio::time::timeout(DRAIN_TIME, async {
         while let Some(Ok(chunk)) = data.next().await {
