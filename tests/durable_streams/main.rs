@@ -110,6 +110,11 @@ fn main() -> std::process::ExitCode {
             Vec::new(),
             an_oversized_append_is_answered_413_after_its_body_is_read,
         ),
+        harness::trial_needing(
+            "forged_wake_tokens_are_rate_limited_per_address",
+            Vec::new(),
+            forged_wake_tokens_are_rate_limited_per_address,
+        ),
         harness::Trial::test("insecure_no_auth_is_refused_off_loopback", || {
             insecure_no_auth_is_refused_off_loopback();
             Ok(())

@@ -232,3 +232,41 @@ pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read()
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     server.stop().await;
 }
+
+/// The wake-token routes (`callback`, `ack`, `release`) are authenticated by a signed token, not
+/// an owner: forged tokens are charged to the peer address before their signature is checked.
+pub(crate) async fn forged_wake_tokens_are_rate_limited_per_address() {
+    let mut config = agentwire_test::test_config();
+    config.durable_streams.requests_per_second = 1;
+    config.durable_streams.request_burst = 3;
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let http = reqwest::Client::new();
+    let ack = || {
+        http.post(server.http_url("/ds/__ds/subscriptions/s1/ack"))
+            .bearer_auth("forged.token")
+            .header("content-type", "application/json")
+            .body(r#"{"wake_id":"w","generation":1}"#)
+            .send()
+    };
+    for _ in 0..3 {
+        let refused = ack().await.unwrap();
+        assert_eq!(refused.status(), 401, "a forged token within the burst");
+    }
+    let limited = ack().await.unwrap();
+    assert_eq!(
+        limited.status(),
+        429,
+        "past the burst, before the signature check"
+    );
+    assert_eq!(limited.headers()["retry-after"], "1");
+    let body: serde_json::Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "RATE_LIMITED");
+    // Owners' routes keep their own budget.
+    let created = http
+        .put(server.http_url("/ds/notes?user=ada"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    server.stop().await;
+}

@@ -51,7 +51,8 @@ pub struct DurableStreamsConfig {
     /// Payload bytes a user may hold across their streams (429 past it).
     pub max_bytes_per_user: u64,
     /// Sustained requests per second per user, of every kind: reads (live or not), `HEAD`,
-    /// appends, deletes, subscription management and claims (429 past it).
+    /// appends, deletes, subscription management and claims; and per peer address on the
+    /// wake-token routes (`callback`, `ack`, `release`). 429 past it.
     pub requests_per_second: u32,
     /// Requests a user may make in a burst above the sustained rate.
     pub request_burst: u32,

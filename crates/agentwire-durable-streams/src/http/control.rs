@@ -109,6 +109,7 @@ async fn subscription(
             Ok(axum::Json(claimed).into_response())
         }
         (&Method::POST, [action @ ("callback" | "ack" | "release")]) => {
+            ds.charge_token_request(&parts.extensions)?;
             let kind = match *action {
                 "callback" => Finish::Callback,
                 "ack" => Finish::Ack,

@@ -7,13 +7,14 @@ mod read;
 mod sse;
 mod write;
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, BodyDataStream, Bytes};
-use axum::extract::{DefaultBodyLimit, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 
@@ -21,7 +22,7 @@ use crate::model::{Caller, Owner};
 use crate::offset::Offset;
 use crate::subscription::{Engine, MemorySubscriptions, SubscriptionStore};
 use crate::{DsError, DurableStreamsConfig, StreamStore};
-use rate::OwnerRate;
+use rate::KeyedRate;
 
 pub(crate) const STREAM_NEXT_OFFSET: HeaderName = HeaderName::from_static("stream-next-offset");
 pub(crate) const STREAM_CLOSED: HeaderName = HeaderName::from_static("stream-closed");
@@ -68,9 +69,12 @@ pub struct DurableStreams {
     /// Subscriptions (PROTOCOL.md §6, §7) over `store`.
     pub(crate) subscriptions: Arc<Engine>,
     /// The request rate per owner (`requests_per_second`, `request_burst`).
-    requests: Arc<OwnerRate>,
+    requests: Arc<KeyedRate<Owner>>,
+    /// The same rate per peer address, on the routes a wake token authenticates (no owner is
+    /// known before the token's signature is checked, which is the work to bound).
+    token_requests: Arc<KeyedRate<IpAddr>>,
     /// The append rate per owner (`appends_per_second`, `append_burst`).
-    appends: Arc<OwnerRate>,
+    appends: Arc<KeyedRate<Owner>>,
 }
 
 impl std::fmt::Debug for DurableStreams {
@@ -99,11 +103,15 @@ impl DurableStreams {
             store,
             auth,
             subscriptions,
-            requests: Arc::new(OwnerRate::new(
+            requests: Arc::new(KeyedRate::new(
                 config.requests_per_second,
                 config.request_burst,
             )),
-            appends: Arc::new(OwnerRate::new(
+            token_requests: Arc::new(KeyedRate::new(
+                config.requests_per_second,
+                config.request_burst,
+            )),
+            appends: Arc::new(KeyedRate::new(
                 config.appends_per_second,
                 config.append_burst,
             )),
@@ -161,6 +169,23 @@ impl DurableStreams {
             )));
         }
         Ok(caller)
+    }
+
+    /// Charges one wake-token request to the peer address the server recorded
+    /// (`ConnectInfo<SocketAddr>`; not limited where there is none, as when the router is served
+    /// without `into_make_service_with_connect_info`).
+    pub(crate) fn charge_token_request(&self, extensions: &Extensions) -> Result<(), DsError> {
+        let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() else {
+            return Ok(());
+        };
+        if self.token_requests.check(&peer.ip()) {
+            return Ok(());
+        }
+        Err(DsError::TooMany(format!(
+            "request rate limit: {} wake-token requests per second per address \
+             (durable_streams.requests_per_second)",
+            self.config.requests_per_second
+        )))
     }
 
     /// Takes one append from `owner`'s budget (`appends_per_second`, `append_burst`).

@@ -77,6 +77,14 @@ impl IntoResponse for SubError {
         error.insert("code".into(), self.code.into());
         error.insert("message".into(), self.message.into());
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
+        let mut response =
+            (status, axum::Json(serde_json::json!({ "error": error }))).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            // As the stream routes' 429: the rates refill within a second.
+            response
+                .headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
