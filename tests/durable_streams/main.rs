@@ -115,6 +115,11 @@ fn main() -> std::process::ExitCode {
             Vec::new(),
             forged_wake_tokens_are_rate_limited_per_address,
         ),
+        harness::trial_needing(
+            "a_body_that_stops_arriving_is_a_bad_request",
+            Vec::new(),
+            a_body_that_stops_arriving_is_a_bad_request,
+        ),
         harness::Trial::test("insecure_no_auth_is_refused_off_loopback", || {
             insecure_no_auth_is_refused_off_loopback();
             Ok(())

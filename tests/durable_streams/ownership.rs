@@ -233,6 +233,33 @@ pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read()
     server.stop().await;
 }
 
+/// A body that stops arriving is a bad request (400, `limits.body_read_timeout`), not a 413.
+pub(crate) async fn a_body_that_stops_arriving_is_a_bad_request() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut config = agentwire_test::test_config();
+    config.limits.body_read_timeout = Duration::from_millis(300);
+    let server = TestServer::start_with(config, Vec::new()).await;
+    let created = reqwest::Client::new()
+        .put(server.http_url("/ds/slow?user=ada"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let mut tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"POST /ds/slow?user=ada HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("an answer within 10 s")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&buf[..n]);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("could not be read"), "{answer}");
+    server.stop().await;
+}
+
 /// The wake-token routes (`callback`, `ack`, `release`) are authenticated by a signed token, not
 /// an owner: forged tokens are charged to the peer address before their signature is checked.
 pub(crate) async fn forged_wake_tokens_are_rate_limited_per_address() {

@@ -225,10 +225,7 @@ async fn dispatch(State(ds): State<DurableStreams>, request: Request) -> Respons
         Method::DELETE => write::delete(&ds, &path, owner).await,
         Method::PUT | Method::POST => {
             match body_bytes(body, &parts.headers, ds.config.max_append_bytes).await {
-                Err(()) => Err(DsError::TooLarge(format!(
-                    "the body exceeds {} bytes (durable_streams.max_append_bytes)",
-                    ds.config.max_append_bytes
-                ))),
+                Err(e) => Err(e),
                 Ok(bytes) if parts.method == Method::PUT => {
                     write::put(&ds, &path, &location, &parts.headers, bytes, owner).await
                 }
@@ -249,21 +246,31 @@ const DRAIN_TIME: Duration = Duration::from_secs(5);
 /// The request body, at most `max` bytes. A larger one is refused without being stored — but
 /// read on first ([`discard`]): closing a socket with unread bytes in it makes the kernel reset
 /// the connection, which can destroy the 413 before the client reads it.
-async fn body_bytes(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, ()> {
+///
+/// # Errors
+/// [`DsError::TooLarge`] past `max`; [`DsError::BadRequest`] when the body cannot be read (the
+/// client went away, or took longer than `limits.body_read_timeout`).
+async fn body_bytes(body: Body, headers: &HeaderMap, max: usize) -> Result<Bytes, DsError> {
+    let too_large = || {
+        DsError::TooLarge(format!(
+            "the body exceeds {max} bytes (durable_streams.max_append_bytes)"
+        ))
+    };
     if declared_length(headers).is_some_and(|len| len > max as u64) {
         refuse_unread(headers, body).await;
-        return Err(());
+        return Err(too_large());
     }
     let mut data = body.into_data_stream();
     let mut chunks = Vec::new();
     let mut len = 0;
     while let Some(chunk) = data.next().await {
-        let chunk = chunk.map_err(drop)?;
+        let chunk =
+            chunk.map_err(|e| DsError::bad(format!("the request body could not be read: {e}")))?;
         len += chunk.len();
         if len > max {
             // No Content-Length (a chunked body): over the bound midway.
             discard(data).await;
-            return Err(());
+            return Err(too_large());
         }
         chunks.push(chunk);
     }
