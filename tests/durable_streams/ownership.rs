@@ -147,11 +147,43 @@ pub(crate) async fn a_users_request_rate_is_bounded_on_reads_and_control_routes(
     server.stop().await;
 }
 
+/// The first answer on `tcp`, head and body (by its `Content-Length`), within 10 s; a reset or a
+/// close before it is complete fails the test.
+async fn read_answer(tcp: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let text = String::from_utf8_lossy(&answer);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let length = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                if body.len() >= length {
+                    return;
+                }
+            }
+            let n = tcp.read(&mut buf).await.expect("an answer, not a reset");
+            assert!(n > 0, "closed before the answer was complete");
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("an answer within 10 s");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 /// A body over `max_append_bytes` is refused with 413, and the client that sends all of it
 /// reads that answer: the server reads the refused body on instead of closing a socket with
 /// unread bytes in it (which resets the connection and can destroy the 413 unread).
 pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut config = agentwire_test::test_config();
     config.durable_streams.max_append_bytes = 1 << 20;
     let server = TestServer::start_with(config, Vec::new()).await;
@@ -174,21 +206,7 @@ pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read()
     tcp.write_all(&body)
         .await
         .expect("the server reads the refused body instead of resetting the connection");
-    let mut answer = Vec::new();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 4096];
-        while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
-            let n = tcp
-                .read(&mut buf)
-                .await
-                .expect("the 413 arrives, not a reset");
-            assert!(n > 0, "closed before the answer");
-            answer.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await
-    .expect("an answer within 10 s");
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = read_answer(&mut tcp).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // The same without a Content-Length (chunked): refused midway, read on all the same.
@@ -207,12 +225,7 @@ pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read()
         tcp.write_all(b"\r\n").await.unwrap();
     }
     tcp.write_all(b"0\r\n\r\n").await.unwrap();
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
-        .await
-        .expect("an answer within 10 s")
-        .expect("the 413 arrives, not a reset");
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let answer = read_answer(&mut tcp).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
 
     // A client that waits for `100 Continue` is not invited to send the refused body: it gets
@@ -223,19 +236,14 @@ pub(crate) async fn an_oversized_append_is_answered_413_after_its_body_is_read()
         body.len()
     );
     tcp.write_all(head.as_bytes()).await.unwrap();
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
-        .await
-        .expect("an answer within 10 s")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let answer = read_answer(&mut tcp).await;
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     server.stop().await;
 }
 
 /// A body that stops arriving is a bad request (400, `limits.body_read_timeout`), not a 413.
 pub(crate) async fn a_body_that_stops_arriving_is_a_bad_request() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut config = agentwire_test::test_config();
     config.limits.body_read_timeout = Duration::from_millis(300);
     let server = TestServer::start_with(config, Vec::new()).await;
@@ -249,12 +257,7 @@ pub(crate) async fn a_body_that_stops_arriving_is_a_bad_request() {
     tcp.write_all(b"POST /ds/slow?user=ada HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/octet-stream\r\nContent-Length: 100\r\n\r\n0123456789")
         .await
         .unwrap();
-    let mut buf = [0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
-        .await
-        .expect("an answer within 10 s")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&buf[..n]);
+    let answer = read_answer(&mut tcp).await;
     assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
     assert!(answer.contains("could not be read"), "{answer}");
     server.stop().await;

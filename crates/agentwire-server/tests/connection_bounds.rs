@@ -67,10 +67,7 @@ async fn get_from(from: [u8; 4], addr: SocketAddr, path: &str) -> Option<(String
 async fn metric(addr: SocketAddr, series: &str) -> f64 {
     let (status, body) = get_from([127, 0, 0, 2], addr, "/metrics").await.unwrap();
     assert!(status.contains("200"), "{status} {body}");
-    body.lines()
-        .find_map(|l| l.strip_prefix(series))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+    support::metric_value(&body, series).unwrap_or(0.0)
 }
 
 async fn wait_metric(addr: SocketAddr, series: &str, want: f64) {

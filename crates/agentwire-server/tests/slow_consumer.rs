@@ -168,11 +168,8 @@ async fn resume_from_zero(addr: &str, published: u64, held: u64) {
 
 /// `agentwire_tcp_connections` from `/metrics` (this request's own socket included).
 async fn tcp_connections(addr: &str) -> u64 {
-    get_body(addr, "/metrics")
-        .await
-        .lines()
-        .find_map(|l| l.strip_prefix("agentwire_tcp_connections "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
+    let metrics = get_body(addr, "/metrics").await;
+    support::metric_value(&metrics, "agentwire_tcp_connections")
         .expect("agentwire_tcp_connections in /metrics") as u64
 }
 

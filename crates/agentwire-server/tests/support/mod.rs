@@ -221,3 +221,11 @@ pub async fn echo_run(ws: &mut Ws, id: &str, content: &str) -> Vec<(String, Valu
         }
     }
 }
+
+/// The value of one series (`name{labels}`, or a bare name) in a `/metrics` body.
+pub fn metric_value(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.trim().parse().ok())
+}
