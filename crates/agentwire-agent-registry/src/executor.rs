@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use agentwire_bridge_factory::{BridgeFactory, RunEmitter};
+use agentwire_bridge_factory::{BridgeFactory, Emitted, RunEmitter};
 use agentwire_core::{
     AgentCompleted, AgentStarted, CoreError, EventKind, RunEvent, RunId, RunLauncher, ThreadId,
     TokenUsage, UserContext,
@@ -296,7 +296,7 @@ async fn finish(
 ) -> &'static str {
     let (label, result) = match outcome {
         Ok(v) => match complete(emitter, v, usage).await {
-            Ok(_) => ("completed", Ok(0)),
+            Ok(_) => ("completed", Ok(Emitted::Stored(0))),
             // e.g. the agent returned while its own spawned tool call was open, or its result
             // is over limits.max_event_bytes
             Err(e) => {
@@ -327,7 +327,7 @@ async fn complete(
     emitter: &RunEmitter,
     result: Value,
     usage: Option<(String, TokenUsage)>,
-) -> Result<u64, agentwire_bridge_factory::FactoryError> {
+) -> Result<Emitted, agentwire_bridge_factory::FactoryError> {
     match usage {
         None => emitter.completed(result).await,
         Some((model, usage)) => {

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use agentwire_core::{
     AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, CoreError,
-    EventKind, EventSink, NowOrLater, RunEvent, RunGrammar, ToolCompleted, ToolExecuting,
-    UserContext,
+    EventKind, EventSink, RunEvent, RunGrammar, ToolCompleted, ToolExecuting, UserContext,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -13,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::FactoryError;
 use crate::factory::RunGuard;
-use crate::publish::publish_in_grammar;
+use crate::publish::{MAX_UNCONFIRMED, Published, RunPublisher};
 
 /// Publishes the events of one run to the stream of the user in its [`UserContext`] — and to no
 /// other: the user is fixed when the emitter is made by
@@ -23,8 +22,19 @@ use crate::publish::publish_in_grammar;
 /// [`FactoryError::Publish`] and not forwarded. Methods take `&self`, so concurrent tool calls can
 /// share the emitter; events are published in the order the grammar accepted them.
 ///
+/// **When `emit` returns.** A sink that stores without waiting (the memory broker) has stored the
+/// event: [`Emitted::Stored`] with its seq. A sink that has to wait (the Redis broker) has queued
+/// it behind the run's earlier events — its place in the stream is fixed — and the run goes on
+/// while it is written: [`Emitted::Queued`]. So a run's events share the store's round trips
+/// instead of waiting for one each. No event reaches a client before it is stored, and the run's
+/// terminal event (`completed`, `failed`) returns only once it and every earlier event are stored
+/// ([`Self::confirm`] waits for that at any point).
+///
 /// An event the bridge refuses (its broker is unavailable) does not advance the run: the run can
-/// still end once the bridge recovers. Dropping an emitter whose run has not ended completes its
+/// still end once the bridge recovers. When a queued event turns out not stored, the sink drops
+/// every later event of the run as well (its fail-stop rule), and the next `emit` (or `confirm`)
+/// returns that error with the run rolled back to what the stream holds: the events a client
+/// sees of a run never have a hole. Dropping an emitter whose run has not ended completes its
 /// open tool calls with `ok:false` and ends the run with `agent_error {code:"agent_dropped"}`
 /// (retrying for a while when the bridge refuses), so a client never waits forever; the run
 /// counts as in progress (for [`BridgeFactory::wait_idle`](crate::BridgeFactory::wait_idle))
@@ -59,7 +69,7 @@ pub struct RunEmitter {
     ctx: UserContext,
     agent: Arc<str>,
     sink: Arc<dyn EventSink>,
-    grammar: Mutex<RunGrammar>,
+    publisher: Mutex<RunPublisher>,
     /// tokio's clock, so that a deadline made from it (the run's timeout) is on the same clock as
     /// the timer that enforces it, paused time included.
     started_at: tokio::time::Instant,
@@ -89,7 +99,7 @@ impl RunEmitter {
             ctx,
             agent,
             sink,
-            grammar: Mutex::new(RunGrammar::new()),
+            publisher: Mutex::new(RunPublisher::default()),
             started_at: tokio::time::Instant::now(),
             cancel,
             guard: Some(guard),
@@ -122,45 +132,86 @@ impl RunEmitter {
         self.started_at
     }
 
-    /// Publishes `kind` as the run's next event and returns its seq.
+    /// Publishes `kind` as the run's next event: stored, with its seq, or queued behind the run's
+    /// earlier events (see [when `emit` returns](Self#when-emit-returns)). A terminal event
+    /// returns once it is stored.
     ///
     /// # Errors
     /// [`FactoryError::Publish`] with [`agentwire_core::CoreError::Grammar`] when the event does
-    /// not fit the run, or the bridge's error when it cannot accept events (the run is then
-    /// unchanged).
-    pub async fn emit(&self, kind: EventKind) -> Result<u64, FactoryError> {
-        let Ok(mut grammar) = self.grammar.try_lock() else {
-            // Another step of this run holds the grammar. Boxed, so that the future of every
-            // `emit` (nested in every step of every agent) stays small.
+    /// not fit the run, or the bridge's error when it cannot accept events — or when an event
+    /// queued earlier turned out not stored (the run is then back where the stream has it).
+    pub async fn emit(&self, kind: EventKind) -> Result<Emitted, FactoryError> {
+        let Ok(mut publisher) = self.publisher.try_lock() else {
+            // Another step of this run is publishing. Boxed, so that the future of every `emit`
+            // (nested in every step of every agent) stays small.
             return Box::pin(self.emit_in_turn(kind)).await;
         };
-        let published = match self.publish(&mut grammar, kind).into_now() {
-            Ok(published) => published,
-            // The grammar stays locked until the sink has the event.
-            Err(later) => return Ok(later.await?),
+        let emitted = match self.queue(&mut publisher, kind)? {
+            Some(emitted) => emitted,
+            // The publisher stays locked until the run's events are stored.
+            None => return Box::pin(self.confirm_locked(&mut publisher)).await,
         };
-        drop(grammar);
+        drop(publisher);
         // A step that never waits still spends the task's cooperative budget, as the lock's
         // `.await` would: an agent that emits in a loop without awaiting anything else hands the
         // thread back every so often, so its timeout, its cancellation and the other tasks of
         // the thread (its connection's writer) run.
         tokio::task::coop::consume_budget().await;
-        Ok(published?)
+        Ok(emitted)
     }
 
-    /// [`Self::emit`] once the grammar is free.
-    async fn emit_in_turn(&self, kind: EventKind) -> Result<u64, FactoryError> {
-        let mut grammar = self.grammar.lock().await;
-        Ok(self.publish(&mut grammar, kind).await?)
+    /// [`Self::emit`] once the publisher is free.
+    async fn emit_in_turn(&self, kind: EventKind) -> Result<Emitted, FactoryError> {
+        let mut publisher = self.publisher.lock().await;
+        match self.queue(&mut publisher, kind)? {
+            Some(emitted) => Ok(emitted),
+            None => self.confirm_locked(&mut publisher).await,
+        }
     }
 
-    /// `kind` as the run's next event, through [`publish_in_grammar`].
-    fn publish<'a>(
-        &'a self,
-        grammar: &'a mut RunGrammar,
+    /// Hands `kind` to the sink as the run's next event; `None` when the caller must wait until
+    /// the run's events are stored: a terminal event, or more than [`MAX_UNCONFIRMED`] pending.
+    fn queue(
+        &self,
+        publisher: &mut RunPublisher,
         kind: EventKind,
-    ) -> NowOrLater<'a, Result<u64, CoreError>> {
-        publish_in_grammar(grammar, &*self.sink, &self.ctx.user_id, &self.event(kind))
+    ) -> Result<Option<Emitted>, FactoryError> {
+        let terminal = kind.is_terminal();
+        let event = self.event(kind);
+        match publisher.publish(&*self.sink, &self.ctx.user_id, &event)? {
+            Published::Stored(seq) => Ok(Some(Emitted::Stored(seq))),
+            Published::Queued if !terminal && publisher.unconfirmed() <= MAX_UNCONFIRMED => {
+                Ok(Some(Emitted::Queued))
+            }
+            Published::Queued => Ok(None),
+        }
+    }
+
+    /// Waits until every event emitted so far is stored; the seq of the last one (`None` when
+    /// no event was pending).
+    ///
+    /// # Errors
+    /// The error of the first event that was not stored; the run is rolled back to before it
+    /// (the stream holds nothing of the run after it), and can end with [`Self::failed`].
+    pub async fn confirm(&self) -> Result<Option<u64>, FactoryError> {
+        let mut publisher = self.publisher.lock().await;
+        let run = &self.ctx.run_id;
+        Ok(publisher
+            .confirm(&*self.sink, &self.ctx.user_id, run)
+            .await?)
+    }
+
+    /// Waits, holding the publisher, until the run's events are stored; the newest is stored
+    /// with the seq returned.
+    async fn confirm_locked(&self, publisher: &mut RunPublisher) -> Result<Emitted, FactoryError> {
+        let run = &self.ctx.run_id;
+        match publisher
+            .confirm(&*self.sink, &self.ctx.user_id, run)
+            .await?
+        {
+            Some(seq) => Ok(Emitted::Stored(seq)),
+            None => Ok(Emitted::Queued),
+        }
     }
 
     /// `kind` as this run's event, stamped now.
@@ -177,7 +228,7 @@ impl RunEmitter {
     ///
     /// # Errors
     /// As [`Self::emit`].
-    pub async fn started(&self, input: Option<String>) -> Result<u64, FactoryError> {
+    pub async fn started(&self, input: Option<String>) -> Result<Emitted, FactoryError> {
         self.emit(EventKind::AgentStarted(AgentStarted { input }))
             .await
     }
@@ -190,7 +241,7 @@ impl RunEmitter {
         &self,
         thought: impl Into<String>,
         step: Option<u32>,
-    ) -> Result<u64, FactoryError> {
+    ) -> Result<Emitted, FactoryError> {
         self.emit(EventKind::AgentThinking(AgentThinking {
             thought: thought.into(),
             step,
@@ -207,7 +258,7 @@ impl RunEmitter {
         call_id: &str,
         tool: &str,
         args: Value,
-    ) -> Result<u64, FactoryError> {
+    ) -> Result<Emitted, FactoryError> {
         self.emit(EventKind::ToolExecuting(ToolExecuting {
             call_id: call_id.to_owned(),
             tool: tool.to_owned(),
@@ -226,7 +277,7 @@ impl RunEmitter {
         tool: &str,
         outcome: Result<Value, String>,
         duration_ms: u64,
-    ) -> Result<u64, FactoryError> {
+    ) -> Result<Emitted, FactoryError> {
         let (ok, result, error) = match outcome {
             Ok(v) => (true, Some(v), None),
             Err(e) => (false, None, Some(e)),
@@ -250,7 +301,7 @@ impl RunEmitter {
         &self,
         message_id: &str,
         delta: impl Into<String>,
-    ) -> Result<u64, FactoryError> {
+    ) -> Result<Emitted, FactoryError> {
         self.emit(EventKind::AgentMessageDelta(AgentMessageDelta {
             message_id: message_id.to_owned(),
             delta: delta.into(),
@@ -262,7 +313,7 @@ impl RunEmitter {
     ///
     /// # Errors
     /// As [`Self::emit`]; open tool calls make it out of grammar.
-    pub async fn completed(&self, result: Value) -> Result<u64, FactoryError> {
+    pub async fn completed(&self, result: Value) -> Result<Emitted, FactoryError> {
         self.emit(EventKind::AgentCompleted(AgentCompleted {
             result,
             duration_ms: self.elapsed_ms(),
@@ -281,14 +332,40 @@ impl RunEmitter {
         &self,
         code: &str,
         message: impl Into<String>,
-    ) -> Result<u64, FactoryError> {
-        let mut grammar = self.grammar.lock().await;
-        let events = closing_events(&grammar, code, message.into(), self.elapsed_ms());
+    ) -> Result<Emitted, FactoryError> {
+        let mut publisher = self.publisher.lock().await;
+        let (sink, user, run) = (&*self.sink, &self.ctx.user_id, &self.ctx.run_id);
+        // The closing events follow what the stream holds: a queued event that turns out not
+        // stored rolls the run back first (its error is what this ends).
+        let _ = publisher.confirm(sink, user, run).await;
+        let events = closing_events(publisher.grammar(), code, message.into(), self.elapsed_ms());
         let mut last = 0;
         for kind in events {
-            last = self.publish(&mut grammar, kind).await?;
+            last = publisher
+                .publish_stored(sink, user, &self.event(kind))
+                .await?;
         }
-        Ok(last)
+        Ok(Emitted::Stored(last))
+    }
+}
+
+/// Where an event is when [`RunEmitter::emit`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Emitted {
+    /// Stored, with this seq (and so is every earlier event of the run).
+    Stored(u64),
+    /// Queued behind the run's earlier events; stored by the time the run's terminal event
+    /// returns, or the run's next `emit` (or [`RunEmitter::confirm`]) reports the failure.
+    Queued,
+}
+
+impl Emitted {
+    /// The seq, when the event is known to be stored.
+    pub fn seq(self) -> Option<u64> {
+        match self {
+            Emitted::Stored(seq) => Some(seq),
+            Emitted::Queued => None,
+        }
     }
 }
 
@@ -346,27 +423,21 @@ const DROP_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(1
 
 impl Drop for RunEmitter {
     fn drop(&mut self) {
-        let grammar = std::mem::take(self.grammar.get_mut());
-        if grammar.is_finished() {
+        let publisher = std::mem::take(self.publisher.get_mut());
+        if publisher.grammar().is_finished() && publisher.unconfirmed() == 0 {
             return;
         }
-        let events = closing_events(
-            &grammar,
-            "agent_dropped",
-            "the agent stopped without ending its run".to_owned(),
-            self.elapsed_ms(),
-        );
-        tracing::warn!(run_id = %self.ctx.run_id, user_id = %self.ctx.user_id, "run dropped without a terminal event");
         let closing = ClosingRun {
-            grammar,
+            publisher,
             sink: self.sink.clone(),
             ctx: self.ctx.clone(),
             agent: self.agent.clone(),
+            duration_ms: self.elapsed_ms(),
             _guard: self.guard.take(),
         };
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
-                handle.spawn(closing.publish(events));
+                handle.spawn(closing.publish());
             }
             Err(_) => {
                 tracing::error!(run_id = %self.ctx.run_id, "run dropped outside a tokio runtime; its end was not published")
@@ -377,27 +448,41 @@ impl Drop for RunEmitter {
 
 /// A dropped run ending itself on its own task; registered with the factory until done.
 struct ClosingRun {
-    grammar: RunGrammar,
+    publisher: RunPublisher,
     sink: Arc<dyn EventSink>,
     ctx: UserContext,
     agent: Arc<str>,
+    duration_ms: u64,
     _guard: Option<RunGuard>,
 }
 
 impl ClosingRun {
-    async fn publish(mut self, events: Vec<EventKind>) {
+    /// Waits for the run's queued events (a terminal one among them may have ended it), then
+    /// publishes what closes the run from where the stream has it.
+    async fn publish(mut self) {
+        let (sink, user, run) = (&*self.sink, &self.ctx.user_id, &self.ctx.run_id);
+        let _ = self.publisher.confirm(sink, user, run).await;
+        if self.publisher.grammar().is_finished() {
+            return;
+        }
+        tracing::warn!(run_id = %run, user_id = %user, "run dropped without a terminal event");
+        let events = closing_events(
+            self.publisher.grammar(),
+            "agent_dropped",
+            "the agent stopped without ending its run".to_owned(),
+            self.duration_ms,
+        );
         let mut pause = DROP_RETRY_PAUSE;
         let mut tries = 0;
         let mut events = events.into_iter().peekable();
         while let Some(kind) = events.peek() {
             let event = RunEvent::now(
-                self.ctx.run_id.clone(),
+                run.clone(),
                 self.ctx.thread_id.clone(),
                 self.agent.clone(),
                 kind.clone(),
             );
-            let user = &self.ctx.user_id;
-            match publish_in_grammar(&mut self.grammar, &*self.sink, user, &event).await {
+            match self.publisher.publish_stored(sink, user, &event).await {
                 Ok(_) => {
                     events.next();
                 }
@@ -407,7 +492,7 @@ impl ClosingRun {
                     pause *= 2;
                 }
                 Err(e) => {
-                    tracing::error!(run_id = %self.ctx.run_id, error = %e, "could not end a dropped run");
+                    tracing::error!(run_id = %run, error = %e, "could not end a dropped run");
                     return;
                 }
             }

@@ -7,13 +7,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use agentwire_core::{
-    CoreError, ErrorCode, EventKind, EventSink, GrammarError, RunEvent, RunGrammar, RunId,
-    ThreadId, UserId,
+    CoreError, ErrorCode, EventKind, EventSink, GrammarError, RunEvent, RunId, ThreadId, UserId,
 };
 use dashmap::DashMap;
 use tokio::sync::Mutex;
 
-use crate::publish::publish_in_grammar;
+use crate::publish::RunPublisher;
 
 /// Bounds of [`ExternalRuns`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,7 +86,7 @@ impl ExternalError {
 type Key = (UserId, RunId);
 
 struct OpenRun {
-    grammar: RunGrammar,
+    publisher: RunPublisher,
     thread_id: ThreadId,
     agent: Arc<str>,
     last_activity: Instant,
@@ -98,7 +97,7 @@ struct OpenRun {
 /// Enforces the run grammar on events that external agents publish one request at a time, and
 /// publishes the accepted ones through an [`EventSink`] (the bridge).
 ///
-/// Per `(user, run_id)` it holds one [`RunGrammar`]. An entry is dropped at the run's terminal
+/// Per `(user, run_id)` it holds one run grammar. An entry is dropped at the run's terminal
 /// event and after `idle_ttl` without events, so memory stays bounded by
 /// [`ExternalLimits::max_open_runs`]; an ended run's id is remembered for `idle_ttl` so it cannot
 /// be started again. Events of one run are published in the order the grammar accepted them.
@@ -196,14 +195,16 @@ impl ExternalRuns {
         if run.agent != event.agent {
             return Err(mismatch(&key.1, "agent", &run.agent, &event.agent));
         }
-        let seq = publish_in_grammar(&mut run.grammar, &*self.inner.sink, user, &event)
+        let seq = run
+            .publisher
+            .publish_stored(&*self.inner.sink, user, &event)
             .await
             .map_err(|e| match e {
                 CoreError::Grammar(refused) => ExternalError::Grammar(refused),
                 other => ExternalError::Publish(other),
             })?;
         run.last_activity = Instant::now();
-        if run.grammar.is_finished() {
+        if run.publisher.grammar().is_finished() {
             run.gone = true;
             self.inner.open.remove(&key);
             self.inner.ended.insert(key, Instant::now());
@@ -242,7 +243,7 @@ impl ExternalRuns {
             .entry(key.clone())
             .or_insert_with(|| {
                 Arc::new(Mutex::new(OpenRun {
-                    grammar: RunGrammar::new(),
+                    publisher: RunPublisher::default(),
                     thread_id: event.thread_id.clone(),
                     agent: event.agent.clone(),
                     last_activity: now,

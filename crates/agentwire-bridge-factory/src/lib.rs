@@ -34,7 +34,7 @@ mod external;
 mod factory;
 mod publish;
 
-pub use emitter::RunEmitter;
+pub use emitter::{Emitted, RunEmitter};
 pub use error::FactoryError;
 pub use external::{ExternalError, ExternalLimits, ExternalRuns};
 pub use factory::{BridgeFactory, DEFAULT_MAX_EVENT_BYTES, RunLimits};

@@ -1,35 +1,179 @@
-//! The one way a run's event reaches its stream: check, publish, then commit.
+//! `RunPublisher`: the one way a run's events reach its stream — checked against the run's
+//! grammar, handed to the sink in order, and followed until they are stored.
 
-use agentwire_core::{CoreError, EventSink, NowOrLater, RunEvent, RunGrammar, UserId};
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll, Waker};
 
-/// Publishes `event` as the next event of the run `grammar` tracks.
+use agentwire_core::{CoreError, EventSink, NowOrLater, RunEvent, RunGrammar, RunId, UserId};
+
+/// Most events of one run queued and not yet known to be stored; past it, publishing waits for
+/// them (the run's memory for rolling back stays bounded, and so does its share of the store's
+/// queue).
+pub(crate) const MAX_UNCONFIRMED: usize = 64;
+
+/// Publishes the events of one run, in the order its grammar accepted them.
 ///
-/// The event is checked against the grammar without changing it, handed to `sink`, and the
-/// grammar advances only once the sink accepted it. Every way an event comes in — an agent's
-/// [`RunEmitter`](crate::RunEmitter), a run's content (its `agent_started`), `/v1/publish` through
-/// [`ExternalRuns`](crate::ExternalRuns) — passes here. The sink bounds the event's size on the
-/// frame it writes (`payload_too_large`, [`CoreError::EventTooLarge`]), so one bound holds for
-/// all of them and costs no pass of its own. An event the sink refused leaves the run where it
-/// was: the same event can be sent again, or the run ended another way (`failed`, the drop
-/// guard), once the sink recovers. The caller holds the run's grammar (its lock) until the
-/// result resolves, so the grammar order is the seq order.
+/// Every way an event comes in — an agent's [`RunEmitter`](crate::RunEmitter), a dropped run's
+/// closing events, `/v1/publish` through [`ExternalRuns`](crate::ExternalRuns) — passes here.
+/// An event is checked against the grammar without changing it and handed to the sink; the sink
+/// fixes its place in the stream at once, so the grammar advances then, and the next event can
+/// follow before this one is stored (a sink that stores without waiting, the memory broker,
+/// answers at once and nothing stays pending).
 ///
-/// `Now` when the grammar refuses the event or the sink takes it without waiting: no await, no
-/// allocation.
-pub(crate) fn publish_in_grammar<'a>(
-    grammar: &'a mut RunGrammar,
-    sink: &'a dyn EventSink,
-    user: &'a UserId,
-    event: &RunEvent,
-) -> NowOrLater<'a, Result<u64, CoreError>> {
-    let accepted = match grammar.accept(&event.kind) {
-        Ok(accepted) => accepted,
-        Err(refused) => return NowOrLater::now(Err(refused.into())),
-    };
-    sink.publish(user, event).map(move |published| {
-        if published.is_ok() {
-            grammar.commit(accepted);
+/// Events the sink has not confirmed yet stay here, each with the grammar from before it. When
+/// one fails, every later one of the run fails too (the sink's fail-stop rule, see
+/// [`EventSink`]): the grammar goes back to before the failed one — what the stream holds — the
+/// sink is told the failure was seen, and the error is returned. A run can then still end in
+/// grammar (`agent_error`, with `ok:false` for the calls the stream shows open) once the sink
+/// recovers. The sink bounds each event's size on the frame it writes (`payload_too_large`), so
+/// one bound holds for every way in.
+#[derive(Debug, Default)]
+pub(crate) struct RunPublisher {
+    /// After every event handed to the sink, stored or not.
+    grammar: RunGrammar,
+    /// Handed to the sink, not yet known to be stored; oldest first.
+    unconfirmed: VecDeque<Unconfirmed>,
+}
+
+struct Unconfirmed {
+    outcome: NowOrLater<'static, Result<u64, CoreError>>,
+    /// The grammar before this event: where the run is if it fails.
+    before: RunGrammar,
+}
+
+impl std::fmt::Debug for Unconfirmed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unconfirmed").finish_non_exhaustive()
+    }
+}
+
+/// What [`RunPublisher::publish`] did with an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Published {
+    /// Stored, with this seq, and every earlier event of the run too.
+    Stored(u64),
+    /// In the sink's queue, behind the run's earlier events; not known to be stored yet.
+    Queued,
+}
+
+impl RunPublisher {
+    /// The grammar after every event handed to the sink.
+    pub(crate) fn grammar(&self) -> &RunGrammar {
+        &self.grammar
+    }
+
+    /// How many events are not known to be stored yet.
+    pub(crate) fn unconfirmed(&self) -> usize {
+        self.unconfirmed.len()
+    }
+
+    /// Checks `event` against the grammar and hands it to `sink`.
+    ///
+    /// # Errors
+    /// [`CoreError::Grammar`] when it does not fit; the sink's error when it refuses it at once;
+    /// the error of an earlier event that turned out not stored (the run is rolled back, and
+    /// `event` is not published).
+    pub(crate) fn publish(
+        &mut self,
+        sink: &dyn EventSink,
+        user: &UserId,
+        event: &RunEvent,
+    ) -> Result<Published, CoreError> {
+        self.take_ready(sink, user, &event.run_id)?;
+        let accepted = self.grammar.accept(&event.kind)?;
+        let outcome = match sink.publish(user, event).into_now() {
+            Ok(Ok(seq)) if self.unconfirmed.is_empty() => {
+                self.grammar.commit(accepted);
+                return Ok(Published::Stored(seq));
+            }
+            // Refused at once: the run is where it was.
+            Ok(Err(e)) => return Err(e),
+            Ok(stored) => NowOrLater::now(stored),
+            Err(later) => later,
+        };
+        let before = self.grammar.clone();
+        self.grammar.commit(accepted);
+        self.unconfirmed.push_back(Unconfirmed { outcome, before });
+        Ok(Published::Queued)
+    }
+
+    /// [`Self::publish`], then waits until the event is stored; its seq.
+    ///
+    /// # Errors
+    /// As [`Self::publish`] and [`Self::confirm`].
+    pub(crate) async fn publish_stored(
+        &mut self,
+        sink: &dyn EventSink,
+        user: &UserId,
+        event: &RunEvent,
+    ) -> Result<u64, CoreError> {
+        match self.publish(sink, user, event)? {
+            Published::Stored(seq) => Ok(seq),
+            Published::Queued => self
+                .confirm(sink, user, &event.run_id)
+                .await?
+                .ok_or_else(|| CoreError::Unavailable("the event was not stored".into())),
         }
-        published
-    })
+    }
+
+    /// Waits until every event handed to the sink is stored; the last one's seq (`None` when
+    /// none was pending).
+    ///
+    /// # Errors
+    /// The error of the first event that was not stored; the run is rolled back to before it.
+    pub(crate) async fn confirm(
+        &mut self,
+        sink: &dyn EventSink,
+        user: &UserId,
+        run: &RunId,
+    ) -> Result<Option<u64>, CoreError> {
+        let mut last = None;
+        while let Some(front) = self.unconfirmed.front_mut() {
+            match (&mut front.outcome).await {
+                Ok(seq) => {
+                    last = Some(seq);
+                    self.unconfirmed.pop_front();
+                }
+                Err(e) => {
+                    self.roll_back(sink, user, run);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(last)
+    }
+
+    /// Takes in the outcomes that are there already, oldest first, without waiting.
+    fn take_ready(
+        &mut self,
+        sink: &dyn EventSink,
+        user: &UserId,
+        run: &RunId,
+    ) -> Result<(), CoreError> {
+        let mut cx = Context::from_waker(Waker::noop());
+        while let Some(front) = self.unconfirmed.front_mut() {
+            match Pin::new(&mut front.outcome).poll(&mut cx) {
+                Poll::Pending => break,
+                Poll::Ready(Ok(_)) => {
+                    self.unconfirmed.pop_front();
+                }
+                Poll::Ready(Err(e)) => {
+                    self.roll_back(sink, user, run);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The oldest unconfirmed event failed, so every later one did too (fail-stop): back to the
+    /// grammar before it, and the sink may take the run's events again.
+    fn roll_back(&mut self, sink: &dyn EventSink, user: &UserId, run: &RunId) {
+        if let Some(failed) = self.unconfirmed.pop_front() {
+            self.grammar = failed.before;
+        }
+        self.unconfirmed.clear();
+        sink.acknowledge_failure(user, run);
+    }
 }

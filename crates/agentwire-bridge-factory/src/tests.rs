@@ -3,12 +3,12 @@ use std::time::Duration;
 
 use agentwire_bridge::{AgentWebSocketBridge, BridgeConfig, ConnectionQueue};
 use agentwire_core::{
-    Configurable, CoreError, EventSink, Frame, NowOrLater, RunEvent, StreamEvent, UserContext,
-    UserId,
+    Configurable, CoreError, EventSink, Frame, NowOrLater, RunEvent, RunId, StreamEvent,
+    UserContext, UserId,
 };
 use serde_json::json;
 
-use crate::{BridgeFactory, FactoryError, RunLimits};
+use crate::{BridgeFactory, Emitted, FactoryError, RunLimits};
 
 fn setup(max_runs: usize) -> (AgentWebSocketBridge, BridgeFactory) {
     let bridge = AgentWebSocketBridge::builder()
@@ -130,46 +130,92 @@ async fn stop_accepting_refuses_new_runs() {
     assert!(matches!(r, Err(FactoryError::ShuttingDown)));
 }
 
-/// An `EventSink` that has to wait before it takes an event (as the bridge on Redis does): a
-/// `Later` result, and a yield before the bridge's publish.
-struct WaitingSink(AgentWebSocketBridge);
+/// An `EventSink` that has to wait before it confirms an event (as the bridge on Redis does): it
+/// takes the event at the call, as the contract asks, and its `Later` result yields before it
+/// reports. With `fail` set it takes nothing and fails the event (after the yield), and refuses
+/// the run's later events until the failure is acknowledged — the fail-stop rule.
+#[derive(Default)]
+struct WaitingSink {
+    bridge: Option<AgentWebSocketBridge>,
+    fail: std::sync::atomic::AtomicBool,
+    failed_runs: std::sync::Mutex<Vec<RunId>>,
+}
+
+impl WaitingSink {
+    fn new(bridge: AgentWebSocketBridge) -> Self {
+        Self {
+            bridge: Some(bridge),
+            ..Self::default()
+        }
+    }
+
+    fn fail(&self, on: bool) {
+        self.fail.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+}
 
 impl EventSink for WaitingSink {
-    fn publish<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn publish(
+        &self,
+        user: &UserId,
         event: &RunEvent,
-    ) -> NowOrLater<'a, Result<u64, CoreError>> {
-        // The sink's own copy: its result must not borrow the caller's event.
-        let event = event.clone();
+    ) -> NowOrLater<'static, Result<u64, CoreError>> {
+        let mut failed = self.failed_runs.lock().unwrap();
+        if failed.contains(&event.run_id) {
+            return NowOrLater::now(Err(CoreError::Unavailable(
+                "an earlier event failed".into(),
+            )));
+        }
+        let outcome = if self.fail.load(std::sync::atomic::Ordering::Relaxed) {
+            failed.push(event.run_id.clone());
+            Err(CoreError::Unavailable("broker down".into()))
+        } else {
+            let bridge = self.bridge.as_ref().expect("a bridge");
+            EventSink::publish(bridge, user, event)
+                .into_now()
+                .unwrap_or_else(|_| panic!("the memory bridge answers at once"))
+        };
         NowOrLater::later(async move {
             tokio::task::yield_now().await;
-            EventSink::publish(&self.0, user, &event).await
+            outcome
         })
+    }
+
+    fn acknowledge_failure(&self, _user: &UserId, run: &RunId) {
+        self.failed_runs.lock().unwrap().retain(|r| r != run);
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
     let (bridge, _) = setup(8);
-    let factory = BridgeFactory::new(Arc::new(WaitingSink(bridge.clone())), RunLimits::default());
+    let factory = BridgeFactory::new(
+        Arc::new(WaitingSink::new(bridge.clone())),
+        RunLimits::default(),
+    );
     let user = UserId::new("u").unwrap();
     let run = factory
         .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
         .unwrap();
-    assert_eq!(run.started(None).await.unwrap(), 1);
-    // The first step holds the run's grammar while the sink waits; the second finds it taken
-    // and waits its turn: seqs follow the order the steps were made in.
+    // Queued, not waited for: the run goes on while the sink confirms.
+    assert_eq!(run.started(None).await.unwrap(), Emitted::Queued);
     let (one, two) = tokio::join!(run.thinking("one", None), run.thinking("two", None));
-    assert_eq!((one.unwrap(), two.unwrap()), (2, 3));
-    // A step that finds the grammar taken is checked once it has it: refused, not forwarded.
+    assert_eq!(
+        (one.unwrap(), two.unwrap()),
+        (Emitted::Queued, Emitted::Queued)
+    );
+    // A step that does not fit is refused, not forwarded.
     let (ok, refused) = tokio::join!(
         run.thinking("three", None),
         run.tool_completed("nope", "t", Ok(json!(1)), 0)
     );
-    assert_eq!(ok.unwrap(), 4);
+    assert_eq!(ok.unwrap(), Emitted::Queued);
     assert!(refused.is_err());
-    assert_eq!(run.completed(json!("done")).await.unwrap(), 5);
+    // The terminal event returns once it and everything before it are stored.
+    assert_eq!(
+        run.completed(json!("done")).await.unwrap(),
+        Emitted::Stored(5)
+    );
     let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
     let thoughts: Vec<_> = page.frames[1..3]
         .iter()
@@ -181,6 +227,48 @@ async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
         page.frames
             .iter()
             .all(|f| f.event_type() != Some("tool_completed"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_queued_event_that_fails_rolls_the_run_back_to_what_the_stream_holds() {
+    let (bridge, _) = setup(8);
+    let sink = Arc::new(WaitingSink::new(bridge.clone()));
+    let factory = BridgeFactory::new(sink.clone(), RunLimits::default());
+    let user = UserId::new("u").unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+        .unwrap();
+    run.started(None).await.unwrap();
+    run.thinking("stored", None).await.unwrap();
+    sink.fail(true);
+    // Queued; it will fail, and the sink then refuses the run's later events.
+    assert_eq!(
+        run.tool_executing("c_1", "t", json!({})).await.unwrap(),
+        Emitted::Queued
+    );
+    sink.fail(false);
+    let late = run.tool_completed("c_1", "t", Ok(json!(1)), 0).await;
+    assert!(
+        matches!(late, Err(FactoryError::Publish(CoreError::Unavailable(_)))),
+        "{late:?}"
+    );
+    assert!(run.confirm().await.is_err(), "the failure is reported");
+    // Back to where the stream is: no call open, so the run ends with agent_error alone, and
+    // the stream holds no tool event at all — no hole inside the run.
+    assert!(matches!(
+        run.failed("internal", "the broker failed").await,
+        Ok(Emitted::Stored(3))
+    ));
+    let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
+    let types: Vec<_> = page.frames.iter().map(|f| f.event_type()).collect();
+    assert_eq!(
+        types,
+        [
+            Some("agent_started"),
+            Some("agent_thinking"),
+            Some("agent_error")
+        ]
     );
 }
 
@@ -219,11 +307,11 @@ impl FailingOnTerminal {
 }
 
 impl EventSink for FailingOnTerminal {
-    fn publish<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn publish(
+        &self,
+        user: &UserId,
         event: &RunEvent,
-    ) -> NowOrLater<'a, Result<u64, CoreError>> {
+    ) -> NowOrLater<'static, Result<u64, CoreError>> {
         let terminal = matches!(event.kind.type_name(), "agent_completed" | "agent_error");
         if terminal && self.refuse.load(std::sync::atomic::Ordering::Relaxed) {
             return NowOrLater::now(Err(CoreError::Unavailable("broker down".into())));
@@ -260,7 +348,10 @@ async fn a_terminal_event_the_sink_refused_can_be_sent_again_once_it_recovers() 
         Err(FactoryError::Publish(CoreError::Unavailable(_)))
     ));
     sink.refuse(false);
-    assert_eq!(run.completed(json!("done")).await.unwrap(), 2);
+    assert_eq!(
+        run.completed(json!("done")).await.unwrap(),
+        Emitted::Stored(2)
+    );
     let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
     assert_eq!(page.frames[1].event_type(), Some("agent_completed"));
     assert!(
@@ -348,7 +439,7 @@ async fn an_event_over_the_size_limit_is_refused_and_the_run_goes_on() {
     let run = factory
         .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
         .unwrap();
-    assert_eq!(run.started(None).await.unwrap(), 1);
+    assert_eq!(run.started(None).await.unwrap(), Emitted::Stored(1));
     let refused = run.message_delta("m", "x".repeat(32 * 1024)).await;
     let Err(FactoryError::Publish(CoreError::EventTooLarge { size, max })) = refused else {
         panic!("{refused:?}");
@@ -358,13 +449,16 @@ async fn an_event_over_the_size_limit_is_refused_and_the_run_goes_on() {
         FactoryError::Publish(CoreError::EventTooLarge { size, max }).code(),
         agentwire_core::ErrorCode::PayloadTooLarge
     );
-    assert_eq!(run.message_delta("m", "fits").await.unwrap(), 2);
+    assert_eq!(
+        run.message_delta("m", "fits").await.unwrap(),
+        Emitted::Stored(2)
+    );
     // Control characters escape to six bytes each: 4 KiB of them is 24 KiB of JSON, still within.
     assert_eq!(
         run.failed("agent_failed", "\u{1}".repeat(100_000))
             .await
             .unwrap(),
-        3
+        Emitted::Stored(3)
     );
     let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
     assert_eq!(page.frames.len(), 3);

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use agentwire_core::{
     CloseCode, Configurable, ConnectionId, CoreError, EventSink, Frame, NowOrLater, ReplayGap,
-    Resumed, RunEvent, UserId,
+    Resumed, RunEvent, RunId, UserId,
 };
 use dashmap::DashMap;
 use parking_lot::Mutex;
@@ -181,6 +181,13 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
 }
 
+impl Inner {
+    fn count_accepted(&self, type_index: usize) {
+        self.published.fetch_add(1, Ordering::Relaxed);
+        self.accepted.by_index(Some(type_index)).increment(1);
+    }
+}
+
 impl std::fmt::Debug for AgentWebSocketBridge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AgentWebSocketBridge")
@@ -266,27 +273,30 @@ impl AgentWebSocketBridge {
     /// [`BridgeError::BrokerUnavailable`], [`BridgeError::TooManyUsers`],
     /// [`BridgeError::EventTooLarge`] over [`BridgeConfig::max_event_bytes`] (the event is then
     /// not stored and takes no seq).
-    pub fn publish_event<'a>(
-        &'a self,
-        user: &'a UserId,
+    pub fn publish_event(
+        &self,
+        user: &UserId,
         event: &RunEvent,
-    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+    ) -> NowOrLater<'static, Result<u64, BridgeError>> {
         let type_index = event.kind.type_index();
         let max_bytes = self.inner.config.max_event_bytes;
-        self.inner
-            .broker
-            .append(user, event, max_bytes)
-            .map(move |r| {
+        match self.inner.broker.append(user, event, max_bytes).into_now() {
+            Ok(r) => {
                 if r.is_ok() {
-                    self.count_accepted(type_index);
+                    self.inner.count_accepted(type_index);
                 }
-                r
-            })
-    }
-
-    fn count_accepted(&self, type_index: usize) {
-        self.inner.published.fetch_add(1, Ordering::Relaxed);
-        self.inner.accepted.by_index(Some(type_index)).increment(1);
+                NowOrLater::now(r)
+            }
+            Err(later) => {
+                let inner = self.inner.clone();
+                later.map(move |r| {
+                    if r.is_ok() {
+                        inner.count_accepted(type_index);
+                    }
+                    r
+                })
+            }
+        }
     }
 
     /// The events of `user` after `after` within `limit` (a count, or a [`ReadLimit`] with
@@ -415,13 +425,17 @@ impl AgentWebSocketBridge {
 }
 
 impl EventSink for AgentWebSocketBridge {
-    fn publish<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn publish(
+        &self,
+        user: &UserId,
         event: &RunEvent,
-    ) -> NowOrLater<'a, Result<u64, CoreError>> {
+    ) -> NowOrLater<'static, Result<u64, CoreError>> {
         self.publish_event(user, event)
             .map(|r| r.map_err(CoreError::from))
+    }
+
+    fn acknowledge_failure(&self, user: &UserId, run: &RunId) {
+        self.inner.broker.acknowledge_failure(user, run);
     }
 
     fn max_event_bytes(&self) -> usize {

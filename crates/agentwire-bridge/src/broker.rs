@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use agentwire_core::{Frame, NowOrLater, ReplayGap, RunEvent, UserId};
+use agentwire_core::{Frame, NowOrLater, ReplayGap, RunEvent, RunId, UserId};
 use async_trait::async_trait;
 
 use crate::BridgeError;
@@ -78,7 +78,13 @@ pub trait LiveSink: Send + Sync + 'static {
 ///   returning, and returns the seq; on error the event has no seq and is not delivered.
 /// - `append` returns [`NowOrLater::Now`] when it finished without waiting for I/O or other
 ///   tasks (a short critical section, the stream's lock, is fine), and [`NowOrLater::Later`]
-///   otherwise; a `Later` future does nothing until polled.
+///   otherwise. A `Later` append is queued by the call (the event's place in the stream is
+///   fixed when `append` returns) and its future borrows nothing: it reports the outcome, and
+///   the event is stored or fails whether or not anyone polls it.
+/// - Events of one run (`event.run_id`) are fail-stop: once one fails, every later append of
+///   that run on this broker fails too — those already queued and those made afterwards — until
+///   [`acknowledge_failure`](Broker::acknowledge_failure) for the run. A broker whose appends only
+///   fail as `Now` results has nothing to track (the default).
 /// - Every appended event of a user this node [`subscribe`](Broker::subscribe)d to is passed to
 ///   the [`LiveSink`] exactly once per node, in seq order per user. Delivery may be lost when the
 ///   broker's connection breaks (the bridge detects the hole by seq and re-reads history), but
@@ -110,12 +116,18 @@ pub trait Broker: Send + Sync + 'static {
     /// [`BridgeError::BrokerUnavailable`] when the broker cannot accept it now,
     /// [`BridgeError::TooManyUsers`] when a new stream would pass the limit,
     /// [`BridgeError::EventTooLarge`] over `max_bytes`.
-    fn append<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn append(
+        &self,
+        user: &UserId,
         event: &RunEvent,
         max_bytes: usize,
-    ) -> NowOrLater<'a, Result<u64, BridgeError>>;
+    ) -> NowOrLater<'static, Result<u64, BridgeError>>;
+
+    /// The caller saw an append of `run` fail: appends of `run` to `user`'s stream are taken
+    /// again (see the fail-stop rule above). The default does nothing.
+    fn acknowledge_failure(&self, user: &UserId, run: &RunId) {
+        let _ = (user, run);
+    }
 
     /// The held events after `after` within `limit`, with the gap, epoch and head.
     ///

@@ -164,12 +164,13 @@ impl Broker for MemoryBroker {
         "memory"
     }
 
-    fn append<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn append(
+        &self,
+        user: &UserId,
         event: &RunEvent,
         max_bytes: usize,
-    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+    ) -> NowOrLater<'static, Result<u64, BridgeError>> {
+        // Every failure is immediate: nothing to keep for the fail-stop rule.
         NowOrLater::now(self.append_sync(user, event, max_bytes))
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::time::Instant;
 
-use agentwire_core::{NowOrLater, RunEvent, UserId, async_trait};
+use agentwire_core::{NowOrLater, RunEvent, RunId, UserId, async_trait};
 
 use crate::{BridgeError, Broker, ReadLimit, StreamSlice};
 
@@ -66,7 +66,8 @@ struct OpMetrics {
 pub(crate) struct Metered {
     inner: Arc<dyn Broker>,
     ops: AtomicU64,
-    metrics: [OpMetrics; 6],
+    /// Shared with the outcome future of an append that has to wait.
+    metrics: Arc<[OpMetrics; 6]>,
 }
 
 impl Metered {
@@ -83,7 +84,7 @@ impl Metered {
         Self {
             inner,
             ops: AtomicU64::new(0),
-            metrics,
+            metrics: Arc::new(metrics),
         }
     }
 
@@ -92,26 +93,41 @@ impl Metered {
         (self.ops.fetch_add(1, Ordering::Relaxed) % DURATION_SAMPLE_EVERY == 0).then(Instant::now)
     }
 
-    fn record_append(&self, started: Option<Instant>, r: &Result<u64, BridgeError>) {
-        // Too many users and too large an event are limits, not broker failures.
-        if !matches!(
-            r,
-            Err(BridgeError::TooManyUsers { .. } | BridgeError::EventTooLarge { .. })
-        ) {
-            self.record(Op::Append, started, r);
-        }
-    }
-
     fn record<T>(&self, op: Op, started: Option<Instant>, result: &Result<T, BridgeError>) {
-        let m = &self.metrics[op as usize];
-        m.count.increment(1);
-        if let Some(started) = started {
-            m.duration.record(started.elapsed().as_secs_f64());
-        }
-        if let Err(e) = result {
-            m.errors.increment(1);
-            tracing::debug!(broker = self.inner.name(), op = op.as_str(), error = %e, "broker operation failed");
-        }
+        record(&self.metrics, self.inner.name(), op, started, result);
+    }
+}
+
+fn record_append(
+    metrics: &[OpMetrics; 6],
+    broker: &'static str,
+    started: Option<Instant>,
+    r: &Result<u64, BridgeError>,
+) {
+    // Too many users and too large an event are limits, not broker failures.
+    if !matches!(
+        r,
+        Err(BridgeError::TooManyUsers { .. } | BridgeError::EventTooLarge { .. })
+    ) {
+        record(metrics, broker, Op::Append, started, r);
+    }
+}
+
+fn record<T>(
+    metrics: &[OpMetrics; 6],
+    broker: &'static str,
+    op: Op,
+    started: Option<Instant>,
+    result: &Result<T, BridgeError>,
+) {
+    let m = &metrics[op as usize];
+    m.count.increment(1);
+    if let Some(started) = started {
+        m.duration.record(started.elapsed().as_secs_f64());
+    }
+    if let Err(e) = result {
+        m.errors.increment(1);
+        tracing::debug!(broker, op = op.as_str(), error = %e, "broker operation failed");
     }
 }
 
@@ -121,17 +137,31 @@ impl Broker for Metered {
         self.inner.name()
     }
 
-    fn append<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn append(
+        &self,
+        user: &UserId,
         event: &RunEvent,
         max_bytes: usize,
-    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+    ) -> NowOrLater<'static, Result<u64, BridgeError>> {
         let started = self.sampled();
-        self.inner.append(user, event, max_bytes).map(move |r| {
-            self.record_append(started, &r);
-            r
-        })
+        let broker = self.inner.name();
+        match self.inner.append(user, event, max_bytes).into_now() {
+            Ok(r) => {
+                record_append(&self.metrics, broker, started, &r);
+                NowOrLater::now(r)
+            }
+            Err(later) => {
+                let metrics = self.metrics.clone();
+                later.map(move |r| {
+                    record_append(&metrics, broker, started, &r);
+                    r
+                })
+            }
+        }
+    }
+
+    fn acknowledge_failure(&self, user: &UserId, run: &RunId) {
+        self.inner.acknowledge_failure(user, run);
     }
 
     async fn read_after(

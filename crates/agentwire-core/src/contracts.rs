@@ -117,9 +117,17 @@ pub trait WebSocketSink: Send + Sync + 'static {
 /// - `publish` does not wait for any client.
 /// - A sink that can take the event without waiting for I/O or other tasks returns
 ///   [`NowOrLater::Now`] (a short critical section, such as a lock held for the append, is
-///   fine): callers hold their run's grammar across the call and take a `Now` result without
-///   awaiting or allocating. One that must wait returns [`NowOrLater::Later`], which does
-///   nothing until polled.
+///   fine): callers take a `Now` result without awaiting or allocating. One that must wait
+///   returns [`NowOrLater::Later`] — and has already queued the event when `publish` returns:
+///   the event's place in the stream is fixed by the call, and the `Later` future, which borrows
+///   nothing, only reports the outcome. A caller may keep it, poll it later or drop it; the
+///   event is stored (or fails) either way. This is what lets a `RunEmitter` queue a run's next
+///   events while earlier ones are on their way to the store.
+/// - Events of one run (one [`RunEvent::run_id`]) are *fail-stop*: once one of them fails, every
+///   event of that run published after it fails too, until the caller calls
+///   [`acknowledge_failure`](Self::acknowledge_failure) for the run. So a stream never holds a
+///   run's later event without an earlier one the run published before it — a client never sees
+///   a hole inside a run, such as a `tool_completed` without its `tool_executing`.
 /// - A sink that stores events bounds their size: one whose envelope is over its largest event
 ///   size ([`RunEvent::size_at_any_seq`]; the bridge's is `limits.max_event_bytes`) is refused
 ///   with [`CoreError::EventTooLarge`] and takes no seq. `RunEmitter`s and `/v1/publish` rely on
@@ -143,7 +151,7 @@ pub trait WebSocketSink: Send + Sync + 'static {
 /// struct InMemoryStreams(Mutex<HashMap<UserId, Vec<RunEvent>>>);
 ///
 /// impl EventSink for InMemoryStreams {
-///     fn publish<'a>(&'a self, user: &'a UserId, event: &RunEvent) -> NowOrLater<'a, Result<u64, CoreError>> {
+///     fn publish(&self, user: &UserId, event: &RunEvent) -> NowOrLater<'static, Result<u64, CoreError>> {
 ///         let mut streams = self.0.lock().unwrap();
 ///         let stream = streams.entry(user.clone()).or_default();
 ///         stream.push(event.clone());
@@ -176,11 +184,19 @@ pub trait EventSink: Send + Sync + 'static {
     /// [`CoreError::Unavailable`] when the stream backend cannot take it now,
     /// [`CoreError::ShuttingDown`] during shutdown, [`CoreError::EventTooLarge`] over the sink's
     /// largest event size.
-    fn publish<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn publish(
+        &self,
+        user: &UserId,
         event: &RunEvent,
-    ) -> NowOrLater<'a, Result<u64, CoreError>>;
+    ) -> NowOrLater<'static, Result<u64, CoreError>>;
+
+    /// The caller has seen that an event of `run` failed (and accounts for every event of the run
+    /// published after it, which failed too): `user`'s stream takes events of `run` again. A
+    /// sink whose appends never fail after they were accepted — every failure is a `Now` result
+    /// — has nothing to do (the default).
+    fn acknowledge_failure(&self, user: &UserId, run: &crate::RunId) {
+        let _ = (user, run);
+    }
 
     /// The largest event `publish` takes, in bytes of its envelope
     /// ([`RunEvent::size_at_any_seq`]): what a transport checks a run's `agent_started` against

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agentwire_bridge::{BridgeError, HistoryConfig};
-use agentwire_core::{NowOrLater, RunEvent, UserId, unix_millis};
+use agentwire_core::{NowOrLater, RunEvent, RunId, UserId, unix_millis};
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
@@ -28,10 +28,16 @@ const MAX_BATCH: usize = 256;
 /// replicated, and clients see the range as one `replay_gap` instead of a silent hole.
 pub const FAILOVER_SEQ_JUMP: u64 = 100_000;
 
+/// How long a run's failure is remembered when its emitter never acknowledges it (it does as
+/// soon as it sees the failure: at the run's next event or end); past it, the line may be swept.
+const FAILED_RUN_MEMORY: Duration = Duration::from_secs(600);
+
 /// One event waiting for its seq.
 struct Pending {
     prefix: Vec<u8>,
     suffix: Vec<u8>,
+    /// The event's run, for the fail-stop rule.
+    run: RunId,
     done: oneshot::Sender<Result<u64, BridgeError>>,
 }
 
@@ -43,6 +49,29 @@ struct Line {
     draining: bool,
     /// When this node last refreshed the stream's expiry and trimmed it by age.
     refreshed: Option<Instant>,
+    /// Runs with an event that failed, not acknowledged yet: their later events fail too
+    /// (`Broker`'s fail-stop rule), so none is stored after a lost one. Rarely more than empty.
+    failed_runs: Vec<(RunId, Instant)>,
+}
+
+impl Line {
+    fn has_failed(&self, run: &RunId) -> bool {
+        self.failed_runs.iter().any(|(r, _)| r == run)
+    }
+
+    /// Marks the runs of `batch` failed and takes their queued events out, to fail with it.
+    fn fail_runs_of(&mut self, batch: &[Pending]) -> Vec<Pending> {
+        for pending in batch {
+            if !self.has_failed(&pending.run) {
+                self.failed_runs.push((pending.run.clone(), Instant::now()));
+            }
+        }
+        let (failed, kept) = std::mem::take(&mut self.queue)
+            .into_iter()
+            .partition(|p| self.has_failed(&p.run));
+        self.queue = kept;
+        failed
+    }
 }
 
 /// Wait for replicas before an append counts as stored.
@@ -96,16 +125,17 @@ impl Committer {
         self.ttl / 8
     }
 
-    /// Accepts `event` into `user`'s stream: serializes it and refuses it over
-    /// `max_event_bytes` at once; the `Later` result (which owns the frame, not the event)
-    /// queues it when first polled, starts the user's drain task when none runs, and resolves to
-    /// its seq once the batch holding it is stored.
-    pub(crate) fn append<'a>(
-        self: &'a Arc<Self>,
-        user: &'a UserId,
+    /// Accepts `event` into `user`'s stream: serializes it, refuses it over `max_event_bytes`
+    /// or when an earlier event of its run failed (fail-stop), and otherwise queues it — now,
+    /// so its place in the stream is fixed when this returns — starting the user's drain task
+    /// when none runs. The `Later` result resolves to its seq once the batch holding it is
+    /// stored; dropping it does not withdraw the event.
+    pub(crate) fn append(
+        self: &Arc<Self>,
+        user: &UserId,
         event: &RunEvent,
         max_event_bytes: usize,
-    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+    ) -> NowOrLater<'static, Result<u64, BridgeError>> {
         let (prefix, suffix) = event.to_envelope_parts();
         // The parts are the envelope at seq 0, less its one digit.
         let size = RunEvent::size_at_any_seq(prefix.len() + 1 + suffix.len(), 0);
@@ -115,23 +145,20 @@ impl Committer {
                 max: max_event_bytes,
             }));
         }
-        NowOrLater::later(self.enqueue(user, prefix, suffix))
-    }
-
-    /// Queues one serialized event and waits until the batch holding it is stored.
-    async fn enqueue(
-        self: &Arc<Self>,
-        user: &UserId,
-        prefix: Vec<u8>,
-        suffix: Vec<u8>,
-    ) -> Result<u64, BridgeError> {
         let (done, stored) = oneshot::channel();
         let start = {
             let mut lines = self.lines.lock();
             let line = lines.entry(user.clone()).or_default();
+            if line.has_failed(&event.run_id) {
+                return NowOrLater::now(Err(unavailable(format!(
+                    "an earlier event of run {} was not stored, so its later events are not either",
+                    event.run_id
+                ))));
+            }
             line.queue.push(Pending {
                 prefix,
                 suffix,
+                run: event.run_id.clone(),
                 done,
             });
             !std::mem::replace(&mut line.draining, true)
@@ -139,9 +166,18 @@ impl Committer {
         if start {
             tokio::spawn(self.clone().drain(user.clone()));
         }
-        stored
-            .await
-            .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
+        NowOrLater::later(async move {
+            stored
+                .await
+                .unwrap_or_else(|_| Err(unavailable("the append was dropped before it was stored")))
+        })
+    }
+
+    /// The run's emitter saw its failure: the run's events are taken again.
+    pub(crate) fn acknowledge_failure(&self, user: &UserId, run: &RunId) {
+        if let Some(line) = self.lines.lock().get_mut(user) {
+            line.failed_runs.retain(|(r, _)| r != run);
+        }
     }
 
     /// Stores the user's queued events batch by batch until the queue is empty.
@@ -178,7 +214,13 @@ impl Committer {
                     }
                 }
                 Err(e) => {
-                    for pending in batch {
+                    // Marked before anyone hears of the failure: an event of these runs queued
+                    // from now on is refused, and those queued already fail with the batch.
+                    let queued = match self.lines.lock().get_mut(&user) {
+                        Some(line) => line.fail_runs_of(&batch),
+                        None => Vec::new(),
+                    };
+                    for pending in batch.into_iter().chain(queued) {
                         let _ = pending.done.send(Err(e.clone()));
                     }
                 }
@@ -276,7 +318,11 @@ impl Committer {
         let mut lines = self.lines.lock();
         let before = lines.len();
         lines.retain(|_, line| {
-            line.draining || line.refreshed.is_some_and(|at| at.elapsed() < every)
+            line.failed_runs
+                .retain(|(_, at)| at.elapsed() < FAILED_RUN_MEMORY);
+            line.draining
+                || !line.failed_runs.is_empty()
+                || line.refreshed.is_some_and(|at| at.elapsed() < every)
         });
         before - lines.len()
     }

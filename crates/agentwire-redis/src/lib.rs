@@ -45,7 +45,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use agentwire_bridge::{BridgeError, Broker, HistoryConfig, LiveSink, ReadLimit, StreamSlice};
-use agentwire_core::{Frame, NowOrLater, RunEvent, UserId, async_trait, unix_millis};
+use agentwire_core::{Frame, NowOrLater, RunEvent, RunId, UserId, async_trait, unix_millis};
 use redis::Value;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -375,17 +375,21 @@ impl Broker for RedisBroker {
         "redis"
     }
 
-    fn append<'a>(
-        &'a self,
-        user: &'a UserId,
+    fn append(
+        &self,
+        user: &UserId,
         event: &RunEvent,
         max_event_bytes: usize,
-    ) -> NowOrLater<'a, Result<u64, BridgeError>> {
+    ) -> NowOrLater<'static, Result<u64, BridgeError>> {
         // Through the group commit: the seq comes once the batch holding the event is stored
         // (and, with the replica wait, acknowledged by the replicas) — the contract's "stored".
         // `BrokerUnavailable` when Redis does not store it, or too few replicas acknowledged it
         // in time.
         self.commits.append(user, event, max_event_bytes)
+    }
+
+    fn acknowledge_failure(&self, user: &UserId, run: &RunId) {
+        self.commits.acknowledge_failure(user, run);
     }
 
     async fn read_after(
