@@ -5,7 +5,9 @@ use std::collections::VecDeque;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
-use agentwire_core::{CoreError, EventSink, NowOrLater, RunEvent, RunGrammar, RunId, UserId};
+use agentwire_core::{
+    Committed, CoreError, EventSink, NowOrLater, RunEvent, RunGrammar, RunId, UserId,
+};
 
 /// Most events of one run queued and not yet known to be stored; past it, publishing waits for
 /// them (the run's memory for rolling back stays bounded, and so does its share of the store's
@@ -21,10 +23,10 @@ pub(crate) const MAX_UNCONFIRMED: usize = 64;
 /// follow before this one is stored (a sink that stores without waiting, the memory broker,
 /// answers at once and nothing stays pending).
 ///
-/// Events the sink has not confirmed yet stay here, each with the grammar from before it. When
-/// one fails, every later one of the run fails too (the sink's fail-stop rule, see
-/// [`EventSink`]): the grammar goes back to before the failed one — what the stream holds — the
-/// sink is told the failure was seen, and the error is returned. A run can then still end in
+/// Events the sink has not confirmed yet stay here, each with its grammar step. When one fails,
+/// every later one of the run fails too (the sink's fail-stop rule, see [`EventSink`]): their
+/// steps are taken back, newest first, so the grammar is back to before the failed one — what
+/// the stream holds — the sink is told the failure was seen, and the error is returned. A run can then still end in
 /// grammar (`agent_error`, with `ok:false` for the calls the stream shows open) once the sink
 /// recovers. The sink bounds each event's size on the frame it writes (`payload_too_large`), so
 /// one bound holds for every way in.
@@ -38,8 +40,8 @@ pub(crate) struct RunPublisher {
 
 struct Unconfirmed {
     outcome: NowOrLater<'static, Result<u64, CoreError>>,
-    /// The grammar before this event: where the run is if it fails.
-    before: RunGrammar,
+    /// The event's grammar step, taken back if it fails.
+    step: Committed,
 }
 
 impl std::fmt::Debug for Unconfirmed {
@@ -84,7 +86,7 @@ impl RunPublisher {
         let accepted = self.grammar.accept(&event.kind)?;
         let outcome = match sink.publish(user, event).into_now() {
             Ok(Ok(seq)) if self.unconfirmed.is_empty() => {
-                self.grammar.commit(accepted);
+                let _ = self.grammar.commit(accepted);
                 return Ok(Published::Stored(seq));
             }
             // Refused at once: the run is where it was.
@@ -92,9 +94,8 @@ impl RunPublisher {
             Ok(stored) => NowOrLater::now(stored),
             Err(later) => later,
         };
-        let before = self.grammar.clone();
-        self.grammar.commit(accepted);
-        self.unconfirmed.push_back(Unconfirmed { outcome, before });
+        let step = self.grammar.commit(accepted);
+        self.unconfirmed.push_back(Unconfirmed { outcome, step });
         Ok(Published::Queued)
     }
 
@@ -167,13 +168,12 @@ impl RunPublisher {
         Ok(())
     }
 
-    /// The oldest unconfirmed event failed, so every later one did too (fail-stop): back to the
-    /// grammar before it, and the sink may take the run's events again.
+    /// The oldest unconfirmed event failed, so every later one did too (fail-stop): their steps
+    /// taken back, newest first, and the sink may take the run's events again.
     fn roll_back(&mut self, sink: &dyn EventSink, user: &UserId, run: &RunId) {
-        if let Some(failed) = self.unconfirmed.pop_front() {
-            self.grammar = failed.before;
+        while let Some(lost) = self.unconfirmed.pop_back() {
+            self.grammar.undo(lost.step);
         }
-        self.unconfirmed.clear();
         sink.acknowledge_failure(user, run);
     }
 }

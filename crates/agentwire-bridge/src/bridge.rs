@@ -278,6 +278,17 @@ impl AgentWebSocketBridge {
         user: &UserId,
         event: &RunEvent,
     ) -> NowOrLater<'static, Result<u64, BridgeError>> {
+        self.publish_as(user, event, std::convert::identity)
+    }
+
+    /// [`Self::publish_event`] with the error converted by `convert`: the bridge's `EventSink`
+    /// maps it to a `CoreError` in the same step, so a `Later` append is wrapped once, not twice.
+    fn publish_as<E: 'static>(
+        &self,
+        user: &UserId,
+        event: &RunEvent,
+        convert: impl FnOnce(BridgeError) -> E + Send + 'static,
+    ) -> NowOrLater<'static, Result<u64, E>> {
         let type_index = event.kind.type_index();
         let max_bytes = self.inner.config.max_event_bytes;
         match self.inner.broker.append(user, event, max_bytes).into_now() {
@@ -285,7 +296,7 @@ impl AgentWebSocketBridge {
                 if r.is_ok() {
                     self.inner.count_accepted(type_index);
                 }
-                NowOrLater::now(r)
+                NowOrLater::now(r.map_err(convert))
             }
             Err(later) => {
                 let inner = self.inner.clone();
@@ -293,7 +304,7 @@ impl AgentWebSocketBridge {
                     if r.is_ok() {
                         inner.count_accepted(type_index);
                     }
-                    r
+                    r.map_err(convert)
                 })
             }
         }
@@ -430,8 +441,7 @@ impl EventSink for AgentWebSocketBridge {
         user: &UserId,
         event: &RunEvent,
     ) -> NowOrLater<'static, Result<u64, CoreError>> {
-        self.publish_event(user, event)
-            .map(|r| r.map_err(CoreError::from))
+        self.publish_as(user, event, CoreError::from)
     }
 
     fn acknowledge_failure(&self, user: &UserId, run: &RunId) {

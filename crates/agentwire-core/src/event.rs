@@ -108,16 +108,14 @@ impl RunEvent {
         frame_len.saturating_sub(digits) + MAX_SEQ_DIGITS
     }
 
-    /// The envelope split around its `seq` value: `prefix + seq + suffix` is exactly
-    /// [`Self::to_envelope_json`]`(seq)`. A broker that assigns the seq elsewhere (e.g. in a Redis
-    /// script) joins the parts there, so the event is still serialized once.
-    pub fn to_envelope_parts(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut json = self.to_envelope_json(0);
-        let prefix_len = self.kind.envelope_prefix().len();
-        debug_assert_eq!(json[prefix_len], b'0');
-        let suffix = json.split_off(prefix_len + 1);
-        json.truncate(prefix_len);
-        (json, suffix)
+    /// The envelope at seq 0 and the index of that one `0`: `json[..at] + seq + json[at + 1..]`
+    /// is exactly [`Self::to_envelope_json`]`(seq)`. A broker that assigns the seq elsewhere
+    /// (e.g. in a Redis script) joins the parts there, so the event is still serialized once.
+    pub fn to_envelope_at_zero(&self) -> (Vec<u8>, usize) {
+        let json = self.to_envelope_json(0);
+        let at = self.kind.envelope_prefix().len();
+        debug_assert_eq!(json[at], b'0');
+        (json, at)
     }
 }
 
@@ -370,11 +368,11 @@ mod tests {
 
     #[test]
     fn envelope_parts_join_around_any_seq() {
-        let (prefix, suffix) = sample().to_envelope_parts();
+        let (json, at) = sample().to_envelope_at_zero();
         for seq in [1u64, 42, 18_446_744_073_709_551_615] {
-            let mut joined = prefix.clone();
+            let mut joined = json[..at].to_vec();
             joined.extend_from_slice(seq.to_string().as_bytes());
-            joined.extend_from_slice(&suffix);
+            joined.extend_from_slice(&json[at + 1..]);
             assert_eq!(joined, sample().to_envelope_json(seq));
         }
     }

@@ -106,6 +106,20 @@ pub struct RunGrammar {
 #[must_use = "an accepted step changes nothing until it is committed"]
 pub struct Accepted(Step);
 
+/// A step [`RunGrammar::commit`] applied, which [`RunGrammar::undo`] can take back.
+#[derive(Debug)]
+pub struct Committed(Undo);
+
+#[derive(Debug)]
+enum Undo {
+    Nothing,
+    Phase(Phase),
+    /// Drop the newest call.
+    Open,
+    /// Open the call at this index again.
+    Close(usize),
+}
+
 #[derive(Debug)]
 enum Step {
     Start,
@@ -145,7 +159,7 @@ impl RunGrammar {
     /// A [`GrammarError`] naming the rule the event breaks; the state is unchanged then.
     pub fn check(&mut self, kind: &EventKind) -> Result<(), GrammarError> {
         let step = self.accept(kind)?;
-        self.commit(step);
+        let _ = self.commit(step);
         Ok(())
     }
 
@@ -207,10 +221,13 @@ impl RunGrammar {
     }
 
     /// Applies a step [`Self::accept`] returned for this grammar.
-    pub fn commit(&mut self, accepted: Accepted) {
-        match accepted.0 {
-            Step::Start => self.phase = Phase::Running,
-            Step::Continue => {}
+    pub fn commit(&mut self, accepted: Accepted) -> Committed {
+        Committed(match accepted.0 {
+            Step::Start => {
+                self.phase = Phase::Running;
+                Undo::Phase(Phase::NotStarted)
+            }
+            Step::Continue => Undo::Nothing,
             Step::Open { call_id, tool } => {
                 let at = self.calls.len();
                 if let Some(index) = &mut self.index {
@@ -230,13 +247,38 @@ impl RunGrammar {
                     tool,
                     open: true,
                 });
+                Undo::Open
             }
             Step::Close(index) => {
                 if let Some(call) = self.calls.get_mut(index) {
                     call.open = false;
                 }
+                Undo::Close(index)
             }
-            Step::Finish => self.phase = Phase::Finished,
+            Step::Finish => {
+                self.phase = Phase::Finished;
+                Undo::Phase(Phase::Running)
+            }
+        })
+    }
+
+    /// Takes back a committed step: the run is as it was before it. Steps are taken back newest
+    /// first — `committed` must be the newest step not taken back yet — as when events handed to
+    /// a stream turn out not stored (the newest ones first).
+    pub fn undo(&mut self, committed: Committed) {
+        match committed.0 {
+            Undo::Nothing => {}
+            Undo::Phase(phase) => self.phase = phase,
+            Undo::Open => {
+                if let (Some(call), Some(index)) = (self.calls.pop(), &mut self.index) {
+                    index.remove(&call.call_id);
+                }
+            }
+            Undo::Close(index) => {
+                if let Some(call) = self.calls.get_mut(index) {
+                    call.open = true;
+                }
+            }
         }
     }
 
@@ -365,10 +407,10 @@ mod tests {
         assert_eq!(g.open_calls().len(), 1);
         // Not committed: the call is still open, so the run cannot end yet.
         assert!(g.accept(&completed()).is_err());
-        g.commit(close);
+        let _ = g.commit(close);
         let finish = g.accept(&completed()).unwrap();
         assert!(!g.is_finished());
-        g.commit(finish);
+        let _ = g.commit(finish);
         assert!(g.is_finished());
     }
 
@@ -451,6 +493,40 @@ mod tests {
             want.sort();
             let got: Vec<_> = g.open_calls().into_iter().map(|(id, _)| id).collect();
             prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest! {
+        /// Taking back the newest steps, newest first, leaves the run exactly as if they had
+        /// never been committed — across the scan and the index (up to 160 events).
+        #[test]
+        fn undo_takes_a_run_back_to_an_earlier_prefix(
+            seq in proptest::collection::vec(arb_kind(), 0..160),
+            keep in 0usize..160,
+        ) {
+            let mut g = RunGrammar::new();
+            let mut steps = Vec::new();
+            let mut accepted = Vec::new();
+            for k in &seq {
+                if let Ok(step) = g.accept(k) {
+                    steps.push(g.commit(step));
+                    accepted.push(k.clone());
+                }
+            }
+            let keep = keep.min(accepted.len());
+            while steps.len() > keep {
+                g.undo(steps.pop().unwrap());
+            }
+            let mut fresh = RunGrammar::new();
+            for k in &accepted[..keep] {
+                prop_assert!(fresh.check(k).is_ok());
+            }
+            prop_assert_eq!(g.open_calls(), fresh.open_calls());
+            prop_assert_eq!(g.is_started(), fresh.is_started());
+            prop_assert_eq!(g.is_finished(), fresh.is_finished());
+            for k in &seq {
+                prop_assert_eq!(g.accept(k).is_ok(), fresh.accept(k).is_ok(), "{:?}", k);
+            }
         }
     }
 }

@@ -51,7 +51,7 @@ pub use event::{
     DEFAULT_MAX_EVENT_BYTES, EVENT_TYPES, EventKind, MIN_EVENT_BYTES, RunEvent, StreamEvent,
     TokenUsage, ToolCompleted, ToolExecuting, unix_millis,
 };
-pub use grammar::{Accepted, GrammarError, RunGrammar};
+pub use grammar::{Accepted, Committed, GrammarError, RunGrammar};
 pub use ids::{ConnectionId, MAX_ID_LEN, RunId, ThreadId, UserId};
 pub use now_or_later::{BoxFuture, NowOrLater};
 pub use wire::{

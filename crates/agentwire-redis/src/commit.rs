@@ -34,8 +34,9 @@ const FAILED_RUN_MEMORY: Duration = Duration::from_secs(600);
 
 /// One event waiting for its seq.
 struct Pending {
-    prefix: Vec<u8>,
-    suffix: Vec<u8>,
+    /// The event's envelope at seq 0 ([`RunEvent::to_envelope_at_zero`]); its seq goes at `at`.
+    json: Vec<u8>,
+    at: usize,
     /// The event's run, for the fail-stop rule.
     run: RunId,
     done: oneshot::Sender<Result<u64, BridgeError>>,
@@ -52,6 +53,18 @@ struct Line {
     /// Runs with an event that failed, not acknowledged yet: their later events fail too
     /// (`Broker`'s fail-stop rule), so none is stored after a lost one. Rarely more than empty.
     failed_runs: Vec<(RunId, Instant)>,
+}
+
+impl Pending {
+    /// The envelope before its seq.
+    fn prefix(&self) -> &[u8] {
+        &self.json[..self.at]
+    }
+
+    /// The envelope after its seq.
+    fn suffix(&self) -> &[u8] {
+        &self.json[self.at + 1..]
+    }
 }
 
 impl Line {
@@ -136,9 +149,8 @@ impl Committer {
         event: &RunEvent,
         max_event_bytes: usize,
     ) -> NowOrLater<'static, Result<u64, BridgeError>> {
-        let (prefix, suffix) = event.to_envelope_parts();
-        // The parts are the envelope at seq 0, less its one digit.
-        let size = RunEvent::size_at_any_seq(prefix.len() + 1 + suffix.len(), 0);
+        let (json, at) = event.to_envelope_at_zero();
+        let size = RunEvent::size_at_any_seq(json.len(), 0);
         if size > max_event_bytes {
             return NowOrLater::now(Err(BridgeError::EventTooLarge {
                 size,
@@ -156,8 +168,8 @@ impl Committer {
                 ))));
             }
             line.queue.push(Pending {
-                prefix,
-                suffix,
+                json,
+                at,
                 run: event.run_id.clone(),
                 done,
             });
@@ -259,8 +271,8 @@ impl Committer {
             fixed.max_bytes.as_bytes(),
         ]);
         for pending in batch {
-            args.push(&pending.prefix);
-            args.push(&pending.suffix);
+            args.push(pending.prefix());
+            args.push(pending.suffix());
         }
         let mut conn = self.store.clone();
         let Some(wait) = self.wait else {
@@ -359,9 +371,9 @@ fn batch_payload(first: u64, epoch: &str, batch: &[Pending]) -> Vec<u8> {
         if i > 0 {
             out.push(b'\n');
         }
-        out.extend_from_slice(&pending.prefix);
+        out.extend_from_slice(pending.prefix());
         out.extend_from_slice(seq.to_string().as_bytes());
-        out.extend_from_slice(&pending.suffix);
+        out.extend_from_slice(pending.suffix());
     }
     out
 }
