@@ -340,12 +340,24 @@ impl RunEmitter {
         let _ = publisher.confirm(sink, user, run).await;
         let events = closing_events(publisher.grammar(), code, message.into(), self.elapsed_ms());
         let mut last = 0;
+        let mut not_replicated = None;
         for kind in events {
-            last = publisher
+            match publisher
                 .publish_stored(sink, user, &self.event(kind))
-                .await?;
+                .await
+            {
+                Ok(seq) => last = seq,
+                // Stored (the run goes on to its end); reported once the run has ended.
+                Err(e @ CoreError::NotReplicated(_)) => {
+                    not_replicated.get_or_insert(e);
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(Emitted::Stored(last))
+        match not_replicated {
+            Some(e) => Err(e.into()),
+            None => Ok(Emitted::Stored(last)),
+        }
     }
 }
 
@@ -483,7 +495,8 @@ impl ClosingRun {
                 kind.clone(),
             );
             match self.publisher.publish_stored(sink, user, &event).await {
-                Ok(_) => {
+                // In the stream either way; only its durability is unconfirmed.
+                Ok(_) | Err(CoreError::NotReplicated(_)) => {
                     events.next();
                 }
                 Err(CoreError::Unavailable(_)) if tries + 1 < DROP_TRIES => {

@@ -123,6 +123,8 @@ impl RunPublisher {
     ///
     /// # Errors
     /// The error of the first event that was not stored; the run is rolled back to before it.
+    /// [`CoreError::NotReplicated`] when every event is in the stream but some were not
+    /// confirmed durable: nothing is rolled back.
     pub(crate) async fn confirm(
         &mut self,
         sink: &dyn EventSink,
@@ -130,19 +132,45 @@ impl RunPublisher {
         run: &RunId,
     ) -> Result<Option<u64>, CoreError> {
         let mut last = None;
+        let mut unconfirmed_but_stored = None;
         while let Some(front) = self.unconfirmed.front_mut() {
-            match (&mut front.outcome).await {
-                Ok(seq) => {
-                    last = Some(seq);
-                    self.unconfirmed.pop_front();
-                }
-                Err(e) => {
-                    self.roll_back(sink, user, run);
-                    return Err(e);
-                }
+            let outcome = (&mut front.outcome).await;
+            if let Some(seq) = self.settle(outcome, sink, user, run, &mut unconfirmed_but_stored)? {
+                last = Some(seq);
             }
         }
-        Ok(last)
+        match unconfirmed_but_stored {
+            Some(e) => Err(e),
+            None => Ok(last),
+        }
+    }
+
+    /// Takes the front outcome in: `Ok(Some(seq))` stored; `Ok(None)` stored without its
+    /// durability confirmed (the error is kept in `not_replicated` for the caller, and the run
+    /// goes on: the stream holds the event); `Err` lost, and the run rolled back.
+    fn settle(
+        &mut self,
+        outcome: Result<u64, CoreError>,
+        sink: &dyn EventSink,
+        user: &UserId,
+        run: &RunId,
+        not_replicated: &mut Option<CoreError>,
+    ) -> Result<Option<u64>, CoreError> {
+        match outcome {
+            Ok(seq) => {
+                self.unconfirmed.pop_front();
+                Ok(Some(seq))
+            }
+            Err(e @ CoreError::NotReplicated(_)) => {
+                self.unconfirmed.pop_front();
+                not_replicated.get_or_insert(e);
+                Ok(None)
+            }
+            Err(e) => {
+                self.roll_back(sink, user, run);
+                Err(e)
+            }
+        }
     }
 
     /// Takes in the outcomes that are there already, oldest first, without waiting.
@@ -153,19 +181,14 @@ impl RunPublisher {
         run: &RunId,
     ) -> Result<(), CoreError> {
         let mut cx = Context::from_waker(Waker::noop());
+        let mut not_replicated = None;
         while let Some(front) = self.unconfirmed.front_mut() {
-            match Pin::new(&mut front.outcome).poll(&mut cx) {
-                Poll::Pending => break,
-                Poll::Ready(Ok(_)) => {
-                    self.unconfirmed.pop_front();
-                }
-                Poll::Ready(Err(e)) => {
-                    self.roll_back(sink, user, run);
-                    return Err(e);
-                }
-            }
+            let Poll::Ready(outcome) = Pin::new(&mut front.outcome).poll(&mut cx) else {
+                break;
+            };
+            self.settle(outcome, sink, user, run, &mut not_replicated)?;
         }
-        Ok(())
+        not_replicated.map_or(Ok(()), Err)
     }
 
     /// The oldest unconfirmed event failed, so every later one did too (fail-stop): their steps

@@ -138,6 +138,8 @@ async fn stop_accepting_refuses_new_runs() {
 struct WaitingSink {
     bridge: Option<AgentWebSocketBridge>,
     fail: std::sync::atomic::AtomicBool,
+    /// Store the event but report it not confirmed durable (a replica-wait shortfall).
+    unreplicated: std::sync::atomic::AtomicBool,
     failed_runs: std::sync::Mutex<Vec<RunId>>,
 }
 
@@ -171,9 +173,14 @@ impl EventSink for WaitingSink {
             Err(CoreError::Unavailable("broker down".into()))
         } else {
             let bridge = self.bridge.as_ref().expect("a bridge");
-            EventSink::publish(bridge, user, event)
+            let stored = EventSink::publish(bridge, user, event)
                 .into_now()
-                .unwrap_or_else(|_| panic!("the memory bridge answers at once"))
+                .unwrap_or_else(|_| panic!("the memory bridge answers at once"));
+            if self.unreplicated.load(std::sync::atomic::Ordering::Relaxed) {
+                stored.and(Err(CoreError::NotReplicated("0 of 1 replicas".into())))
+            } else {
+                stored
+            }
         };
         NowOrLater::later(async move {
             tokio::task::yield_now().await;
@@ -227,6 +234,47 @@ async fn steps_of_one_run_keep_grammar_order_when_the_sink_waits() {
         page.frames
             .iter()
             .all(|f| f.event_type() != Some("tool_completed"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_event_stored_but_not_replicated_is_reported_and_not_rolled_back() {
+    let (bridge, _) = setup(8);
+    let sink = Arc::new(WaitingSink::new(bridge.clone()));
+    let factory = BridgeFactory::new(sink.clone(), RunLimits::default());
+    let user = UserId::new("u").unwrap();
+    let run = factory
+        .begin_run(UserContext::new_run(user.clone(), None, None), "demo")
+        .unwrap();
+    run.started(None).await.unwrap();
+    sink.unreplicated
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    run.tool_executing("c_1", "t", json!({})).await.unwrap();
+    sink.unreplicated
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    let reported = run.confirm().await;
+    assert!(
+        matches!(
+            reported,
+            Err(FactoryError::Publish(CoreError::NotReplicated(_)))
+        ),
+        "{reported:?}"
+    );
+    // The stream holds tool_executing, so the call is still open and the run goes on from it.
+    run.tool_completed("c_1", "t", Ok(json!(1)), 0)
+        .await
+        .unwrap();
+    assert_eq!(run.completed(json!(1)).await.unwrap(), Emitted::Stored(4));
+    let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
+    let types: Vec<_> = page.frames.iter().map(|f| f.event_type()).collect();
+    assert_eq!(
+        types,
+        [
+            Some("agent_started"),
+            Some("tool_executing"),
+            Some("tool_completed"),
+            Some("agent_completed")
+        ]
     );
 }
 

@@ -59,6 +59,16 @@ pub enum BridgeError {
         /// What failed.
         cause: String,
     },
+    /// The event is stored and was delivered, but fewer replicas than the broker waits for
+    /// acknowledged it in time: it may be lost if the primary fails now. Unlike
+    /// `BrokerUnavailable`, the stream holds it (and the run's events after it may follow).
+    #[error("the {broker} broker stored the event but did not confirm it: {cause}")]
+    NotReplicated {
+        /// The broker's name.
+        broker: &'static str,
+        /// How many replicas answered, of how many, within what time.
+        cause: String,
+    },
     /// The event's envelope is over the largest event size (`limits.max_event_bytes`); it was
     /// not stored and took no seq.
     #[error(
@@ -86,7 +96,9 @@ impl BridgeError {
                 ErrorCode::Unavailable
             }
             BridgeError::ShuttingDown => ErrorCode::ShuttingDown,
-            BridgeError::BrokerUnavailable { .. } => ErrorCode::Unavailable,
+            BridgeError::BrokerUnavailable { .. } | BridgeError::NotReplicated { .. } => {
+                ErrorCode::Unavailable
+            }
             BridgeError::EventTooLarge { .. } => ErrorCode::PayloadTooLarge,
             BridgeError::InvalidConfig { .. } | BridgeError::NotAttached => ErrorCode::Internal,
         }
@@ -98,6 +110,7 @@ impl From<BridgeError> for CoreError {
         match &e {
             BridgeError::ShuttingDown => CoreError::ShuttingDown,
             BridgeError::BrokerUnavailable { .. } => CoreError::Unavailable(e.to_string()),
+            BridgeError::NotReplicated { .. } => CoreError::NotReplicated(e.to_string()),
             &BridgeError::EventTooLarge { size, max } => CoreError::EventTooLarge { size, max },
             _ => CoreError::Refused {
                 code: e.code(),

@@ -29,6 +29,11 @@ pub enum CoreError {
     /// The stream backend cannot accept events right now (e.g. the broker is unreachable).
     #[error("the event stream is unavailable: {0}; retry once the broker is back")]
     Unavailable(String),
+    /// The event is in its stream and was delivered, but the backend could not confirm it as
+    /// durable (too few replicas acknowledged it in time); it may be lost if the backend fails
+    /// over now.
+    #[error("{0}")]
+    NotReplicated(String),
     /// The server is shutting down and accepts no new work.
     #[error("the server is shutting down")]
     ShuttingDown,
@@ -59,7 +64,7 @@ impl CoreError {
         match self {
             CoreError::InvalidId { .. } => ErrorCode::InvalidField,
             CoreError::Grammar(_) => ErrorCode::OutOfGrammar,
-            CoreError::Unavailable(_) => ErrorCode::Unavailable,
+            CoreError::Unavailable(_) | CoreError::NotReplicated(_) => ErrorCode::Unavailable,
             CoreError::ShuttingDown => ErrorCode::ShuttingDown,
             CoreError::Refused { code, .. } => *code,
             CoreError::EventTooLarge { .. } => ErrorCode::PayloadTooLarge,

@@ -225,6 +225,11 @@ impl Committer {
                         let _ = pending.done.send(Ok(seq));
                     }
                 }
+                Err(e @ BridgeError::NotReplicated { .. }) => {
+                    for pending in batch {
+                        let _ = pending.done.send(Err(e.clone()));
+                    }
+                }
                 Err(e) => {
                     // Marked before anyone hears of the failure: an event of these runs queued
                     // from now on is refused, and those queued already fail with the batch.
@@ -315,10 +320,15 @@ impl Committer {
         }
         if acked < wait.replicas {
             metrics::counter!("agentwire_redis_wait_shortfall_total").increment(1);
-            return Err(unavailable(format!(
-                "stored on the primary but acknowledged by {acked} of {} replicas within {:?}",
-                wait.replicas, wait.timeout
-            )));
+            // Stored and published: the stream holds the batch, so this is no fail-stop failure
+            // (the run's later events may follow it), only an unconfirmed one.
+            return Err(BridgeError::NotReplicated {
+                broker: "redis",
+                cause: format!(
+                    "acknowledged by {acked} of {} replicas within {:?}",
+                    wait.replicas, wait.timeout
+                ),
+            });
         }
         Ok(first)
     }
