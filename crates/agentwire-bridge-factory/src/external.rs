@@ -12,7 +12,7 @@ use agentwire_core::{
 use dashmap::DashMap;
 use tokio::sync::Mutex;
 
-use crate::publish::RunPublisher;
+use crate::publish::{Published, RunPublisher};
 
 /// Bounds of [`ExternalRuns`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +137,25 @@ struct Inner {
     last_sweep: parking_lot::Mutex<Instant>,
 }
 
+impl Inner {
+    /// After an event of `run`: its activity, and its end once its grammar finished.
+    fn settle(&self, run: &mut OpenRun, key: Key) {
+        run.last_activity = Instant::now();
+        if run.publisher.grammar().is_finished() {
+            run.gone = true;
+            self.open.remove(&key);
+            self.ended.insert(key, Instant::now());
+        }
+    }
+}
+
+fn publish_error(e: CoreError) -> ExternalError {
+    match e {
+        CoreError::Grammar(refused) => ExternalError::Grammar(refused),
+        other => ExternalError::Publish(other),
+    }
+}
+
 impl std::fmt::Debug for ExternalRuns {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ExternalRuns")
@@ -178,7 +197,7 @@ impl ExternalRuns {
             Some(entry) => entry,
             None => self.open(&key, &event, now)?,
         };
-        let mut run = entry.lock().await;
+        let mut run = entry.lock_owned().await;
         if run.gone {
             return Err(ExternalError::Ended {
                 run_id: key.1.to_string(),
@@ -195,21 +214,38 @@ impl ExternalRuns {
         if run.agent != event.agent {
             return Err(mismatch(&key.1, "agent", &run.agent, &event.agent));
         }
-        let seq = run
+        let sink = &*self.inner.sink;
+        match run
             .publisher
-            .publish_stored(&*self.inner.sink, user, &event)
-            .await
-            .map_err(|e| match e {
-                CoreError::Grammar(refused) => ExternalError::Grammar(refused),
-                other => ExternalError::Publish(other),
-            })?;
-        run.last_activity = Instant::now();
-        if run.publisher.grammar().is_finished() {
-            run.gone = true;
-            self.inner.open.remove(&key);
-            self.inner.ended.insert(key, Instant::now());
+            .publish(sink, user, &event)
+            .map_err(publish_error)?
+        {
+            Published::Stored(seq) => {
+                self.inner.settle(&mut run, key);
+                Ok(seq)
+            }
+            // The sink has it queued; the wait for its outcome and the run's bookkeeping go on
+            // even if the request goes away (a run that ended must be recorded as ended).
+            Published::Queued => {
+                let inner = self.inner.clone();
+                let user = user.clone();
+                let waited = tokio::spawn(async move {
+                    let confirmed = run.publisher.confirm(&*inner.sink, &user, &key.1).await;
+                    inner.settle(&mut run, key);
+                    match confirmed.map_err(publish_error)? {
+                        Some(seq) => Ok(seq),
+                        None => Err(ExternalError::Publish(CoreError::Unavailable(
+                            "the event was not stored".into(),
+                        ))),
+                    }
+                });
+                waited.await.unwrap_or_else(|_| {
+                    Err(ExternalError::Publish(CoreError::Unavailable(
+                        "the publish was dropped before it was stored".into(),
+                    )))
+                })
+            }
         }
-        Ok(seq)
     }
 
     /// A new entry for the run `event` begins; only `agent_started` may begin one.

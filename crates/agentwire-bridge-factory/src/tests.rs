@@ -278,6 +278,53 @@ async fn an_event_stored_but_not_replicated_is_reported_and_not_rolled_back() {
     );
 }
 
+/// `/v1/publish` whose client goes away while the sink confirms the run's terminal event: the
+/// run is still recorded as ended (its id cannot start again), as when the client waits.
+#[tokio::test(start_paused = true)]
+async fn an_external_run_ends_even_when_its_publisher_stops_waiting() {
+    let (bridge, _) = setup(8);
+    let runs = crate::ExternalRuns::new(
+        Arc::new(WaitingSink::new(bridge.clone())),
+        crate::ExternalLimits::default(),
+    );
+    let user = UserId::new("u").unwrap();
+    let (run, thread) = (RunId::generate(), agentwire_core::ThreadId::generate());
+    let event = |kind| RunEvent::now(run.clone(), thread.clone(), "ext".into(), kind);
+    let started =
+        agentwire_core::EventKind::AgentStarted(agentwire_core::AgentStarted { input: None });
+    assert_eq!(
+        runs.publish(&user, event(started.clone())).await.unwrap(),
+        1
+    );
+    let done = runs.publish(
+        &user,
+        event(agentwire_core::EventKind::AgentCompleted(
+            agentwire_core::AgentCompleted {
+                result: json!(1),
+                duration_ms: 0,
+                usage: None,
+                model: None,
+            },
+        )),
+    );
+    // Polled once (the event is queued and the sink has not confirmed it), then dropped.
+    tokio::select! {
+        biased;
+        _ = done => panic!("the sink confirms later"),
+        () = std::future::ready(()) => {}
+    }
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(runs.open_runs(), 0, "the run was recorded as ended");
+    assert!(matches!(
+        runs.publish(&user, event(started)).await,
+        Err(crate::ExternalError::Ended { .. })
+    ));
+    let page = bridge.history_after(&user, 0, None, 10).await.unwrap();
+    assert_eq!(page.frames.len(), 2);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_queued_event_that_fails_rolls_the_run_back_to_what_the_stream_holds() {
     let (bridge, _) = setup(8);
