@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use agentwire_core::{
-    AgentCompleted, AgentErrorData, AgentMessageDelta, AgentStarted, AgentThinking, CoreError,
-    EventKind, EventSink, RunEvent, RunGrammar, ToolCompleted, ToolExecuting, UserContext,
+    AgentCompleted, AgentMessageDelta, AgentStarted, AgentThinking, EventKind, EventSink, RunEvent,
+    ToolCompleted, ToolExecuting, UserContext,
 };
 use serde_json::Value;
 use tokio::sync::Mutex;
@@ -13,6 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::FactoryError;
 use crate::factory::RunGuard;
 use crate::publish::{MAX_UNCONFIRMED, Published, RunPublisher};
+
+mod closing;
+
+use closing::{closing_events, publish_closing, run_event};
 
 /// Publishes the events of one run to the stream of the user in its [`UserContext`] — and to no
 /// other: the user is fixed when the emitter is made by
@@ -216,12 +220,7 @@ impl RunEmitter {
 
     /// `kind` as this run's event, stamped now.
     fn event(&self, kind: EventKind) -> RunEvent {
-        RunEvent::now(
-            self.ctx.run_id.clone(),
-            self.ctx.thread_id.clone(),
-            self.agent.clone(),
-            kind,
-        )
+        run_event(&self.ctx, &self.agent, kind)
     }
 
     /// `agent_started`.
@@ -339,25 +338,16 @@ impl RunEmitter {
         // stored rolls the run back first (its error is what this ends).
         let _ = publisher.confirm(sink, user, run).await;
         let events = closing_events(publisher.grammar(), code, message.into(), self.elapsed_ms());
-        let mut last = 0;
-        let mut not_replicated = None;
-        for kind in events {
-            match publisher
-                .publish_stored(sink, user, &self.event(kind))
-                .await
-            {
-                Ok(seq) => last = seq,
-                // Stored (the run goes on to its end); reported once the run has ended.
-                Err(e @ CoreError::NotReplicated(_)) => {
-                    not_replicated.get_or_insert(e);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        match not_replicated {
-            Some(e) => Err(e.into()),
-            None => Ok(Emitted::Stored(last)),
-        }
+        let seq = publish_closing(
+            &mut publisher,
+            &*self.sink,
+            &self.ctx,
+            &self.agent,
+            events,
+            1,
+        )
+        .await?;
+        Ok(Emitted::Stored(seq))
     }
 }
 
@@ -377,138 +367,6 @@ impl Emitted {
         match self {
             Emitted::Stored(seq) => Some(seq),
             Emitted::Queued => None,
-        }
-    }
-}
-
-/// The events that end a run now: `agent_started` when it never started, `ok:false` completions
-/// for its open tool calls, then `agent_error`.
-fn closing_events(
-    grammar: &RunGrammar,
-    code: &str,
-    message: String,
-    duration_ms: u64,
-) -> Vec<EventKind> {
-    let mut events = Vec::new();
-    if !grammar.is_started() {
-        events.push(EventKind::AgentStarted(AgentStarted { input: None }));
-    }
-    for (call_id, tool) in grammar.open_calls() {
-        events.push(EventKind::ToolCompleted(ToolCompleted {
-            call_id,
-            tool,
-            ok: false,
-            result: None,
-            error: Some(format!("run ended before the tool finished ({code})")),
-            duration_ms: 0,
-        }));
-    }
-    events.push(EventKind::AgentError(AgentErrorData {
-        code: code.to_owned(),
-        message: cut(message, MAX_ERROR_MESSAGE),
-        duration_ms,
-    }));
-    events
-}
-
-/// The longest `agent_error.message` a run ends with, in bytes: the closing events stay far
-/// below any allowed `limits.max_event_bytes` (at least 32 KiB), so a run can always end.
-pub(crate) const MAX_ERROR_MESSAGE: usize = 4096;
-
-/// `text` cut to at most `max` bytes on a character boundary, with `…` when cut.
-fn cut(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max - '…'.len_utf8();
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push('…');
-    }
-    text
-}
-
-/// How often a dropped run's closing events are offered to a bridge that refuses them, and the
-/// first pause between tries (doubling).
-const DROP_TRIES: u32 = 6;
-const DROP_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
-
-impl Drop for RunEmitter {
-    fn drop(&mut self) {
-        let publisher = std::mem::take(self.publisher.get_mut());
-        if publisher.grammar().is_finished() && publisher.unconfirmed() == 0 {
-            return;
-        }
-        let closing = ClosingRun {
-            publisher,
-            sink: self.sink.clone(),
-            ctx: self.ctx.clone(),
-            agent: self.agent.clone(),
-            duration_ms: self.elapsed_ms(),
-            _guard: self.guard.take(),
-        };
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
-                handle.spawn(closing.publish());
-            }
-            Err(_) => {
-                tracing::error!(run_id = %self.ctx.run_id, "run dropped outside a tokio runtime; its end was not published")
-            }
-        }
-    }
-}
-
-/// A dropped run ending itself on its own task; registered with the factory until done.
-struct ClosingRun {
-    publisher: RunPublisher,
-    sink: Arc<dyn EventSink>,
-    ctx: UserContext,
-    agent: Arc<str>,
-    duration_ms: u64,
-    _guard: Option<RunGuard>,
-}
-
-impl ClosingRun {
-    /// Waits for the run's queued events (a terminal one among them may have ended it), then
-    /// publishes what closes the run from where the stream has it.
-    async fn publish(mut self) {
-        let (sink, user, run) = (&*self.sink, &self.ctx.user_id, &self.ctx.run_id);
-        let _ = self.publisher.confirm(sink, user, run).await;
-        if self.publisher.grammar().is_finished() {
-            return;
-        }
-        tracing::warn!(run_id = %run, user_id = %user, "run dropped without a terminal event");
-        let events = closing_events(
-            self.publisher.grammar(),
-            "agent_dropped",
-            "the agent stopped without ending its run".to_owned(),
-            self.duration_ms,
-        );
-        let mut pause = DROP_RETRY_PAUSE;
-        let mut tries = 0;
-        let mut events = events.into_iter().peekable();
-        while let Some(kind) = events.peek() {
-            let event = RunEvent::now(
-                run.clone(),
-                self.ctx.thread_id.clone(),
-                self.agent.clone(),
-                kind.clone(),
-            );
-            match self.publisher.publish_stored(sink, user, &event).await {
-                // In the stream either way; only its durability is unconfirmed.
-                Ok(_) | Err(CoreError::NotReplicated(_)) => {
-                    events.next();
-                }
-                Err(CoreError::Unavailable(_)) if tries + 1 < DROP_TRIES => {
-                    tries += 1;
-                    tokio::time::sleep(pause).await;
-                    pause *= 2;
-                }
-                Err(e) => {
-                    tracing::error!(run_id = %run, error = %e, "could not end a dropped run");
-                    return;
-                }
-            }
         }
     }
 }

@@ -5,6 +5,8 @@
 //! not answer the tests start a private `redis-server`; without that binary they are reported as
 //! ignored with the reason, unless `AGENTWIRE_REQUIRE_REDIS=1` (CI) makes them fail.
 
+#[path = "group_commit/fail_stop.rs"]
+mod fail_stop;
 #[allow(dead_code)] // each suite uses part of the shared harness
 #[path = "../../../tests/harness/mod.rs"]
 mod harness;
@@ -13,7 +15,7 @@ mod support;
 use std::sync::Arc;
 
 use agentwire_bridge::{BridgeError, Broker, HistoryConfig};
-use agentwire_core::{RunId, UserId};
+use agentwire_core::UserId;
 use agentwire_redis::{RedisBroker, RedisOptions};
 use harness::{REQUIRE_REDIS, shared_redis_url as redis_url};
 use proptest::test_runner::{Config as ProptestConfig, TestCaseError, TestRunner};
@@ -61,7 +63,7 @@ fn main() -> std::process::ExitCode {
             "a_failed_append_stops_its_runs_later_events_until_acknowledged",
             REQUIRE_REDIS,
             harness::shared_redis_ready,
-            a_failed_append_stops_its_runs_later_events_until_acknowledged,
+            fail_stop::a_failed_append_stops_its_runs_later_events_until_acknowledged,
         ),
         harness::trial(
             "a_stream_is_capped_in_bytes_as_well_as_in_events",
@@ -465,88 +467,4 @@ async fn an_event_over_max_bytes_is_refused_and_takes_no_seq() {
         slice.frames.iter().map(|f| f.seq()).collect::<Vec<_>>(),
         [1, 2]
     );
-}
-
-/// The fail-stop rule on the real Redis: the stream key is made the wrong type, so the append
-/// script fails. The run's events queued behind the failed one fail too and its later appends
-/// are refused at once, until the failure is acknowledged; another run of the same user goes on.
-/// The stream holds no event of the run after the lost ones.
-async fn a_failed_append_stops_its_runs_later_events_until_acknowledged() {
-    let prefix = unique("failstop");
-    let options = RedisOptions::new(HistoryConfig::default()).prefix(&prefix);
-    let broker = RedisBroker::connect_with(&redis_url(), options, recorder())
-        .await
-        .unwrap();
-    let user = UserId::new(unique("u")).unwrap();
-    let (a, b) = (RunId::generate(), RunId::generate());
-    let of = |run: &RunId, tag: &str| {
-        let mut event = delta(tag);
-        event.run_id = run.clone();
-        event
-    };
-    assert_eq!(broker.append(&user, &of(&a, "a1"), MAX_EVENT).await, Ok(1));
-
-    let client = redis::Client::open(redis_url()).unwrap();
-    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let stream = format!("{prefix}:{{{user}}}:h");
-    let kept = format!("{prefix}:{{{user}}}:kept");
-    let _: () = redis::cmd("RENAME")
-        .arg(&stream)
-        .arg(&kept)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("SET")
-        .arg(&stream)
-        .arg("not a stream")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-
-    let a2 = broker.append(&user, &of(&a, "a2"), MAX_EVENT);
-    for _ in 0..3 {
-        tokio::task::yield_now().await;
-    }
-    // Behind a2: in its batch or queued after it, it fails with it.
-    let a3 = broker.append(&user, &of(&a, "a3"), MAX_EVENT);
-    assert!(matches!(
-        a2.await,
-        Err(BridgeError::BrokerUnavailable { .. })
-    ));
-    assert!(matches!(
-        a3.await,
-        Err(BridgeError::BrokerUnavailable { .. })
-    ));
-
-    let _: () = redis::cmd("DEL")
-        .arg(&stream)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("RENAME")
-        .arg(&kept)
-        .arg(&stream)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    // Redis works again, but run a stays stopped until its failure is acknowledged.
-    let refused = broker.append(&user, &of(&a, "a4"), MAX_EVENT).await;
-    assert!(
-        matches!(&refused, Err(BridgeError::BrokerUnavailable { cause, .. }) if cause.contains("earlier event")),
-        "{refused:?}"
-    );
-    assert_eq!(broker.append(&user, &of(&b, "b1"), MAX_EVENT).await, Ok(2));
-    broker.acknowledge_failure(&user, &a);
-    assert_eq!(broker.append(&user, &of(&a, "a5"), MAX_EVENT).await, Ok(3));
-
-    let slice = broker.read_after(&user, 0, None, 10.into()).await.unwrap();
-    let tags: Vec<_> = slice
-        .frames
-        .iter()
-        .map(|f| {
-            let v: serde_json::Value = serde_json::from_str(f.as_str()).unwrap();
-            v["data"]["delta"].as_str().unwrap_or_default().to_owned()
-        })
-        .collect();
-    assert_eq!(tags, ["a1", "b1", "a5"]);
 }
